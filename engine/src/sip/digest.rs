@@ -1,0 +1,454 @@
+//! HTTP digest authentication for SIP (RFC 3261 §22, RFC 2617, RFC 7616,
+//! RFC 8760): challenges, credential parsing, verification against a stored
+//! HA1, and a nonce table that expires nonces (stale=true) and refuses a
+//! replayed nonce-count.
+//!
+//! Implemented: algorithms MD5 and SHA-256, qop=auth, and the RFC 2069 form
+//! without qop. Not implemented: `-sess` algorithms, qop=auth-int,
+//! SHA-512-256, `userhash`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use md5::Digest as _;
+use rand::RngCore;
+
+/// A digest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// MD5 (RFC 2617), what most deployed phones speak.
+    Md5,
+    /// SHA-256 (RFC 7616, RFC 8760), preferred.
+    Sha256,
+}
+
+impl Algorithm {
+    /// The token in `algorithm=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// Parse an `algorithm=` token; an absent one means MD5 (RFC 2617 §3.2.1).
+    pub fn parse(s: Option<&str>) -> Result<Algorithm, Error> {
+        match s {
+            None => Ok(Algorithm::Md5),
+            Some(a) if a.eq_ignore_ascii_case("MD5") => Ok(Algorithm::Md5),
+            Some(a) if a.eq_ignore_ascii_case("SHA-256") => Ok(Algorithm::Sha256),
+            Some(_) => Err(Error::Algorithm),
+        }
+    }
+
+    /// Hex digest of `data`.
+    pub fn hash(self, data: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex::encode(md5::Md5::digest(data.as_bytes())),
+            Algorithm::Sha256 => hex::encode(sha2::Sha256::digest(data.as_bytes())),
+        }
+    }
+
+    /// HA1 = H(username ":" realm ":" password), what the store keeps.
+    pub fn ha1(self, username: &str, realm: &str, password: &str) -> String {
+        self.hash(&format!("{username}:{realm}:{password}"))
+    }
+}
+
+/// Why credentials were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The header is not `Digest` credentials or lacks a mandatory parameter.
+    #[error("malformed credentials")]
+    Malformed,
+    /// The algorithm is not one we offer.
+    #[error("unsupported algorithm")]
+    Algorithm,
+    /// The realm is not ours.
+    #[error("wrong realm")]
+    Realm,
+    /// The nonce was never issued by us (or was forgotten).
+    #[error("unknown nonce")]
+    UnknownNonce,
+    /// The nonce expired: challenge again with stale=true.
+    #[error("stale nonce")]
+    Stale,
+    /// The nonce-count did not increase: a replay.
+    #[error("replayed nonce count")]
+    Replay,
+    /// The response digest does not match: wrong password.
+    #[error("wrong response")]
+    Mismatch,
+}
+
+/// Parsed `Authorization` / `Proxy-Authorization` digest credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// username
+    pub username: String,
+    /// realm
+    pub realm: String,
+    /// nonce
+    pub nonce: String,
+    /// digest-uri
+    pub uri: String,
+    /// response
+    pub response: String,
+    /// algorithm
+    pub algorithm: Algorithm,
+    /// cnonce, with qop
+    pub cnonce: Option<String>,
+    /// qop (only `auth` is accepted)
+    pub qop: Option<String>,
+    /// nonce-count, with qop
+    pub nc: Option<u32>,
+}
+
+/// Parse `Digest k=v, k="v", ...` (RFC 7616 §3.4).
+pub fn parse_credentials(header: &str) -> Result<Credentials, Error> {
+    let rest = header.trim();
+    let (scheme, rest) = rest.split_once(char::is_whitespace).ok_or(Error::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(Error::Malformed);
+    }
+    let params = parse_params(rest).ok_or(Error::Malformed)?;
+    let get = |k: &str| params.get(k).cloned();
+    let need = |k: &str| get(k).ok_or(Error::Malformed);
+    let qop = get("qop");
+    let nc = match get("nc") {
+        Some(nc) => Some(u32::from_str_radix(&nc, 16).map_err(|_| Error::Malformed)?),
+        None => None,
+    };
+    if qop.is_some() && (nc.is_none() || get("cnonce").is_none()) {
+        return Err(Error::Malformed);
+    }
+    Ok(Credentials {
+        username: need("username")?,
+        realm: need("realm")?,
+        nonce: need("nonce")?,
+        uri: need("uri")?,
+        response: need("response")?.to_ascii_lowercase(),
+        algorithm: Algorithm::parse(get("algorithm").as_deref())?,
+        cnonce: get("cnonce"),
+        qop,
+        nc,
+    })
+}
+
+fn parse_params(s: &str) -> Option<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let mut chars = s.char_indices().peekable();
+    let bytes = s.as_bytes();
+    loop {
+        while chars.peek().is_some_and(|(_, c)| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let Some(&(start, _)) = chars.peek() else {
+            return Some(out);
+        };
+        let mut eq = None;
+        for (i, c) in chars.by_ref() {
+            if c == '=' {
+                eq = Some(i);
+                break;
+            }
+        }
+        let eq = eq?;
+        let key = s[start..eq].trim().to_ascii_lowercase();
+        let value = if bytes.get(eq + 1) == Some(&b'"') {
+            chars.next();
+            let mut v = String::new();
+            let mut escaped = false;
+            let mut closed = false;
+            for (_, c) in chars.by_ref() {
+                if escaped {
+                    v.push(c);
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    closed = true;
+                    break;
+                } else {
+                    v.push(c);
+                }
+            }
+            if !closed {
+                return None;
+            }
+            v
+        } else {
+            let mut v = String::new();
+            while let Some(&(_, c)) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            v.trim().to_owned()
+        };
+        if key.is_empty() {
+            return None;
+        }
+        out.insert(key, value);
+    }
+}
+
+/// The expected `response` for credentials given the stored HA1.
+pub fn expected_response(creds: &Credentials, method: &str, ha1: &str) -> String {
+    let alg = creds.algorithm;
+    let ha2 = alg.hash(&format!("{method}:{}", creds.uri));
+    match (&creds.qop, creds.nc, &creds.cnonce) {
+        (Some(qop), Some(nc), Some(cnonce)) => {
+            alg.hash(&format!("{ha1}:{}:{nc:08x}:{cnonce}:{qop}:{ha2}", creds.nonce))
+        }
+        _ => alg.hash(&format!("{ha1}:{}:{ha2}", creds.nonce)),
+    }
+}
+
+/// Constant-time comparison of two hex digests.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NonceEntry {
+    issued: Instant,
+    /// Highest nonce-count seen; 0 before first use.
+    last_nc: u32,
+}
+
+/// Issued nonces: each lives `lifetime`, after which it is stale; each
+/// nonce-count may be used once and must increase. Bounded in size.
+///
+/// Sans-IO: time and randomness come in as arguments.
+#[derive(Debug)]
+pub struct Nonces {
+    entries: HashMap<String, NonceEntry>,
+    lifetime: Duration,
+    capacity: usize,
+}
+
+impl Nonces {
+    /// A table whose nonces live `lifetime` and that holds at most `capacity`.
+    pub fn new(lifetime: Duration, capacity: usize) -> Self {
+        Nonces {
+            entries: HashMap::new(),
+            lifetime,
+            capacity,
+        }
+    }
+
+    /// Issue a fresh nonce.
+    pub fn issue(&mut self, now: Instant, rng: &mut dyn RngCore) -> String {
+        if self.entries.len() >= self.capacity {
+            self.purge(now);
+            if self.entries.len() >= self.capacity {
+                // Forget the oldest: its holder will get "unknown nonce" and a
+                // fresh challenge, which costs one round trip and nothing else.
+                if let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.issued)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.entries.remove(&oldest);
+                }
+            }
+        }
+        let mut raw = [0u8; 16];
+        rng.fill_bytes(&mut raw);
+        let nonce = hex::encode(raw);
+        self.entries.insert(
+            nonce.clone(),
+            NonceEntry {
+                issued: now,
+                last_nc: 0,
+            },
+        );
+        nonce
+    }
+
+    /// Drop expired nonces (twice the lifetime, so stale ones are still
+    /// recognised as stale for a while rather than unknown).
+    pub fn purge(&mut self, now: Instant) {
+        let keep = self.lifetime * 2;
+        self.entries.retain(|_, e| now.saturating_duration_since(e.issued) < keep);
+    }
+
+    /// Number of nonces held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no nonce is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Verify credentials for `method` against the stored `ha1` for their
+    /// algorithm. The nonce-count is consumed only when the digest matches,
+    /// so a wrong guess does not burn a legitimate client's count.
+    pub fn verify(
+        &mut self,
+        now: Instant,
+        creds: &Credentials,
+        realm: &str,
+        method: &str,
+        ha1: &str,
+    ) -> Result<(), Error> {
+        if creds.realm != realm {
+            return Err(Error::Realm);
+        }
+        let entry = self.entries.get(&creds.nonce).ok_or(Error::UnknownNonce)?;
+        if now.saturating_duration_since(entry.issued) >= self.lifetime {
+            // Check the digest anyway: stale=true is only for the right password.
+            return if same(&expected_response(creds, method, ha1), &creds.response) {
+                Err(Error::Stale)
+            } else {
+                Err(Error::Mismatch)
+            };
+        }
+        let nc = creds.nc.unwrap_or(entry.last_nc + 1);
+        if nc <= entry.last_nc {
+            return Err(Error::Replay);
+        }
+        if qop_is_bad(creds) {
+            return Err(Error::Malformed);
+        }
+        if !same(&expected_response(creds, method, ha1), &creds.response) {
+            return Err(Error::Mismatch);
+        }
+        if let Some(e) = self.entries.get_mut(&creds.nonce) {
+            e.last_nc = nc;
+        }
+        Ok(())
+    }
+}
+
+fn qop_is_bad(creds: &Credentials) -> bool {
+    creds.qop.as_deref().is_some_and(|q| q != "auth")
+}
+
+/// A challenge header value (`WWW-Authenticate` / `Proxy-Authenticate`).
+pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) -> String {
+    let mut s = format!(
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+        algorithm.as_str()
+    );
+    if stale {
+        let _ = write!(s, ", stale=true");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::epoch;
+    use rand::SeedableRng;
+
+    fn creds(alg: &str, resp: &str, nonce: &str, cnonce: &str, realm: &str, user: &str) -> String {
+        format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"/dir/index.html\", \
+             algorithm={alg}, qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{resp}\", opaque=\"x\""
+        )
+    }
+
+    #[test]
+    fn rfc2617_md5_example() {
+        // RFC 2617 §3.5.
+        let c = parse_credentials(&creds(
+            "MD5",
+            "6629fae49393a05397450978507c4ef1",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            "0a4f113b",
+            "testrealm@host.com",
+            "Mufasa",
+        ))
+        .unwrap();
+        let ha1 = Algorithm::Md5.ha1("Mufasa", "testrealm@host.com", "Circle Of Life");
+        assert_eq!(expected_response(&c, "GET", &ha1), c.response);
+    }
+
+    #[test]
+    fn rfc7616_sha256_and_md5_examples() {
+        // RFC 7616 §3.9.1.
+        let (nonce, cnonce) = (
+            "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        );
+        let realm = "http-auth@example.org";
+        for (alg, resp) in [
+            ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+            ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+        ] {
+            let c = parse_credentials(&creds(alg, resp, nonce, cnonce, realm, "Mufasa")).unwrap();
+            let ha1 = c.algorithm.ha1("Mufasa", realm, "Circle of Life");
+            assert_eq!(expected_response(&c, "GET", &ha1), resp, "{alg}");
+        }
+    }
+
+    fn answer(nonces_nonce: &str, nc: u32, password: &str, alg: Algorithm) -> Credentials {
+        let ha1 = alg.ha1("100", "sb", password);
+        let mut c = Credentials {
+            username: "100".into(),
+            realm: "sb".into(),
+            nonce: nonces_nonce.into(),
+            uri: "sip:127.0.0.1".into(),
+            response: String::new(),
+            algorithm: alg,
+            cnonce: Some("abc".into()),
+            qop: Some("auth".into()),
+            nc: Some(nc),
+        };
+        c.response = expected_response(&c, "REGISTER", &ha1);
+        c
+    }
+
+    #[test]
+    fn nonce_table_expires_refuses_replay_and_wrong_passwords() {
+        let t0 = epoch();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut table = Nonces::new(Duration::from_secs(30), 100);
+        let nonce = table.issue(t0, &mut rng);
+        let ha1 = Algorithm::Sha256.ha1("100", "sb", "secret");
+        let good = answer(&nonce, 1, "secret", Algorithm::Sha256);
+        assert_eq!(table.verify(t0, &answer(&nonce, 1, "wrong", Algorithm::Sha256), "sb", "REGISTER", &ha1), Err(Error::Mismatch));
+        assert_eq!(table.verify(t0, &good, "sb", "REGISTER", &ha1), Ok(()));
+        assert_eq!(table.verify(t0, &good, "sb", "REGISTER", &ha1), Err(Error::Replay));
+        let next = answer(&nonce, 2, "secret", Algorithm::Sha256);
+        assert_eq!(table.verify(t0, &next, "sb", "REGISTER", &ha1), Ok(()));
+        let later = answer(&nonce, 3, "secret", Algorithm::Sha256);
+        assert_eq!(table.verify(t0 + Duration::from_secs(31), &later, "sb", "REGISTER", &ha1), Err(Error::Stale));
+        assert_eq!(table.verify(t0, &answer("nope", 1, "secret", Algorithm::Sha256), "sb", "REGISTER", &ha1), Err(Error::UnknownNonce));
+        assert_eq!(table.verify(t0, &good, "other", "REGISTER", &ha1), Err(Error::Realm));
+        table.purge(t0 + Duration::from_secs(61));
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let t0 = epoch();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut table = Nonces::new(Duration::from_secs(30), 10);
+        for _ in 0..50 {
+            table.issue(t0, &mut rng);
+        }
+        assert_eq!(table.len(), 10);
+    }
+
+    #[test]
+    fn malformed_credentials_are_errors() {
+        assert_eq!(parse_credentials("Basic abc"), Err(Error::Malformed));
+        assert_eq!(parse_credentials("Digest username=\"a"), Err(Error::Malformed));
+        assert_eq!(parse_credentials("Digest username=a, realm=b"), Err(Error::Malformed));
+        assert_eq!(
+            parse_credentials("Digest username=a, realm=b, nonce=c, uri=d, response=e, algorithm=SHA-512"),
+            Err(Error::Algorithm)
+        );
+    }
+}
