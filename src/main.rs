@@ -1,1 +1,383 @@
-fn main() {}
+//! `switchboard`: the command line. `serve` runs a node (SIP + HTTP) on the
+//! embedded store; `member` provisions members in the same data directory,
+//! also while a `serve` runs on it.
+//!
+//! Configuration precedence: built-in defaults < TOML file (`--config`) <
+//! flags < environment (`SWITCHBOARD_SIP`, `SWITCHBOARD_HTTP`,
+//! `SWITCHBOARD_DATA`, `SWITCHBOARD_REALM`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::NodeConfig;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use engine::sip::digest::Algorithm;
+use schema::embedded::Embedded;
+use schema::model::{Member, is_valid_number};
+use schema::store::Store;
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Carrier-grade SIP engine: registrar and B2BUA for on-net calls")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: SIP on UDP and TCP, HTTP health and metrics.
+    Serve(ServeArgs),
+    /// Provision members (works while `serve` runs on the same data directory).
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (embedded store).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// SIP listening address (UDP and TCP).
+    #[arg(long)]
+    sip: Option<SocketAddr>,
+    /// HTTP listening address (health, metrics).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Add a member whose SIP identity is its number.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// The member's number (digits).
+        #[arg(long)]
+        number: String,
+        /// SIP password (only its digest hashes are stored).
+        #[arg(long)]
+        password: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List members.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a member and its registrations.
+    Remove {
+        #[command(flatten)]
+        common: Common,
+        /// The member's number.
+        #[arg(long)]
+        number: String,
+    },
+}
+
+/// The configuration file. Every field is optional; see ops/config/switchboard.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    sip: SipSection,
+    #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
+    registrar: RegistrarSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    calls: CallsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SipSection {
+    listen: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
+    domains: Option<Vec<String>>,
+    t1_ms: Option<u64>,
+    t2_ms: Option<u64>,
+    t4_ms: Option<u64>,
+    max_message: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    data: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrarSection {
+    min_expires: Option<u32>,
+    max_expires: Option<u32>,
+    default_expires: Option<u32>,
+    max_contacts: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    realm: Option<String>,
+    algorithms: Option<Vec<String>>,
+    nonce_lifetime_s: Option<u64>,
+    fail_limit: Option<u32>,
+    fail_window_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallsSection {
+    no_answer_timeout_s: Option<u64>,
+    max_duration_s: Option<u64>,
+}
+
+struct Settings {
+    node: NodeConfig,
+    http: SocketAddr,
+    data: PathBuf,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{name}={v}: {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> Result<Settings> {
+    let file: FileConfig = match &common.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let default_sip: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 5060));
+    let default_http: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let sip_addr = env_parse("SWITCHBOARD_SIP")?
+        .or(sip)
+        .or(file.sip.listen)
+        .unwrap_or(default_sip);
+    let http = env_parse("SWITCHBOARD_HTTP")?
+        .or(http)
+        .or(file.http.listen)
+        .unwrap_or(default_http);
+    let data = env_parse::<PathBuf>("SWITCHBOARD_DATA")?
+        .or(common.data.clone())
+        .or(file.store.data)
+        .unwrap_or_else(|| PathBuf::from("./data"));
+
+    let mut node = NodeConfig::new(sip_addr);
+    node.advertise = file.sip.advertise;
+    if let Some(d) = file.sip.domains {
+        node.domains = d;
+    }
+    if let Some(v) = file.sip.t1_ms {
+        node.timers.t1 = Duration::from_millis(v);
+    }
+    if let Some(v) = file.sip.t2_ms {
+        node.timers.t2 = Duration::from_millis(v);
+    }
+    if let Some(v) = file.sip.t4_ms {
+        node.timers.t4 = Duration::from_millis(v);
+    }
+    if let Some(v) = file.sip.max_message {
+        node.max_message = v;
+    }
+    let r = &mut node.registrar;
+    r.min_expires = file.registrar.min_expires.unwrap_or(r.min_expires);
+    r.max_expires = file.registrar.max_expires.unwrap_or(r.max_expires);
+    r.default_expires = file.registrar.default_expires.unwrap_or(r.default_expires);
+    r.max_contacts = file.registrar.max_contacts.unwrap_or(r.max_contacts);
+    if r.min_expires > r.max_expires {
+        bail!("registrar.min_expires ({}) exceeds max_expires ({})", r.min_expires, r.max_expires);
+    }
+    if let Some(realm) = env_parse::<String>("SWITCHBOARD_REALM")?.or(file.auth.realm) {
+        node.realm = realm;
+    }
+    if let Some(algs) = file.auth.algorithms {
+        node.algorithms = algs
+            .iter()
+            .map(|a| Algorithm::parse(Some(a)).map_err(|_| anyhow::anyhow!("auth.algorithms: unknown {a}")))
+            .collect::<Result<_>>()?;
+        if node.algorithms.is_empty() {
+            bail!("auth.algorithms must name at least one of SHA-256, MD5");
+        }
+    }
+    if let Some(v) = file.auth.nonce_lifetime_s {
+        node.nonce_lifetime = Duration::from_secs(v);
+    }
+    node.auth_fail_limit = file.auth.fail_limit.unwrap_or(node.auth_fail_limit);
+    if let Some(v) = file.auth.fail_window_s {
+        node.auth_fail_window = Duration::from_secs(v);
+    }
+    if let Some(v) = file.calls.no_answer_timeout_s {
+        node.no_answer_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = file.calls.max_duration_s {
+        node.max_call_duration = Duration::from_secs(v);
+    }
+    Ok(Settings { node, http, data })
+}
+
+fn open_store(data: &Path) -> Result<Embedded> {
+    Embedded::open(data).with_context(|| format!("opening the store in {}", data.display()))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let settings = load(&args.common, args.sip, args.http)?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&settings.data)?);
+    let metrics = gateway::install_metrics()?;
+    let node = actors::start(settings.node, store).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (http_addr, http) = gateway::serve(settings.http, metrics, async {
+        let _ = stop_rx.await;
+    })?;
+    let http_task = tokio::spawn(http);
+    println!(
+        "switchboard {} serving: SIP udp+tcp {}, HTTP http://{}, data {}",
+        env!("CARGO_PKG_VERSION"),
+        node.sip_addr,
+        http_addr,
+        settings.data.display()
+    );
+    shutdown_signal().await;
+    println!("switchboard: shutting down, releasing calls");
+    node.shutdown(Duration::from_secs(3)).await;
+    let _ = stop_tx.send(());
+    let _ = http_task.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn member(cmd: MemberCommand) -> Result<()> {
+    match cmd {
+        MemberCommand::Add {
+            common,
+            number,
+            password,
+            name,
+        } => {
+            if !is_valid_number(&number) {
+                bail!("--number must be 3 to 20 digits, got {number:?}");
+            }
+            if password.len() < 6 {
+                bail!("--password must be at least 6 characters");
+            }
+            let settings = load(&common, None, None)?;
+            let realm = settings.node.realm;
+            let store = open_store(&settings.data)?;
+            let member = Member {
+                ha1_md5: Algorithm::Md5.ha1(&number, &realm, &password),
+                ha1_sha256: Algorithm::Sha256.ha1(&number, &realm, &password),
+                number: number.clone(),
+                name,
+                realm,
+                created_at: unix_now(),
+            };
+            if !store.insert_member(&member).await? {
+                bail!("member {number} already exists");
+            }
+            println!("added member {number}");
+        }
+        MemberCommand::List { common } => {
+            let settings = load(&common, None, None)?;
+            let store = open_store(&settings.data)?;
+            let now = unix_now();
+            for m in store.members().await? {
+                let bindings = store.bindings(&m.number, now).await?;
+                println!("{}\t{}\t{} contact(s)", m.number, m.name, bindings.len());
+            }
+        }
+        MemberCommand::Remove { common, number } => {
+            let settings = load(&common, None, None)?;
+            let store = open_store(&settings.data)?;
+            if !store.remove_member(&number).await? {
+                bail!("no member {number}");
+            }
+            println!("removed member {number}");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,switchboard=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Member { command } => member(command).await,
+        }
+    })
+}

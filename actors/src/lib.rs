@@ -1,1 +1,43 @@
-//! placeholder
+//! Switchboard's actors: the supervision tree that owns sockets, timers and
+//! the engine's sans-IO machines.
+//!
+//! ```text
+//! Node ─┬─ Registrar          REGISTER, OPTIONS
+//!       └─ Center             new INVITEs → one Call each
+//!          └─ Call ─┬─ Leg    caller side (UAS)
+//!                   └─ Leg…   one per registered contact of the callee (UAC)
+//! ```
+//!
+//! The transport ([`transport`]) is a set of tasks that parse and route each
+//! message straight to its actor. See [`supervision`] for restart policy,
+//! [`node::start`] to run a node.
+
+#![deny(missing_docs)]
+
+pub mod call;
+pub mod center;
+pub mod clock;
+pub mod config;
+pub mod leg;
+pub mod metrics;
+pub mod node;
+pub mod registrar;
+pub mod supervision;
+pub mod transport;
+
+use std::net::SocketAddr;
+
+pub use config::NodeConfig;
+pub use node::{NodeHandle, start};
+
+/// Whether `host` (a Request-URI or To host) is one this node serves: its
+/// listening or advertised address, a configured domain, or `localhost`. A
+/// node listening on an unspecified address serves any host.
+pub fn serves_host(cfg: &NodeConfig, local: SocketAddr, host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    cfg.sip_addr.ip().is_unspecified()
+        || host == local.ip().to_string()
+        || host == cfg.sip_addr.ip().to_string()
+        || host.eq_ignore_ascii_case("localhost")
+        || cfg.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+}

@@ -1,0 +1,382 @@
+//! The Call actor: one on-net call through the B2BUA.
+//!
+//! It starts the caller's UAS leg and one UAC leg per registered contact of
+//! the callee (parallel forking), relays provisional responses, picks the
+//! first 2xx and cancels the other branches (RFC 3261 §16.7 behaviour for a
+//! B2BUA), maps failures to one final answer, passes in-dialog requests
+//! (re-INVITE, INFO, UPDATE, ...) between the bridged legs, and ends the
+//! call when either side hangs up.
+//!
+//! Supervised by its Center as a temporary child (never restarted). Its Legs
+//! are significant children: a Leg failure fails the Call, and the Center
+//! then releases every leg from the snapshots it holds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use engine::sip::msg::{HasHeaders, Method, NameAddr, Request, Uri};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{debug, info};
+
+use crate::config::NodeConfig;
+use crate::leg::{Dial, Leg, LegArgs, LegEvent, LegId, LegMsg, Role, SharedSnapshot};
+use crate::metrics as m;
+use crate::transport::{Flow, Transport};
+
+/// Messages of a Call.
+#[derive(Debug)]
+pub enum CallMsg {
+    /// An event from one of its legs.
+    Leg(LegId, LegEvent),
+    /// No branch answered in time.
+    NoAnswer,
+    /// The call reached its maximum duration.
+    MaxDuration,
+    /// The node is shutting down: release every leg.
+    Hangup,
+}
+
+/// One branch of the fork.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Request-URI (the registered contact).
+    pub uri: Uri,
+    /// Where to send.
+    pub flow: Flow,
+}
+
+/// What a Call is started with.
+pub struct CallArgs {
+    /// Node configuration.
+    pub cfg: Arc<NodeConfig>,
+    /// Transport.
+    pub transport: Arc<Transport>,
+    /// The caller's INVITE.
+    pub invite: Request,
+    /// Where it came from.
+    pub flow: Flow,
+    /// Caller's number.
+    pub caller: String,
+    /// Callee's number.
+    pub callee: String,
+    /// The callee's contacts.
+    pub targets: Vec<Target>,
+    /// Snapshots shared with the Center: index 0 for the caller's leg, then
+    /// one per target.
+    pub snapshots: Vec<SharedSnapshot>,
+}
+
+/// The Call actor.
+pub struct Call;
+
+/// The Call's state.
+pub struct CallState {
+    callee: String,
+    cfg: Arc<NodeConfig>,
+    legs: HashMap<LegId, ActorRef<LegMsg>>,
+    /// Branches still waiting for a final response.
+    pending: HashSet<LegId>,
+    winner: Option<LegId>,
+    failures: Vec<u16>,
+    /// The caller's leg has had its final answer.
+    decided: bool,
+    /// Forwarded in-dialog requests: our token → (origin leg, its token).
+    forwards: HashMap<u64, (LegId, u64)>,
+    next_token: u64,
+    result: &'static str,
+}
+
+const CALLER: LegId = 0;
+
+impl Actor for Call {
+    type Msg = CallMsg;
+    type State = CallState;
+    type Arguments = CallArgs;
+
+    async fn pre_start(&self, myself: ActorRef<CallMsg>, args: CallArgs) -> Result<CallState, ActorProcessingErr> {
+        metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
+        let mut legs = HashMap::new();
+        let (a, _) = Actor::spawn_linked(
+            None,
+            Leg,
+            LegArgs {
+                id: CALLER,
+                call: myself.clone(),
+                cfg: args.cfg.clone(),
+                transport: args.transport.clone(),
+                flow: args.flow,
+                role: Role::Uas(args.invite.clone()),
+                snapshot: args.snapshots[0].clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        legs.insert(CALLER, a);
+
+        let local = args.transport.local();
+        let host = local.ip().to_string();
+        let caller_from = args.invite.from_hdr();
+        let display = caller_from.and_then(|f| f.display);
+        let from = NameAddr {
+            display,
+            uri: Uri::sip(Some(&args.caller), &host, Some(local.port())),
+            params: Vec::new(),
+        };
+        let to = NameAddr {
+            display: None,
+            uri: Uri::sip(Some(&args.callee), &host, Some(local.port())),
+            params: Vec::new(),
+        };
+        let max_forwards = args
+            .invite
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .unwrap_or(70)
+            .saturating_sub(1);
+        let body = (!args.invite.body.is_empty()).then(|| {
+            let ct = args
+                .invite
+                .headers
+                .get("Content-Type")
+                .unwrap_or("application/sdp")
+                .to_owned();
+            (args.invite.body.clone(), ct)
+        });
+        let mut pending = HashSet::new();
+        for (i, target) in args.targets.iter().enumerate() {
+            let id = i as LegId + 1;
+            let (b, _) = Actor::spawn_linked(
+                None,
+                Leg,
+                LegArgs {
+                    id,
+                    call: myself.clone(),
+                    cfg: args.cfg.clone(),
+                    transport: args.transport.clone(),
+                    flow: target.flow,
+                    role: Role::Uac(Dial {
+                        target: target.uri.clone(),
+                        from: from.clone(),
+                        to: to.clone(),
+                        body: body.clone(),
+                        max_forwards,
+                    }),
+                    snapshot: args.snapshots[id as usize].clone(),
+                },
+                myself.get_cell(),
+            )
+            .await?;
+            legs.insert(id, b);
+            pending.insert(id);
+        }
+        myself.send_after(args.cfg.no_answer_timeout, || CallMsg::NoAnswer);
+        debug!(caller = %args.caller, callee = %args.callee, branches = pending.len(), "call started");
+        Ok(CallState {
+            callee: args.callee,
+            cfg: args.cfg,
+            legs,
+            pending,
+            winner: None,
+            failures: Vec::new(),
+            decided: false,
+            forwards: HashMap::new(),
+            next_token: 1,
+            result: "failed",
+        })
+    }
+
+    async fn post_stop(&self, _me: ActorRef<CallMsg>, st: &mut CallState) -> Result<(), ActorProcessingErr> {
+        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+        metrics::counter!(m::CALLS, "result" => st.result).increment(1);
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<CallMsg>, msg: CallMsg, st: &mut CallState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CallMsg::Leg(id, event) => st.on_leg(&myself, id, event),
+            CallMsg::NoAnswer => {
+                if st.winner.is_none() && !st.decided {
+                    st.result = "no_answer";
+                    st.hangup_branches(None);
+                    st.answer_caller(408);
+                }
+            }
+            CallMsg::MaxDuration | CallMsg::Hangup => {
+                if st.result == "answered" || st.winner.is_some() {
+                    st.result = "released";
+                }
+                st.hangup_all(503);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<CallMsg>,
+        evt: SupervisionEvent,
+        st: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                st.legs.retain(|_, r| r.get_id() != cell.get_id());
+                if st.legs.is_empty() {
+                    myself.stop(None);
+                }
+            }
+            // Call and Legs live and die together (RabbitMQ channel_sup).
+            SupervisionEvent::ActorFailed(_, err) => return Err(format!("leg failed: {err}").into()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl CallState {
+    fn send(&self, id: LegId, msg: LegMsg) {
+        if let Some(leg) = self.legs.get(&id) {
+            let _ = leg.cast(msg);
+        }
+    }
+
+    fn answer_caller(&mut self, status: u16) {
+        if !self.decided {
+            self.decided = true;
+            self.send(CALLER, LegMsg::Answer { status, body: None });
+        }
+    }
+
+    /// Hang up every branch except `keep`.
+    fn hangup_branches(&mut self, keep: Option<LegId>) {
+        for id in self.legs.keys().copied().filter(|id| *id != CALLER && Some(*id) != keep) {
+            self.send(id, LegMsg::Hangup { status: 487 });
+        }
+        self.pending.clear();
+    }
+
+    fn hangup_all(&mut self, status: u16) {
+        for id in self.legs.keys().copied() {
+            self.send(id, LegMsg::Hangup { status });
+        }
+        self.decided = true;
+        self.pending.clear();
+    }
+
+    fn peer(&self, id: LegId) -> Option<LegId> {
+        match (id, self.winner) {
+            (CALLER, w) => w,
+            (b, Some(w)) if b == w => Some(CALLER),
+            _ => None,
+        }
+    }
+
+    fn on_leg(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) {
+        match event {
+            LegEvent::Progress { status, body } => {
+                if self.winner.is_none() && !self.decided && status > 100 {
+                    self.send(CALLER, LegMsg::Answer { status, body });
+                }
+            }
+            LegEvent::Answered { body } => {
+                if self.winner.is_none() && !self.decided {
+                    self.winner = Some(id);
+                    self.decided = true;
+                    self.result = "answered";
+                    self.pending.remove(&id);
+                    self.send(CALLER, LegMsg::Answer { status: 200, body });
+                    self.hangup_branches(Some(id));
+                    myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
+                    info!(callee = %self.callee, leg = id, "call answered");
+                } else {
+                    // A second branch answered: release it (§16.7 for a B2BUA).
+                    self.send(id, LegMsg::Hangup { status: 487 });
+                }
+            }
+            LegEvent::Failed { status } => {
+                self.pending.remove(&id);
+                self.failures.push(status);
+                if self.winner.is_none() && self.pending.is_empty() && !self.decided {
+                    let status = best_failure(&self.failures);
+                    self.result = match status {
+                        486 | 600 => "busy",
+                        _ => "failed",
+                    };
+                    self.answer_caller(status);
+                }
+            }
+            LegEvent::Cancelled => {
+                self.result = "cancelled";
+                self.decided = true;
+                self.hangup_branches(None);
+            }
+            LegEvent::Confirmed => {
+                #[cfg(feature = "testing")]
+                if self.cfg.panic_on_callee.as_deref() == Some(self.callee.as_str()) {
+                    panic!("test hook: panic_on_callee {}", self.callee);
+                }
+                let _ = &self.cfg;
+            }
+            LegEvent::Request { token, method, body } => match self.peer(id) {
+                Some(peer) => {
+                    let ours = self.next_token;
+                    self.next_token += 1;
+                    self.forwards.insert(ours, (id, token));
+                    self.send(peer, LegMsg::Forward { token: ours, method, body });
+                }
+                None => {
+                    let status = if method == Method::Invite { 491 } else { 481 };
+                    self.send(id, LegMsg::Reply { token, status, body: None });
+                }
+            },
+            LegEvent::Response { token, status, body } => {
+                if let Some((origin, their)) = self.forwards.remove(&token) {
+                    self.send(origin, LegMsg::Reply { token: their, status, body });
+                }
+            }
+            LegEvent::Bye => {
+                if id == CALLER {
+                    self.hangup_branches(None);
+                    if let Some(w) = self.winner {
+                        self.send(w, LegMsg::Hangup { status: 487 });
+                    }
+                } else if Some(id) == self.winner {
+                    self.send(CALLER, LegMsg::Hangup { status: 487 });
+                }
+            }
+        }
+    }
+}
+
+/// One final answer for the caller from the branches' failures (RFC 3261
+/// §16.7 step 6, simplified): a 6xx wins, then busy, then the other 4xx,
+/// then 5xx; if every branch timed out, the callee is unreachable (480).
+pub fn best_failure(failures: &[u16]) -> u16 {
+    if let Some(s) = failures.iter().find(|s| **s >= 600) {
+        return *s;
+    }
+    if failures.contains(&486) {
+        return 486;
+    }
+    if let Some(s) = failures.iter().find(|s| (400..500).contains(*s) && **s != 408) {
+        return *s;
+    }
+    if let Some(s) = failures.iter().find(|s| (500..600).contains(*s)) {
+        return *s;
+    }
+    480
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_failure;
+
+    #[test]
+    fn failure_precedence() {
+        assert_eq!(best_failure(&[408, 486, 603]), 603);
+        assert_eq!(best_failure(&[503, 486]), 486);
+        assert_eq!(best_failure(&[503, 404]), 404);
+        assert_eq!(best_failure(&[408, 408]), 480);
+        assert_eq!(best_failure(&[500]), 500);
+    }
+}

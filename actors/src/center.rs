@@ -1,0 +1,322 @@
+//! The Center actor: the communication center of one country. Here it
+//! takes every new INVITE, authenticates the caller (407 digest challenge),
+//! looks up the callee and its bindings, and starts one Call actor per call.
+//!
+//! Supervised by the Node (permanent). It supervises its Calls (temporary:
+//! never restarted). When a Call dies abnormally the Center does what an
+//! OTP supervisor's terminate would: it releases each of the call's legs
+//! from the [`LegSnapshot`]s it holds (500 to an unanswered caller, CANCEL
+//! to a ringing branch, BYE to an established dialog), removes their routes,
+//! and counts the crash. Every other call carries on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use engine::ids;
+use engine::sip::digest::{self, Algorithm, Nonces};
+use engine::sip::msg::{HasHeaders, Message, Method, Request, Uri};
+use engine::sip::transaction::{client::cancel_for, key};
+use parking_lot::Mutex;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use schema::store::Store;
+use tracing::{error, warn};
+
+use crate::call::{Call, CallArgs, CallMsg, Target};
+use crate::clock;
+use crate::config::NodeConfig;
+use crate::leg::{LegMsg, LegSnapshot, Release, SharedSnapshot};
+use crate::metrics as m;
+use crate::transport::{Flow, Transport, request_reply_flow};
+
+/// Messages of a Center.
+#[derive(Debug)]
+pub enum CenterMsg {
+    /// A new out-of-dialog INVITE.
+    Invite(Request, Flow),
+    /// Release every call (node shutdown).
+    HangupAll,
+    /// How many calls are live.
+    CountCalls(RpcReplyPort<usize>),
+}
+
+/// What the Center keeps of each call, so that it can clean up after a crash.
+struct CallRecord {
+    snapshots: Vec<SharedSnapshot>,
+    actor: ActorRef<CallMsg>,
+}
+
+/// The Center actor.
+pub struct Center;
+
+/// What a Center is started with.
+pub struct CenterArgs {
+    /// Node configuration.
+    pub cfg: Arc<NodeConfig>,
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Transport.
+    pub transport: Arc<Transport>,
+}
+
+/// The Center's state.
+pub struct CenterState {
+    cfg: Arc<NodeConfig>,
+    store: Arc<dyn Store>,
+    transport: Arc<Transport>,
+    nonces: Nonces,
+    rng: StdRng,
+    calls: HashMap<ActorId, CallRecord>,
+}
+
+impl Actor for Center {
+    type Msg = CenterMsg;
+    type State = CenterState;
+    type Arguments = CenterArgs;
+
+    async fn pre_start(&self, _me: ActorRef<CenterMsg>, args: CenterArgs) -> Result<CenterState, ActorProcessingErr> {
+        Ok(CenterState {
+            nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
+            rng: StdRng::from_entropy(),
+            calls: HashMap::new(),
+            cfg: args.cfg,
+            store: args.store,
+            transport: args.transport,
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<CenterMsg>, msg: CenterMsg, st: &mut CenterState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CenterMsg::Invite(request, flow) => st.on_invite(&myself, request, flow).await,
+            CenterMsg::HangupAll => {
+                for record in st.calls.values() {
+                    let _ = record.actor.cast(CallMsg::Hangup);
+                }
+            }
+            CenterMsg::CountCalls(reply) => {
+                let _ = reply.send(st.calls.len());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _me: ActorRef<CenterMsg>,
+        evt: SupervisionEvent,
+        st: &mut CenterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                st.calls.remove(&cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                error!(call = %cell.get_id(), error = %err, "call actor crashed; releasing its legs");
+                metrics::counter!(m::CALLS_CRASHED).increment(1);
+                metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+                metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
+                if let Some(record) = st.calls.remove(&cell.get_id()) {
+                    for snap in &record.snapshots {
+                        let snap = snap.lock().clone();
+                        st.release(snap).await;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl CenterState {
+    async fn release(&mut self, snap: LegSnapshot) {
+        self.transport.dialogs.remove(&snap.dialog_key);
+        if let Some(k) = &snap.invite_key {
+            self.transport.invites.remove(k);
+        }
+        match snap.release {
+            Release::Nothing => {}
+            Release::Respond { invite, tag } => {
+                let mut r = invite.response(500, Some(&tag));
+                r.headers
+                    .push("Reason", "SIP;cause=500;text=\"call failed inside the engine\"");
+                self.transport.send_response(&r, request_reply_flow(&invite, snap.flow)).await;
+            }
+            Release::Cancel { invite } => {
+                self.transport.send(snap.flow, cancel_for(&invite).to_bytes()).await;
+            }
+            Release::Bye { mut dialog } => {
+                let branch = ids::branch(&mut self.rng);
+                let via = self.transport.via(snap.flow, &branch);
+                let contact = self.transport.contact(snap.flow);
+                let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
+                bye.headers
+                    .push("Reason", "SIP;cause=500;text=\"call failed inside the engine\"");
+                self.transport.send(snap.flow, bye.to_bytes()).await;
+            }
+        }
+    }
+
+    async fn on_invite(&mut self, myself: &ActorRef<CenterMsg>, request: Request, flow: Flow) {
+        let now = clock::now();
+        // A retransmission that raced the creation of its call.
+        if let Some(k) = key::server(&request)
+            && let Some(leg) = self.transport.invites.get(&k).map(|r| r.clone())
+        {
+            let _ = leg.cast(LegMsg::Sip(Message::Request(request), flow));
+            return;
+        }
+        let Some(caller) = self.authenticate(now, &request, flow).await else {
+            return;
+        };
+        let Some(callee) = request.uri.user.clone().filter(|_| request.uri.scheme.starts_with("sip")) else {
+            self.transport.respond(&request, 404, flow, Some("no user in Request-URI")).await;
+            return;
+        };
+        if !crate::serves_host(&self.cfg, self.transport.local(), &request.uri.host) {
+            self.transport.respond(&request, 404, flow, Some("domain not served here")).await;
+            return;
+        }
+        match self.store.member(&callee).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+                self.transport.respond(&request, 404, flow, Some("no such number")).await;
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "store unavailable");
+                self.transport.respond(&request, 500, flow, Some("store unavailable")).await;
+                return;
+            }
+        }
+        let bindings = match self.store.bindings(&callee, clock::unix_now()).await {
+            Ok(b) => b,
+            Err(_) => {
+                self.transport.respond(&request, 500, flow, Some("store unavailable")).await;
+                return;
+            }
+        };
+        let targets: Vec<Target> = bindings
+            .iter()
+            .filter_map(|b| {
+                let uri = Uri::parse(&b.contact).ok()?;
+                let flow = Flow::parse(&b.source).or_else(|| {
+                    let ip = uri.host.parse().ok()?;
+                    Some(Flow::Udp(std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060))))
+                })?;
+                Some(Target { uri, flow })
+            })
+            .collect();
+        if targets.is_empty() {
+            metrics::counter!(m::CALLS, "result" => "unavailable").increment(1);
+            self.transport.respond(&request, 480, flow, Some("callee has no registered contact")).await;
+            return;
+        }
+        let snapshots: Vec<SharedSnapshot> = (0..=targets.len())
+            .map(|_| {
+                Arc::new(Mutex::new(LegSnapshot {
+                    release: Release::Nothing,
+                    flow,
+                    dialog_key: String::new(),
+                    invite_key: None,
+                }))
+            })
+            .collect();
+        let args = CallArgs {
+            cfg: self.cfg.clone(),
+            transport: self.transport.clone(),
+            invite: request.clone(),
+            flow,
+            caller,
+            callee,
+            targets,
+            snapshots: snapshots.clone(),
+        };
+        match Actor::spawn_linked(None, Call, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.calls.insert(actor.get_id(), CallRecord { snapshots, actor });
+            }
+            Err(e) => {
+                error!(error = %e, "call failed to start");
+                metrics::counter!(m::CALLS_CRASHED).increment(1);
+                for snap in &snapshots {
+                    let snap = snap.lock().clone();
+                    if snap.dialog_key.is_empty() {
+                        continue;
+                    }
+                    self.release(snap).await;
+                }
+                if !self.transport.invites.contains_key(&key::server(&request).unwrap_or_default()) {
+                    self.transport.respond(&request, 500, flow, Some("call failed to start")).await;
+                }
+            }
+        }
+    }
+
+    /// RFC 3261 §22.3: the caller proves its identity with Proxy-Authorization.
+    /// Returns the caller's number, or answers the request and returns None.
+    async fn authenticate(&mut self, now: Instant, request: &Request, flow: Flow) -> Option<String> {
+        let from_user = request.from_hdr().and_then(|f| f.uri.user);
+        let Some(auth) = request.headers.get("Proxy-Authorization") else {
+            self.challenge(now, request, flow, false).await;
+            return None;
+        };
+        let creds = match digest::parse_credentials(auth) {
+            Ok(c) => c,
+            Err(_) => {
+                metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
+                self.transport.respond(request, 400, flow, Some("malformed Proxy-Authorization")).await;
+                return None;
+            }
+        };
+        let member = match self.store.member(&creds.username).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
+                self.challenge(now, request, flow, false).await;
+                return None;
+            }
+            Err(_) => {
+                self.transport.respond(request, 500, flow, Some("store unavailable")).await;
+                return None;
+            }
+        };
+        let ha1 = match creds.algorithm {
+            Algorithm::Md5 => &member.ha1_md5,
+            Algorithm::Sha256 => &member.ha1_sha256,
+        };
+        match self.nonces.verify(now, &creds, &self.cfg.realm, "INVITE", ha1) {
+            Ok(()) => {}
+            Err(digest::Error::Stale) => {
+                self.challenge(now, request, flow, true).await;
+                return None;
+            }
+            Err(_) => {
+                metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
+                self.challenge(now, request, flow, false).await;
+                return None;
+            }
+        }
+        if from_user.as_deref() != Some(member.number.as_str()) {
+            self.transport
+                .respond(request, 403, flow, Some("From does not match the authenticated member"))
+                .await;
+            return None;
+        }
+        Some(member.number)
+    }
+
+    async fn challenge(&mut self, now: Instant, request: &Request, flow: Flow, stale: bool) {
+        let nonce = self.nonces.issue(now, &mut self.rng);
+        let tag = ids::tag(&mut self.rng);
+        let mut r = request.response(407, Some(&tag));
+        for alg in &self.cfg.algorithms {
+            r.headers
+                .push("Proxy-Authenticate", digest::challenge(&self.cfg.realm, &nonce, *alg, stale));
+        }
+        self.transport.send_response(&r, request_reply_flow(request, flow)).await;
+    }
+}

@@ -1,0 +1,69 @@
+//! Node configuration as the actors see it. The binary fills it from the
+//! TOML file, flags and environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use engine::registrar::Policy;
+use engine::sip::digest::Algorithm;
+use engine::sip::transaction::Timers;
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// UDP and TCP listening address.
+    pub sip_addr: SocketAddr,
+    /// Address written into Via and Contact; the listening address when unset.
+    pub advertise: Option<SocketAddr>,
+    /// Host names (besides the advertised and listening IPs) that this node
+    /// serves as the host part of members' addresses of record.
+    pub domains: Vec<String>,
+    /// Digest realm.
+    pub realm: String,
+    /// Challenge algorithms, one header each, in this order. MD5 comes first by
+    /// default: SIPp and many deployed phones read only the first challenge.
+    pub algorithms: Vec<Algorithm>,
+    /// How long a nonce is fresh.
+    pub nonce_lifetime: Duration,
+    /// RFC 3261 T1, T2, T4.
+    pub timers: Timers,
+    /// Registrar expiry policy.
+    pub registrar: Policy,
+    /// Largest SIP message accepted, bytes.
+    pub max_message: usize,
+    /// Authentication failures from one source address within
+    /// `auth_fail_window` after which that source is refused for the rest
+    /// of the window.
+    pub auth_fail_limit: u32,
+    /// Window of the brute-force counter.
+    pub auth_fail_window: Duration,
+    /// A call that is not answered within this time is ended (408 to the caller).
+    pub no_answer_timeout: Duration,
+    /// Longest call; a call still up after it is released with BYE.
+    pub max_call_duration: Duration,
+    /// Test-only hook: a call to this number panics its Call actor once the
+    /// caller's ACK arrives. Honoured only with the `testing` feature.
+    pub panic_on_callee: Option<String>,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults, listening on `sip_addr`.
+    pub fn new(sip_addr: SocketAddr) -> Self {
+        NodeConfig {
+            sip_addr,
+            advertise: None,
+            domains: Vec::new(),
+            realm: "switchboard".into(),
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            nonce_lifetime: Duration::from_secs(300),
+            timers: Timers::default(),
+            registrar: Policy::default(),
+            max_message: engine::sip::msg::DEFAULT_MAX_MESSAGE,
+            auth_fail_limit: 20,
+            auth_fail_window: Duration::from_secs(60),
+            no_answer_timeout: Duration::from_secs(90),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            panic_on_callee: None,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Metric names (Prometheus text via the `metrics` facade; the gateway
+//! installs the exporter).
+
+/// SIP messages received, label `kind` = method or status code.
+pub const SIP_IN: &str = "switchboard_sip_messages_in_total";
+/// SIP messages sent, label `kind` = method or status code.
+pub const SIP_OUT: &str = "switchboard_sip_messages_out_total";
+/// Messages that failed to parse (answered 400 or dropped).
+pub const SIP_MALFORMED: &str = "switchboard_sip_malformed_total";
+/// Responses and ACKs that matched no dialog or transaction.
+pub const SIP_STRAY: &str = "switchboard_sip_stray_total";
+/// Send failures, label `transport`.
+pub const TRANSPORT_ERRORS: &str = "switchboard_transport_errors_total";
+/// Calls currently up or being set up.
+pub const CALLS_ACTIVE: &str = "switchboard_calls_active";
+/// Finished calls, label `result` (answered, busy, cancelled, failed, ...).
+pub const CALLS: &str = "switchboard_calls_total";
+/// Call actors that crashed.
+pub const CALLS_CRASHED: &str = "switchboard_calls_crashed_total";
+/// Live registration bindings.
+pub const REGISTRATIONS: &str = "switchboard_registrations";
+/// REGISTER outcomes, label `result`.
+pub const REGISTERS: &str = "switchboard_registers_total";
+/// Authentication failures, label `method`.
+pub const AUTH_FAILURES: &str = "switchboard_auth_failures_total";
+/// Requests refused by brute-force protection.
+pub const AUTH_BLOCKED: &str = "switchboard_auth_blocked_total";
+/// Transactions started, label `kind` (server/client).
+pub const TRANSACTIONS: &str = "switchboard_transactions_total";
+/// Supervisor restarts, label `child`.
+pub const RESTARTS: &str = "switchboard_actor_restarts_total";

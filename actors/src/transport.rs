@@ -1,0 +1,490 @@
+//! SIP transport (RFC 3261 §18, RFC 3581): UDP and TCP on one address, the
+//! receive loops, and the demultiplexer that hands each message to the actor
+//! that owns it.
+//!
+//! The transport is a set of tasks around a shared [`Transport`], not an
+//! actor: the hot path parses on the receiving task and sends straight to
+//! the owning Leg, without a mailbox hop through a transport actor. Routing
+//! uses sharded maps (`DashMap`), so there is no global lock:
+//!
+//! - `dialogs`: `Call-ID + local tag` → Leg. Requests carry our tag in To,
+//!   responses in From; so one key finds the leg for both.
+//! - `invites`: the server transaction key of a pending initial INVITE → its
+//!   UAS Leg, for INVITE retransmissions and CANCEL (no To tag yet).
+//!
+//! Anything else out of dialog goes to the Registrar (REGISTER, OPTIONS) or
+//! the Center (INVITE), or is answered here (481, 501, 405, 483, 400).
+//! Responses are sent back per §18.2.2 with `received`/`rport` (RFC 3581):
+//! over the connection they came on (TCP) or to the source address (UDP).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use engine::sip::framing::{Frame, next_frame};
+use engine::sip::msg::{self, HasHeaders, Message, Method, Request};
+use engine::sip::transaction::key;
+use parking_lot::RwLock;
+use ractor::ActorRef;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::center::CenterMsg;
+use crate::config::NodeConfig;
+use crate::leg::LegMsg;
+use crate::metrics as m;
+use crate::registrar::RegistrarMsg;
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// A UDP peer address.
+    Udp(SocketAddr),
+    /// A TCP connection, by its peer address.
+    Tcp(SocketAddr),
+}
+
+impl Flow {
+    /// The peer address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Flow::Udp(a) | Flow::Tcp(a) => *a,
+        }
+    }
+
+    /// Whether the transport is reliable (timers A, E, G are not used).
+    pub fn is_reliable(&self) -> bool {
+        matches!(self, Flow::Tcp(_))
+    }
+
+    /// The Via transport token.
+    pub fn via_transport(&self) -> &'static str {
+        match self {
+            Flow::Udp(_) => "UDP",
+            Flow::Tcp(_) => "TCP",
+        }
+    }
+
+    /// Parse the `udp:ip:port` form kept in bindings.
+    pub fn parse(s: &str) -> Option<Flow> {
+        let (proto, addr) = s.split_once(':')?;
+        let addr: SocketAddr = addr.parse().ok()?;
+        match proto {
+            "udp" => Some(Flow::Udp(addr)),
+            "tcp" => Some(Flow::Tcp(addr)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Flow::Udp(a) => write!(f, "udp:{a}"),
+            Flow::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Routing key of a dialog: Call-ID and our tag.
+pub fn dialog_key(call_id: &str, local_tag: &str) -> String {
+    format!("{call_id}\u{1f}{local_tag}")
+}
+
+/// The shared transport: sockets, connections and routing tables.
+pub struct Transport {
+    udp: Arc<UdpSocket>,
+    tcp: DashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    /// Dialog routes (see the module doc).
+    pub dialogs: DashMap<String, ActorRef<LegMsg>>,
+    /// Pending initial INVITE server transactions.
+    pub invites: DashMap<String, ActorRef<LegMsg>>,
+    registrar: RwLock<Option<ActorRef<RegistrarMsg>>>,
+    center: RwLock<Option<ActorRef<CenterMsg>>>,
+    local: SocketAddr,
+    max_message: usize,
+}
+
+impl Transport {
+    /// Bind UDP and TCP on `cfg.sip_addr` (port 0 picks one port for both).
+    pub async fn bind(cfg: &NodeConfig) -> std::io::Result<(Arc<Transport>, TcpListener)> {
+        // Bind TCP first, then UDP on the same port (an ephemeral TCP port
+        // is usually free on UDP too; retry a few times when it is not).
+        let mut last_err = None;
+        for _ in 0..16 {
+            let tcp = TcpListener::bind(cfg.sip_addr).await?;
+            let addr = tcp.local_addr()?;
+            match UdpSocket::bind(addr).await {
+                Ok(udp) => {
+                    let local = cfg.advertise.unwrap_or(addr);
+                    let t = Arc::new(Transport {
+                        udp: Arc::new(udp),
+                        tcp: DashMap::new(),
+                        dialogs: DashMap::new(),
+                        invites: DashMap::new(),
+                        registrar: RwLock::new(None),
+                        center: RwLock::new(None),
+                        local,
+                        max_message: cfg.max_message,
+                    });
+                    return Ok((t, tcp));
+                }
+                Err(e) if cfg.sip_addr.port() == 0 => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP")))
+    }
+
+    /// The address written into Via and Contact.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Set the Registrar that out-of-dialog REGISTER/OPTIONS go to.
+    pub fn set_registrar(&self, r: ActorRef<RegistrarMsg>) {
+        *self.registrar.write() = Some(r);
+    }
+
+    /// Set the Center that new INVITEs go to.
+    pub fn set_center(&self, c: ActorRef<CenterMsg>) {
+        *self.center.write() = Some(c);
+    }
+
+    /// A Via value for a request we send over `flow`, with a new branch.
+    pub fn via(&self, flow: Flow, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            flow.via_transport(),
+            self.local
+        )
+    }
+
+    /// Our Contact URI for `flow`.
+    pub fn contact(&self, flow: Flow) -> msg::Uri {
+        let mut uri = msg::Uri::sip(None, &self.local.ip().to_string(), Some(self.local.port()));
+        if flow.is_reliable() {
+            uri.params.push(("transport".into(), Some("tcp".into())));
+        }
+        uri
+    }
+
+    /// Send bytes; errors are logged and counted, never raised: SIP over UDP
+    /// is lossy by design and the transaction layer retransmits.
+    pub async fn send(self: &Arc<Self>, flow: Flow, bytes: Bytes) {
+        match flow {
+            Flow::Udp(addr) => {
+                if let Err(e) = self.udp.send_to(&bytes, addr).await {
+                    debug!(%addr, error = %e, "udp send failed");
+                    metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "udp").increment(1);
+                }
+            }
+            Flow::Tcp(addr) => {
+                let sent = self.tcp.get(&addr).is_some_and(|tx| tx.send(bytes.clone()).is_ok());
+                if !sent {
+                    self.connect_and_send(addr, bytes);
+                }
+            }
+        }
+    }
+
+    fn connect_and_send(self: &Arc<Self>, addr: SocketAddr, bytes: Bytes) {
+        // Outbound TCP: connect, then serve the connection like an inbound
+        // one, so responses on it are read.
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let _ = tx.send(bytes);
+        self.tcp.insert(addr, tx);
+        let t = self.clone();
+        tokio::spawn(async move {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => t.run_connection(stream, addr, rx).await,
+                Err(e) => {
+                    debug!(%addr, error = %e, "tcp connect failed");
+                    t.tcp.remove(&addr);
+                    metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tcp").increment(1);
+                }
+            }
+        });
+    }
+
+    /// Answer a request statelessly (errors found before any transaction).
+    pub async fn respond(self: &Arc<Self>, request: &Request, status: u16, flow: Flow, warning: Option<&str>) {
+        let tag = stateless_tag(request);
+        let mut response = request.response(status, Some(&tag));
+        if let Some(w) = warning {
+            response
+                .headers
+                .push("Warning", format!("399 switchboard \"{w}\""));
+        }
+        if status == 405 || status == 501 {
+            response.headers.push("Allow", ALLOW);
+        }
+        self.send_response(&response, response_flow(&response, flow)).await;
+    }
+
+    /// Send a response; `flow` is where it goes (see [`response_flow`]).
+    pub async fn send_response(self: &Arc<Self>, response: &msg::Response, flow: Flow) {
+        metrics::counter!(m::SIP_OUT, "kind" => status_label(response.status)).increment(1);
+        self.send(flow, response.to_bytes()).await;
+    }
+
+    /// Handle one received message (datagram or framed stream chunk).
+    pub async fn handle_bytes(self: &Arc<Self>, bytes: &[u8], flow: Flow) {
+        let message = match msg::parse(bytes, self.max_message) {
+            Ok(m) => m,
+            Err(e) => {
+                metrics::counter!(m::SIP_MALFORMED).increment(1);
+                debug!(%flow, error = %e, "malformed message");
+                if let Some(resp) = msg::salvage_error_response(bytes, &e) {
+                    self.send_response(&resp, response_flow(&resp, flow)).await;
+                }
+                return;
+            }
+        };
+        match message {
+            Message::Request(mut request) => {
+                metrics::counter!(m::SIP_IN, "kind" => method_label(&request.method)).increment(1);
+                stamp_via(&mut request, flow);
+                self.route_request(request, flow).await;
+            }
+            Message::Response(response) => {
+                metrics::counter!(m::SIP_IN, "kind" => status_label(response.status)).increment(1);
+                let key = dialog_key(response.call_id(), &response.from_tag().unwrap_or_default());
+                let leg = self.dialogs.get(&key).map(|r| r.clone());
+                match leg {
+                    Some(leg) => {
+                        if leg.cast(LegMsg::Sip(Message::Response(response), flow)).is_err() {
+                            self.dialogs.remove(&key);
+                        }
+                    }
+                    None => metrics::counter!(m::SIP_STRAY).increment(1),
+                }
+            }
+        }
+    }
+
+    async fn route_request(self: &Arc<Self>, request: Request, flow: Flow) {
+        let is_ack = request.method == Method::Ack;
+        if let Some(to_tag) = request.to_tag() {
+            let key = dialog_key(request.call_id(), &to_tag);
+            let leg = self.dialogs.get(&key).map(|r| r.clone());
+            if let Some(leg) = leg {
+                if let Err(e) = leg.cast(LegMsg::Sip(Message::Request(request), flow)) {
+                    self.dialogs.remove(&key);
+                    if let ractor::MessagingErr::SendErr(LegMsg::Sip(Message::Request(r), f)) = e
+                        && r.method != Method::Ack
+                    {
+                        self.respond(&r, 481, f, None).await;
+                    }
+                }
+            } else if !is_ack {
+                self.respond(&request, 481, flow, Some("no such dialog")).await;
+            }
+            return;
+        }
+        if matches!(request.method, Method::Invite | Method::Cancel | Method::Ack) {
+            let k = key::server(&request).map(|k| k.replace("|CANCEL", "|INVITE"));
+            let leg = k.as_ref().and_then(|k| self.invites.get(k).map(|r| r.clone()));
+            if let Some(leg) = leg {
+                let _ = leg.cast(LegMsg::Sip(Message::Request(request), flow));
+                return;
+            }
+        }
+        let max_forwards = request
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u8>().ok());
+        if max_forwards == Some(0) && !is_ack {
+            self.respond(&request, 483, flow, None).await;
+            return;
+        }
+        match request.method {
+            Method::Register | Method::Options => {
+                let r = self.registrar.read().clone();
+                match r {
+                    Some(r) if r.cast(RegistrarMsg::Sip(request.clone(), flow)).is_ok() => {}
+                    _ => self.respond(&request, 503, flow, Some("registrar restarting")).await,
+                }
+            }
+            Method::Invite => {
+                let c = self.center.read().clone();
+                match c {
+                    Some(c) if c.cast(CenterMsg::Invite(request.clone(), flow)).is_ok() => {}
+                    _ => self.respond(&request, 503, flow, Some("center restarting")).await,
+                }
+            }
+            Method::Ack => metrics::counter!(m::SIP_STRAY).increment(1),
+            Method::Cancel => self.respond(&request, 481, flow, Some("no such transaction")).await,
+            Method::Other(_) => self.respond(&request, 501, flow, None).await,
+            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+                self.respond(&request, 481, flow, Some("no such dialog")).await
+            }
+            _ => self.respond(&request, 405, flow, None).await,
+        }
+    }
+}
+
+/// Methods this node accepts.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+
+/// §18.2.1 / RFC 3581 §4: note where the request really came from in its
+/// top Via, so that responses (which copy it) go back there.
+fn stamp_via(request: &mut Request, flow: Flow) {
+    let Some(mut via) = request.top_via() else {
+        return;
+    };
+    let src = flow.addr();
+    let ip = src.ip().to_string();
+    let mut changed = false;
+    if via.host != ip {
+        via.set_param("received", Some(&ip));
+        changed = true;
+    }
+    if via.param("rport").is_some() {
+        via.set_param("rport", Some(&src.port().to_string()));
+        changed = true;
+    }
+    if changed {
+        request.headers.remove_first("Via");
+        request.headers.push_front("Via", via.to_string());
+    }
+}
+
+/// §18.2.2: where a response goes. Over TCP the connection it came on; over
+/// UDP the source address when the top Via asked for rport (RFC 3581), else
+/// the received IP with the sent-by port.
+pub fn response_flow(response: &msg::Response, flow: Flow) -> Flow {
+    reply_flow(response.top_via(), flow)
+}
+
+/// [`response_flow`] for the answers to `request`.
+pub fn request_reply_flow(request: &Request, flow: Flow) -> Flow {
+    reply_flow(request.top_via(), flow)
+}
+
+fn reply_flow(via: Option<msg::Via>, flow: Flow) -> Flow {
+    match (flow, via) {
+        (Flow::Tcp(_), _) | (_, None) => flow,
+        (Flow::Udp(src), Some(via)) => {
+            if via.param("rport").is_some() {
+                flow
+            } else {
+                Flow::Udp(SocketAddr::new(src.ip(), via.port.unwrap_or(5060)))
+            }
+        }
+    }
+}
+
+/// A To tag for stateless answers, stable across retransmissions.
+fn stateless_tag(request: &Request) -> String {
+    let branch = request.top_via().and_then(|v| v.branch().map(str::to_owned));
+    let seed = format!("{}{}", request.call_id(), branch.unwrap_or_default());
+    // FNV-1a: only needs to be stable, not secret.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in seed.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("sl{h:x}")
+}
+
+fn method_label(m: &Method) -> String {
+    match m {
+        Method::Other(_) => "other".into(),
+        m => m.as_str().to_owned(),
+    }
+}
+
+fn status_label(status: u16) -> String {
+    status.to_string()
+}
+
+/// Receive loop for UDP datagrams.
+pub async fn serve_udp(transport: Arc<Transport>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match transport.udp.recv_from(&mut buf).await {
+            Ok((n, src)) => {
+                if n >= buf.len() {
+                    metrics::counter!(m::SIP_MALFORMED).increment(1);
+                    continue;
+                }
+                transport.handle_bytes(&buf[..n], Flow::Udp(src)).await;
+            }
+            Err(e) => {
+                // ICMP port unreachable surfaces here on some systems; keep going.
+                debug!(error = %e, "udp receive error");
+            }
+        }
+    }
+}
+
+/// Accept loop for TCP.
+pub async fn serve_tcp(transport: Arc<Transport>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let t = transport.clone();
+                tokio::spawn(async move { t.serve_connection(stream, peer).await });
+            }
+            Err(e) => {
+                warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl Transport {
+    async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        self.tcp.insert(peer, tx);
+        self.run_connection(stream, peer, rx).await;
+    }
+
+    async fn run_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+        let (mut rd, mut wr) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = BytesMut::with_capacity(8192);
+        'read: loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            loop {
+                match next_frame(&buf, self.max_message) {
+                    Frame::Message(n) => {
+                        let chunk = buf.split_to(n);
+                        self.handle_bytes(&chunk, Flow::Tcp(peer)).await;
+                    }
+                    Frame::KeepAlive(n) => {
+                        let _ = buf.split_to(n);
+                    }
+                    Frame::Incomplete => break,
+                    Frame::Invalid(why) => {
+                        metrics::counter!(m::SIP_MALFORMED).increment(1);
+                        debug!(%peer, why, "closing unframeable tcp stream");
+                        break 'read;
+                    }
+                }
+            }
+        }
+        self.tcp.remove(&peer);
+        writer.abort();
+    }
+}
