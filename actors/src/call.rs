@@ -61,6 +61,8 @@ pub struct CallArgs {
     pub callee: String,
     /// The callee's contacts.
     pub targets: Vec<Target>,
+    /// The Center, told when the call is over.
+    pub center: ActorRef<crate::center::CenterMsg>,
     /// Snapshots shared with the Center: index 0 for the caller's leg, then
     /// one per target.
     pub snapshots: Vec<SharedSnapshot>,
@@ -84,6 +86,12 @@ pub struct CallState {
     forwards: HashMap<u64, (LegId, u64)>,
     next_token: u64,
     result: &'static str,
+    /// Legs that reported [`LegEvent::Ended`].
+    ended: HashSet<LegId>,
+    leg_count: usize,
+    /// Every leg has ended: the call no longer counts as active.
+    over: bool,
+    center: ActorRef<crate::center::CenterMsg>,
 }
 
 const CALLER: LegId = 0;
@@ -175,7 +183,6 @@ impl Actor for Call {
         Ok(CallState {
             callee: args.callee,
             cfg: args.cfg,
-            legs,
             pending,
             winner: None,
             failures: Vec::new(),
@@ -183,12 +190,16 @@ impl Actor for Call {
             forwards: HashMap::new(),
             next_token: 1,
             result: "failed",
+            ended: HashSet::new(),
+            leg_count: legs.len(),
+            over: false,
+            center: args.center,
+            legs,
         })
     }
 
-    async fn post_stop(&self, _me: ActorRef<CallMsg>, st: &mut CallState) -> Result<(), ActorProcessingErr> {
-        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
-        metrics::counter!(m::CALLS, "result" => st.result).increment(1);
+    async fn post_stop(&self, myself: ActorRef<CallMsg>, st: &mut CallState) -> Result<(), ActorProcessingErr> {
+        st.finish(&myself);
         Ok(())
     }
 
@@ -234,6 +245,17 @@ impl Actor for Call {
 }
 
 impl CallState {
+    /// The call is over for its parties: count it once, tell the Center.
+    fn finish(&mut self, myself: &ActorRef<CallMsg>) {
+        if self.over {
+            return;
+        }
+        self.over = true;
+        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+        metrics::counter!(m::CALLS, "result" => self.result).increment(1);
+        let _ = self.center.cast(crate::center::CenterMsg::CallOver(myself.get_id()));
+    }
+
     fn send(&self, id: LegId, msg: LegMsg) {
         if let Some(leg) = self.legs.get(&id) {
             let _ = leg.cast(msg);
@@ -332,6 +354,12 @@ impl CallState {
             LegEvent::Response { token, status, body } => {
                 if let Some((origin, their)) = self.forwards.remove(&token) {
                     self.send(origin, LegMsg::Reply { token: their, status, body });
+                }
+            }
+            LegEvent::Ended => {
+                self.ended.insert(id);
+                if self.ended.len() == self.leg_count {
+                    self.finish(myself);
                 }
             }
             LegEvent::Bye => {

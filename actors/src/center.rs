@@ -38,14 +38,18 @@ pub enum CenterMsg {
     Invite(Request, Flow),
     /// Release every call (node shutdown).
     HangupAll,
-    /// How many calls are live.
+    /// How many calls are in progress.
     CountCalls(RpcReplyPort<usize>),
+    /// Every leg of this call has ended (it may linger for retransmissions).
+    CallOver(ActorId),
 }
 
 /// What the Center keeps of each call, so that it can clean up after a crash.
 struct CallRecord {
     snapshots: Vec<SharedSnapshot>,
     actor: ActorRef<CallMsg>,
+    /// The call reported itself over; only retransmission absorption remains.
+    over: bool,
 }
 
 /// The Center actor.
@@ -96,7 +100,12 @@ impl Actor for Center {
                 }
             }
             CenterMsg::CountCalls(reply) => {
-                let _ = reply.send(st.calls.len());
+                let _ = reply.send(st.calls.values().filter(|c| !c.over).count());
+            }
+            CenterMsg::CallOver(id) => {
+                if let Some(c) = st.calls.get_mut(&id) {
+                    c.over = true;
+                }
             }
         }
         Ok(())
@@ -115,9 +124,11 @@ impl Actor for Center {
             SupervisionEvent::ActorFailed(cell, err) => {
                 error!(call = %cell.get_id(), error = %err, "call actor crashed; releasing its legs");
                 metrics::counter!(m::CALLS_CRASHED).increment(1);
-                metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
-                metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
                 if let Some(record) = st.calls.remove(&cell.get_id()) {
+                    if !record.over {
+                        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+                        metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
+                    }
                     for snap in &record.snapshots {
                         let snap = snap.lock().clone();
                         st.release(snap).await;
@@ -234,10 +245,11 @@ impl CenterState {
             callee,
             targets,
             snapshots: snapshots.clone(),
+            center: myself.clone(),
         };
         match Actor::spawn_linked(None, Call, args, myself.get_cell()).await {
             Ok((actor, _)) => {
-                self.calls.insert(actor.get_id(), CallRecord { snapshots, actor });
+                self.calls.insert(actor.get_id(), CallRecord { snapshots, actor, over: false });
             }
             Err(e) => {
                 error!(error = %e, "call failed to start");

@@ -20,8 +20,11 @@ pub struct NodeConfig {
     pub domains: Vec<String>,
     /// Digest realm.
     pub realm: String,
-    /// Challenge algorithms, one header each, in this order. MD5 comes first by
-    /// default: SIPp and many deployed phones read only the first challenge.
+    /// Challenge algorithms, one header each, in this order. Default: MD5
+    /// only, because SIPp 3.6 refuses a SHA-256 challenge and libre 1.1
+    /// (baresip 1.0) fails on one even when MD5 is also offered. Set
+    /// `["SHA-256", "MD5"]` (RFC 8760 order) for phones that cope. Credentials
+    /// of either algorithm are verified whatever is offered.
     pub algorithms: Vec<Algorithm>,
     /// How long a nonce is fresh.
     pub nonce_lifetime: Duration,
@@ -54,7 +57,7 @@ impl NodeConfig {
             advertise: None,
             domains: Vec::new(),
             realm: "switchboard".into(),
-            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            algorithms: vec![Algorithm::Md5],
             nonce_lifetime: Duration::from_secs(300),
             timers: Timers::default(),
             registrar: Policy::default(),

@@ -121,6 +121,9 @@ pub enum LegEvent {
     },
     /// The peer hung up (BYE received and answered).
     Bye,
+    /// This leg is over for the call (released, failed, cancelled or hung
+    /// up); it may linger to absorb retransmissions.
+    Ended,
 }
 
 /// How the Center releases a leg whose Call crashed.
@@ -449,6 +452,13 @@ impl LegState {
         let _ = self.call.cast(CallMsg::Leg(self.id, event));
     }
 
+    fn set_ending(&mut self) {
+        if !self.ending {
+            self.ending = true;
+            self.emit(LegEvent::Ended);
+        }
+    }
+
     fn update_snapshot(&self) {
         let release = match (&self.dialog, self.ending) {
             (_, true) => Release::Nothing,
@@ -551,7 +561,7 @@ impl LegState {
             if self.uas && !self.is_invite_answered() {
                 let r = self.invite.response(487, Some(&self.local_tag));
                 self.send_on(now, &self.invite_key.clone(), &r);
-                self.ending = true;
+                self.set_ending();
                 self.emit(LegEvent::Cancelled);
                 self.update_snapshot();
             }
@@ -590,7 +600,7 @@ impl LegState {
                     },
                 );
                 if !self.ending {
-                    self.ending = true;
+                    self.set_ending();
                     self.emit(LegEvent::Bye);
                 }
                 // A BYE ends any pending re-INVITE or forwarded request of ours.
@@ -683,7 +693,7 @@ impl LegState {
             self.answered = true;
             self.dialog = Dialog::uas(&self.invite, &self.local_tag).ok();
         } else if status >= 300 {
-            self.ending = true;
+            self.set_ending();
         }
         let k = self.invite_key.clone();
         self.send_on(now, &k, &r);
@@ -747,7 +757,7 @@ impl LegState {
                 None => {}
             }
         }
-        self.ending = true;
+        self.set_ending();
         self.update_snapshot();
     }
 
@@ -783,16 +793,15 @@ impl LegState {
                     }
                     let Ok(dialog) = Dialog::uac(&self.invite, &response) else {
                         self.emit(LegEvent::Failed { status: 502 });
-                        self.ending = true;
+                        self.set_ending();
                         return;
                     };
                     self.dialog = Some(dialog);
                     self.send_ack(seq);
                     if self.ending || self.cancel_wanted {
                         // Answered after we gave up on it: §9.1, BYE it.
-                        self.ending = false;
                         self.send_in_dialog(now, Method::Bye, None, None);
-                        self.ending = true;
+                        self.set_ending();
                     } else {
                         self.emit(LegEvent::Answered {
                             body: body_of(&response, &response.body),
@@ -804,7 +813,7 @@ impl LegState {
                     if !self.ending {
                         self.emit(LegEvent::Failed { status });
                     }
-                    self.ending = true;
+                    self.set_ending();
                     self.update_snapshot();
                 }
             }
@@ -917,7 +926,7 @@ impl LegState {
                 if !self.ending && self.dialog.is_none() {
                     self.emit(LegEvent::Failed { status: 408 });
                 }
-                self.ending = true;
+                self.set_ending();
                 self.update_snapshot();
             }
             Reason::Timeout => {
@@ -928,13 +937,13 @@ impl LegState {
                         body: None,
                     });
                 } else if txn.request.method == Method::Bye {
-                    self.ending = true;
+                    self.set_ending();
                 }
             }
             Reason::NoAck if is_initial && self.uas && self.answered => {
                 // §13.3.1.4: no ACK for our 2xx: the dialog is over.
                 self.dialog = None;
-                self.ending = true;
+                self.set_ending();
                 self.emit(LegEvent::Bye);
                 self.update_snapshot();
             }

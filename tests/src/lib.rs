@@ -1,1 +1,316 @@
-//! placeholder
+//! Helpers for the end-to-end tests: an engine on loopback with a temporary
+//! data directory ([`Env`]), SIPp runs bounded in time ([`Sipp`]), and
+//! bounded polling ([`eventually`]).
+//!
+//! Every peer runs on 127.0.0.1; every run stops by itself (`-m`, `-timeout`,
+//! and a process-level deadline).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::{NodeConfig, NodeHandle};
+use anyhow::{Context, Result, bail};
+use engine::sip::digest::Algorithm;
+use schema::embedded::Embedded;
+use schema::model::Member;
+use schema::store::Store;
+use tokio::process::{Child, Command};
+
+/// The scenario folder in the repository.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// A UDP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral UDP port on loopback")
+}
+
+/// Log to the test output once per process (RUST_LOG controls it).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// An engine on loopback with its own data directory and members.
+pub struct Env {
+    /// The running node (taken by `restart`/`shutdown`).
+    pub node: Option<NodeHandle>,
+    /// The store, shared with the node.
+    pub store: Arc<Embedded>,
+    /// Data directory.
+    pub data: tempfile::TempDir,
+    /// Scratch folder for scenario copies, CSV files and SIPp logs.
+    pub work: tempfile::TempDir,
+    /// The configuration the node was started with.
+    pub cfg: NodeConfig,
+}
+
+/// Realm used by test members.
+pub const REALM: &str = "switchboard";
+
+/// The password of test member `number`.
+pub fn password(number: &str) -> String {
+    format!("pw-{number}")
+}
+
+impl Env {
+    /// Start an engine on 127.0.0.1 (ephemeral port) with `members`
+    /// (password from [`password`]) and `tweak` applied to the defaults.
+    pub async fn start(members: &[&str], tweak: impl FnOnce(&mut NodeConfig)) -> Result<Env> {
+        init_tracing();
+        let data = tempfile::tempdir()?;
+        let work = tempfile::tempdir()?;
+        let store = Arc::new(Embedded::open(data.path())?);
+        for n in members {
+            add_member(store.as_ref(), n).await?;
+        }
+        let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        cfg.timers.t1 = Duration::from_millis(250);
+        tweak(&mut cfg);
+        let node = actors::start(cfg.clone(), store.clone() as Arc<dyn Store>).await?;
+        Ok(Env {
+            node: Some(node),
+            store,
+            data,
+            work,
+            cfg,
+        })
+    }
+
+    /// The engine's SIP address.
+    pub fn sip(&self) -> SocketAddr {
+        self.node.as_ref().map(|n| n.sip_addr).expect("node running")
+    }
+
+    /// The running node.
+    pub fn node(&self) -> &NodeHandle {
+        self.node.as_ref().expect("node running")
+    }
+
+    /// Stop the node and start a new one on the same data directory and port.
+    pub async fn restart(&mut self) -> Result<()> {
+        let old = self.node.take().context("node not running")?;
+        let addr = old.sip_addr;
+        old.shutdown(Duration::from_millis(500)).await;
+        let mut cfg = self.cfg.clone();
+        cfg.sip_addr = addr;
+        // A fresh store handle, as a new process would open.
+        let store = Arc::new(Embedded::open(self.data.path())?);
+        let mut last = None;
+        for _ in 0..50 {
+            match actors::start(cfg.clone(), store.clone() as Arc<dyn Store>).await {
+                Ok(n) => {
+                    self.node = Some(n);
+                    self.store = store;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("restart failed: {last:?}")
+    }
+
+    /// A copy of scenario `name` with `__KEY__` placeholders replaced.
+    pub fn scenario(&self, name: &str, vars: &[(&str, &str)]) -> Result<PathBuf> {
+        let src = scenarios_dir().join(name);
+        let mut text = std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+        for (k, v) in vars {
+            text = text.replace(&format!("__{k}__"), v);
+        }
+        let dst = self.work.path().join(format!("{}-{}", rand::random::<u32>(), name));
+        std::fs::write(&dst, text)?;
+        Ok(dst)
+    }
+
+    /// A SIPp injection file with one row.
+    pub fn csv(&self, row: &[&str]) -> Result<PathBuf> {
+        let p = self.work.path().join(format!("{}.csv", rand::random::<u32>()));
+        std::fs::write(&p, format!("SEQUENTIAL\n{};\n", row.join(";")))?;
+        Ok(p)
+    }
+
+    /// A SIPp run against this engine as member `number` (CSV number;password;expires,
+    /// digest credentials), from local port `port`.
+    pub fn sipp_as(&self, scenario: &Path, number: &str, port: u16) -> Result<Sipp> {
+        let pw = password(number);
+        let csv = self.csv(&[number, &pw, "3600"])?;
+        let mut s = Sipp::new(self.work.path(), scenario, port);
+        s.args([
+            "-inf",
+            &csv.to_string_lossy(),
+            "-au",
+            number,
+            "-ap",
+            &pw,
+            &self.sip().to_string(),
+        ]);
+        Ok(s)
+    }
+
+    /// Register `number` from local `port` (digest auth, expires 3600).
+    pub async fn register(&self, number: &str, port: u16) -> Result<()> {
+        let sc = self.scenario("register.xml", &[("FINAL", "200")])?;
+        self.sipp_as(&sc, number, port)?.run().await
+    }
+
+    /// Live bindings of `number`.
+    pub async fn bindings(&self, number: &str) -> Result<usize> {
+        Ok(self.store.bindings(number, actors::clock::unix_now()).await?.len())
+    }
+}
+
+/// Add a test member with password [`password`].
+pub async fn add_member(store: &dyn Store, number: &str) -> Result<()> {
+    let pw = password(number);
+    store
+        .insert_member(&Member {
+            number: number.into(),
+            name: format!("Member {number}"),
+            realm: REALM.into(),
+            ha1_md5: Algorithm::Md5.ha1(number, REALM, &pw),
+            ha1_sha256: Algorithm::Sha256.ha1(number, REALM, &pw),
+            created_at: 0,
+        })
+        .await?;
+    Ok(())
+}
+
+/// One SIPp process, bounded in time.
+pub struct Sipp {
+    cwd: PathBuf,
+    args: Vec<String>,
+    err_file: PathBuf,
+    limit: Duration,
+}
+
+/// A SIPp process running in the background.
+pub struct SippChild {
+    child: Child,
+    err_file: PathBuf,
+    limit: Duration,
+    what: String,
+}
+
+impl Sipp {
+    /// SIPp with `scenario`, one call, on 127.0.0.1:`port`.
+    pub fn new(cwd: &Path, scenario: &Path, port: u16) -> Sipp {
+        let err_file = cwd.join(format!("sipp-{port}-{}.err", rand::random::<u32>()));
+        let mut s = Sipp {
+            cwd: cwd.to_owned(),
+            args: Vec::new(),
+            err_file: err_file.clone(),
+            limit: Duration::from_secs(30),
+        };
+        s.args([
+            "-sf",
+            &scenario.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "25s",
+            "-timeout_error",
+            "-recv_timeout",
+            "15000",
+            "-trace_err",
+            "-trace_msg",
+            "-error_file",
+            &err_file.to_string_lossy(),
+        ]);
+        s
+    }
+
+    /// Append arguments.
+    pub fn args<const N: usize>(&mut self, more: [&str; N]) -> &mut Sipp {
+        self.args.extend(more.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Start in the background (a UAS waiting for its call).
+    pub fn spawn(&self) -> Result<SippChild> {
+        let child = Command::new("sipp")
+            .args(&self.args)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("running sipp: install the sip-tester package (ops/install-test-deps.sh)")?;
+        Ok(SippChild {
+            child,
+            err_file: self.err_file.clone(),
+            limit: self.limit,
+            what: self.args.get(1).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Run to completion; Ok when every call of the scenario succeeded.
+    pub async fn run(&self) -> Result<()> {
+        self.spawn()?.wait().await
+    }
+}
+
+impl SippChild {
+    /// Wait for the process; Ok when its calls succeeded (exit code 0).
+    pub async fn wait(mut self) -> Result<()> {
+        let status = match tokio::time::timeout(self.limit, self.child.wait()).await {
+            Ok(s) => s?,
+            Err(_) => {
+                let _ = self.child.kill().await;
+                bail!("sipp {} did not finish within {:?}", self.what, self.limit);
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = e.read_to_string(&mut stderr).await;
+        }
+        let errors = std::fs::read_to_string(&self.err_file).unwrap_or_default();
+        bail!(
+            "sipp {} failed ({status}):\n{}\n{}",
+            self.what,
+            errors.chars().take(4000).collect::<String>(),
+            stderr.chars().take(2000).collect::<String>()
+        )
+    }
+}
+
+/// Poll `check` every 20 ms until it holds, for at most `patience`.
+pub async fn eventually<F, Fut>(what: &str, patience: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{what}: still false after {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+

@@ -1,0 +1,118 @@
+//! The `switchboard` binary: `member add` while `serve` runs on the same data
+//! directory, configuration precedence, `/metrics` and `/healthz`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use switchboard_tests::{Sipp, free_port, password};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// target/<profile>/switchboard, next to this test's deps folder.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("switchboard");
+    assert!(bin.exists(), "{} missing: build the workspace first (cargo build)", bin.display());
+    bin
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.unwrap().unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_and_version() {
+    let out = Command::new(binary()).arg("--help").output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for word in ["serve", "member"] {
+        assert!(text.contains(word), "{text}");
+    }
+    let out = Command::new(binary()).arg("--version").output().await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("switchboard "));
+    let bad = Command::new(binary())
+        .args(["member", "add", "--number", "12ab", "--password", "secret1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("digits"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_added_while_serving_can_register_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let sip_port = free_port();
+    let http_port = free_port();
+    let config = work.path().join("switchboard.toml");
+    // The file says one HTTP port, the flag another, the environment a third:
+    // the environment wins (flags over file, environment over both).
+    std::fs::write(&config, "[http]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let mut serve = Command::new(binary())
+        .args(["serve", "--config", &config.to_string_lossy(), "--sip", &format!("127.0.0.1:{sip_port}")])
+        .args(["--http", "127.0.0.1:2", "--data", &data.path().to_string_lossy()])
+        .env("SWITCHBOARD_HTTP", format!("127.0.0.1:{http_port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let banner = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(banner.contains(&format!("127.0.0.1:{http_port}")), "{banner}");
+
+    let pw = password("700");
+    let add = Command::new(binary())
+        .args(["member", "add", "--number", "700", "--password", &pw, "--name", "Seven"])
+        .args(["--data", &data.path().to_string_lossy()])
+        .output()
+        .await
+        .unwrap();
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let again = Command::new(binary())
+        .args(["member", "add", "--number", "700", "--password", &pw, "--data", &data.path().to_string_lossy()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success(), "a number is added once");
+
+    let sc = switchboard_tests::scenarios_dir().join("register.xml");
+    let sc_text = std::fs::read_to_string(sc).unwrap().replace("__FINAL__", "200");
+    let sc = work.path().join("register.xml");
+    std::fs::write(&sc, sc_text).unwrap();
+    let csv = work.path().join("u.csv");
+    std::fs::write(&csv, format!("SEQUENTIAL\n700;{pw};3600;\n")).unwrap();
+    let mut s = Sipp::new(work.path(), &sc, free_port());
+    s.args(["-inf", &csv.to_string_lossy(), "-au", "700", "-ap", &pw, &format!("127.0.0.1:{sip_port}")]);
+    s.run().await.unwrap();
+
+    let list = Command::new(binary())
+        .args(["member", "list", "--data", &data.path().to_string_lossy()])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("700\tSeven\t1 contact(s)"));
+
+    let health = http_get(&format!("127.0.0.1:{http_port}"), "/healthz").await;
+    assert!(health.contains("200 OK") && health.contains("\"ok\""), "{health}");
+    let metrics = http_get(&format!("127.0.0.1:{http_port}"), "/metrics").await;
+    assert!(metrics.contains("switchboard_registers_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("switchboard_sip_messages_in_total{kind=\"REGISTER\"} 2"), "{metrics}");
+    let missing = http_get(&format!("127.0.0.1:{http_port}"), "/nope").await;
+    assert!(missing.contains("404") && missing.contains("\"code\":\"not_found\""), "{missing}");
+
+    // SIGTERM stops it cleanly.
+    let pid = serve.id().unwrap();
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+    let status = tokio::time::timeout(Duration::from_secs(10), serve.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests against real peers on loopback: SIPp scenarios
+//! (tests/scenarios), baresip, raw sockets for malformed input, and the
+//! `switchboard` binary itself.
+
+mod baresip;
+mod calls;
+mod cli;
+mod registrar;
+mod robustness;

@@ -1,0 +1,128 @@
+//! Bad input: malformed datagrams get 400 (or are dropped where nothing can
+//! be addressed), unknown methods 501, and the engine keeps serving.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use switchboard_tests::{Env, Sipp, free_port};
+use tokio::net::UdpSocket;
+
+const OPTIONS: &str = "OPTIONS sip:__USER__127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:__PORT__;branch=z9hG4bK__B__;rport\r\n\
+From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:__USER__127.0.0.1>\r\nCall-ID: probe-__B__\r\nCSeq: 1 __METHOD__\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+/// Send `msg` and return the final answer carrying its branch (other
+/// datagrams, such as answers to earlier flood messages, are skipped).
+async fn ask(sock: &UdpSocket, engine: std::net::SocketAddr, msg: &str) -> Option<String> {
+    let branch = msg.split("branch=").nth(1)?.split([';', '\r']).next()?.to_owned();
+    sock.send_to(msg.as_bytes(), engine).await.ok()?;
+    let mut buf = vec![0u8; 65536];
+    // Skip provisional answers; wait for the final one.
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await;
+        let (n, _) = match got {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                eprintln!("receive error: {e}");
+                continue;
+            }
+            Err(_) => return None,
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") && text.contains(&format!("branch={branch};")) {
+            return Some(text);
+        }
+    }
+}
+
+fn probe(method: &str, user: &str, port: u16, branch: &str) -> String {
+    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
+    OPTIONS
+        .replace("__USER__", &user)
+        .replace("__PORT__", &port.to_string())
+        .replace("__B__", branch)
+        .replace("OPTIONS sip", &format!("{method} sip"))
+        .replace("__METHOD__", method)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_unknown_methods_and_unknown_users() {
+    let env = Env::start(&["100"], |_| {}).await.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let r = ask(&sock, env.sip(), &probe("OPTIONS", "", port, "o1")).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(r.contains("Allow: INVITE"), "{r}");
+    let r = ask(&sock, env.sip(), &probe("OPTIONS", "100", port, "o2")).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let r = ask(&sock, env.sip(), &probe("OPTIONS", "777", port, "o3")).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    let r = ask(&sock, env.sip(), &probe("FROBNICATE", "100", port, "o4")).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 501"), "{r}");
+    let r = ask(&sock, env.sip(), &probe("BYE", "100", port, "o5")).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 481"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_flood_gets_400s_or_drops_and_calls_still_complete() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let engine = env.sip();
+    let good = probe("OPTIONS", "100", port, "good");
+
+    // Addressable but invalid requests: each must get a 400 naming the fault.
+    let bad: Vec<(String, &str)> = vec![
+        (good.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), "CSeq"),
+        (good.replace("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"), "CSeq"),
+        (good.replace("Content-Length: 0", "Content-Length: 999"), "Content-Length"),
+        (good.replace("Max-Forwards: 70", "Max-Forwards: lots"), "Max-Forwards"),
+        (good.replace("To: <sip:100@127.0.0.1>", "To: <sip:100@127.0.0.1"), "To"),
+        (good.replace("\r\n\r\n", "\r\nBroken header line\r\n\r\n"), "header"),
+    ];
+    for (i, (msg, what)) in bad.iter().enumerate() {
+        let msg = msg.replace("z9hG4bKgood", &format!("z9hG4bKbad{i}"));
+        let r = ask(&sock, engine, &msg).await.unwrap_or_else(|| panic!("no answer to bad message {i} ({what})"));
+        assert!(r.starts_with("SIP/2.0 400"), "bad message {i} ({what}): {r}");
+        assert!(r.contains("Warning: 399"), "the 400 says why: {r}");
+    }
+
+    // A flood: random bytes, truncations, mutations and oversized headers.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5b0a);
+    let flood = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..3000u32 {
+        let datagram: Vec<u8> = match i % 4 {
+            0 => (0..rng.gen_range(1..1400)).map(|_| rng.r#gen()).collect(),
+            1 => {
+                let cut = rng.gen_range(1..good.len());
+                good.as_bytes()[..cut].to_vec()
+            }
+            2 => {
+                let mut v = good.clone().into_bytes();
+                for _ in 0..rng.gen_range(1..20) {
+                    let at = rng.gen_range(0..v.len());
+                    v[at] = rng.r#gen();
+                }
+                v
+            }
+            _ => good.replace("Max-Forwards: 70", &format!("X-Huge: {}\r\nMax-Forwards: 70", "A".repeat(60_000))).into_bytes(),
+        };
+        let _ = flood.send_to(&datagram, engine).await;
+        if i % 200 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    // Still answering, and still placing calls.
+    let r = ask(&sock, engine, &probe("OPTIONS", "100", port, "after")).await.expect("engine answers after the flood");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let uport = free_port();
+    env.register("200", uport).await.unwrap();
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    let uas = Sipp::new(env.work.path(), &sc, uport).spawn().unwrap();
+    let sc = env.scenario("uac.xml", &[("HOLD", "100")]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
+}
