@@ -21,7 +21,11 @@ use schema::store::Store;
 use serde::Deserialize;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Carrier-grade SIP engine: registrar and B2BUA for on-net calls")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Carrier-grade SIP engine: registrar and B2BUA for on-net calls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -181,7 +185,8 @@ where
 fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> Result<Settings> {
     let file: FileConfig = match &common.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => FileConfig::default(),
@@ -224,7 +229,11 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     r.default_expires = file.registrar.default_expires.unwrap_or(r.default_expires);
     r.max_contacts = file.registrar.max_contacts.unwrap_or(r.max_contacts);
     if r.min_expires > r.max_expires {
-        bail!("registrar.min_expires ({}) exceeds max_expires ({})", r.min_expires, r.max_expires);
+        bail!(
+            "registrar.min_expires ({}) exceeds max_expires ({})",
+            r.min_expires,
+            r.max_expires
+        );
     }
     if let Some(realm) = env_parse::<String>("SWITCHBOARD_REALM")?.or(file.auth.realm) {
         node.realm = realm;
@@ -232,7 +241,10 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     if let Some(algs) = file.auth.algorithms {
         node.algorithms = algs
             .iter()
-            .map(|a| Algorithm::parse(Some(a)).map_err(|_| anyhow::anyhow!("auth.algorithms: unknown {a}")))
+            .map(|a| {
+                Algorithm::parse(Some(a))
+                    .map_err(|_| anyhow::anyhow!("auth.algorithms: unknown {a}"))
+            })
             .collect::<Result<_>>()?;
         if node.algorithms.is_empty() {
             bail!("auth.algorithms must name at least one of SHA-256, MD5");

@@ -101,7 +101,11 @@ impl Actor for Call {
     type State = CallState;
     type Arguments = CallArgs;
 
-    async fn pre_start(&self, myself: ActorRef<CallMsg>, args: CallArgs) -> Result<CallState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CallMsg>,
+        args: CallArgs,
+    ) -> Result<CallState, ActorProcessingErr> {
         metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
         let mut legs = HashMap::new();
         let (a, _) = Actor::spawn_linked(
@@ -198,12 +202,21 @@ impl Actor for Call {
         })
     }
 
-    async fn post_stop(&self, myself: ActorRef<CallMsg>, st: &mut CallState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<CallMsg>,
+        st: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
         st.finish(&myself);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<CallMsg>, msg: CallMsg, st: &mut CallState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<CallMsg>,
+        msg: CallMsg,
+        st: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CallMsg::Leg(id, event) => st.on_leg(&myself, id, event),
             CallMsg::NoAnswer => {
@@ -237,7 +250,9 @@ impl Actor for Call {
                 }
             }
             // Call and Legs live and die together (RabbitMQ channel_sup).
-            SupervisionEvent::ActorFailed(_, err) => return Err(format!("leg failed: {err}").into()),
+            SupervisionEvent::ActorFailed(_, err) => {
+                return Err(format!("leg failed: {err}").into());
+            }
             _ => {}
         }
         Ok(())
@@ -253,7 +268,9 @@ impl CallState {
         self.over = true;
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
-        let _ = self.center.cast(crate::center::CenterMsg::CallOver(myself.get_id()));
+        let _ = self
+            .center
+            .cast(crate::center::CenterMsg::CallOver(myself.get_id()));
     }
 
     fn send(&self, id: LegId, msg: LegMsg) {
@@ -271,7 +288,12 @@ impl CallState {
 
     /// Hang up every branch except `keep`.
     fn hangup_branches(&mut self, keep: Option<LegId>) {
-        for id in self.legs.keys().copied().filter(|id| *id != CALLER && Some(*id) != keep) {
+        for id in self
+            .legs
+            .keys()
+            .copied()
+            .filter(|id| *id != CALLER && Some(*id) != keep)
+        {
             self.send(id, LegMsg::Hangup { status: 487 });
         }
         self.pending.clear();
@@ -339,21 +361,50 @@ impl CallState {
                 }
                 let _ = &self.cfg;
             }
-            LegEvent::Request { token, method, body } => match self.peer(id) {
+            LegEvent::Request {
+                token,
+                method,
+                body,
+            } => match self.peer(id) {
                 Some(peer) => {
                     let ours = self.next_token;
                     self.next_token += 1;
                     self.forwards.insert(ours, (id, token));
-                    self.send(peer, LegMsg::Forward { token: ours, method, body });
+                    self.send(
+                        peer,
+                        LegMsg::Forward {
+                            token: ours,
+                            method,
+                            body,
+                        },
+                    );
                 }
                 None => {
                     let status = if method == Method::Invite { 491 } else { 481 };
-                    self.send(id, LegMsg::Reply { token, status, body: None });
+                    self.send(
+                        id,
+                        LegMsg::Reply {
+                            token,
+                            status,
+                            body: None,
+                        },
+                    );
                 }
             },
-            LegEvent::Response { token, status, body } => {
+            LegEvent::Response {
+                token,
+                status,
+                body,
+            } => {
                 if let Some((origin, their)) = self.forwards.remove(&token) {
-                    self.send(origin, LegMsg::Reply { token: their, status, body });
+                    self.send(
+                        origin,
+                        LegMsg::Reply {
+                            token: their,
+                            status,
+                            body,
+                        },
+                    );
                 }
             }
             LegEvent::Ended => {
@@ -386,7 +437,10 @@ pub fn best_failure(failures: &[u16]) -> u16 {
     if failures.contains(&486) {
         return 486;
     }
-    if let Some(s) = failures.iter().find(|s| (400..500).contains(*s) && **s != 408) {
+    if let Some(s) = failures
+        .iter()
+        .find(|s| (400..500).contains(*s) && **s != 408)
+    {
         return *s;
     }
     if let Some(s) = failures.iter().find(|s| (500..600).contains(*s)) {

@@ -18,9 +18,9 @@ use engine::sip::digest::{self, Algorithm, Nonces};
 use engine::sip::msg::{HasHeaders, Message, Method, Request, Uri};
 use engine::sip::transaction::{client::cancel_for, key};
 use parking_lot::Mutex;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use schema::store::Store;
 use tracing::{error, warn};
 
@@ -80,7 +80,11 @@ impl Actor for Center {
     type State = CenterState;
     type Arguments = CenterArgs;
 
-    async fn pre_start(&self, _me: ActorRef<CenterMsg>, args: CenterArgs) -> Result<CenterState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _me: ActorRef<CenterMsg>,
+        args: CenterArgs,
+    ) -> Result<CenterState, ActorProcessingErr> {
         Ok(CenterState {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
             rng: StdRng::from_entropy(),
@@ -91,7 +95,12 @@ impl Actor for Center {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<CenterMsg>, msg: CenterMsg, st: &mut CenterState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<CenterMsg>,
+        msg: CenterMsg,
+        st: &mut CenterState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CenterMsg::Invite(request, flow) => st.on_invite(&myself, request, flow).await,
             CenterMsg::HangupAll => {
@@ -151,20 +160,28 @@ impl CenterState {
             Release::Nothing => {}
             Release::Respond { invite, tag } => {
                 let mut r = invite.response(500, Some(&tag));
-                r.headers
-                    .push("Reason", "SIP;cause=500;text=\"call failed inside the engine\"");
-                self.transport.send_response(&r, request_reply_flow(&invite, snap.flow)).await;
+                r.headers.push(
+                    "Reason",
+                    "SIP;cause=500;text=\"call failed inside the engine\"",
+                );
+                self.transport
+                    .send_response(&r, request_reply_flow(&invite, snap.flow))
+                    .await;
             }
             Release::Cancel { invite } => {
-                self.transport.send(snap.flow, cancel_for(&invite).to_bytes()).await;
+                self.transport
+                    .send(snap.flow, cancel_for(&invite).to_bytes())
+                    .await;
             }
             Release::Bye { mut dialog } => {
                 let branch = ids::branch(&mut self.rng);
                 let via = self.transport.via(snap.flow, &branch);
                 let contact = self.transport.contact(snap.flow);
                 let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
-                bye.headers
-                    .push("Reason", "SIP;cause=500;text=\"call failed inside the engine\"");
+                bye.headers.push(
+                    "Reason",
+                    "SIP;cause=500;text=\"call failed inside the engine\"",
+                );
                 self.transport.send(snap.flow, bye.to_bytes()).await;
             }
         }
@@ -182,31 +199,46 @@ impl CenterState {
         let Some(caller) = self.authenticate(now, &request, flow).await else {
             return;
         };
-        let Some(callee) = request.uri.user.clone().filter(|_| request.uri.scheme.starts_with("sip")) else {
-            self.transport.respond(&request, 404, flow, Some("no user in Request-URI")).await;
+        let Some(callee) = request
+            .uri
+            .user
+            .clone()
+            .filter(|_| request.uri.scheme.starts_with("sip"))
+        else {
+            self.transport
+                .respond(&request, 404, flow, Some("no user in Request-URI"))
+                .await;
             return;
         };
         if !crate::serves_host(&self.cfg, self.transport.local(), &request.uri.host) {
-            self.transport.respond(&request, 404, flow, Some("domain not served here")).await;
+            self.transport
+                .respond(&request, 404, flow, Some("domain not served here"))
+                .await;
             return;
         }
         match self.store.member(&callee).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
-                self.transport.respond(&request, 404, flow, Some("no such number")).await;
+                self.transport
+                    .respond(&request, 404, flow, Some("no such number"))
+                    .await;
                 return;
             }
             Err(e) => {
                 warn!(error = %e, "store unavailable");
-                self.transport.respond(&request, 500, flow, Some("store unavailable")).await;
+                self.transport
+                    .respond(&request, 500, flow, Some("store unavailable"))
+                    .await;
                 return;
             }
         }
         let bindings = match self.store.bindings(&callee, clock::unix_now()).await {
             Ok(b) => b,
             Err(_) => {
-                self.transport.respond(&request, 500, flow, Some("store unavailable")).await;
+                self.transport
+                    .respond(&request, 500, flow, Some("store unavailable"))
+                    .await;
                 return;
             }
         };
@@ -216,14 +248,24 @@ impl CenterState {
                 let uri = Uri::parse(&b.contact).ok()?;
                 let flow = Flow::parse(&b.source).or_else(|| {
                     let ip = uri.host.parse().ok()?;
-                    Some(Flow::Udp(std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060))))
+                    Some(Flow::Udp(std::net::SocketAddr::new(
+                        ip,
+                        uri.port.unwrap_or(5060),
+                    )))
                 })?;
                 Some(Target { uri, flow })
             })
             .collect();
         if targets.is_empty() {
             metrics::counter!(m::CALLS, "result" => "unavailable").increment(1);
-            self.transport.respond(&request, 480, flow, Some("callee has no registered contact")).await;
+            self.transport
+                .respond(
+                    &request,
+                    480,
+                    flow,
+                    Some("callee has no registered contact"),
+                )
+                .await;
             return;
         }
         let snapshots: Vec<SharedSnapshot> = (0..=targets.len())
@@ -249,7 +291,14 @@ impl CenterState {
         };
         match Actor::spawn_linked(None, Call, args, myself.get_cell()).await {
             Ok((actor, _)) => {
-                self.calls.insert(actor.get_id(), CallRecord { snapshots, actor, over: false });
+                self.calls.insert(
+                    actor.get_id(),
+                    CallRecord {
+                        snapshots,
+                        actor,
+                        over: false,
+                    },
+                );
             }
             Err(e) => {
                 error!(error = %e, "call failed to start");
@@ -261,8 +310,14 @@ impl CenterState {
                     }
                     self.release(snap).await;
                 }
-                if !self.transport.invites.contains_key(&key::server(&request).unwrap_or_default()) {
-                    self.transport.respond(&request, 500, flow, Some("call failed to start")).await;
+                if !self
+                    .transport
+                    .invites
+                    .contains_key(&key::server(&request).unwrap_or_default())
+                {
+                    self.transport
+                        .respond(&request, 500, flow, Some("call failed to start"))
+                        .await;
                 }
             }
         }
@@ -270,7 +325,12 @@ impl CenterState {
 
     /// RFC 3261 §22.3: the caller proves its identity with Proxy-Authorization.
     /// Returns the caller's number, or answers the request and returns None.
-    async fn authenticate(&mut self, now: Instant, request: &Request, flow: Flow) -> Option<String> {
+    async fn authenticate(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        flow: Flow,
+    ) -> Option<String> {
         let from_user = request.from_hdr().and_then(|f| f.uri.user);
         let Some(auth) = request.headers.get("Proxy-Authorization") else {
             self.challenge(now, request, flow, false).await;
@@ -280,7 +340,9 @@ impl CenterState {
             Ok(c) => c,
             Err(_) => {
                 metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
-                self.transport.respond(request, 400, flow, Some("malformed Proxy-Authorization")).await;
+                self.transport
+                    .respond(request, 400, flow, Some("malformed Proxy-Authorization"))
+                    .await;
                 return None;
             }
         };
@@ -292,7 +354,9 @@ impl CenterState {
                 return None;
             }
             Err(_) => {
-                self.transport.respond(request, 500, flow, Some("store unavailable")).await;
+                self.transport
+                    .respond(request, 500, flow, Some("store unavailable"))
+                    .await;
                 return None;
             }
         };
@@ -300,7 +364,10 @@ impl CenterState {
             Algorithm::Md5 => &member.ha1_md5,
             Algorithm::Sha256 => &member.ha1_sha256,
         };
-        match self.nonces.verify(now, &creds, &self.cfg.realm, "INVITE", ha1) {
+        match self
+            .nonces
+            .verify(now, &creds, &self.cfg.realm, "INVITE", ha1)
+        {
             Ok(()) => {}
             Err(digest::Error::Stale) => {
                 self.challenge(now, request, flow, true).await;
@@ -314,7 +381,12 @@ impl CenterState {
         }
         if from_user.as_deref() != Some(member.number.as_str()) {
             self.transport
-                .respond(request, 403, flow, Some("From does not match the authenticated member"))
+                .respond(
+                    request,
+                    403,
+                    flow,
+                    Some("From does not match the authenticated member"),
+                )
                 .await;
             return None;
         }
@@ -326,9 +398,13 @@ impl CenterState {
         let tag = ids::tag(&mut self.rng);
         let mut r = request.response(407, Some(&tag));
         for alg in &self.cfg.algorithms {
-            r.headers
-                .push("Proxy-Authenticate", digest::challenge(&self.cfg.realm, &nonce, *alg, stale));
+            r.headers.push(
+                "Proxy-Authenticate",
+                digest::challenge(&self.cfg.realm, &nonce, *alg, stale),
+            );
         }
-        self.transport.send_response(&r, request_reply_flow(request, flow)).await;
+        self.transport
+            .send_response(&r, request_reply_flow(request, flow))
+            .await;
     }
 }

@@ -21,12 +21,13 @@ use engine::ids;
 use engine::sip::dialog::Dialog;
 use engine::sip::msg::{HasHeaders, Message, Method, NameAddr, Request, Response, Uri};
 use engine::sip::transaction::{
-    ClientInvite, ClientNonInvite, Event, Output, Reason, ServerInvite, ServerNonInvite, client::cancel_for, key,
+    ClientInvite, ClientNonInvite, Event, Output, Reason, ServerInvite, ServerNonInvite,
+    client::cancel_for, key,
 };
 use parking_lot::Mutex;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::call::CallMsg;
 use crate::clock;
@@ -182,6 +183,10 @@ pub struct Dial {
 }
 
 /// The leg's role.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per leg and moved into it"
+)]
 pub enum Role {
     /// Answers the caller's INVITE.
     Uas(Request),
@@ -207,6 +212,11 @@ pub struct LegArgs {
     pub snapshot: SharedSnapshot,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    clippy::enum_variant_names,
+    reason = "one per transaction, kept by value in the leg's map; the names are the RFC's"
+)]
 enum Machine {
     ServerInvite(ServerInvite),
     ServerNonInvite(ServerNonInvite),
@@ -304,7 +314,11 @@ impl Actor for Leg {
     type State = LegState;
     type Arguments = LegArgs;
 
-    async fn pre_start(&self, myself: ActorRef<LegMsg>, args: LegArgs) -> Result<LegState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<LegMsg>,
+        args: LegArgs,
+    ) -> Result<LegState, ActorProcessingErr> {
         let now = clock::now();
         let mut rng = StdRng::from_entropy();
         let local_tag = ids::tag(&mut rng);
@@ -329,24 +343,35 @@ impl Actor for Leg {
                     body: Bytes::new(),
                 };
                 req.headers.push("Via", transport.via(args.flow, &branch));
-                req.headers.push("Max-Forwards", dial.max_forwards.to_string());
+                req.headers
+                    .push("Max-Forwards", dial.max_forwards.to_string());
                 req.headers.push("From", from.to_string());
                 req.headers.push("To", dial.to.to_string());
                 req.headers.push("Call-ID", call_id);
                 req.headers.push("CSeq", "1 INVITE");
-                req.headers.push("Contact", format!("<{}>", transport.contact(args.flow)));
+                req.headers
+                    .push("Contact", format!("<{}>", transport.contact(args.flow)));
                 req.headers.push("Allow", crate::transport::ALLOW);
                 if let Some((body, ct)) = dial.body {
                     req.headers.push("Content-Type", ct);
                     req.body = body;
                 }
                 metrics::counter!(m::SIP_OUT, "kind" => "INVITE").increment(1);
-                let t = ClientInvite::new(now, req.clone(), args.flow.is_reliable(), args.cfg.timers);
-                (false, req, format!("c:{branch}"), Machine::ClientInvite(t), args.flow)
+                let t =
+                    ClientInvite::new(now, req.clone(), args.flow.is_reliable(), args.cfg.timers);
+                (
+                    false,
+                    req,
+                    format!("c:{branch}"),
+                    Machine::ClientInvite(t),
+                    args.flow,
+                )
             }
         };
         let dialog_route = dialog_key(invite.call_id(), &local_tag);
-        transport.dialogs.insert(dialog_route.clone(), myself.clone());
+        transport
+            .dialogs
+            .insert(dialog_route.clone(), myself.clone());
         {
             let mut snap = args.snapshot.lock();
             snap.dialog_key = dialog_route.clone();
@@ -358,10 +383,13 @@ impl Actor for Leg {
                     tag: local_tag.clone(),
                 };
             } else {
-                snap.release = Release::Cancel { invite: invite.clone() };
+                snap.release = Release::Cancel {
+                    invite: invite.clone(),
+                };
             }
         }
-        metrics::counter!(m::TRANSACTIONS, "kind" => if uas { "server" } else { "client" }).increment(1);
+        metrics::counter!(m::TRANSACTIONS, "kind" => if uas { "server" } else { "client" })
+            .increment(1);
         let mut txns = HashMap::new();
         txns.insert(
             invite_key.clone(),
@@ -398,7 +426,11 @@ impl Actor for Leg {
         Ok(st)
     }
 
-    async fn post_stop(&self, _me: ActorRef<LegMsg>, st: &mut LegState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _me: ActorRef<LegMsg>,
+        st: &mut LegState,
+    ) -> Result<(), ActorProcessingErr> {
         st.transport.dialogs.remove(&st.dialog_route);
         if st.uas {
             st.transport.invites.remove(&st.invite_key);
@@ -406,7 +438,12 @@ impl Actor for Leg {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<LegMsg>, msg: LegMsg, st: &mut LegState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<LegMsg>,
+        msg: LegMsg,
+        st: &mut LegState,
+    ) -> Result<(), ActorProcessingErr> {
         let now = clock::now();
         match msg {
             LegMsg::Sip(Message::Request(r), flow) => st.on_request(now, r, flow).await,
@@ -418,8 +455,16 @@ impl Actor for Leg {
                 }
             }
             LegMsg::Answer { status, body } => st.answer(now, status, body),
-            LegMsg::Forward { token, method, body } => st.forward(now, token, method, body),
-            LegMsg::Reply { token, status, body } => st.reply(now, token, status, body),
+            LegMsg::Forward {
+                token,
+                method,
+                body,
+            } => st.forward(now, token, method, body),
+            LegMsg::Reply {
+                token,
+                status,
+                body,
+            } => st.reply(now, token, status, body),
             LegMsg::Hangup { status } => st.hangup(now, status),
         }
         st.pump(&myself, now).await;
@@ -462,7 +507,9 @@ impl LegState {
     fn update_snapshot(&self) {
         let release = match (&self.dialog, self.ending) {
             (_, true) => Release::Nothing,
-            (Some(d), false) => Release::Bye { dialog: Box::new(d.clone()) },
+            (Some(d), false) => Release::Bye {
+                dialog: Box::new(d.clone()),
+            },
             (None, false) if self.uas => Release::Respond {
                 invite: self.invite.clone(),
                 tag: self.local_tag.clone(),
@@ -479,7 +526,13 @@ impl LegState {
     }
 
     /// Start a client transaction for an in-dialog request.
-    fn send_in_dialog(&mut self, now: Instant, method: Method, body: Option<(Bytes, String)>, token: Option<u64>) {
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        method: Method,
+        body: Option<(Bytes, String)>,
+        token: Option<u64>,
+    ) {
         let branch = self.new_branch();
         let via = self.transport.via(self.flow, &branch);
         let contact = self.transport.contact(self.flow);
@@ -495,9 +548,19 @@ impl LegState {
         metrics::counter!(m::TRANSACTIONS, "kind" => "client").increment(1);
         let reliable = self.flow.is_reliable();
         let machine = if method == Method::Invite {
-            Machine::ClientInvite(ClientInvite::new(now, request.clone(), reliable, self.cfg.timers))
+            Machine::ClientInvite(ClientInvite::new(
+                now,
+                request.clone(),
+                reliable,
+                self.cfg.timers,
+            ))
         } else {
-            Machine::ClientNonInvite(ClientNonInvite::new(now, &request, reliable, self.cfg.timers))
+            Machine::ClientNonInvite(ClientNonInvite::new(
+                now,
+                &request,
+                reliable,
+                self.cfg.timers,
+            ))
         };
         self.txns.insert(
             format!("c:{branch}"),
@@ -545,11 +608,9 @@ impl LegState {
             } else if let Some(Txn {
                 machine: Machine::ServerInvite(t),
                 ..
-            }) = self
-                .txns
-                .values_mut()
-                .find(|t| t.request.method == Method::Invite && t.request.cseq().map(|c| c.seq) == Some(seq))
-            {
+            }) = self.txns.values_mut().find(|t| {
+                t.request.method == Method::Invite && t.request.cseq().map(|c| c.seq) == Some(seq)
+            }) {
                 t.handle_ack(now, request);
             }
             return;
@@ -557,7 +618,9 @@ impl LegState {
         if request.method == Method::Cancel {
             // §9.2: answer the CANCEL, then 487 the INVITE if still pending.
             let ok = request.response(200, Some(&self.local_tag));
-            self.transport.send_response(&ok, request_reply_flow(&request, flow)).await;
+            self.transport
+                .send_response(&ok, request_reply_flow(&request, flow))
+                .await;
             if self.uas && !self.is_invite_answered() {
                 let r = self.invite.response(487, Some(&self.local_tag));
                 self.send_on(now, &self.invite_key.clone(), &r);
@@ -576,11 +639,15 @@ impl LegState {
             return;
         }
         let Some(dialog) = self.dialog.as_mut() else {
-            self.transport.respond(&request, 481, flow, Some("dialog not established")).await;
+            self.transport
+                .respond(&request, 481, flow, Some("dialog not established"))
+                .await;
             return;
         };
         if let Err(e) = dialog.handle_request(&request) {
-            self.transport.respond(&request, 500, flow, Some(&e.to_string())).await;
+            self.transport
+                .respond(&request, 500, flow, Some(&e.to_string()))
+                .await;
             return;
         }
         let dest = request_reply_flow(&request, flow);
@@ -607,7 +674,9 @@ impl LegState {
                 self.update_snapshot();
             }
             _ if self.ending => {
-                self.transport.respond(&request, 481, flow, Some("dialog is ending")).await;
+                self.transport
+                    .respond(&request, 481, flow, Some("dialog is ending"))
+                    .await;
             }
             ref method => {
                 let token = self.next_token;
@@ -653,7 +722,10 @@ impl LegState {
     }
 
     async fn on_response(&mut self, now: Instant, response: Response) {
-        let Some(branch) = response.top_via().and_then(|v| v.branch().map(str::to_owned)) else {
+        let Some(branch) = response
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_owned))
+        else {
             return;
         };
         let method = response.cseq().map(|c| c.method);
@@ -685,7 +757,10 @@ impl LegState {
         }
         let mut r = self.invite.response(status, Some(&self.local_tag));
         if status > 100 && status < 300 {
-            r.headers.push("Contact", format!("<{}>", self.transport.contact(self.flow)));
+            r.headers.push(
+                "Contact",
+                format!("<{}>", self.transport.contact(self.flow)),
+            );
             r.headers.push("Allow", crate::transport::ALLOW);
         }
         let r = with_body(r, body);
@@ -723,7 +798,10 @@ impl LegState {
         };
         let mut r = request.response(status, Some(&self.local_tag));
         if request.method == Method::Invite && (200..300).contains(&status) {
-            r.headers.push("Contact", format!("<{}>", self.transport.contact(self.flow)));
+            r.headers.push(
+                "Contact",
+                format!("<{}>", self.transport.contact(self.flow)),
+            );
         }
         let r = with_body(r, body);
         self.send_on(now, &k, &r);
@@ -888,10 +966,8 @@ impl LegState {
             for (k, e) in events {
                 match e {
                     Event::Response(r) => self.on_client_event(now, &k, r),
-                    Event::Ack(_) => {
-                        if self.uas && k == self.invite_key && self.answered {
-                            self.emit(LegEvent::Confirmed);
-                        }
+                    Event::Ack(_) if self.uas && k == self.invite_key && self.answered => {
+                        self.emit(LegEvent::Confirmed);
                     }
                     Event::Terminated(reason) => self.on_terminated(&k, reason),
                     _ => {}
@@ -906,7 +982,11 @@ impl LegState {
             myself.stop(None);
             return;
         }
-        let next = self.txns.values().filter_map(|t| t.machine.poll_timeout()).min();
+        let next = self
+            .txns
+            .values()
+            .filter_map(|t| t.machine.poll_timeout())
+            .min();
         if let Some(next) = next
             && self.armed.is_none_or(|a| next < a)
         {

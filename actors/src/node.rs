@@ -50,7 +50,10 @@ pub struct NodeState {
     intensity: Intensity,
 }
 
-async fn spawn_registrar(me: &ActorRef<NodeMsg>, a: &NodeArgs) -> Result<ActorRef<RegistrarMsg>, ActorProcessingErr> {
+async fn spawn_registrar(
+    me: &ActorRef<NodeMsg>,
+    a: &NodeArgs,
+) -> Result<ActorRef<RegistrarMsg>, ActorProcessingErr> {
     let args = RegistrarArgs {
         cfg: a.cfg.clone(),
         store: a.store.clone(),
@@ -61,7 +64,10 @@ async fn spawn_registrar(me: &ActorRef<NodeMsg>, a: &NodeArgs) -> Result<ActorRe
     Ok(r)
 }
 
-async fn spawn_center(me: &ActorRef<NodeMsg>, a: &NodeArgs) -> Result<ActorRef<CenterMsg>, ActorProcessingErr> {
+async fn spawn_center(
+    me: &ActorRef<NodeMsg>,
+    a: &NodeArgs,
+) -> Result<ActorRef<CenterMsg>, ActorProcessingErr> {
     let args = CenterArgs {
         cfg: a.cfg.clone(),
         store: a.store.clone(),
@@ -77,7 +83,11 @@ impl Actor for Node {
     type State = NodeState;
     type Arguments = NodeArgs;
 
-    async fn pre_start(&self, me: ActorRef<NodeMsg>, args: NodeArgs) -> Result<NodeState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        me: ActorRef<NodeMsg>,
+        args: NodeArgs,
+    ) -> Result<NodeState, ActorProcessingErr> {
         let registrar = spawn_registrar(&me, &args).await?;
         let center = spawn_center(&me, &args).await?;
         Ok(NodeState {
@@ -88,7 +98,12 @@ impl Actor for Node {
         })
     }
 
-    async fn handle(&self, _me: ActorRef<NodeMsg>, msg: NodeMsg, st: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        st: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::Center(reply) => {
                 let _ = reply.send(st.center.clone());
@@ -97,9 +112,15 @@ impl Actor for Node {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, me: ActorRef<NodeMsg>, evt: SupervisionEvent, st: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<NodeMsg>,
+        evt: SupervisionEvent,
+        st: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         let dead = match &evt {
-            SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, _, _) => cell.get_id(),
+            SupervisionEvent::ActorFailed(cell, _)
+            | SupervisionEvent::ActorTerminated(cell, _, _) => cell.get_id(),
             _ => return Ok(()),
         };
         if matches!(me.get_status(), ractor::ActorStatus::Stopping) {
@@ -153,10 +174,12 @@ pub enum StartError {
 /// Bind the transport, start the supervision tree and the receive loops.
 pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle, StartError> {
     let cfg = Arc::new(cfg);
-    let (transport, listener) = Transport::bind(&cfg).await.map_err(|source| StartError::Bind {
-        addr: cfg.sip_addr,
-        source,
-    })?;
+    let (transport, listener) = Transport::bind(&cfg)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.sip_addr,
+            source,
+        })?;
     let sip_addr = transport.udp_addr().map_err(|source| StartError::Bind {
         addr: cfg.sip_addr,
         source,

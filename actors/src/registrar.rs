@@ -21,9 +21,9 @@ use engine::registrar;
 use engine::sip::digest::{self, Algorithm, Nonces};
 use engine::sip::msg::{HasHeaders, Method, Request, Response};
 use engine::sip::transaction::{Output, ServerNonInvite, key};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use schema::store::Store;
 use tracing::{debug, warn};
 
@@ -34,6 +34,10 @@ use crate::transport::{ALLOW, Flow, Transport, request_reply_flow};
 
 /// Messages of the Registrar.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Sweep is rare; boxing every REGISTER costs more"
+)]
 pub enum RegistrarMsg {
     /// An out-of-dialog REGISTER or OPTIONS.
     Sip(Request, Flow),
@@ -73,7 +77,11 @@ impl Actor for Registrar {
     type State = RegistrarState;
     type Arguments = RegistrarArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: RegistrarArgs) -> Result<RegistrarState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RegistrarArgs,
+    ) -> Result<RegistrarState, ActorProcessingErr> {
         myself.send_interval(Duration::from_secs(1), || RegistrarMsg::Sweep);
         Ok(RegistrarState {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
@@ -87,7 +95,12 @@ impl Actor for Registrar {
         })
     }
 
-    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: RegistrarMsg, st: &mut RegistrarState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: RegistrarMsg,
+        st: &mut RegistrarState,
+    ) -> Result<(), ActorProcessingErr> {
         let now = clock::now();
         match msg {
             RegistrarMsg::Sip(request, flow) if request.method == Method::Options => {
@@ -95,7 +108,9 @@ impl Actor for Registrar {
             }
             RegistrarMsg::Sip(request, flow) => {
                 let Some(k) = key::server(&request) else {
-                    st.transport.respond(&request, 400, flow, Some("no branch")).await;
+                    st.transport
+                        .respond(&request, 400, flow, Some("no branch"))
+                        .await;
                     return Ok(());
                 };
                 if let Some((txn, f)) = st.txns.get_mut(&k) {
@@ -106,7 +121,8 @@ impl Actor for Registrar {
                 }
                 metrics::counter!(m::TRANSACTIONS, "kind" => "server").increment(1);
                 let txn = ServerNonInvite::new(flow.is_reliable(), st.cfg.timers);
-                st.txns.insert(k.clone(), (txn, request_reply_flow(&request, flow)));
+                st.txns
+                    .insert(k.clone(), (txn, request_reply_flow(&request, flow)));
                 let response = st.register(now, &request, flow).await;
                 if let Some((txn, _)) = st.txns.get_mut(&k) {
                     txn.send_response(now, &response);
@@ -162,7 +178,8 @@ impl RegistrarState {
 
     fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
         self.failures.get(&ip).is_some_and(|(n, start)| {
-            *n >= self.cfg.auth_fail_limit && now.saturating_duration_since(*start) < self.cfg.auth_fail_window
+            *n >= self.cfg.auth_fail_limit
+                && now.saturating_duration_since(*start) < self.cfg.auth_fail_window
         })
     }
 
@@ -180,8 +197,10 @@ impl RegistrarState {
         let nonce = self.nonces.issue(now, &mut self.rng);
         let mut r = request.response(401, Some(&local_tag(request)));
         for alg in &self.cfg.algorithms {
-            r.headers
-                .push("WWW-Authenticate", digest::challenge(&self.cfg.realm, &nonce, *alg, stale));
+            r.headers.push(
+                "WWW-Authenticate",
+                digest::challenge(&self.cfg.realm, &nonce, *alg, stale),
+            );
         }
         r
     }
@@ -190,7 +209,8 @@ impl RegistrarState {
         let tag = local_tag(request);
         let refuse = |status: u16, why: &str| {
             let mut r = request.response(status, Some(&tag));
-            r.headers.push("Warning", format!("399 switchboard \"{why}\""));
+            r.headers
+                .push("Warning", format!("399 switchboard \"{why}\""));
             r
         };
         let ip = flow.addr().ip();
@@ -241,7 +261,10 @@ impl RegistrarState {
             Algorithm::Md5 => &member.ha1_md5,
             Algorithm::Sha256 => &member.ha1_sha256,
         };
-        match self.nonces.verify(now, &creds, &self.cfg.realm, "REGISTER", ha1) {
+        match self
+            .nonces
+            .verify(now, &creds, &self.cfg.realm, "REGISTER", ha1)
+        {
             Ok(()) => {}
             Err(digest::Error::Stale) => return self.challenge(now, request, true),
             Err(e) => {
@@ -272,7 +295,18 @@ impl RegistrarState {
         };
         let cseq = request.cseq().map_or(0, |c| c.seq);
         let source = flow.to_string();
-        let (put, delete) = match registrar::apply(&current, &changes, &number, request.call_id(), cseq, &source, wall, &policy) {
+        let (put, delete) = match registrar::apply(
+            &current,
+            &changes,
+            registrar::Origin {
+                number: &number,
+                call_id: request.call_id(),
+                cseq,
+                source: &source,
+            },
+            wall,
+            &policy,
+        ) {
             Ok(x) => x,
             Err(e) => return refuse(e.status(), &e.to_string()),
         };
@@ -291,7 +325,11 @@ impl RegistrarState {
         for b in &bindings {
             ok.headers.push(
                 "Contact",
-                format!("<{}>;expires={}", b.contact, b.expires_at.saturating_sub(wall)),
+                format!(
+                    "<{}>;expires={}",
+                    b.contact,
+                    b.expires_at.saturating_sub(wall)
+                ),
             );
         }
         ok
@@ -309,7 +347,9 @@ impl RegistrarState {
         let mut r = request.response(status, Some(&local_tag(&request)));
         r.headers.push("Allow", ALLOW);
         r.headers.push("Accept", "application/sdp");
-        self.transport.send_response(&r, request_reply_flow(&request, flow)).await;
+        self.transport
+            .send_response(&r, request_reply_flow(&request, flow))
+            .await;
     }
 }
 

@@ -42,7 +42,11 @@ impl Intensity {
     /// Record a restart at `now`; `false` when the limit is exceeded and the
     /// supervisor must stop instead.
     pub fn allow(&mut self, now: Instant) -> bool {
-        while self.0.front().is_some_and(|t| now.saturating_duration_since(*t) > WINDOW) {
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > WINDOW)
+        {
             self.0.pop_front();
         }
         self.0.push_back(now);
@@ -61,10 +65,16 @@ mod tests {
         for _ in 0..MAX_RESTARTS {
             assert!(i.allow(t0));
         }
-        assert!(!i.allow(t0), "the 11th restart within a second stops the supervisor");
+        assert!(
+            !i.allow(t0),
+            "the 11th restart within a second stops the supervisor"
+        );
         let mut j = Intensity::default();
         for k in 0..30 {
-            assert!(j.allow(t0 + Duration::from_millis(200 * k)), "spread restarts are fine");
+            assert!(
+                j.allow(t0 + Duration::from_millis(200 * k)),
+                "spread restarts are fine"
+            );
         }
     }
 }

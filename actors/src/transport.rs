@@ -189,7 +189,10 @@ impl Transport {
                 }
             }
             Flow::Tcp(addr) => {
-                let sent = self.tcp.get(&addr).is_some_and(|tx| tx.send(bytes.clone()).is_ok());
+                let sent = self
+                    .tcp
+                    .get(&addr)
+                    .is_some_and(|tx| tx.send(bytes.clone()).is_ok());
                 if !sent {
                     self.connect_and_send(addr, bytes);
                 }
@@ -217,7 +220,13 @@ impl Transport {
     }
 
     /// Answer a request statelessly (errors found before any transaction).
-    pub async fn respond(self: &Arc<Self>, request: &Request, status: u16, flow: Flow, warning: Option<&str>) {
+    pub async fn respond(
+        self: &Arc<Self>,
+        request: &Request,
+        status: u16,
+        flow: Flow,
+        warning: Option<&str>,
+    ) {
         let tag = stateless_tag(request);
         let mut response = request.response(status, Some(&tag));
         if let Some(w) = warning {
@@ -228,7 +237,8 @@ impl Transport {
         if status == 405 || status == 501 {
             response.headers.push("Allow", ALLOW);
         }
-        self.send_response(&response, response_flow(&response, flow)).await;
+        self.send_response(&response, response_flow(&response, flow))
+            .await;
     }
 
     /// Send a response; `flow` is where it goes (see [`response_flow`]).
@@ -262,7 +272,10 @@ impl Transport {
                 let leg = self.dialogs.get(&key).map(|r| r.clone());
                 match leg {
                     Some(leg) => {
-                        if leg.cast(LegMsg::Sip(Message::Response(response), flow)).is_err() {
+                        if leg
+                            .cast(LegMsg::Sip(Message::Response(response), flow))
+                            .is_err()
+                        {
                             self.dialogs.remove(&key);
                         }
                     }
@@ -287,13 +300,19 @@ impl Transport {
                     }
                 }
             } else if !is_ack {
-                self.respond(&request, 481, flow, Some("no such dialog")).await;
+                self.respond(&request, 481, flow, Some("no such dialog"))
+                    .await;
             }
             return;
         }
-        if matches!(request.method, Method::Invite | Method::Cancel | Method::Ack) {
+        if matches!(
+            request.method,
+            Method::Invite | Method::Cancel | Method::Ack
+        ) {
             let k = key::server(&request).map(|k| k.replace("|CANCEL", "|INVITE"));
-            let leg = k.as_ref().and_then(|k| self.invites.get(k).map(|r| r.clone()));
+            let leg = k
+                .as_ref()
+                .and_then(|k| self.invites.get(k).map(|r| r.clone()));
             if let Some(leg) = leg {
                 let _ = leg.cast(LegMsg::Sip(Message::Request(request), flow));
                 return;
@@ -312,21 +331,31 @@ impl Transport {
                 let r = self.registrar.read().clone();
                 match r {
                     Some(r) if r.cast(RegistrarMsg::Sip(request.clone(), flow)).is_ok() => {}
-                    _ => self.respond(&request, 503, flow, Some("registrar restarting")).await,
+                    _ => {
+                        self.respond(&request, 503, flow, Some("registrar restarting"))
+                            .await
+                    }
                 }
             }
             Method::Invite => {
                 let c = self.center.read().clone();
                 match c {
                     Some(c) if c.cast(CenterMsg::Invite(request.clone(), flow)).is_ok() => {}
-                    _ => self.respond(&request, 503, flow, Some("center restarting")).await,
+                    _ => {
+                        self.respond(&request, 503, flow, Some("center restarting"))
+                            .await
+                    }
                 }
             }
             Method::Ack => metrics::counter!(m::SIP_STRAY).increment(1),
-            Method::Cancel => self.respond(&request, 481, flow, Some("no such transaction")).await,
+            Method::Cancel => {
+                self.respond(&request, 481, flow, Some("no such transaction"))
+                    .await
+            }
             Method::Other(_) => self.respond(&request, 501, flow, None).await,
             Method::Bye | Method::Info | Method::Update | Method::Prack => {
-                self.respond(&request, 481, flow, Some("no such dialog")).await
+                self.respond(&request, 481, flow, Some("no such dialog"))
+                    .await
             }
             _ => self.respond(&request, 405, flow, None).await,
         }
@@ -386,7 +415,9 @@ fn reply_flow(via: Option<msg::Via>, flow: Flow) -> Flow {
 
 /// A To tag for stateless answers, stable across retransmissions.
 fn stateless_tag(request: &Request) -> String {
-    let branch = request.top_via().and_then(|v| v.branch().map(str::to_owned));
+    let branch = request
+        .top_via()
+        .and_then(|v| v.branch().map(str::to_owned));
     let seed = format!("{}{}", request.call_id(), branch.unwrap_or_default());
     // FNV-1a: only needs to be stable, not secret.
     let mut h: u64 = 0xcbf29ce484222325;
@@ -451,7 +482,12 @@ impl Transport {
         self.run_connection(stream, peer, rx).await;
     }
 
-    async fn run_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    async fn run_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut rx: mpsc::UnboundedReceiver<Bytes>,
+    ) {
         let (mut rd, mut wr) = stream.into_split();
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {

@@ -109,6 +109,19 @@ pub fn changes(request: &Request, policy: &Policy) -> Result<Vec<Change>, Error>
     Ok(out)
 }
 
+/// Who asked for the changes: the REGISTER's identifiers.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The member's number (address of record).
+    pub number: &'a str,
+    /// Call-ID of the REGISTER.
+    pub call_id: &'a str,
+    /// CSeq of the REGISTER.
+    pub cseq: u32,
+    /// Where it came from (`udp:ip:port`).
+    pub source: &'a str,
+}
+
 /// Apply `changes` to the live `current` bindings at wall time `now`
 /// (Unix seconds): returns (bindings to write, contacts to delete).
 /// §10.3 step 7: a refresh carrying the same Call-ID and a CSeq not above
@@ -116,13 +129,16 @@ pub fn changes(request: &Request, policy: &Policy) -> Result<Vec<Change>, Error>
 pub fn apply(
     current: &[Binding],
     changes: &[Change],
-    number: &str,
-    call_id: &str,
-    cseq: u32,
-    source: &str,
+    origin: Origin<'_>,
     now: u64,
     policy: &Policy,
 ) -> Result<(Vec<Binding>, Vec<String>), Error> {
+    let Origin {
+        number,
+        call_id,
+        cseq,
+        source,
+    } = origin;
     let mut put = Vec::new();
     let mut delete = Vec::new();
     for change in changes {
@@ -189,33 +205,72 @@ mod tests {
         let p = Policy::default();
         assert_eq!(
             changes(&register("<sip:100@a>", None), &p).unwrap(),
-            vec![Change::Set { contact: "sip:100@a".into(), expires: 3600 }]
+            vec![Change::Set {
+                contact: "sip:100@a".into(),
+                expires: 3600
+            }]
         );
         assert_eq!(
             changes(&register("<sip:100@a>;expires=99999", Some("30")), &p).unwrap(),
-            vec![Change::Set { contact: "sip:100@a".into(), expires: 7200 }],
+            vec![Change::Set {
+                contact: "sip:100@a".into(),
+                expires: 7200
+            }],
             "per-contact expires wins over the header and is capped"
         );
-        assert_eq!(changes(&register("<sip:100@a>", Some("10")), &p), Err(Error::IntervalTooBrief(60)));
-        assert_eq!(changes(&register("<sip:100@a>", Some("0")), &p).unwrap(), vec![Change::Remove("sip:100@a".into())]);
-        assert_eq!(changes(&register("*", Some("0")), &p).unwrap(), vec![Change::RemoveAll]);
-        assert_eq!(changes(&register("*", Some("60")), &p), Err(Error::BadWildcard));
-        assert!(changes(&register("", None), &p).unwrap().is_empty(), "no Contact is a query");
+        assert_eq!(
+            changes(&register("<sip:100@a>", Some("10")), &p),
+            Err(Error::IntervalTooBrief(60))
+        );
+        assert_eq!(
+            changes(&register("<sip:100@a>", Some("0")), &p).unwrap(),
+            vec![Change::Remove("sip:100@a".into())]
+        );
+        assert_eq!(
+            changes(&register("*", Some("0")), &p).unwrap(),
+            vec![Change::RemoveAll]
+        );
+        assert_eq!(
+            changes(&register("*", Some("60")), &p),
+            Err(Error::BadWildcard)
+        );
+        assert!(
+            changes(&register("", None), &p).unwrap().is_empty(),
+            "no Contact is a query"
+        );
     }
 
     #[test]
     fn apply_refreshes_removes_and_ignores_out_of_order() {
         let p = Policy::default();
-        let set = vec![Change::Set { contact: "sip:100@a".into(), expires: 100 }];
-        let (put, del) = apply(&[], &set, "100", "c", 5, "udp:1.1.1.1:5060", 1000, &p).unwrap();
+        let set = vec![Change::Set {
+            contact: "sip:100@a".into(),
+            expires: 100,
+        }];
+        let o = |call_id, cseq, source| Origin {
+            number: "100",
+            call_id,
+            cseq,
+            source,
+        };
+        let (put, del) = apply(&[], &set, o("c", 5, "udp:1.1.1.1:5060"), 1000, &p).unwrap();
         assert_eq!(put[0].expires_at, 1100);
         assert!(del.is_empty());
-        let (put2, _) = apply(&put, &set, "100", "c", 5, "udp:1.1.1.1:5060", 1001, &p).unwrap();
+        let (put2, _) = apply(&put, &set, o("c", 5, "udp:1.1.1.1:5060"), 1001, &p).unwrap();
         assert!(put2.is_empty(), "same Call-ID, same CSeq: out of order");
-        let (_, del) = apply(&put, &[Change::RemoveAll], "100", "c", 6, "x", 1001, &p).unwrap();
+        let (_, del) = apply(&put, &[Change::RemoveAll], o("c", 6, "x"), 1001, &p).unwrap();
         assert_eq!(del, vec!["sip:100@a".to_owned()]);
-        let small = Policy { max_contacts: 1, ..p };
-        let other = vec![Change::Set { contact: "sip:100@b".into(), expires: 100 }];
-        assert_eq!(apply(&put, &other, "100", "d", 1, "x", 1001, &small), Err(Error::TooManyContacts(1)));
+        let small = Policy {
+            max_contacts: 1,
+            ..p
+        };
+        let other = vec![Change::Set {
+            contact: "sip:100@b".into(),
+            expires: 100,
+        }];
+        assert_eq!(
+            apply(&put, &other, o("d", 1, "x"), 1001, &small),
+            Err(Error::TooManyContacts(1))
+        );
     }
 }

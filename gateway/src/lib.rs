@@ -40,20 +40,31 @@ struct ApiError {
 }
 
 /// All routes.
-pub fn routes(metrics: PrometheusHandle) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+pub fn routes(
+    metrics: PrometheusHandle,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(metrics.render(), "content-type", "text/plain; version=0.0.4")
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
     });
-    health.or(metrics).recover(|_rejection: warp::Rejection| async move {
-        let body = ApiError {
-            code: "not_found",
-            message: "no such resource".into(),
-        };
-        Ok::<_, Infallible>(warp::reply::with_status(warp::reply::json(&body), StatusCode::NOT_FOUND))
-    })
+    health
+        .or(metrics)
+        .recover(|_rejection: warp::Rejection| async move {
+            let body = ApiError {
+                code: "not_found",
+                message: "no such resource".into(),
+            };
+            Ok::<_, Infallible>(warp::reply::with_status(
+                warp::reply::json(&body),
+                StatusCode::NOT_FOUND,
+            ))
+        })
 }
 
 /// Serve on `addr`; returns the bound address and the server future.

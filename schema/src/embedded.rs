@@ -59,9 +59,12 @@ impl Embedded {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("switchboard.db")).map_err(unavailable)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(unavailable)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         Ok(Embedded {
             conn: Mutex::new(conn),
@@ -100,7 +103,9 @@ impl Store for Embedded {
     async fn member(&self, number: &str) -> Result<Option<Member>> {
         let conn = self.conn.lock();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE number = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members WHERE number = ?1"
+            ))
             .map_err(unavailable)?;
         stmt.query_row(params![number], member_row)
             .optional()
@@ -110,10 +115,13 @@ impl Store for Embedded {
     async fn members(&self) -> Result<Vec<Member>> {
         let conn = self.conn.lock();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {MEMBER_COLUMNS} FROM members ORDER BY number"))
+            .prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members ORDER BY number"
+            ))
             .map_err(unavailable)?;
         let rows = stmt.query_map([], member_row).map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(unavailable)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
     }
 
     async fn remove_member(&self, number: &str) -> Result<bool> {
@@ -148,10 +156,16 @@ impl Store for Embedded {
                 })
             })
             .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(unavailable)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
     }
 
-    async fn update_bindings(&self, number: &str, put: &[Binding], delete: &[String]) -> Result<()> {
+    async fn update_bindings(
+        &self,
+        number: &str,
+        put: &[Binding],
+        delete: &[String],
+    ) -> Result<()> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(unavailable)?;
         for contact in delete {
@@ -176,7 +190,10 @@ impl Store for Embedded {
         let n = self
             .conn
             .lock()
-            .execute("DELETE FROM bindings WHERE expires_at <= ?1", params![now as i64])
+            .execute(
+                "DELETE FROM bindings WHERE expires_at <= ?1",
+                params![now as i64],
+            )
             .map_err(unavailable)?;
         Ok(n as u64)
     }

@@ -43,7 +43,8 @@ pub trait Store: Send + Sync + 'static {
     /// Live bindings of `number` at wall time `now` (Unix seconds).
     async fn bindings(&self, number: &str, now: u64) -> Result<Vec<Binding>>;
     /// Write bindings and delete contacts of one number in one atomic step.
-    async fn update_bindings(&self, number: &str, put: &[Binding], delete: &[String]) -> Result<()>;
+    async fn update_bindings(&self, number: &str, put: &[Binding], delete: &[String])
+    -> Result<()>;
     /// Delete bindings expired at `now`; returns how many. Backends with
     /// native TTLs may do nothing here.
     async fn sweep_bindings(&self, now: u64) -> Result<u64>;

@@ -2,6 +2,11 @@
 //! joins when it exists and `SCYLLA_URI` is set; until then this suite runs
 //! against the embedded backend and says that Scylla was skipped.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test"
+)]
+
 use switchboard_schema as schema;
 
 use schema::embedded::Embedded;
@@ -32,28 +37,59 @@ fn binding(n: &str, contact: &str, expires_at: u64) -> Binding {
 
 async fn suite(store: &dyn Store) {
     assert!(store.insert_member(&member("100")).await.unwrap());
-    assert!(!store.insert_member(&member("100")).await.unwrap(), "insert-if-absent");
+    assert!(
+        !store.insert_member(&member("100")).await.unwrap(),
+        "insert-if-absent"
+    );
     assert!(store.insert_member(&member("200")).await.unwrap());
-    assert_eq!(store.member("100").await.unwrap().unwrap().name, "member 100");
+    assert_eq!(
+        store.member("100").await.unwrap().unwrap().name,
+        "member 100"
+    );
     assert!(store.member("999").await.unwrap().is_none());
-    let numbers: Vec<_> = store.members().await.unwrap().into_iter().map(|m| m.number).collect();
+    let numbers: Vec<_> = store
+        .members()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.number)
+        .collect();
     assert_eq!(numbers, vec!["100", "200"]);
 
     let b1 = binding("100", "sip:100@a", 1000);
     let b2 = binding("100", "sip:100@b", 2000);
-    store.update_bindings("100", &[b1.clone(), b2.clone()], &[]).await.unwrap();
-    assert_eq!(store.bindings("100", 500).await.unwrap(), vec![b1.clone(), b2.clone()]);
-    assert_eq!(store.bindings("100", 1000).await.unwrap(), vec![b2.clone()], "expired at its expires_at");
+    store
+        .update_bindings("100", &[b1.clone(), b2.clone()], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bindings("100", 500).await.unwrap(),
+        vec![b1.clone(), b2.clone()]
+    );
+    assert_eq!(
+        store.bindings("100", 1000).await.unwrap(),
+        vec![b2.clone()],
+        "expired at its expires_at"
+    );
     assert_eq!(store.binding_count(500).await.unwrap(), 2);
-    store.update_bindings("100", &[], &["sip:100@b".into()]).await.unwrap();
+    store
+        .update_bindings("100", &[], &["sip:100@b".into()])
+        .await
+        .unwrap();
     assert_eq!(store.bindings("100", 500).await.unwrap(), vec![b1.clone()]);
     assert_eq!(store.sweep_bindings(1500).await.unwrap(), 1);
     assert!(store.bindings("100", 0).await.unwrap().is_empty());
 
-    store.update_bindings("200", &[binding("200", "sip:200@x", 9000)], &[]).await.unwrap();
+    store
+        .update_bindings("200", &[binding("200", "sip:200@x", 9000)], &[])
+        .await
+        .unwrap();
     assert!(store.remove_member("200").await.unwrap());
     assert!(!store.remove_member("200").await.unwrap());
-    assert!(store.bindings("200", 0).await.unwrap().is_empty(), "bindings go with the member");
+    assert!(
+        store.bindings("200", 0).await.unwrap().is_empty(),
+        "bindings go with the member"
+    );
 }
 
 #[tokio::test]
@@ -79,7 +115,9 @@ async fn two_handles_on_one_directory_see_each_other() {
 #[test]
 fn scylla_backend_conforms() {
     match std::env::var("SCYLLA_URI") {
-        Ok(uri) => panic!("SCYLLA_URI={uri} is set but the ScyllaDB backend is not built yet (issue 9)"),
+        Ok(uri) => {
+            panic!("SCYLLA_URI={uri} is set but the ScyllaDB backend is not built yet (issue 9)")
+        }
         Err(_) => eprintln!("SCYLLA_URI not set: ScyllaDB conformance skipped"),
     }
 }

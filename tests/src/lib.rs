@@ -91,7 +91,10 @@ impl Env {
 
     /// The engine's SIP address.
     pub fn sip(&self) -> SocketAddr {
-        self.node.as_ref().map(|n| n.sip_addr).expect("node running")
+        self.node
+            .as_ref()
+            .map(|n| n.sip_addr)
+            .expect("node running")
     }
 
     /// The running node.
@@ -126,18 +129,25 @@ impl Env {
     /// A copy of scenario `name` with `__KEY__` placeholders replaced.
     pub fn scenario(&self, name: &str, vars: &[(&str, &str)]) -> Result<PathBuf> {
         let src = scenarios_dir().join(name);
-        let mut text = std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+        let mut text =
+            std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
         for (k, v) in vars {
             text = text.replace(&format!("__{k}__"), v);
         }
-        let dst = self.work.path().join(format!("{}-{}", rand::random::<u32>(), name));
+        let dst = self
+            .work
+            .path()
+            .join(format!("{}-{}", rand::random::<u32>(), name));
         std::fs::write(&dst, text)?;
         Ok(dst)
     }
 
     /// A SIPp injection file with one row.
     pub fn csv(&self, row: &[&str]) -> Result<PathBuf> {
-        let p = self.work.path().join(format!("{}.csv", rand::random::<u32>()));
+        let p = self
+            .work
+            .path()
+            .join(format!("{}.csv", rand::random::<u32>()));
         std::fs::write(&p, format!("SEQUENTIAL\n{};\n", row.join(";")))?;
         Ok(p)
     }
@@ -168,7 +178,11 @@ impl Env {
 
     /// Live bindings of `number`.
     pub async fn bindings(&self, number: &str) -> Result<usize> {
-        Ok(self.store.bindings(number, actors::clock::unix_now()).await?.len())
+        Ok(self
+            .store
+            .bindings(number, actors::clock::unix_now())
+            .await?
+            .len())
     }
 }
 
@@ -313,4 +327,3 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-

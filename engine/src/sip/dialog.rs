@@ -155,14 +155,27 @@ impl Dialog {
 
     /// §12.2.1.1: a new in-dialog request (not ACK, not CANCEL). `via` is the
     /// full Via value (with a fresh branch), `contact` our Contact URI.
-    pub fn request(&mut self, method: Method, via: &str, contact: &Uri, body: Bytes, content_type: Option<&str>) -> Request {
+    pub fn request(
+        &mut self,
+        method: Method,
+        via: &str,
+        contact: &Uri,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Request {
         self.local_seq += 1;
         let seq = self.local_seq;
         self.build(method, seq, via, Some(contact), body, content_type)
     }
 
     /// §13.2.2.4: the ACK for a 2xx to the INVITE with CSeq `invite_seq`.
-    pub fn ack(&self, invite_seq: u32, via: &str, body: Bytes, content_type: Option<&str>) -> Request {
+    pub fn ack(
+        &self,
+        invite_seq: u32,
+        via: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Request {
         self.build(Method::Ack, invite_seq, via, None, body, content_type)
     }
 
@@ -241,7 +254,13 @@ mod tests {
         let invite = req(INVITE);
         let mut d = Dialog::uas(&invite, "lt").unwrap();
         assert_eq!(d.id.remote_tag, "ft");
-        let bye = d.request(Method::Bye, "SIP/2.0/UDP me;branch=z9hG4bK2", &Uri::sip(None, "me", None), Bytes::new(), None);
+        let bye = d.request(
+            Method::Bye,
+            "SIP/2.0/UDP me;branch=z9hG4bK2",
+            &Uri::sip(None, "me", None),
+            Bytes::new(),
+            None,
+        );
         assert_eq!(bye.uri.host, "10.0.0.1");
         let routes: Vec<_> = bye.headers.get_all("Route").collect();
         assert_eq!(routes, vec!["<sip:p1;lr>", "<sip:p2;lr>"]);
@@ -259,7 +278,13 @@ mod tests {
         ok.headers.push("Contact", "<sip:200@10.0.0.2>");
         let mut d = Dialog::uac(&invite, &ok).unwrap();
         assert_eq!(d.route_set[0].uri.host, "p2");
-        let bye = d.request(Method::Bye, "SIP/2.0/UDP me;branch=z9hG4bK3", &Uri::sip(None, "me", None), Bytes::new(), None);
+        let bye = d.request(
+            Method::Bye,
+            "SIP/2.0/UDP me;branch=z9hG4bK3",
+            &Uri::sip(None, "me", None),
+            Bytes::new(),
+            None,
+        );
         // p2 has no ;lr: strict routing puts it in the Request-URI.
         assert_eq!(bye.uri.host, "p2");
         let routes: Vec<_> = bye.headers.get_all("Route").collect();
@@ -273,9 +298,19 @@ mod tests {
     #[test]
     fn out_of_order_cseq_is_refused_and_reinvite_refreshes_target() {
         let mut d = Dialog::uas(&req(INVITE), "lt").unwrap();
-        let old = req(&INVITE.replace("10 INVITE", "9 INFO").replace("INVITE sip", "INFO sip"));
-        assert_eq!(d.handle_request(&old), Err(Error::OutOfOrder { got: 9, expected: 10 }));
-        let reinvite = req(&INVITE.replace("10 INVITE", "11 INVITE").replace("10.0.0.1", "10.9.9.9"));
+        let old = req(&INVITE
+            .replace("10 INVITE", "9 INFO")
+            .replace("INVITE sip", "INFO sip"));
+        assert_eq!(
+            d.handle_request(&old),
+            Err(Error::OutOfOrder {
+                got: 9,
+                expected: 10
+            })
+        );
+        let reinvite = req(&INVITE
+            .replace("10 INVITE", "11 INVITE")
+            .replace("10.0.0.1", "10.9.9.9"));
         d.handle_request(&reinvite).unwrap();
         assert_eq!(d.remote_target.host, "10.9.9.9");
         assert_eq!(d.remote_seq, Some(11));

@@ -109,7 +109,9 @@ pub struct Credentials {
 /// Parse `Digest k=v, k="v", ...` (RFC 7616 §3.4).
 pub fn parse_credentials(header: &str) -> Result<Credentials, Error> {
     let rest = header.trim();
-    let (scheme, rest) = rest.split_once(char::is_whitespace).ok_or(Error::Malformed)?;
+    let (scheme, rest) = rest
+        .split_once(char::is_whitespace)
+        .ok_or(Error::Malformed)?;
     if !scheme.eq_ignore_ascii_case("Digest") {
         return Err(Error::Malformed);
     }
@@ -142,7 +144,10 @@ fn parse_params(s: &str) -> Option<HashMap<String, String>> {
     let mut chars = s.char_indices().peekable();
     let bytes = s.as_bytes();
     loop {
-        while chars.peek().is_some_and(|(_, c)| c.is_whitespace() || *c == ',') {
+        while chars
+            .peek()
+            .is_some_and(|(_, c)| c.is_whitespace() || *c == ',')
+        {
             chars.next();
         }
         let Some(&(start, _)) = chars.peek() else {
@@ -202,16 +207,21 @@ pub fn expected_response(creds: &Credentials, method: &str, ha1: &str) -> String
     let alg = creds.algorithm;
     let ha2 = alg.hash(&format!("{method}:{}", creds.uri));
     match (&creds.qop, creds.nc, &creds.cnonce) {
-        (Some(qop), Some(nc), Some(cnonce)) => {
-            alg.hash(&format!("{ha1}:{}:{nc:08x}:{cnonce}:{qop}:{ha2}", creds.nonce))
-        }
+        (Some(qop), Some(nc), Some(cnonce)) => alg.hash(&format!(
+            "{ha1}:{}:{nc:08x}:{cnonce}:{qop}:{ha2}",
+            creds.nonce
+        )),
         _ => alg.hash(&format!("{ha1}:{}:{ha2}", creds.nonce)),
     }
 }
 
 /// Constant-time comparison of two hex digests.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -276,7 +286,8 @@ impl Nonces {
     /// recognised as stale for a while rather than unknown).
     pub fn purge(&mut self, now: Instant) {
         let keep = self.lifetime * 2;
-        self.entries.retain(|_, e| now.saturating_duration_since(e.issued) < keep);
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.issued) < keep);
     }
 
     /// Number of nonces held.
@@ -383,7 +394,10 @@ mod tests {
         );
         let realm = "http-auth@example.org";
         for (alg, resp) in [
-            ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+            (
+                "SHA-256",
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
             ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
         ] {
             let c = parse_credentials(&creds(alg, resp, nonce, cnonce, realm, "Mufasa")).unwrap();
@@ -417,15 +431,42 @@ mod tests {
         let nonce = table.issue(t0, &mut rng);
         let ha1 = Algorithm::Sha256.ha1("100", "sb", "secret");
         let good = answer(&nonce, 1, "secret", Algorithm::Sha256);
-        assert_eq!(table.verify(t0, &answer(&nonce, 1, "wrong", Algorithm::Sha256), "sb", "REGISTER", &ha1), Err(Error::Mismatch));
+        assert_eq!(
+            table.verify(
+                t0,
+                &answer(&nonce, 1, "wrong", Algorithm::Sha256),
+                "sb",
+                "REGISTER",
+                &ha1
+            ),
+            Err(Error::Mismatch)
+        );
         assert_eq!(table.verify(t0, &good, "sb", "REGISTER", &ha1), Ok(()));
-        assert_eq!(table.verify(t0, &good, "sb", "REGISTER", &ha1), Err(Error::Replay));
+        assert_eq!(
+            table.verify(t0, &good, "sb", "REGISTER", &ha1),
+            Err(Error::Replay)
+        );
         let next = answer(&nonce, 2, "secret", Algorithm::Sha256);
         assert_eq!(table.verify(t0, &next, "sb", "REGISTER", &ha1), Ok(()));
         let later = answer(&nonce, 3, "secret", Algorithm::Sha256);
-        assert_eq!(table.verify(t0 + Duration::from_secs(31), &later, "sb", "REGISTER", &ha1), Err(Error::Stale));
-        assert_eq!(table.verify(t0, &answer("nope", 1, "secret", Algorithm::Sha256), "sb", "REGISTER", &ha1), Err(Error::UnknownNonce));
-        assert_eq!(table.verify(t0, &good, "other", "REGISTER", &ha1), Err(Error::Realm));
+        assert_eq!(
+            table.verify(t0 + Duration::from_secs(31), &later, "sb", "REGISTER", &ha1),
+            Err(Error::Stale)
+        );
+        assert_eq!(
+            table.verify(
+                t0,
+                &answer("nope", 1, "secret", Algorithm::Sha256),
+                "sb",
+                "REGISTER",
+                &ha1
+            ),
+            Err(Error::UnknownNonce)
+        );
+        assert_eq!(
+            table.verify(t0, &good, "other", "REGISTER", &ha1),
+            Err(Error::Realm)
+        );
         table.purge(t0 + Duration::from_secs(61));
         assert!(table.is_empty());
     }
@@ -444,10 +485,18 @@ mod tests {
     #[test]
     fn malformed_credentials_are_errors() {
         assert_eq!(parse_credentials("Basic abc"), Err(Error::Malformed));
-        assert_eq!(parse_credentials("Digest username=\"a"), Err(Error::Malformed));
-        assert_eq!(parse_credentials("Digest username=a, realm=b"), Err(Error::Malformed));
         assert_eq!(
-            parse_credentials("Digest username=a, realm=b, nonce=c, uri=d, response=e, algorithm=SHA-512"),
+            parse_credentials("Digest username=\"a"),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            parse_credentials("Digest username=a, realm=b"),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            parse_credentials(
+                "Digest username=a, realm=b, nonce=c, uri=d, response=e, algorithm=SHA-512"
+            ),
             Err(Error::Algorithm)
         );
     }

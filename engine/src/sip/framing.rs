@@ -18,7 +18,10 @@ pub enum Frame {
 
 /// Find the first message in `buf`, refusing messages larger than `limit`.
 pub fn next_frame(buf: &[u8], limit: usize) -> Frame {
-    let ws = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let ws = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if ws > 0 {
         return Frame::KeepAlive(ws);
     }
@@ -76,7 +79,10 @@ mod tests {
         assert_eq!(next_frame(&one[..one.len() - 1], 1000), Frame::Incomplete);
         assert_eq!(next_frame(&one[..10], 1000), Frame::Incomplete);
         assert!(matches!(next_frame(b"X\r\n\r\n", 1000), Frame::Invalid(_)));
-        assert!(matches!(next_frame(b"X\r\nl: 99999\r\n\r\n", 1000), Frame::Invalid(_)));
+        assert!(matches!(
+            next_frame(b"X\r\nl: 99999\r\n\r\n", 1000),
+            Frame::Invalid(_)
+        ));
         assert!(matches!(next_frame(&[b'a'; 2000], 1000), Frame::Invalid(_)));
     }
 }

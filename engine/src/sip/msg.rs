@@ -171,7 +171,11 @@ impl Uri {
         let s = s.trim();
         let scheme_end = s.find(':').ok_or(ParseError::RequestUri)?;
         let scheme = s[..scheme_end].to_ascii_lowercase();
-        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
             return Err(ParseError::RequestUri);
         }
         if scheme != "sip" && scheme != "sips" {
@@ -193,7 +197,12 @@ impl Uri {
             return Err(ParseError::RequestUri);
         }
         let port = parsed.host_with_port.port.map(|p| *p.value());
-        let params = split_params(s.split_once('?').map_or(s, |(a, _)| a).get(scheme_end..).unwrap_or(""));
+        let params = split_params(
+            s.split_once('?')
+                .map_or(s, |(a, _)| a)
+                .get(scheme_end..)
+                .unwrap_or(""),
+        );
         Ok(Uri {
             scheme,
             user: parsed.user().map(str::to_owned),
@@ -224,7 +233,9 @@ impl Uri {
 
     /// The `transport` parameter, lower-cased, if any.
     pub fn transport(&self) -> Option<String> {
-        self.param("transport").flatten().map(str::to_ascii_lowercase)
+        self.param("transport")
+            .flatten()
+            .map(str::to_ascii_lowercase)
     }
 }
 
@@ -326,7 +337,8 @@ impl NameAddr {
     /// Set (or replace) a header parameter.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
         self.params.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.params.push((name.to_owned(), value.map(str::to_owned)));
+        self.params
+            .push((name.to_owned(), value.map(str::to_owned)));
     }
 }
 
@@ -408,13 +420,18 @@ impl Via {
     pub fn parse(s: &str) -> Result<Via, ParseError> {
         let bad = ParseError::Malformed("Via");
         let s = s.trim();
-        let (proto, rest) = s.split_once(|c: char| c.is_ascii_whitespace()).ok_or(bad.clone())?;
+        let (proto, rest) = s
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .ok_or(bad.clone())?;
         let mut parts = proto.split('/').map(str::trim);
         let (name, version, transport) = (parts.next(), parts.next(), parts.next());
         if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
             return Err(bad);
         }
-        let transport = transport.filter(|t| !t.is_empty()).ok_or(bad.clone())?.to_ascii_uppercase();
+        let transport = transport
+            .filter(|t| !t.is_empty())
+            .ok_or(bad.clone())?
+            .to_ascii_uppercase();
         let rest = rest.trim();
         let (sent_by, params) = match rest.find(';') {
             Some(i) => (rest[..i].trim(), split_params(&rest[i..])),
@@ -449,10 +466,15 @@ impl Via {
 
     /// Set (or replace) a parameter.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        if let Some(slot) = self.params.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if let Some(slot) = self
+            .params
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             slot.1 = value.map(str::to_owned);
         } else {
-            self.params.push((name.to_owned(), value.map(str::to_owned)));
+            self.params
+                .push((name.to_owned(), value.map(str::to_owned)));
         }
     }
 }
@@ -531,8 +553,7 @@ impl CSeq {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
@@ -626,7 +647,11 @@ impl Headers {
     /// Replace every value of a header by one value.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        if let Some(i) = self.0.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if let Some(i) = self
+            .0
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             self.0[i].1 = value;
             let mut seen = false;
             self.0.retain(|(n, _)| {
@@ -650,7 +675,11 @@ impl Headers {
 
     /// Remove the first value of a header (the top Via), splitting lists.
     pub fn remove_first(&mut self, name: &str) {
-        if let Some(i) = self.0.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if let Some(i) = self
+            .0
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             let values = split_list(&self.0[i].1);
             if values.len() > 1 {
                 self.0[i].1 = values[1..].join(", ");
@@ -718,17 +747,32 @@ pub trait HasHeaders {
     }
     /// Parsed top Via.
     fn top_via(&self) -> Option<Via> {
-        self.headers().get_all("Via").next().and_then(|v| Via::parse(v).ok())
+        self.headers()
+            .get_all("Via")
+            .next()
+            .and_then(|v| Via::parse(v).ok())
     }
     /// Parsed From.
+    #[allow(
+        clippy::wrong_self_convention,
+        reason = "From is the SIP header's name"
+    )]
     fn from_hdr(&self) -> Option<NameAddr> {
-        self.headers().get("From").and_then(|v| NameAddr::parse(v, "From").ok())
+        self.headers()
+            .get("From")
+            .and_then(|v| NameAddr::parse(v, "From").ok())
     }
     /// Parsed To.
     fn to_hdr(&self) -> Option<NameAddr> {
-        self.headers().get("To").and_then(|v| NameAddr::parse(v, "To").ok())
+        self.headers()
+            .get("To")
+            .and_then(|v| NameAddr::parse(v, "To").ok())
     }
     /// Tag of the From header.
+    #[allow(
+        clippy::wrong_self_convention,
+        reason = "From is the SIP header's name"
+    )]
     fn from_tag(&self) -> Option<String> {
         self.from_hdr().and_then(|a| a.tag().map(str::to_owned))
     }
@@ -857,7 +901,9 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
     for (i, line) in header_block.split("\r\n").enumerate() {
         if line.starts_with([' ', '\t']) {
             // §7.3.1: a continuation line belongs to the previous header.
-            let (_, value) = current.as_mut().ok_or(ParseError::HeaderLine { line: i + 2 })?;
+            let (_, value) = current
+                .as_mut()
+                .ok_or(ParseError::HeaderLine { line: i + 2 })?;
             value.push(' ');
             value.push_str(line.trim());
             continue;
@@ -865,7 +911,9 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
         if let Some((n, v)) = current.take() {
             headers.push(&n, v);
         }
-        let (name, value) = line.split_once(':').ok_or(ParseError::HeaderLine { line: i + 2 })?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(ParseError::HeaderLine { line: i + 2 })?;
         let name = name.trim_end();
         if !is_token(name) {
             return Err(ParseError::HeaderLine { line: i + 2 });
@@ -878,7 +926,10 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
 
     let body = match headers.get("Content-Length") {
         Some(v) => {
-            let len: usize = v.trim().parse().map_err(|_| ParseError::Malformed("Content-Length"))?;
+            let len: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| ParseError::Malformed("Content-Length"))?;
             if len > body.len() {
                 return Err(ParseError::ShortBody);
             }
@@ -947,7 +998,9 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
             .map_err(|_| ParseError::Malformed("Max-Forwards"))?;
     }
     if let Some(e) = request.headers.get("Expires") {
-        e.trim().parse::<u32>().map_err(|_| ParseError::Malformed("Expires"))?;
+        e.trim()
+            .parse::<u32>()
+            .map_err(|_| ParseError::Malformed("Expires"))?;
     }
     Ok(Message::Request(request))
 }
@@ -989,7 +1042,10 @@ pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Respon
         let Some(name) = canonical_name(n.trim()) else {
             continue;
         };
-        if let Some(i) = ["Via", "From", "To", "Call-ID", "CSeq"].iter().position(|k| *k == name) {
+        if let Some(i) = ["Via", "From", "To", "Call-ID", "CSeq"]
+            .iter()
+            .position(|k| *k == name)
+        {
             if name == "Via" && Via::parse(split_list(v.trim()).first()?).is_err() {
                 return None;
             }
@@ -1037,11 +1093,16 @@ impl Request {
     pub fn response(&self, status: u16, to_tag: Option<&str>) -> Response {
         let mut headers = Headers::default();
         for (n, v) in self.headers.iter() {
-            if ["Via", "From", "Call-ID", "CSeq"].iter().any(|k| k.eq_ignore_ascii_case(n)) {
+            if ["Via", "From", "Call-ID", "CSeq"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(n))
+            {
                 headers.push(n, v);
             } else if n.eq_ignore_ascii_case("To") {
                 match (to_tag, self.to_tag()) {
-                    (Some(tag), None) if status > 100 => headers.push("To", format!("{v};tag={tag}")),
+                    (Some(tag), None) if status > 100 => {
+                        headers.push("To", format!("{v};tag={tag}"))
+                    }
                     _ => headers.push("To", v),
                 }
             }
@@ -1129,7 +1190,9 @@ v=0\r\nextra";
     #[test]
     fn extension_method_parses() {
         let raw = b"FOO sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 FOO\r\n\r\n";
-        let Message::Request(r) = parse(raw, DEFAULT_MAX_MESSAGE).unwrap() else { panic!() };
+        let Message::Request(r) = parse(raw, DEFAULT_MAX_MESSAGE).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.method, Method::Other("FOO".into()));
     }
 
@@ -1145,7 +1208,10 @@ v=0\r\nextra";
         assert!(resp.headers.get("Warning").unwrap().contains("CSeq"));
         let v3 = b"OPTIONS sip:a@b SIP/3.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n";
         assert_eq!(parse(v3, 1000).unwrap_err().status(), 505);
-        assert!(matches!(parse(&[b'x'; 2000], 1000), Err(ParseError::TooLarge { .. })));
+        assert!(matches!(
+            parse(&[b'x'; 2000], 1000),
+            Err(ParseError::TooLarge { .. })
+        ));
         let short = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 50\r\n\r\nabc";
         assert_eq!(parse(short, 1000), Err(ParseError::ShortBody));
     }

@@ -20,9 +20,11 @@ fn caller(env: &Env, from: &str, to: &str, scenario: &str, vars: &[(&str, &str)]
 }
 
 async fn no_calls_left(env: &Env) {
-    eventually("calls released", Duration::from_secs(10), || async { env.node().active_calls().await == 0 })
-        .await
-        .unwrap();
+    eventually("calls released", Duration::from_secs(10), || async {
+        env.node().active_calls().await == 0
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +32,10 @@ async fn call_between_registered_members_completes() {
     let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
     let uas = callee(&env, "200", "uas.xml").await;
     // uas.xml checks the callee sees the engine's Call-ID and the offer.
-    caller(&env, "100", "200", "uac.xml", &[("HOLD", "300")]).run().await.unwrap();
+    caller(&env, "100", "200", "uac.xml", &[("HOLD", "300")])
+        .run()
+        .await
+        .unwrap();
     uas.wait().await.unwrap();
     no_calls_left(&env).await;
 }
@@ -49,7 +54,10 @@ async fn call_over_tcp_from_the_caller_completes() {
 async fn cancel_before_answer_gives_487_and_cancels_the_callee() {
     let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
     let uas = callee(&env, "200", "uas_cancelled.xml").await;
-    caller(&env, "100", "200", "uac_cancel.xml", &[]).run().await.unwrap();
+    caller(&env, "100", "200", "uac_cancel.xml", &[])
+        .run()
+        .await
+        .unwrap();
     uas.wait().await.unwrap();
     no_calls_left(&env).await;
 }
@@ -58,20 +66,29 @@ async fn cancel_before_answer_gives_487_and_cancels_the_callee() {
 async fn busy_callee_gives_486() {
     let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
     let uas = callee(&env, "200", "uas_busy.xml").await;
-    caller(&env, "100", "200", "uac_final.xml", &[("FINAL", "486")]).run().await.unwrap();
+    caller(&env, "100", "200", "uac_final.xml", &[("FINAL", "486")])
+        .run()
+        .await
+        .unwrap();
     uas.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_callee_gives_480() {
     let env = Env::start(&["100", "300"], |_| {}).await.unwrap();
-    caller(&env, "100", "300", "uac_final.xml", &[("FINAL", "480")]).run().await.unwrap();
+    caller(&env, "100", "300", "uac_final.xml", &[("FINAL", "480")])
+        .run()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_number_gives_404() {
     let env = Env::start(&["100"], |_| {}).await.unwrap();
-    caller(&env, "100", "999", "uac_final.xml", &[("FINAL", "404")]).run().await.unwrap();
+    caller(&env, "100", "999", "uac_final.xml", &[("FINAL", "404")])
+        .run()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +98,10 @@ async fn forked_call_cancels_the_branch_that_did_not_answer() {
     let answers = callee(&env, "400", "uas.xml").await;
     let rings = callee(&env, "400", "uas_cancelled.xml").await;
     assert_eq!(env.bindings("400").await.unwrap(), 2);
-    caller(&env, "100", "400", "uac.xml", &[("HOLD", "300")]).run().await.unwrap();
+    caller(&env, "100", "400", "uac.xml", &[("HOLD", "300")])
+        .run()
+        .await
+        .unwrap();
     answers.wait().await.unwrap();
     rings.wait().await.unwrap();
     no_calls_left(&env).await;
@@ -93,36 +113,52 @@ async fn unauthenticated_invite_is_challenged_and_places_no_call() {
     let port = free_port();
     env.register("200", port).await.unwrap();
     // The callee's contact is a plain socket: anything the engine sends shows up.
-    let phone = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
+    let phone = tokio::net::UdpSocket::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let sc = env.scenario("uac_noauth.xml", &[]).unwrap();
     let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
     c.args(["-s", "200"]);
     c.run().await.unwrap();
     let mut buf = [0u8; 2048];
     let got = tokio::time::timeout(Duration::from_millis(1500), phone.recv_from(&mut buf)).await;
-    assert!(got.is_err(), "the callee received something: {:?}", got.map(|r| r.map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())));
+    assert!(
+        got.is_err(),
+        "the callee received something: {:?}",
+        got.map(|r| r.map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned()))
+    );
     assert_eq!(env.node().active_calls().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_of_one_call_releases_its_legs_and_spares_the_others() {
-    let env = Env::start(&["100", "101", "200", "666"], |c| c.panic_on_callee = Some("666".into()))
-        .await
-        .unwrap();
+    let env = Env::start(&["100", "101", "200", "666"], |c| {
+        c.panic_on_callee = Some("666".into())
+    })
+    .await
+    .unwrap();
     let normal_uas = callee(&env, "200", "uas.xml").await;
     let crash_uas = callee(&env, "666", "uas.xml").await;
     // A long call runs across the crash of the other one.
-    let normal = caller(&env, "101", "200", "uac.xml", &[("HOLD", "3000")]).spawn().unwrap();
+    let normal = caller(&env, "101", "200", "uac.xml", &[("HOLD", "3000")])
+        .spawn()
+        .unwrap();
     // The call to 666 panics its Call actor once answered: the Center must
     // BYE both of its legs (uac_released waits for that BYE; uas.xml too).
-    caller(&env, "100", "666", "uac_released.xml", &[]).run().await.unwrap();
+    caller(&env, "100", "666", "uac_released.xml", &[])
+        .run()
+        .await
+        .unwrap();
     crash_uas.wait().await.unwrap();
     normal.wait().await.unwrap();
     normal_uas.wait().await.unwrap();
     no_calls_left(&env).await;
     // The engine still places new calls.
     let again = callee(&env, "200", "uas.xml").await;
-    caller(&env, "101", "200", "uac.xml", &[("HOLD", "100")]).run().await.unwrap();
+    caller(&env, "101", "200", "uac.xml", &[("HOLD", "100")])
+        .run()
+        .await
+        .unwrap();
     again.wait().await.unwrap();
 }
 
@@ -134,7 +170,10 @@ async fn calls_reach_bindings_made_before_a_restart() {
     env.restart().await.unwrap();
     let sc = env.scenario("uas.xml", &[]).unwrap();
     let uas = Sipp::new(env.work.path(), &sc, port).spawn().unwrap();
-    caller(&env, "100", "200", "uac.xml", &[("HOLD", "200")]).run().await.unwrap();
+    caller(&env, "100", "200", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
     uas.wait().await.unwrap();
 }
 
@@ -142,7 +181,9 @@ async fn calls_reach_bindings_made_before_a_restart() {
 async fn shutdown_sends_bye_to_active_calls() {
     let mut env = Env::start(&["100", "200"], |_| {}).await.unwrap();
     let uas = callee(&env, "200", "uas.xml").await;
-    let c = caller(&env, "100", "200", "uac_released.xml", &[]).spawn().unwrap();
+    let c = caller(&env, "100", "200", "uac_released.xml", &[])
+        .spawn()
+        .unwrap();
     // Both dialogs up (caller's and callee's legs routed).
     eventually("call answered", Duration::from_secs(10), || async {
         env.node().transport.dialogs.len() == 2 && env.node().active_calls().await == 1
@@ -150,7 +191,11 @@ async fn shutdown_sends_bye_to_active_calls() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // let the caller's ACK land
-    env.node.take().unwrap().shutdown(Duration::from_secs(3)).await;
+    env.node
+        .take()
+        .unwrap()
+        .shutdown(Duration::from_secs(3))
+        .await;
     c.wait().await.unwrap();
     uas.wait().await.unwrap();
 }

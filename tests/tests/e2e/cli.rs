@@ -14,7 +14,11 @@ fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let bin = dir.join("switchboard");
-    assert!(bin.exists(), "{} missing: build the workspace first (cargo build)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: build the workspace first (cargo build)",
+        bin.display()
+    );
     bin
 }
 
@@ -24,7 +28,10 @@ async fn http_get(addr: &str, path: &str) -> String {
         .await
         .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     out
 }
 
@@ -36,7 +43,11 @@ async fn help_and_version() {
     for word in ["serve", "member"] {
         assert!(text.contains(word), "{text}");
     }
-    let out = Command::new(binary()).arg("--version").output().await.unwrap();
+    let out = Command::new(binary())
+        .arg("--version")
+        .output()
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("switchboard "));
     let bad = Command::new(binary())
         .args(["member", "add", "--number", "12ab", "--password", "secret1"])
@@ -58,8 +69,19 @@ async fn member_added_while_serving_can_register_at_once() {
     // the environment wins (flags over file, environment over both).
     std::fs::write(&config, "[http]\nlisten = \"127.0.0.1:1\"\n").unwrap();
     let mut serve = Command::new(binary())
-        .args(["serve", "--config", &config.to_string_lossy(), "--sip", &format!("127.0.0.1:{sip_port}")])
-        .args(["--http", "127.0.0.1:2", "--data", &data.path().to_string_lossy()])
+        .args([
+            "serve",
+            "--config",
+            &config.to_string_lossy(),
+            "--sip",
+            &format!("127.0.0.1:{sip_port}"),
+        ])
+        .args([
+            "--http",
+            "127.0.0.1:2",
+            "--data",
+            &data.path().to_string_lossy(),
+        ])
         .env("SWITCHBOARD_HTTP", format!("127.0.0.1:{http_port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,32 +89,71 @@ async fn member_added_while_serving_can_register_at_once() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    let banner = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
-    assert!(banner.contains(&format!("127.0.0.1:{http_port}")), "{banner}");
+    let banner = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        banner.contains(&format!("127.0.0.1:{http_port}")),
+        "{banner}"
+    );
 
     let pw = password("700");
     let add = Command::new(binary())
-        .args(["member", "add", "--number", "700", "--password", &pw, "--name", "Seven"])
+        .args([
+            "member",
+            "add",
+            "--number",
+            "700",
+            "--password",
+            &pw,
+            "--name",
+            "Seven",
+        ])
         .args(["--data", &data.path().to_string_lossy()])
         .output()
         .await
         .unwrap();
-    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
     let again = Command::new(binary())
-        .args(["member", "add", "--number", "700", "--password", &pw, "--data", &data.path().to_string_lossy()])
+        .args([
+            "member",
+            "add",
+            "--number",
+            "700",
+            "--password",
+            &pw,
+            "--data",
+            &data.path().to_string_lossy(),
+        ])
         .output()
         .await
         .unwrap();
     assert!(!again.status.success(), "a number is added once");
 
     let sc = switchboard_tests::scenarios_dir().join("register.xml");
-    let sc_text = std::fs::read_to_string(sc).unwrap().replace("__FINAL__", "200");
+    let sc_text = std::fs::read_to_string(sc)
+        .unwrap()
+        .replace("__FINAL__", "200");
     let sc = work.path().join("register.xml");
     std::fs::write(&sc, sc_text).unwrap();
     let csv = work.path().join("u.csv");
     std::fs::write(&csv, format!("SEQUENTIAL\n700;{pw};3600;\n")).unwrap();
     let mut s = Sipp::new(work.path(), &sc, free_port());
-    s.args(["-inf", &csv.to_string_lossy(), "-au", "700", "-ap", &pw, &format!("127.0.0.1:{sip_port}")]);
+    s.args([
+        "-inf",
+        &csv.to_string_lossy(),
+        "-au",
+        "700",
+        "-ap",
+        &pw,
+        &format!("127.0.0.1:{sip_port}"),
+    ]);
     s.run().await.unwrap();
 
     let list = Command::new(binary())
@@ -103,16 +164,34 @@ async fn member_added_while_serving_can_register_at_once() {
     assert!(String::from_utf8_lossy(&list.stdout).contains("700\tSeven\t1 contact(s)"));
 
     let health = http_get(&format!("127.0.0.1:{http_port}"), "/healthz").await;
-    assert!(health.contains("200 OK") && health.contains("\"ok\""), "{health}");
+    assert!(
+        health.contains("200 OK") && health.contains("\"ok\""),
+        "{health}"
+    );
     let metrics = http_get(&format!("127.0.0.1:{http_port}"), "/metrics").await;
-    assert!(metrics.contains("switchboard_registers_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("switchboard_sip_messages_in_total{kind=\"REGISTER\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_registers_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_sip_messages_in_total{kind=\"REGISTER\"} 2"),
+        "{metrics}"
+    );
     let missing = http_get(&format!("127.0.0.1:{http_port}"), "/nope").await;
-    assert!(missing.contains("404") && missing.contains("\"code\":\"not_found\""), "{missing}");
+    assert!(
+        missing.contains("404") && missing.contains("\"code\":\"not_found\""),
+        "{missing}"
+    );
 
     // SIGTERM stops it cleanly.
     let pid = serve.id().unwrap();
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-    let status = tokio::time::timeout(Duration::from_secs(10), serve.wait()).await.unwrap().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(10), serve.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{status}");
 }

@@ -2,6 +2,11 @@
 //! (tests/scenarios), baresip, raw sockets for malformed input, and the
 //! `switchboard` binary itself.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test"
+)]
+
 mod baresip;
 mod calls;
 mod cli;

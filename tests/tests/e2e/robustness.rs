@@ -14,7 +14,12 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
 /// Send `msg` and return the final answer carrying its branch (other
 /// datagrams, such as answers to earlier flood messages, are skipped).
 async fn ask(sock: &UdpSocket, engine: std::net::SocketAddr, msg: &str) -> Option<String> {
-    let branch = msg.split("branch=").nth(1)?.split([';', '\r']).next()?.to_owned();
+    let branch = msg
+        .split("branch=")
+        .nth(1)?
+        .split([';', '\r'])
+        .next()?
+        .to_owned();
     sock.send_to(msg.as_bytes(), engine).await.ok()?;
     let mut buf = vec![0u8; 65536];
     // Skip provisional answers; wait for the final one.
@@ -36,7 +41,11 @@ async fn ask(sock: &UdpSocket, engine: std::net::SocketAddr, msg: &str) -> Optio
 }
 
 fn probe(method: &str, user: &str, port: u16, branch: &str) -> String {
-    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
     OPTIONS
         .replace("__USER__", &user)
         .replace("__PORT__", &port.to_string())
@@ -50,16 +59,26 @@ async fn options_unknown_methods_and_unknown_users() {
     let env = Env::start(&["100"], |_| {}).await.unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = sock.local_addr().unwrap().port();
-    let r = ask(&sock, env.sip(), &probe("OPTIONS", "", port, "o1")).await.unwrap();
+    let r = ask(&sock, env.sip(), &probe("OPTIONS", "", port, "o1"))
+        .await
+        .unwrap();
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     assert!(r.contains("Allow: INVITE"), "{r}");
-    let r = ask(&sock, env.sip(), &probe("OPTIONS", "100", port, "o2")).await.unwrap();
+    let r = ask(&sock, env.sip(), &probe("OPTIONS", "100", port, "o2"))
+        .await
+        .unwrap();
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
-    let r = ask(&sock, env.sip(), &probe("OPTIONS", "777", port, "o3")).await.unwrap();
+    let r = ask(&sock, env.sip(), &probe("OPTIONS", "777", port, "o3"))
+        .await
+        .unwrap();
     assert!(r.starts_with("SIP/2.0 404"), "{r}");
-    let r = ask(&sock, env.sip(), &probe("FROBNICATE", "100", port, "o4")).await.unwrap();
+    let r = ask(&sock, env.sip(), &probe("FROBNICATE", "100", port, "o4"))
+        .await
+        .unwrap();
     assert!(r.starts_with("SIP/2.0 501"), "{r}");
-    let r = ask(&sock, env.sip(), &probe("BYE", "100", port, "o5")).await.unwrap();
+    let r = ask(&sock, env.sip(), &probe("BYE", "100", port, "o5"))
+        .await
+        .unwrap();
     assert!(r.starts_with("SIP/2.0 481"), "{r}");
 }
 
@@ -75,15 +94,32 @@ async fn malformed_flood_gets_400s_or_drops_and_calls_still_complete() {
     let bad: Vec<(String, &str)> = vec![
         (good.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), "CSeq"),
         (good.replace("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"), "CSeq"),
-        (good.replace("Content-Length: 0", "Content-Length: 999"), "Content-Length"),
-        (good.replace("Max-Forwards: 70", "Max-Forwards: lots"), "Max-Forwards"),
-        (good.replace("To: <sip:100@127.0.0.1>", "To: <sip:100@127.0.0.1"), "To"),
-        (good.replace("\r\n\r\n", "\r\nBroken header line\r\n\r\n"), "header"),
+        (
+            good.replace("Content-Length: 0", "Content-Length: 999"),
+            "Content-Length",
+        ),
+        (
+            good.replace("Max-Forwards: 70", "Max-Forwards: lots"),
+            "Max-Forwards",
+        ),
+        (
+            good.replace("To: <sip:100@127.0.0.1>", "To: <sip:100@127.0.0.1"),
+            "To",
+        ),
+        (
+            good.replace("\r\n\r\n", "\r\nBroken header line\r\n\r\n"),
+            "header",
+        ),
     ];
     for (i, (msg, what)) in bad.iter().enumerate() {
         let msg = msg.replace("z9hG4bKgood", &format!("z9hG4bKbad{i}"));
-        let r = ask(&sock, engine, &msg).await.unwrap_or_else(|| panic!("no answer to bad message {i} ({what})"));
-        assert!(r.starts_with("SIP/2.0 400"), "bad message {i} ({what}): {r}");
+        let r = ask(&sock, engine, &msg)
+            .await
+            .unwrap_or_else(|| panic!("no answer to bad message {i} ({what})"));
+        assert!(
+            r.starts_with("SIP/2.0 400"),
+            "bad message {i} ({what}): {r}"
+        );
         assert!(r.contains("Warning: 399"), "the 400 says why: {r}");
     }
 
@@ -105,7 +141,12 @@ async fn malformed_flood_gets_400s_or_drops_and_calls_still_complete() {
                 }
                 v
             }
-            _ => good.replace("Max-Forwards: 70", &format!("X-Huge: {}\r\nMax-Forwards: 70", "A".repeat(60_000))).into_bytes(),
+            _ => good
+                .replace(
+                    "Max-Forwards: 70",
+                    &format!("X-Huge: {}\r\nMax-Forwards: 70", "A".repeat(60_000)),
+                )
+                .into_bytes(),
         };
         let _ = flood.send_to(&datagram, engine).await;
         if i % 200 == 0 {
@@ -114,7 +155,9 @@ async fn malformed_flood_gets_400s_or_drops_and_calls_still_complete() {
     }
 
     // Still answering, and still placing calls.
-    let r = ask(&sock, engine, &probe("OPTIONS", "100", port, "after")).await.expect("engine answers after the flood");
+    let r = ask(&sock, engine, &probe("OPTIONS", "100", port, "after"))
+        .await
+        .expect("engine answers after the flood");
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     let uport = free_port();
     env.register("200", uport).await.unwrap();

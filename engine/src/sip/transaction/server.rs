@@ -180,7 +180,11 @@ impl ServerInvite {
                 Timer::H => self.terminate(Reason::NoAck),
                 Timer::I => self.terminate(Reason::Normal),
                 Timer::L => {
-                    let reason = if self.acked { Reason::Normal } else { Reason::NoAck };
+                    let reason = if self.acked {
+                        Reason::Normal
+                    } else {
+                        Reason::NoAck
+                    };
                     self.terminate(reason);
                 }
                 _ => {}
@@ -280,8 +284,10 @@ impl ServerNonInvite {
     /// request received while in [Proceeding or Completed] MUST cause the
     /// last response to be passed to the transport layer".
     pub fn handle_retransmission(&mut self) {
-        if matches!(self.state, NonInviteState::Proceeding | NonInviteState::Completed)
-            && let Some(last) = &self.last
+        if matches!(
+            self.state,
+            NonInviteState::Proceeding | NonInviteState::Completed
+        ) && let Some(last) = &self.last
         {
             self.out.push_back(Output::Transmit(last.clone()));
         }
@@ -300,7 +306,8 @@ impl ServerNonInvite {
         if self.state != NonInviteState::Terminated {
             self.state = NonInviteState::Terminated;
             self.table.clear();
-            self.out.push_back(Output::Event(Event::Terminated(Reason::Normal)));
+            self.out
+                .push_back(Output::Event(Event::Terminated(Reason::Normal)));
         }
     }
 

@@ -19,7 +19,12 @@ fn request(method: &str) -> Request {
     }
 }
 
-fn drain<M>(m: &mut M, poll: fn(&mut M) -> Option<Output>, at: Duration, into: &mut Vec<(Duration, Output)>) {
+fn drain<M>(
+    m: &mut M,
+    poll: fn(&mut M) -> Option<Output>,
+    at: Duration,
+    into: &mut Vec<(Duration, Output)>,
+) {
     while let Some(o) = poll(m) {
         into.push((at, o));
     }
@@ -30,7 +35,12 @@ fn register_over_udp_without_reply_retransmits_eleven_times_then_times_out_at_32
     let t0 = epoch();
     let mut tx = ClientNonInvite::new(t0, &request("REGISTER"), false, Timers::default());
     let mut seen = Vec::new();
-    drain(&mut tx, ClientNonInvite::poll_output, Duration::ZERO, &mut seen);
+    drain(
+        &mut tx,
+        ClientNonInvite::poll_output,
+        Duration::ZERO,
+        &mut seen,
+    );
     while let Some(at) = tx.poll_timeout() {
         tx.handle_timeout(at);
         drain(&mut tx, ClientNonInvite::poll_output, at - t0, &mut seen);
@@ -40,7 +50,10 @@ fn register_over_udp_without_reply_retransmits_eleven_times_then_times_out_at_32
         .filter(|(_, o)| matches!(o, Output::Transmit(_)))
         .map(|(at, _)| at.as_secs_f64())
         .collect();
-    assert_eq!(sends, vec![0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]);
+    assert_eq!(
+        sends,
+        vec![0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    );
     let last = seen.last().unwrap();
     assert_eq!(last.0, Duration::from_secs(32));
     assert_eq!(last.1, Output::Event(Event::Terminated(Reason::Timeout)));
@@ -62,7 +75,12 @@ fn invite_over_udp_doubles_timer_a_until_timer_b() {
     let t0 = epoch();
     let mut tx = ClientInvite::new(t0, request("INVITE"), false, Timers::default());
     let mut seen = Vec::new();
-    drain(&mut tx, ClientInvite::poll_output, Duration::ZERO, &mut seen);
+    drain(
+        &mut tx,
+        ClientInvite::poll_output,
+        Duration::ZERO,
+        &mut seen,
+    );
     while let Some(at) = tx.poll_timeout() {
         tx.handle_timeout(at);
         drain(&mut tx, ClientInvite::poll_output, at - t0, &mut seen);
@@ -73,7 +91,10 @@ fn invite_over_udp_doubles_timer_a_until_timer_b() {
         .map(|(at, _)| at.as_secs_f64())
         .collect();
     assert_eq!(sends, vec![0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]);
-    assert_eq!(seen.last().unwrap().1, Output::Event(Event::Terminated(Reason::Timeout)));
+    assert_eq!(
+        seen.last().unwrap().1,
+        Output::Event(Event::Terminated(Reason::Timeout))
+    );
     assert_eq!(seen.last().unwrap().0, Duration::from_secs(32));
 }
 
@@ -89,8 +110,12 @@ fn invite_client_acks_non_2xx_in_transaction_and_absorbs_retransmissions() {
     assert!(tx.may_cancel());
     let busy = invite.response(486, Some("tt"));
     tx.handle_response(t0 + Duration::from_millis(200), busy.clone());
-    let Some(Output::Transmit(ack)) = tx.poll_output() else { panic!("ACK expected") };
-    let Message::Request(ack) = msg::parse(&ack, 4096).unwrap() else { panic!() };
+    let Some(Output::Transmit(ack)) = tx.poll_output() else {
+        panic!("ACK expected")
+    };
+    let Message::Request(ack) = msg::parse(&ack, 4096).unwrap() else {
+        panic!()
+    };
     assert_eq!(ack.method, Method::Ack);
     assert_eq!(ack.to_tag().as_deref(), Some("tt"));
     assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKabc"));
@@ -99,7 +124,10 @@ fn invite_client_acks_non_2xx_in_transaction_and_absorbs_retransmissions() {
     tx.handle_response(t0 + Duration::from_secs(1), busy);
     assert!(matches!(tx.poll_output(), Some(Output::Transmit(_))));
     assert_eq!(tx.poll_output(), None);
-    assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(200) + Duration::from_secs(32)));
+    assert_eq!(
+        tx.poll_timeout(),
+        Some(t0 + Duration::from_millis(200) + Duration::from_secs(32))
+    );
 }
 
 #[test]
@@ -128,7 +156,12 @@ fn invite_server_retransmits_final_with_timer_g_and_gives_up_at_h() {
     assert!(matches!(tx.poll_output(), Some(Output::Transmit(b)) if b.starts_with(b"SIP/2.0 100")));
     tx.send_response(t0, &invite.response(486, Some("x")));
     let mut seen = Vec::new();
-    drain(&mut tx, ServerInvite::poll_output, Duration::ZERO, &mut seen);
+    drain(
+        &mut tx,
+        ServerInvite::poll_output,
+        Duration::ZERO,
+        &mut seen,
+    );
     while let Some(at) = tx.poll_timeout() {
         tx.handle_timeout(at);
         drain(&mut tx, ServerInvite::poll_output, at - t0, &mut seen);
@@ -142,7 +175,10 @@ fn invite_server_retransmits_final_with_timer_g_and_gives_up_at_h() {
         sends,
         vec![0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
     );
-    assert_eq!(seen.last().unwrap().1, Output::Event(Event::Terminated(Reason::NoAck)));
+    assert_eq!(
+        seen.last().unwrap().1,
+        Output::Event(Event::Terminated(Reason::NoAck))
+    );
 }
 
 #[test]
@@ -154,12 +190,25 @@ fn invite_server_ack_confirms_then_timer_i_ends_it() {
     while tx.poll_output().is_some() {}
     let ack = request("ACK");
     tx.handle_ack(t0 + Duration::from_millis(10), ack);
-    assert!(matches!(tx.poll_output(), Some(Output::Event(Event::Ack(_)))));
-    assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(10) + Duration::from_secs(5)));
+    assert!(matches!(
+        tx.poll_output(),
+        Some(Output::Event(Event::Ack(_)))
+    ));
+    assert_eq!(
+        tx.poll_timeout(),
+        Some(t0 + Duration::from_millis(10) + Duration::from_secs(5))
+    );
     tx.handle_retransmission();
-    assert_eq!(tx.poll_output(), None, "Confirmed absorbs INVITE retransmissions");
+    assert_eq!(
+        tx.poll_output(),
+        None,
+        "Confirmed absorbs INVITE retransmissions"
+    );
     tx.handle_timeout(t0 + Duration::from_secs(6));
-    assert_eq!(tx.poll_output(), Some(Output::Event(Event::Terminated(Reason::Normal))));
+    assert_eq!(
+        tx.poll_output(),
+        Some(Output::Event(Event::Terminated(Reason::Normal)))
+    );
 }
 
 #[test]
@@ -171,13 +220,22 @@ fn invite_server_retransmits_2xx_until_ack() {
     tx.send_response(t0, &invite.response(200, Some("x")));
     assert!(matches!(tx.poll_output(), Some(Output::Transmit(_))));
     tx.handle_timeout(t0 + Duration::from_millis(500));
-    assert!(matches!(tx.poll_output(), Some(Output::Transmit(_))), "2xx retransmitted at T1");
+    assert!(
+        matches!(tx.poll_output(), Some(Output::Transmit(_))),
+        "2xx retransmitted at T1"
+    );
     tx.handle_ack(t0 + Duration::from_millis(600), request("ACK"));
-    assert!(matches!(tx.poll_output(), Some(Output::Event(Event::Ack(_)))));
+    assert!(matches!(
+        tx.poll_output(),
+        Some(Output::Event(Event::Ack(_)))
+    ));
     tx.handle_timeout(t0 + Duration::from_secs(2));
     assert_eq!(tx.poll_output(), None, "no retransmission after ACK");
     tx.handle_timeout(t0 + Duration::from_secs(32));
-    assert_eq!(tx.poll_output(), Some(Output::Event(Event::Terminated(Reason::Normal))));
+    assert_eq!(
+        tx.poll_output(),
+        Some(Output::Event(Event::Terminated(Reason::Normal)))
+    );
 }
 
 #[test]
@@ -195,13 +253,20 @@ fn non_invite_server_replays_final_and_ends_after_timer_j() {
     let mut tcp = ServerNonInvite::new(true, Timers::default());
     tcp.send_response(t0, &bye.response(200, None));
     assert!(matches!(tcp.poll_output(), Some(Output::Transmit(_))));
-    assert!(tcp.is_terminated(), "Timer J is zero on a reliable transport");
+    assert!(
+        tcp.is_terminated(),
+        "Timer J is zero on a reliable transport"
+    );
 }
 
 #[test]
 fn configurable_t1_scales_every_timer() {
     let t0 = epoch();
-    let timers = Timers { t1: Duration::from_millis(100), t2: Duration::from_millis(400), t4: Duration::from_secs(1) };
+    let timers = Timers {
+        t1: Duration::from_millis(100),
+        t2: Duration::from_millis(400),
+        t4: Duration::from_secs(1),
+    };
     let mut tx = ClientNonInvite::new(t0, &request("OPTIONS"), false, timers);
     while tx.poll_output().is_some() {}
     assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(100)));

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what the tests use, from Debian's packages. Idempotent.
+#   sip-tester   SIPp, the SIP load and scenario tool (phones and carriers in tests)
+#   baresip-core a real SIP user agent (registers, auto-answers)
+#   procps       kill(1), used to send SIGTERM to `switchboard serve`
+#   curl         HTTP checks in scripts
+set -euo pipefail
+need=()
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v baresip >/dev/null || need+=(baresip-core)
+command -v kill >/dev/null || need+=(procps)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+sipp -v 2>/dev/null | grep -m1 SIPp || true
+baresip -h 2>&1 | head -1 || true
