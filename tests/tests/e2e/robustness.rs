@@ -11,8 +11,9 @@ const OPTIONS: &str = "OPTIONS sip:__USER__127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP
 From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:__USER__127.0.0.1>\r\nCall-ID: probe-__B__\r\nCSeq: 1 __METHOD__\r\n\
 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
 
-/// Send `msg` and return the final answer carrying its branch (other
-/// datagrams, such as answers to earlier flood messages, are skipped).
+/// Send `msg` as a UAC would over UDP (retransmitted every 500 ms, as
+/// Timer E does, for at most 8 s) and return the final answer carrying its
+/// branch; other datagrams, such as answers to flood messages, are skipped.
 async fn ask(sock: &UdpSocket, engine: std::net::SocketAddr, msg: &str) -> Option<String> {
     let branch = msg
         .split("branch=")
@@ -20,24 +21,22 @@ async fn ask(sock: &UdpSocket, engine: std::net::SocketAddr, msg: &str) -> Optio
         .split([';', '\r'])
         .next()?
         .to_owned();
-    sock.send_to(msg.as_bytes(), engine).await.ok()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     let mut buf = vec![0u8; 65536];
-    // Skip provisional answers; wait for the final one.
-    loop {
-        let got = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await;
-        let (n, _) = match got {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                eprintln!("receive error: {e}");
+    while tokio::time::Instant::now() < deadline {
+        sock.send_to(msg.as_bytes(), engine).await.ok()?;
+        let resend = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(got) = tokio::time::timeout_at(resend, sock.recv_from(&mut buf)).await {
+            let Ok((n, _)) = got else {
                 continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("SIP/2.0 1") && text.contains(&format!("branch={branch};")) {
+                return Some(text);
             }
-            Err(_) => return None,
-        };
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if !text.starts_with("SIP/2.0 1") && text.contains(&format!("branch={branch};")) {
-            return Some(text);
         }
     }
+    None
 }
 
 fn probe(method: &str, user: &str, port: u16, branch: &str) -> String {
