@@ -92,6 +92,9 @@ pub struct CallState {
     /// Every leg has ended: the call no longer counts as active.
     over: bool,
     center: ActorRef<crate::center::CenterMsg>,
+    /// Timer tasks (no answer, maximum duration); aborted when the call
+    /// stops so that they do not keep the actor's cell alive.
+    timers: Vec<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
 }
 
 const CALLER: LegId = 0;
@@ -182,7 +185,7 @@ impl Actor for Call {
             legs.insert(id, b);
             pending.insert(id);
         }
-        myself.send_after(args.cfg.no_answer_timeout, || CallMsg::NoAnswer);
+        let no_answer = myself.send_after(args.cfg.no_answer_timeout, || CallMsg::NoAnswer);
         debug!(caller = %args.caller, callee = %args.callee, branches = pending.len(), "call started");
         Ok(CallState {
             callee: args.callee,
@@ -199,6 +202,7 @@ impl Actor for Call {
             over: false,
             center: args.center,
             legs,
+            timers: vec![no_answer],
         })
     }
 
@@ -330,7 +334,8 @@ impl CallState {
                     self.pending.remove(&id);
                     self.send(CALLER, LegMsg::Answer { status: 200, body });
                     self.hangup_branches(Some(id));
-                    myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
+                    let t = myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
+                    self.timers.push(t);
                     info!(callee = %self.callee, leg = id, "call answered");
                 } else {
                     // A second branch answered: release it (§16.7 for a B2BUA).

@@ -305,6 +305,8 @@ pub struct LegState {
     ending: bool,
     next_token: u64,
     armed: Option<Instant>,
+    /// The pending timer task; aborted on stop (it holds a reference to us).
+    tick: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<LegMsg>>>>,
     snapshot: SharedSnapshot,
     dialog_route: String,
 }
@@ -419,6 +421,7 @@ impl Actor for Leg {
             ending: false,
             next_token: 1,
             armed: None,
+            tick: None,
             snapshot: args.snapshot,
             dialog_route,
         };
@@ -991,7 +994,11 @@ impl LegState {
             && self.armed.is_none_or(|a| next < a)
         {
             self.armed = Some(next);
-            myself.send_after(next.saturating_duration_since(now), || LegMsg::Tick);
+            if let Some(old) = self.tick.take() {
+                old.abort();
+            }
+            self.tick =
+                Some(myself.send_after(next.saturating_duration_since(now), || LegMsg::Tick));
         }
     }
 

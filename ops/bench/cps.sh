@@ -35,14 +35,14 @@ RUST_LOG=error $BIN serve --data "$WORK/data" --sip 127.0.0.1:$SIP_PORT --http 1
 PID=$!
 for _ in $(seq 50); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
 
-S=tests/scenarios
+S=$(pwd)/tests/scenarios
 sed 's/__FINAL__/200/' $S/register.xml >"$WORK/register.xml"
 sed "s/__HOLD__/$HOLD_MS/" $S/uac.xml >"$WORK/uac.xml"
 printf 'SEQUENTIAL\n200;bench-200;3600;\n' >"$WORK/callee.csv"
 printf 'SEQUENTIAL\n100;bench-100;\n' >"$WORK/caller.csv"
 (cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
   127.0.0.1:$SIP_PORT -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "callee registration failed"; exit 1; }
-(cd "$WORK" && exec sipp -sf "$PWD/$S/uas.xml" -i 127.0.0.1 -p $UAS_PORT -nostdin -max_socket 65000 >/dev/null 2>&1) &
+(cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $UAS_PORT -nostdin -max_socket 65000 >/dev/null 2>&1) &
 
 cpu_ticks() { awk '{print $14+$15}' /proc/$PID/stat; }
 HZ=$(getconf CLK_TCK)

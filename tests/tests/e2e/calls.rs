@@ -199,3 +199,29 @@ async fn shutdown_sends_bye_to_active_calls() {
     c.wait().await.unwrap();
     uas.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_hangs_up_and_the_caller_gets_bye() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let uas = callee(&env, "200", "uas_hangup.xml").await;
+    caller(&env, "100", "200", "uac_released.xml", &[])
+        .run()
+        .await
+        .unwrap();
+    uas.wait().await.unwrap();
+    no_calls_left(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinvite_is_passed_through_with_its_offer_and_answer() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    // The caller puts the call on hold (sendonly); the callee must see that
+    // offer and the caller must get the callee's recvonly answer.
+    let uas = callee(&env, "200", "uas_reinvite.xml").await;
+    caller(&env, "100", "200", "uac_reinvite.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    uas.wait().await.unwrap();
+    no_calls_left(&env).await;
+}

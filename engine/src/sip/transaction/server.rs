@@ -144,9 +144,17 @@ impl ServerInvite {
                 self.acked = true;
                 self.table.stop(Timer::G);
                 self.out.push_back(Output::Event(Event::Ack(ack)));
-                // Stay in Accepted until Timer L to absorb INVITE retransmits.
+                // Stay in Accepted to absorb INVITE retransmissions, but once
+                // the ACK is in only for T4 (as Timer I does): the UAC stopped
+                // retransmitting at our 100 Trying, and a full 64*T1 would
+                // only hold memory at high call rates.
                 if self.reliable {
                     self.terminate(Reason::Normal);
+                } else {
+                    let until = now + self.timers.t4;
+                    if self.poll_timeout().is_none_or(|l| until < l) {
+                        self.table.set(Timer::L, until);
+                    }
                 }
             }
             _ => {}

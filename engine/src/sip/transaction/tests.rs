@@ -231,10 +231,34 @@ fn invite_server_retransmits_2xx_until_ack() {
     ));
     tx.handle_timeout(t0 + Duration::from_secs(2));
     assert_eq!(tx.poll_output(), None, "no retransmission after ACK");
-    tx.handle_timeout(t0 + Duration::from_secs(32));
+    // After the ACK the machine lingers T4 (5 s), not the full Timer L.
+    assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(5600)));
+    tx.handle_timeout(t0 + Duration::from_millis(5600));
     assert_eq!(
         tx.poll_output(),
         Some(Output::Event(Event::Terminated(Reason::Normal)))
+    );
+}
+
+#[test]
+fn invite_server_without_ack_for_2xx_ends_at_timer_l_with_no_ack() {
+    let t0 = epoch();
+    let invite = request("INVITE");
+    let mut tx = ServerInvite::new(&invite, false, Timers::default());
+    while tx.poll_output().is_some() {}
+    tx.send_response(t0, &invite.response(200, Some("x")));
+    let mut last = None;
+    while let Some(at) = tx.poll_timeout() {
+        tx.handle_timeout(at);
+        while let Some(o) = tx.poll_output() {
+            if let Output::Event(e) = o {
+                last = Some((at - t0, e));
+            }
+        }
+    }
+    assert_eq!(
+        last,
+        Some((Duration::from_secs(32), Event::Terminated(Reason::NoAck)))
     );
 }
 
