@@ -33,7 +33,9 @@ use crate::call::CallMsg;
 use crate::clock;
 use crate::config::NodeConfig;
 use crate::metrics as m;
-use crate::transport::{Flow, Transport, dialog_key, request_reply_flow};
+use crate::transport::{
+    Flow, Lingering, Transport, dialog_key, request_reply_flow, response_linger_key,
+};
 
 /// Index of a leg within its call: 0 is the caller's (UAS) leg.
 pub type LegId = u32;
@@ -247,6 +249,14 @@ impl Machine {
             Machine::ServerNonInvite(t) => t.handle_timeout(now),
             Machine::ClientInvite(t) => t.handle_timeout(now),
             Machine::ClientNonInvite(t) => t.handle_timeout(now),
+        }
+    }
+    fn lingering(&self) -> Option<engine::sip::transaction::Linger> {
+        match self {
+            Machine::ServerInvite(t) => t.lingering(),
+            Machine::ServerNonInvite(t) => t.lingering(),
+            Machine::ClientInvite(t) => t.lingering(),
+            Machine::ClientNonInvite(t) => t.lingering(),
         }
     }
     fn is_terminated(&self) -> bool {
@@ -981,7 +991,8 @@ impl LegState {
         if self.uas && !self.txns.contains_key(&self.invite_key) {
             self.transport.invites.remove(&self.invite_key);
         }
-        if self.ending && self.txns.is_empty() {
+        if self.ending && self.txns.values().all(|t| t.machine.lingering().is_some()) {
+            self.hand_over_retransmissions();
             myself.stop(None);
             return;
         }
@@ -1000,6 +1011,44 @@ impl LegState {
             self.tick =
                 Some(myself.send_after(next.saturating_duration_since(now), || LegMsg::Tick));
         }
+    }
+
+    /// The leg is over and its transactions only absorb retransmissions:
+    /// leave their answers with the transport and let the actor go.
+    fn hand_over_retransmissions(&mut self) {
+        for (k, t) in &self.txns {
+            let Some(l) = t.machine.lingering() else {
+                continue;
+            };
+            match &t.machine {
+                Machine::ServerInvite(_) | Machine::ServerNonInvite(_) => {
+                    let key = format!("s:{}", k.replace("|CANCEL", "|INVITE"));
+                    self.transport.linger(
+                        key,
+                        Lingering {
+                            replay: l.replay,
+                            flow: t.dest,
+                            until: l.until,
+                        },
+                    );
+                }
+                Machine::ClientInvite(_) => {
+                    let seq = t.request.cseq().map_or(0, |c| c.seq);
+                    let replay = l.replay.or_else(|| self.acks.get(&seq).cloned());
+                    self.transport.linger(
+                        response_linger_key(&self.dialog_route, seq),
+                        Lingering {
+                            replay,
+                            flow: t.dest,
+                            until: l.until,
+                        },
+                    );
+                }
+                // Repeated final responses to our BYE or CANCEL need nothing.
+                Machine::ClientNonInvite(_) => {}
+            }
+        }
+        self.txns.clear();
     }
 
     fn on_terminated(&mut self, key: &str, reason: Reason) {

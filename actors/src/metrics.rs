@@ -29,3 +29,5 @@ pub const AUTH_BLOCKED: &str = "switchboard_auth_blocked_total";
 pub const TRANSACTIONS: &str = "switchboard_transactions_total";
 /// Supervisor restarts, label `child`.
 pub const RESTARTS: &str = "switchboard_actor_restarts_total";
+/// Retransmission answers kept for finished legs.
+pub const LINGERING: &str = "switchboard_lingering_transactions";

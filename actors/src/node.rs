@@ -198,6 +198,15 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         tasks.push(tokio::spawn(serve_udp(transport.clone())));
     }
     tasks.push(tokio::spawn(serve_tcp(transport.clone(), listener)));
+    let sweeper = transport.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let left = sweeper.sweep_lingering(clock::now());
+            metrics::gauge!(m::LINGERING).set(left as f64);
+        }
+    }));
     info!(%sip_addr, "SIP listening on UDP and TCP");
     Ok(NodeHandle {
         sip_addr,

@@ -12,6 +12,12 @@
 //! - `invites`: the server transaction key of a pending initial INVITE → its
 //!   UAS Leg, for INVITE retransmissions and CANCEL (no To tag yet).
 //!
+//! - `lingering`: what remains of transactions whose leg has stopped and
+//!   that only absorb retransmissions (a repeated BYE gets its 200 again, a
+//!   repeated final response our ACK again), until their RFC timer would
+//!   have ended them. Legs hand these over and stop at once instead of
+//!   living up to 64*T1 after a call (see docs/decisions.md).
+//!
 //! Anything else out of dialog goes to the Registrar (REGISTER, OPTIONS) or
 //! the Center (INVITE), or is answered here (481, 501, 405, 483, 400).
 //! Responses are sent back per §18.2.2 with `received`/`rport` (RFC 3581):
@@ -95,6 +101,17 @@ pub fn dialog_key(call_id: &str, local_tag: &str) -> String {
     format!("{call_id}\u{1f}{local_tag}")
 }
 
+/// A retransmission answer kept after its leg stopped.
+#[derive(Debug, Clone)]
+pub struct Lingering {
+    /// What to send again (None: absorb silently).
+    pub replay: Option<Bytes>,
+    /// Where to send it.
+    pub flow: Flow,
+    /// When to forget it.
+    pub until: std::time::Instant,
+}
+
 /// The shared transport: sockets, connections and routing tables.
 pub struct Transport {
     udp: Arc<UdpSocket>,
@@ -103,6 +120,8 @@ pub struct Transport {
     pub dialogs: DashMap<String, ActorRef<LegMsg>>,
     /// Pending initial INVITE server transactions.
     pub invites: DashMap<String, ActorRef<LegMsg>>,
+    /// Retransmission answers of stopped legs (see the module doc).
+    pub lingering: DashMap<String, Lingering>,
     registrar: RwLock<Option<ActorRef<RegistrarMsg>>>,
     center: RwLock<Option<ActorRef<CenterMsg>>>,
     local: SocketAddr,
@@ -126,6 +145,7 @@ impl Transport {
                         tcp: DashMap::new(),
                         dialogs: DashMap::new(),
                         invites: DashMap::new(),
+                        lingering: DashMap::new(),
                         registrar: RwLock::new(None),
                         center: RwLock::new(None),
                         local,
@@ -158,6 +178,29 @@ impl Transport {
     /// Set the Center that new INVITEs go to.
     pub fn set_center(&self, c: ActorRef<CenterMsg>) {
         *self.center.write() = Some(c);
+    }
+
+    /// Keep a retransmission answer under `key` (see [`server_linger_key`]
+    /// and [`response_linger_key`]).
+    pub fn linger(&self, key: String, lingering: Lingering) {
+        self.lingering.insert(key, lingering);
+    }
+
+    /// Forget expired retransmission answers; returns how many remain.
+    pub fn sweep_lingering(&self, now: std::time::Instant) -> usize {
+        self.lingering.retain(|_, l| l.until > now);
+        self.lingering.len()
+    }
+
+    /// If `key` lingers, replay its answer and return true.
+    async fn replay(self: &Arc<Self>, key: &str) -> bool {
+        let Some(l) = self.lingering.get(key).map(|l| l.clone()) else {
+            return false;
+        };
+        if let Some(bytes) = l.replay {
+            self.send(l.flow, bytes).await;
+        }
+        true
     }
 
     /// A Via value for a request we send over `flow`, with a new branch.
@@ -279,7 +322,12 @@ impl Transport {
                             self.dialogs.remove(&key);
                         }
                     }
-                    None => metrics::counter!(m::SIP_STRAY).increment(1),
+                    None => {
+                        let seq = response.cseq().map_or(0, |c| c.seq);
+                        if !self.replay(&response_linger_key(&key, seq)).await {
+                            metrics::counter!(m::SIP_STRAY).increment(1);
+                        }
+                    }
                 }
             }
         }
@@ -315,6 +363,17 @@ impl Transport {
                 .and_then(|k| self.invites.get(k).map(|r| r.clone()));
             if let Some(leg) = leg {
                 let _ = leg.cast(LegMsg::Sip(Message::Request(request), flow));
+                return;
+            }
+            // A late INVITE retransmission must not become a second call.
+            let lingers = self.lingering.contains_key(&server_linger_key(&request));
+            if lingers {
+                if request.method == Method::Cancel {
+                    // §9.2: the INVITE was already answered; the CANCEL has no effect.
+                    self.respond(&request, 200, flow, None).await;
+                } else {
+                    self.replay(&server_linger_key(&request)).await;
+                }
                 return;
             }
         }
@@ -360,6 +419,18 @@ impl Transport {
             _ => self.respond(&request, 405, flow, None).await,
         }
     }
+}
+
+/// Linger key of a server transaction (CANCEL and ACK map to the INVITE's).
+pub fn server_linger_key(request: &Request) -> String {
+    let k = key::server(request).unwrap_or_default();
+    format!("s:{}", k.replace("|CANCEL", "|INVITE"))
+}
+
+/// Linger key of our INVITE with CSeq `seq` on dialog route `dialog_key`:
+/// its final responses are answered with our ACK.
+pub fn response_linger_key(dialog_key: &str, seq: u32) -> String {
+    format!("r:{dialog_key}|{seq}")
 }
 
 /// Methods this node accepts.

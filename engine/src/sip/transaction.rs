@@ -162,6 +162,17 @@ pub enum Event {
     Terminated(Reason),
 }
 
+/// What remains of a transaction that only absorbs retransmissions: the
+/// bytes to send again when the peer repeats itself (None: just absorb), and
+/// until when. An owner may keep this in a table and drop the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linger {
+    /// The last response (server side) or ACK (client INVITE) to replay.
+    pub replay: Option<Bytes>,
+    /// When the RFC timer would have ended the transaction.
+    pub until: Instant,
+}
+
 /// Output of a transaction machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Event, Output, Reason, Timer, TimerTable, Timers};
+use super::{Event, Linger, Output, Reason, Timer, TimerTable, Timers};
 use crate::sip::msg::{Headers, Method, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,24 @@ impl ClientInvite {
     /// be sent now.
     pub fn may_cancel(&self) -> bool {
         self.state == InviteState::Proceeding
+    }
+
+    /// `Some` when only retransmission absorption remains: Completed (a
+    /// repeated non-2xx gets the ACK again, until Timer D) or Accepted (the
+    /// TU answers repeated 2xx with its own ACK, until Timer M).
+    pub fn lingering(&self) -> Option<Linger> {
+        let until = self.table.next()?;
+        match self.state {
+            InviteState::Completed => Some(Linger {
+                replay: self.ack.clone(),
+                until,
+            }),
+            InviteState::Accepted => Some(Linger {
+                replay: None,
+                until,
+            }),
+            _ => None,
+        }
     }
 
     /// Whether the transaction has received no final response yet.
@@ -302,6 +320,18 @@ impl ClientNonInvite {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// `Some` in Completed: repeated final responses are only absorbed,
+    /// until Timer K.
+    pub fn lingering(&self) -> Option<Linger> {
+        match self.state {
+            NonInviteState::Completed => Some(Linger {
+                replay: None,
+                until: self.table.next()?,
+            }),
+            _ => None,
         }
     }
 

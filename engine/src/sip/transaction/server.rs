@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Event, Output, Reason, Timer, TimerTable, Timers};
+use super::{Event, Linger, Output, Reason, Timer, TimerTable, Timers};
 use crate::sip::msg::{Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +161,24 @@ impl ServerInvite {
         }
     }
 
+    /// `Some` when only retransmission absorption remains: Confirmed (ACK
+    /// retransmissions, until Timer I) or Accepted with the ACK in (INVITE
+    /// retransmissions get the 2xx again, until Timer L).
+    pub fn lingering(&self) -> Option<Linger> {
+        let until = self.table.next()?;
+        match self.state {
+            InviteState::Confirmed => Some(Linger {
+                replay: None,
+                until,
+            }),
+            InviteState::Accepted if self.acked => Some(Linger {
+                replay: self.last.clone(),
+                until,
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether a final response has been sent.
     pub fn is_answered(&self) -> bool {
         self.state != InviteState::Proceeding
@@ -298,6 +316,18 @@ impl ServerNonInvite {
         ) && let Some(last) = &self.last
         {
             self.out.push_back(Output::Transmit(last.clone()));
+        }
+    }
+
+    /// `Some` in Completed: request retransmissions get the final response
+    /// again until Timer J.
+    pub fn lingering(&self) -> Option<Linger> {
+        match self.state {
+            NonInviteState::Completed => Some(Linger {
+                replay: self.last.clone(),
+                until: self.table.next()?,
+            }),
+            _ => None,
         }
     }
 

@@ -310,3 +310,40 @@ fn server_keys_fold_ack_into_invite() {
     assert_eq!(key::server(&invite), key::server(&ack));
     assert_ne!(key::server(&invite), key::server(&request("BYE")));
 }
+
+#[test]
+fn lingering_is_offered_only_when_nothing_but_absorption_remains() {
+    let t0 = epoch();
+    let invite = request("INVITE");
+    // Server INVITE: not while answering, yes once the ACK for the 2xx is in.
+    let mut tx = ServerInvite::new(&invite, false, Timers::default());
+    assert!(tx.lingering().is_none(), "Proceeding");
+    tx.send_response(t0, &invite.response(200, Some("x")));
+    assert!(
+        tx.lingering().is_none(),
+        "Accepted, still retransmitting the 2xx"
+    );
+    tx.handle_ack(t0, request("ACK"));
+    let l = tx.lingering().expect("Accepted and acknowledged");
+    assert!(l.replay.unwrap().starts_with(b"SIP/2.0 200"));
+    assert_eq!(l.until, t0 + Duration::from_secs(5));
+    // Server non-INVITE: Completed replays its final response until Timer J.
+    let bye = request("BYE");
+    let mut tx = ServerNonInvite::new(false, Timers::default());
+    assert!(tx.lingering().is_none());
+    tx.send_response(t0, &bye.response(200, None));
+    let l = tx.lingering().unwrap();
+    assert_eq!(l.until, t0 + Duration::from_secs(32));
+    assert!(l.replay.unwrap().starts_with(b"SIP/2.0 200"));
+    // Client INVITE: Completed replays the ACK for the non-2xx.
+    let mut tx = ClientInvite::new(t0, invite.clone(), false, Timers::default());
+    assert!(tx.lingering().is_none(), "Calling");
+    tx.handle_response(t0, invite.response(486, Some("t")));
+    let l = tx.lingering().unwrap();
+    assert!(l.replay.unwrap().starts_with(b"ACK "));
+    // Client non-INVITE: Completed absorbs silently until Timer K.
+    let mut tx = ClientNonInvite::new(t0, &bye, false, Timers::default());
+    tx.handle_response(t0, bye.response(200, None));
+    let l = tx.lingering().unwrap();
+    assert_eq!((l.replay, l.until), (None, t0 + Duration::from_secs(5)));
+}
