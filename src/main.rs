@@ -20,6 +20,12 @@ use schema::model::{Member, is_valid_number};
 use schema::store::Store;
 use serde::Deserialize;
 
+/// mimalloc instead of glibc malloc: a SIP engine allocates and frees small
+/// buffers per message, where glibc spent a quarter of the engine's CPU in
+/// the CPS benchmark (see docs/decisions.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",

@@ -7,7 +7,7 @@
 //! without qop. Not implemented: `-sess` algorithms, qop=auth-int,
 //! SHA-512-256, `userhash`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -232,12 +232,16 @@ struct NonceEntry {
 }
 
 /// Issued nonces: each lives `lifetime`, after which it is stale; each
-/// nonce-count may be used once and must increase. Bounded in size.
+/// nonce-count may be used once and must increase. Bounded in size; expiry
+/// and eviction of the oldest are O(1) amortised (a queue in issue order),
+/// so a full table costs nothing extra per challenge.
 ///
 /// Sans-IO: time and randomness come in as arguments.
 #[derive(Debug)]
 pub struct Nonces {
     entries: HashMap<String, NonceEntry>,
+    /// Nonces in issue order, for expiry and eviction from the front.
+    order: VecDeque<(Instant, String)>,
     lifetime: Duration,
     capacity: usize,
 }
@@ -247,6 +251,7 @@ impl Nonces {
     pub fn new(lifetime: Duration, capacity: usize) -> Self {
         Nonces {
             entries: HashMap::new(),
+            order: VecDeque::new(),
             lifetime,
             capacity,
         }
@@ -254,19 +259,15 @@ impl Nonces {
 
     /// Issue a fresh nonce.
     pub fn issue(&mut self, now: Instant, rng: &mut dyn RngCore) -> String {
-        if self.entries.len() >= self.capacity {
-            self.purge(now);
-            if self.entries.len() >= self.capacity {
-                // Forget the oldest: its holder will get "unknown nonce" and a
-                // fresh challenge, which costs one round trip and nothing else.
-                if let Some(oldest) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.issued)
-                    .map(|(k, _)| k.clone())
-                {
+        self.purge(now);
+        while self.entries.len() >= self.capacity {
+            // Forget the oldest: its holder gets "unknown nonce" and a fresh
+            // challenge, which costs one round trip and nothing else.
+            match self.order.pop_front() {
+                Some((_, oldest)) => {
                     self.entries.remove(&oldest);
                 }
+                None => break,
             }
         }
         let mut raw = [0u8; 16];
@@ -279,6 +280,7 @@ impl Nonces {
                 last_nc: 0,
             },
         );
+        self.order.push_back((now, nonce.clone()));
         nonce
     }
 
@@ -286,8 +288,14 @@ impl Nonces {
     /// recognised as stale for a while rather than unknown).
     pub fn purge(&mut self, now: Instant) {
         let keep = self.lifetime * 2;
-        self.entries
-            .retain(|_, e| now.saturating_duration_since(e.issued) < keep);
+        while let Some((issued, _)) = self.order.front() {
+            if now.saturating_duration_since(*issued) < keep {
+                break;
+            }
+            if let Some((_, nonce)) = self.order.pop_front() {
+                self.entries.remove(&nonce);
+            }
+        }
     }
 
     /// Number of nonces held.
@@ -476,10 +484,18 @@ mod tests {
         let t0 = epoch();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut table = Nonces::new(Duration::from_secs(30), 10);
+        let first = table.issue(t0, &mut rng);
         for _ in 0..50 {
             table.issue(t0, &mut rng);
         }
         assert_eq!(table.len(), 10);
+        let c = answer(&first, 1, "secret", Algorithm::Md5);
+        let ha1 = Algorithm::Md5.ha1("100", "sb", "secret");
+        assert_eq!(
+            table.verify(t0, &c, "sb", "REGISTER", &ha1),
+            Err(Error::UnknownNonce),
+            "the oldest was evicted"
+        );
     }
 
     #[test]
