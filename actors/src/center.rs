@@ -246,13 +246,7 @@ impl CenterState {
             .iter()
             .filter_map(|b| {
                 let uri = Uri::parse(&b.contact).ok()?;
-                let flow = Flow::parse(&b.source).or_else(|| {
-                    let ip = uri.host.parse().ok()?;
-                    Some(Flow::Udp(std::net::SocketAddr::new(
-                        ip,
-                        uri.port.unwrap_or(5060),
-                    )))
-                })?;
+                let flow = self.target_flow(&b.source, &uri)?;
                 Some(Target { uri, flow })
             })
             .collect();
@@ -321,6 +315,24 @@ impl CenterState {
                 }
             }
         }
+    }
+
+    /// Where to reach a registered contact: the flow it registered from
+    /// (NAT-safe), unless that was a TCP connection that has since closed;
+    /// then the Contact address itself (an IP literal), over the transport
+    /// its URI names.
+    fn target_flow(&self, source: &str, uri: &Uri) -> Option<Flow> {
+        match Flow::parse(source) {
+            Some(Flow::Tcp(addr)) if !self.transport.has_connection(addr) => {}
+            Some(flow) => return Some(flow),
+            None => {}
+        }
+        let ip = uri.host.parse().ok()?;
+        let addr = std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060));
+        Some(match uri.transport().as_deref() {
+            Some("tcp") => Flow::Tcp(addr),
+            _ => Flow::Udp(addr),
+        })
     }
 
     /// RFC 3261 §22.3: the caller proves its identity with Proxy-Authorization.

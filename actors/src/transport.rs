@@ -180,6 +180,11 @@ impl Transport {
         *self.center.write() = Some(c);
     }
 
+    /// Whether a TCP connection to `addr` is open.
+    pub fn has_connection(&self, addr: SocketAddr) -> bool {
+        self.tcp.contains_key(&addr)
+    }
+
     /// Keep a retransmission answer under `key` (see [`server_linger_key`]
     /// and [`response_linger_key`]).
     pub fn linger(&self, key: String, lingering: Lingering) {

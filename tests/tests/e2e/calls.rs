@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use schema::store::Store;
 use switchboard_tests::{Env, Sipp, eventually, free_port};
 
 /// Register `number` from a fresh port and start `scenario` (a UAS) there.
@@ -219,6 +220,34 @@ async fn reinvite_is_passed_through_with_its_offer_and_answer() {
     // offer and the caller must get the callee's recvonly answer.
     let uas = callee(&env, "200", "uas_reinvite.xml").await;
     caller(&env, "100", "200", "uac_reinvite.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    uas.wait().await.unwrap();
+    no_calls_left(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_registered_over_tcp_is_reached_over_tcp() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let port = free_port();
+    // Register over TCP; SIPp closes that connection when it exits, so the
+    // engine must connect to the Contact (transport=TCP) to deliver the call.
+    let sc = env.scenario("register.xml", &[("FINAL", "200")]).unwrap();
+    let mut reg = env.sipp_as(&sc, "200", port).unwrap();
+    reg.args(["-t", "t1"]);
+    reg.run().await.unwrap();
+    let bindings = env
+        .store
+        .bindings("200", actors::clock::unix_now())
+        .await
+        .unwrap();
+    assert_eq!(bindings[0].source, format!("tcp:127.0.0.1:{port}"));
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    let mut uas = Sipp::new(env.work.path(), &sc, port);
+    uas.args(["-t", "t1"]);
+    let uas = uas.spawn().unwrap();
+    caller(&env, "100", "200", "uac.xml", &[("HOLD", "200")])
         .run()
         .await
         .unwrap();
