@@ -10,7 +10,8 @@
 #
 # Prints, per step: rate, calls, failures, achieved rate, engine CPU share
 # (of one core) and CPU microseconds per call; then the highest passing rate
-# and the engine's peak memory.
+# and the engine's peak memory. rss_MB is the engine's resident memory at the
+# end of each step (calls of the step still lingering included).
 #
 # Usage: ops/bench/cps.sh [rates...]   (default: 100 200 400 600 800 1000 1200 1500)
 # Env:   STEP_S (seconds per step, default 10), HOLD_MS (default 1000)
@@ -47,7 +48,7 @@ printf 'SEQUENTIAL\n100;bench-100;\n' >"$WORK/caller.csv"
 cpu_ticks() { awk '{print $14+$15}' /proc/$PID/stat; }
 HZ=$(getconf CLK_TCK)
 best=0
-printf '%8s %8s %8s %10s %9s %12s\n' rate calls failed achieved cpu% us/call
+printf '%8s %8s %8s %10s %9s %12s %9s\n' rate calls failed achieved cpu% us/call rss_MB
 for rate in "${RATES[@]}"; do
   calls=$((rate * STEP_S))
   t0=$(date +%s.%N); c0=$(cpu_ticks)
@@ -73,7 +74,8 @@ cpu=100*ticks/(el+$HOLD_MS/1000)
 uspc=1e6*ticks/max(ok,1)
 passed=(failed+(calls-ok-failed))<=calls*0.001 and achieved>=0.95*rate
 print(f'{achieved:.0f} {cpu:.0f} {uspc:.0f} {int(passed)}')")
-  printf '%8s %8s %8s %10s %9s %12s %s\n' "$rate" "$calls" "$((calls - ok))" "$achieved" "$cpu" "$uspc" "$([ "$pass" = 1 ] && echo pass || echo FAIL)"
+  rss=$(awk '/VmRSS/ {printf "%d", $2/1024}' /proc/$PID/status)
+  printf '%8s %8s %8s %10s %9s %12s %9s %s\n' "$rate" "$calls" "$((calls - ok))" "$achieved" "$cpu" "$uspc" "$rss" "$([ "$pass" = 1 ] && echo pass || echo FAIL)"
   [ "$pass" = 1 ] || break
   best=$rate
 done

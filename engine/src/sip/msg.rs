@@ -74,7 +74,8 @@ impl ParseError {
         match self {
             ParseError::TooLarge { .. } => 513,
             ParseError::Version => 505,
-            ParseError::RequestUri => 416,
+            // A malformed Request-URI is a bad request; 416 is for a
+            // well-formed URI of a scheme we do not serve (RFC 4475 ltgtruri).
             _ => 400,
         }
     }
@@ -416,28 +417,29 @@ pub struct Via {
 }
 
 impl Via {
-    /// Parse one Via value.
+    /// Parse one Via value. Whitespace is allowed around the slashes of
+    /// the sent-protocol and around `;` and `=` (RFC 3261 §25.1 SWS, LWS).
     pub fn parse(s: &str) -> Result<Via, ParseError> {
-        let bad = ParseError::Malformed("Via");
-        let s = s.trim();
-        let (proto, rest) = s
-            .split_once(|c: char| c.is_ascii_whitespace())
-            .ok_or(bad.clone())?;
-        let mut parts = proto.split('/').map(str::trim);
-        let (name, version, transport) = (parts.next(), parts.next(), parts.next());
+        let bad = || ParseError::Malformed("Via");
+        let mut proto = s.trim().splitn(3, '/');
+        let (name, version) = (proto.next().map(str::trim), proto.next().map(str::trim));
         if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
-            return Err(bad);
+            return Err(bad());
         }
-        let transport = transport
-            .filter(|t| !t.is_empty())
-            .ok_or(bad.clone())?
-            .to_ascii_uppercase();
+        let rest = proto.next().ok_or_else(bad)?.trim_start();
+        let (transport, rest) = rest
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .ok_or_else(bad)?;
+        if !is_token(transport) {
+            return Err(bad());
+        }
+        let transport = transport.to_ascii_uppercase();
         let rest = rest.trim();
         let (sent_by, params) = match rest.find(';') {
             Some(i) => (rest[..i].trim(), split_params(&rest[i..])),
             None => (rest, Vec::new()),
         };
-        let (host, port) = split_host_port(sent_by).ok_or(bad)?;
+        let (host, port) = split_host_port(sent_by).ok_or_else(bad)?;
         Ok(Via {
             transport,
             host,
@@ -1024,17 +1026,18 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Build the answer to a request that failed to parse, from whatever header
-/// lines can be read, when there is enough to address it (§8.2.6: Via, From,
-/// To, Call-ID and CSeq copied). `None`: the message is dropped.
+/// lines can be read (§8.2.6: Via, From, To, Call-ID and CSeq are copied
+/// when present). A response needs a readable top Via to be routed back; with
+/// none, `None`: the message is dropped. Responses and ACKs are never
+/// answered (§17.2.1).
 pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Response> {
     let text = String::from_utf8_lossy(bytes.get(..bytes.len().min(16_384))?);
     let first = text.lines().next()?;
     if first.starts_with("SIP/") || first.starts_with("ACK ") {
-        // Never answer a response, nor an ACK (§17.2.1).
         return None;
     }
     let mut headers = Headers::default();
-    let mut have = [false; 5];
+    let mut via_ok = false;
     for line in text.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
         let Some((n, v)) = line.split_once(':') else {
             continue;
@@ -1042,18 +1045,20 @@ pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Respon
         let Some(name) = canonical_name(n.trim()) else {
             continue;
         };
-        if let Some(i) = ["Via", "From", "To", "Call-ID", "CSeq"]
-            .iter()
-            .position(|k| *k == name)
-        {
-            if name == "Via" && Via::parse(split_list(v.trim()).first()?).is_err() {
+        if !["Via", "From", "To", "Call-ID", "CSeq"].contains(&name) {
+            continue;
+        }
+        if name == "Via" {
+            let first_via = split_list(v.trim()).first().map(|f| Via::parse(f).is_ok());
+            if !via_ok && first_via != Some(true) {
+                // The top Via is unreadable: nowhere to send an answer.
                 return None;
             }
-            have[i] = true;
-            headers.push(name, v.trim());
+            via_ok = true;
         }
+        headers.push(name, v.trim());
     }
-    if !have.iter().all(|h| *h) {
+    if !via_ok {
         return None;
     }
     let status = error.status();

@@ -190,8 +190,10 @@ pub mod key {
     /// ACK folded into INVITE (the ACK for a non-2xx matches the INVITE).
     pub fn server(request: &Request) -> Option<String> {
         let via = request.top_via()?;
-        let branch = via.branch()?;
-        if !branch.starts_with(super::super::msg::BRANCH_COOKIE) {
+        let branch = via
+            .branch()
+            .filter(|b| b.starts_with(super::super::msg::BRANCH_COOKIE));
+        let Some(branch) = branch else {
             // RFC 2543 peers: fall back to the dialog-ish identifiers.
             let cseq = request.cseq()?;
             return Some(format!(
@@ -201,7 +203,7 @@ pub mod key {
                 cseq.seq,
                 via.sent_by()
             ));
-        }
+        };
         let method = match request.method {
             super::super::msg::Method::Ack => "INVITE",
             ref m => m.as_str(),

@@ -168,3 +168,103 @@ async fn malformed_flood_gets_400s_or_drops_and_calls_still_complete() {
     c.run().await.unwrap();
     uas.wait().await.unwrap();
 }
+
+/// The engine's fixtures in RFC 4475's categories, addressed to `port`.
+fn torture(kind: &str, port: u16) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/fixtures")
+        .join(kind);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "sip").then(|| {
+                let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+                // Answers go to the test's socket on loopback, never elsewhere.
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap())
+                    .replace("192.0.2.10:5060", "192.0.2.10")
+                    .replace("192.0.2.10", &format!("127.0.0.1:{port}"))
+                    .replace("192.0.2.11", &format!("127.0.0.1:{port}"));
+                (name, text.into_bytes())
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn next_answer(sock: &UdpSocket) -> Option<String> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_millis(1500), sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return Some(text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torture_messages_get_their_answers_and_the_engine_keeps_answering() {
+    let env = Env::start(&["100", "200"], |c| c.domains = vec!["sb.example".into()])
+        .await
+        .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    for (name, bytes) in torture("valid", port) {
+        sock.send_to(&bytes, env.sip()).await.unwrap();
+        if !bytes.starts_with(b"SIP/2.0") && !name.starts_with("transports") {
+            let answer = next_answer(&sock)
+                .await
+                .unwrap_or_else(|| panic!("{name}: no answer"));
+            assert!(
+                !answer.starts_with("SIP/2.0 400"),
+                "{name} is valid: {answer}"
+            );
+        }
+        let alive = ask(
+            &sock,
+            env.sip(),
+            &probe("OPTIONS", "", port, &format!("alive{name}")),
+        )
+        .await;
+        assert!(
+            alive.is_some_and(|a| a.starts_with("SIP/2.0 200")),
+            "engine answers after {name}"
+        );
+    }
+    let expected = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../engine/tests/fixtures/invalid/EXPECTED"),
+    )
+    .unwrap();
+    for (name, bytes) in torture("invalid", port) {
+        let status = expected
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} has no expected answer"));
+        sock.send_to(&bytes, env.sip()).await.unwrap();
+        if status != "0" {
+            let answer = next_answer(&sock)
+                .await
+                .unwrap_or_else(|| panic!("{name}: no answer"));
+            assert!(
+                answer.starts_with(&format!("SIP/2.0 {status}")),
+                "{name}: {answer}"
+            );
+        }
+        let alive = ask(
+            &sock,
+            env.sip(),
+            &probe("OPTIONS", "", port, &format!("alive{name}")),
+        )
+        .await;
+        assert!(
+            alive.is_some_and(|a| a.starts_with("SIP/2.0 200")),
+            "engine answers after {name}"
+        );
+    }
+}
