@@ -212,6 +212,9 @@ impl Actor for Call {
         st: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
         st.finish(&myself);
+        for t in st.timers.drain(..) {
+            t.abort();
+        }
         Ok(())
     }
 

@@ -42,6 +42,8 @@ pub enum CenterMsg {
     CountCalls(RpcReplyPort<usize>),
     /// Every leg of this call has ended (it may linger for retransmissions).
     CallOver(ActorId),
+    /// Periodic housekeeping: expired nonces, gauges.
+    Sweep,
 }
 
 /// What the Center keeps of each call, so that it can clean up after a crash.
@@ -82,9 +84,10 @@ impl Actor for Center {
 
     async fn pre_start(
         &self,
-        _me: ActorRef<CenterMsg>,
+        me: ActorRef<CenterMsg>,
         args: CenterArgs,
     ) -> Result<CenterState, ActorProcessingErr> {
+        me.send_interval(std::time::Duration::from_secs(1), || CenterMsg::Sweep);
         Ok(CenterState {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
             rng: StdRng::from_entropy(),
@@ -110,6 +113,12 @@ impl Actor for Center {
             }
             CenterMsg::CountCalls(reply) => {
                 let _ = reply.send(st.calls.values().filter(|c| !c.over).count());
+            }
+            CenterMsg::Sweep => {
+                metrics::gauge!(m::CENTER_CHILDREN).set(myself.get_children().len() as f64);
+                st.nonces.purge(clock::now());
+                metrics::gauge!(m::CENTER_CALLS).set(st.calls.len() as f64);
+                metrics::gauge!(m::NONCES).set(st.nonces.len() as f64);
             }
             CenterMsg::CallOver(id) => {
                 if let Some(c) = st.calls.get_mut(&id) {

@@ -444,6 +444,9 @@ impl Actor for Leg {
         _me: ActorRef<LegMsg>,
         st: &mut LegState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.tick.take() {
+            t.abort();
+        }
         st.transport.dialogs.remove(&st.dialog_route);
         if st.uas {
             st.transport.invites.remove(&st.invite_key);

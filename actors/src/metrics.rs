@@ -31,3 +31,15 @@ pub const TRANSACTIONS: &str = "switchboard_transactions_total";
 pub const RESTARTS: &str = "switchboard_actor_restarts_total";
 /// Retransmission answers kept for finished legs.
 pub const LINGERING: &str = "switchboard_lingering_transactions";
+/// Dialog routes in the transport (one per live leg).
+pub const DIALOG_ROUTES: &str = "switchboard_dialog_routes";
+/// Pending initial INVITE routes in the transport.
+pub const INVITE_ROUTES: &str = "switchboard_invite_routes";
+/// Calls the Center still tracks (live or lingering actors).
+pub const CENTER_CALLS: &str = "switchboard_center_calls";
+/// Nonces held by the Center's challenge table.
+pub const NONCES: &str = "switchboard_nonces";
+/// Actors the Center supervises (its Calls, live or lingering).
+pub const CENTER_CHILDREN: &str = "switchboard_center_children";
+/// Tasks alive in the runtime (actors, timers, connections).
+pub const TASKS: &str = "switchboard_runtime_tasks";

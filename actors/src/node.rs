@@ -205,6 +205,10 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
             every.tick().await;
             let left = sweeper.sweep_lingering(clock::now());
             metrics::gauge!(m::LINGERING).set(left as f64);
+            metrics::gauge!(m::DIALOG_ROUTES).set(sweeper.dialogs.len() as f64);
+            metrics::gauge!(m::INVITE_ROUTES).set(sweeper.invites.len() as f64);
+            let rt = tokio::runtime::Handle::current().metrics();
+            metrics::gauge!(m::TASKS).set(rt.num_alive_tasks() as f64);
         }
     }));
     info!(%sip_addr, "SIP listening on UDP and TCP");

@@ -41,6 +41,36 @@ async fn call_between_registered_members_completes() {
     no_calls_left(&env).await;
 }
 
+/// A finished call leaves nothing running behind it: no actor, no timer
+/// task (a forgotten maximum-duration timer would hold the Call's cell, and
+/// its memory, for hours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_calls_leave_no_tasks_behind() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let uas = callee(&env, "200", "uas.xml").await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    caller(&env, "100", "200", "uac.xml", &[("HOLD", "100")])
+        .run()
+        .await
+        .unwrap();
+    uas.wait().await.unwrap();
+    no_calls_left(&env).await;
+    let r = eventually("call tasks gone", Duration::from_secs(10), || async {
+        tasks() <= before
+    })
+    .await;
+    assert!(
+        r.is_ok(),
+        "{} tasks alive after the call, {before} before",
+        tasks()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_over_tcp_from_the_caller_completes() {
     let env = Env::start(&["100", "200"], |_| {}).await.unwrap();

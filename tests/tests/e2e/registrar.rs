@@ -159,3 +159,146 @@ async fn bindings_survive_a_restart() {
     env.restart().await.unwrap();
     assert_eq!(env.bindings("100").await.unwrap(), 1);
 }
+
+/// A minimal REGISTER client over UDP (no real peer here speaks SHA-256
+/// digest: SIPp 3.6 and baresip 1.0 refuse it), built on the engine's own
+/// digest functions.
+struct RawClient {
+    sock: tokio::net::UdpSocket,
+    port: u16,
+    cseq: u32,
+}
+
+impl RawClient {
+    async fn new() -> RawClient {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = sock.local_addr().unwrap().port();
+        RawClient {
+            sock,
+            port,
+            cseq: 0,
+        }
+    }
+
+    async fn register(&mut self, engine: std::net::SocketAddr, auth: Option<&str>) -> String {
+        self.cseq += 1;
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let msg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKraw{c};rport\r\n\
+             From: <sip:100@127.0.0.1>;tag=raw\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: raw-{p}\r\n\
+             CSeq: {c} REGISTER\r\nContact: <sip:100@127.0.0.1:{p}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
+            p = self.port,
+            c = self.cseq
+        );
+        self.sock.send_to(msg.as_bytes(), engine).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), self.sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+fn challenge_param<'a>(challenge: &'a str, name: &str) -> &'a str {
+    let at = challenge.find(&format!("{name}=")).unwrap() + name.len() + 1;
+    challenge[at..]
+        .trim_start_matches('"')
+        .split(['"', ',', '\r'])
+        .next()
+        .unwrap()
+}
+
+fn answer(challenge: &str, nc: u32, password: &str) -> String {
+    use engine::sip::digest::{Algorithm, Credentials, expected_response};
+    let nonce = challenge_param(challenge, "nonce").to_owned();
+    let mut c = Credentials {
+        username: "100".into(),
+        realm: switchboard_tests::REALM.into(),
+        nonce,
+        uri: "sip:127.0.0.1".into(),
+        response: String::new(),
+        algorithm: Algorithm::Sha256,
+        cnonce: Some("c0ffee".into()),
+        qop: Some("auth".into()),
+        nc: Some(nc),
+    };
+    c.response = expected_response(
+        &c,
+        "REGISTER",
+        &Algorithm::Sha256.ha1("100", &c.realm, password),
+    );
+    format!(
+        "Digest username=\"100\", realm=\"{}\", nonce=\"{}\", uri=\"sip:127.0.0.1\", response=\"{}\", \
+         algorithm=SHA-256, qop=auth, nc={nc:08x}, cnonce=\"c0ffee\"",
+        c.realm, c.nonce, c.response
+    )
+}
+
+fn sha256_challenge(response: &str) -> String {
+    response
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("algorithm=SHA-256"))
+        .unwrap_or_else(|| panic!("no SHA-256 challenge in {response}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sha256_digest_registers_and_a_replayed_nonce_count_is_refused() {
+    let env = Env::start(&["100"], |c| {
+        c.algorithms = vec![
+            engine::sip::digest::Algorithm::Sha256,
+            engine::sip::digest::Algorithm::Md5,
+        ];
+    })
+    .await
+    .unwrap();
+    let mut phone = RawClient::new().await;
+    let first = phone.register(env.sip(), None).await;
+    assert!(first.starts_with("SIP/2.0 401"), "{first}");
+    // RFC 8760 order: SHA-256 offered before MD5.
+    assert!(first.find("algorithm=SHA-256").unwrap() < first.find("algorithm=MD5").unwrap());
+    let ch = sha256_challenge(&first);
+    let ok = phone
+        .register(env.sip(), Some(&answer(&ch, 1, &password("100"))))
+        .await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(env.bindings("100").await.unwrap(), 1);
+    // The same nonce-count again is a replay: challenged, not accepted.
+    let replay = phone
+        .register(env.sip(), Some(&answer(&ch, 1, &password("100"))))
+        .await;
+    assert!(replay.starts_with("SIP/2.0 401"), "{replay}");
+    // The next count on the same nonce is fine.
+    let next = phone
+        .register(env.sip(), Some(&answer(&ch, 2, &password("100"))))
+        .await;
+    assert!(next.starts_with("SIP/2.0 200"), "{next}");
+    // A wrong password never creates or refreshes anything.
+    let wrong = phone
+        .register(env.sip(), Some(&answer(&ch, 3, "nope")))
+        .await;
+    assert!(wrong.starts_with("SIP/2.0 401"), "{wrong}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_nonce_is_challenged_with_stale_true() {
+    let env = Env::start(&["100"], |c| {
+        c.algorithms = vec![engine::sip::digest::Algorithm::Sha256];
+        c.nonce_lifetime = Duration::from_millis(300);
+    })
+    .await
+    .unwrap();
+    let mut phone = RawClient::new().await;
+    let ch = sha256_challenge(&phone.register(env.sip(), None).await);
+    // Bounded wait for the nonce to expire (it lives 300 ms).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stale = phone
+        .register(env.sip(), Some(&answer(&ch, 1, &password("100"))))
+        .await;
+    assert!(stale.starts_with("SIP/2.0 401"), "{stale}");
+    assert!(stale.contains("stale=true"), "{stale}");
+    assert_eq!(env.bindings("100").await.unwrap(), 0);
+}
