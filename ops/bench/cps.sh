@@ -13,13 +13,13 @@
 # and the engine's peak memory. rss_MB is the engine's resident memory at the
 # end of each step (calls of the step still lingering included).
 #
-# Usage: ops/bench/cps.sh [rates...]   (default: 100 200 400 600 800 1000 1200 1500)
-# Env:   STEP_S (seconds per step, default 10), HOLD_MS (default 1000)
+# Usage: ops/bench/cps.sh [rates...]   (default: 200 400 800 1200 1600 2000 2500 3000 3500 4000)
+# Env:   STEP_S (seconds per step, default 20, as in the Kamailio reference runs), HOLD_MS (default 1000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v sipp >/dev/null || ./ops/install-test-deps.sh
-RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(100 200 400 600 800 1000 1200 1500)
-STEP_S=${STEP_S:-10}
+RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(200 400 800 1200 1600 2000 2500 3000 3500 4000)
+STEP_S=${STEP_S:-20}
 HOLD_MS=${HOLD_MS:-1000}
 SIP_PORT=${SIP_PORT:-15060}
 HTTP_PORT=${HTTP_PORT:-18080}
