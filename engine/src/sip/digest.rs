@@ -364,6 +364,89 @@ pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) ->
     s
 }
 
+/// A parsed digest challenge (`WWW-Authenticate` / `Proxy-Authenticate`),
+/// as a client answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// realm
+    pub realm: String,
+    /// nonce
+    pub nonce: String,
+    /// algorithm (MD5 when absent)
+    pub algorithm: Algorithm,
+    /// The server offered `qop=auth`.
+    pub qop_auth: bool,
+    /// opaque, echoed back
+    pub opaque: Option<String>,
+    /// stale=true: the nonce expired, the credentials were right.
+    pub stale: bool,
+}
+
+/// Parse a `Digest ...` challenge.
+pub fn parse_challenge(header: &str) -> Result<Challenge, Error> {
+    let (scheme, rest) = header
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or(Error::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(Error::Malformed);
+    }
+    let params = parse_params(rest).ok_or(Error::Malformed)?;
+    let get = |k: &str| params.get(k).cloned();
+    Ok(Challenge {
+        realm: get("realm").ok_or(Error::Malformed)?,
+        nonce: get("nonce").ok_or(Error::Malformed)?,
+        algorithm: Algorithm::parse(get("algorithm").as_deref())?,
+        qop_auth: get("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth")),
+        opaque: get("opaque"),
+        stale: get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+    })
+}
+
+impl Challenge {
+    /// The credentials header value answering this challenge for a request
+    /// `method uri`, as `username` with `password`; `nc` and `cnonce` are used
+    /// when the server offered qop=auth.
+    pub fn answer(
+        &self,
+        method: &str,
+        uri: &str,
+        username: &str,
+        password: &str,
+        cnonce: &str,
+        nc: u32,
+    ) -> String {
+        let mut creds = Credentials {
+            username: username.to_owned(),
+            realm: self.realm.clone(),
+            nonce: self.nonce.clone(),
+            uri: uri.to_owned(),
+            response: String::new(),
+            algorithm: self.algorithm,
+            cnonce: self.qop_auth.then(|| cnonce.to_owned()),
+            qop: self.qop_auth.then(|| "auth".to_owned()),
+            nc: self.qop_auth.then_some(nc),
+        };
+        let ha1 = self.algorithm.ha1(username, &self.realm, password);
+        creds.response = expected_response(&creds, method, &ha1);
+        let mut s = format!(
+            "Digest username=\"{username}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", \
+             response=\"{}\", algorithm={}",
+            self.realm,
+            self.nonce,
+            creds.response,
+            self.algorithm.as_str()
+        );
+        if self.qop_auth {
+            let _ = write!(s, ", qop=auth, nc={nc:08x}, cnonce=\"{cnonce}\"");
+        }
+        if let Some(o) = &self.opaque {
+            let _ = write!(s, ", opaque=\"{o}\"");
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +458,28 @@ mod tests {
             "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"/dir/index.html\", \
              algorithm={alg}, qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{resp}\", opaque=\"x\""
         )
+    }
+
+    #[test]
+    fn a_challenge_answer_verifies_as_the_server_computes_it() {
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let ch = parse_challenge(&challenge("sb", "n0nce", alg, true)).unwrap();
+            assert!(ch.stale && ch.qop_auth);
+            assert_eq!(ch.algorithm, alg);
+            let hdr = ch.answer("INVITE", "sip:200@sb", "100", "secret", "cn", 7);
+            let creds = parse_credentials(&hdr).unwrap();
+            assert_eq!(creds.nc, Some(7));
+            let ha1 = alg.ha1("100", "sb", "secret");
+            assert_eq!(creds.response, expected_response(&creds, "INVITE", &ha1));
+            let wrong = alg.ha1("100", "sb", "other");
+            assert_ne!(creds.response, expected_response(&creds, "INVITE", &wrong));
+        }
+        // Without qop (RFC 2069 style) the answer carries no nc/cnonce.
+        let ch = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
+        assert_eq!(ch.algorithm, Algorithm::Md5);
+        let hdr = ch.answer("REGISTER", "sip:r", "u", "p", "c", 1);
+        assert!(!hdr.contains("nc="), "{hdr}");
+        assert!(parse_challenge("Basic realm=\"r\"").is_err());
     }
 
     #[test]

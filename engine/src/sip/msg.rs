@@ -821,12 +821,17 @@ impl HasHeaders for Response {
     }
 }
 
-impl Message {
-    /// The headers of either kind.
-    pub fn headers(&self) -> &Headers {
+impl HasHeaders for Message {
+    fn headers(&self) -> &Headers {
         match self {
             Message::Request(r) => &r.headers,
             Message::Response(r) => &r.headers,
+        }
+    }
+    fn headers_mut(&mut self) -> &mut Headers {
+        match self {
+            Message::Request(r) => &mut r.headers,
+            Message::Response(r) => &mut r.headers,
         }
     }
 }

@@ -98,7 +98,7 @@ impl ClientInvite {
             (InviteState::Calling | InviteState::Proceeding, 300..=699) => {
                 self.state = InviteState::Completed;
                 self.table.clear();
-                let ack = self.ack_for(&response).to_bytes();
+                let ack = ack_for(&self.request, &response).to_bytes();
                 self.out.push_back(Output::Transmit(ack.clone()));
                 self.ack = Some(ack);
                 self.out.push_back(Output::Event(Event::Response(response)));
@@ -181,29 +181,6 @@ impl ClientInvite {
         }
     }
 
-    /// §17.1.1.3: the ACK for a non-2xx final response.
-    fn ack_for(&self, response: &Response) -> Request {
-        let mut headers = Headers::default();
-        if let Some(via) = self.request.headers.get_all("Via").next() {
-            headers.push("Via", via);
-        }
-        for route in self.request.headers.get_all("Route") {
-            headers.push("Route", route);
-        }
-        copy(&mut headers, &self.request.headers, "From");
-        copy(&mut headers, &response.headers, "To");
-        copy(&mut headers, &self.request.headers, "Call-ID");
-        let seq = crate::sip::msg::HasHeaders::cseq(&self.request).map_or(1, |c| c.seq);
-        headers.push("CSeq", format!("{seq} ACK"));
-        headers.push("Max-Forwards", "70");
-        Request {
-            method: Method::Ack,
-            uri: self.request.uri.clone(),
-            headers,
-            body: Bytes::new(),
-        }
-    }
-
     /// Next output; drain until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -223,6 +200,31 @@ impl ClientInvite {
 fn copy(into: &mut Headers, from: &Headers, name: &str) {
     if let Some(v) = from.get(name) {
         into.push(name, v);
+    }
+}
+
+/// §17.1.1.3: the ACK for a non-2xx final `response` to `invite`: same
+/// Request-URI, top Via, Route, From, Call-ID and CSeq number, the To of the
+/// response (with its tag).
+pub fn ack_for(invite: &Request, response: &Response) -> Request {
+    let mut headers = Headers::default();
+    if let Some(via) = invite.headers.get_all("Via").next() {
+        headers.push("Via", via);
+    }
+    for route in invite.headers.get_all("Route") {
+        headers.push("Route", route);
+    }
+    copy(&mut headers, &invite.headers, "From");
+    copy(&mut headers, &response.headers, "To");
+    copy(&mut headers, &invite.headers, "Call-ID");
+    let seq = crate::sip::msg::HasHeaders::cseq(invite).map_or(1, |c| c.seq);
+    headers.push("CSeq", format!("{seq} ACK"));
+    headers.push("Max-Forwards", "70");
+    Request {
+        method: Method::Ack,
+        uri: invite.uri.clone(),
+        headers,
+        body: Bytes::new(),
     }
 }
 
