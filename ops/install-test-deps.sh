@@ -4,12 +4,14 @@
 #   baresip-core a real SIP user agent (registers, auto-answers)
 #   procps       kill(1), used to send SIGTERM to `switchboard serve`
 #   curl         HTTP checks in scripts
+#   tcpdump      captures SIP on loopback for the load tool's replay tests
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip-core)
 command -v kill >/dev/null || need+=(procps)
 command -v curl >/dev/null || need+=(curl)
+command -v tcpdump >/dev/null || need+=(tcpdump)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -120,10 +120,16 @@ const COSMETIC: &[&str] = &[
 impl Scenario {
     /// Parse SIPp XML, refusing what the subset does not cover.
     pub fn from_xml(text: &str) -> Result<Scenario, Error> {
-        let doc = roxmltree::Document::parse(text).map_err(|e| Error::Xml {
-            line: e.pos().row,
-            reason: e.to_string(),
-        })?;
+        // SIPp files name their DTD (`<!DOCTYPE scenario SYSTEM "sipp.dtd">`).
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc =
+            roxmltree::Document::parse_with_options(text, options).map_err(|e| Error::Xml {
+                line: e.pos().row,
+                reason: e.to_string(),
+            })?;
         let root = doc.root_element();
         let line_of = |n: roxmltree::Node| doc.text_pos_at(n.range().start).row;
         let unsupported = |n: roxmltree::Node, what: &str, reason: &str| Error::Unsupported {

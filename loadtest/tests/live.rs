@@ -1,0 +1,519 @@
+//! `switchboard-load` against real peers on loopback: SIPp as UAS and UAC,
+//! itself, and the engine (in process, with members and digest auth).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_tests::{Env, free_port};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard-load");
+
+/// Run `switchboard-load` to completion (bounded); exit code, stdout,
+/// stderr.
+async fn load(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("switchboard-load finishes within 90 s")
+    .expect("switchboard-load runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn spawn_load(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("switchboard-load starts")
+}
+
+async fn finish(child: Child) -> (i32, String) {
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("finishes within 90 s")
+        .expect("waits");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report is JSON")
+}
+
+/// SIPp with a built-in scenario, bounded by `-timeout`.
+fn sipp(dir: &Path, args: &[&str]) -> Child {
+    Command::new("sipp")
+        .args(args)
+        .args([
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-trace_stat",
+            "-stf",
+            "stat.csv",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp runs (ops/install-test-deps.sh installs sip-tester)")
+}
+
+/// Successful and failed calls from SIPp's statistics file.
+fn sipp_counts(dir: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(dir.join("stat.csv")).expect("sipp statistics");
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
+    let (head, last) = (&rows[0], rows.last().expect("a row"));
+    let col = |name: &str| -> u64 {
+        let i = head.iter().position(|h| *h == name).expect("column");
+        last[i].parse().expect("number")
+    };
+    (col("SuccessfulCall(C)"), col("FailedCall(C)"))
+}
+
+async fn sipp_done(mut child: Child) {
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .expect("sipp finishes")
+        .expect("sipp waits");
+    assert!(status.success(), "sipp failed: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_against_sipp_uas_match_its_counts_and_report_with_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let uas = sipp(
+        dir.path(),
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "40",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let json = dir.path().join("r.json");
+    let html = dir.path().join("r.html");
+    let target = format!("127.0.0.1:{port}");
+    let (code, out, err) = load(&[
+        "call",
+        &target,
+        "-r",
+        "40",
+        "-m",
+        "40",
+        "--hold",
+        "100",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    sipp_done(uas).await;
+    let r = report(&json);
+    assert_eq!(r["started"], 40);
+    assert_eq!(r["succeeded"], 40);
+    assert_eq!(sipp_counts(dir.path()), (40, 0));
+    for label in ["INVITE→180", "INVITE→200", "BYE→200"] {
+        assert_eq!(
+            r["latency"][label]["count"], 40,
+            "{label}: {}",
+            r["latency"]
+        );
+    }
+    assert!(!r["timeline"].as_array().unwrap().is_empty());
+    let page = std::fs::read_to_string(&html).unwrap();
+    for id in ["chart-rate", "chart-concurrency", "chart-latency"] {
+        assert!(
+            page.contains(&format!("<figure id=\"{id}\"><svg")),
+            "{id} missing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_calls_are_answered_and_counted_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let json = dir.path().join("a.json");
+    let answer = spawn_load(&[
+        "answer",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "30",
+        "-d",
+        "60",
+        "--ring",
+        "20",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let uac = sipp(
+        dir.path(),
+        &[
+            "-sn",
+            "uac",
+            &format!("127.0.0.1:{port}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-r",
+            "30",
+            "-m",
+            "30",
+            "-d",
+            "100",
+        ],
+    );
+    sipp_done(uac).await;
+    let (code, out) = finish(answer).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(sipp_counts(dir.path()), (30, 0));
+    let r = report(&json);
+    assert_eq!(
+        (r["started"].as_u64(), r["succeeded"].as_u64()),
+        (Some(30), Some(30))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipps_own_uac_and_uas_scenarios_replay_against_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = |name: &str| -> PathBuf {
+        let out = std::process::Command::new("sipp")
+            .args(["-sd", name])
+            .output()
+            .expect("sipp -sd");
+        let p = dir.path().join(format!("{name}.xml"));
+        std::fs::write(&p, out.stdout).unwrap();
+        p
+    };
+    let (uac, uas) = (dump("uac"), dump("uas"));
+    let port = free_port();
+    let json = dir.path().join("uas.json");
+    let server = spawn_load(&[
+        "replay",
+        uas.to_str().unwrap(),
+        "-p",
+        &port.to_string(),
+        "-m",
+        "20",
+        "-d",
+        "60",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, out, err) = load(&[
+        "replay",
+        uac.to_str().unwrap(),
+        &format!("127.0.0.1:{port}"),
+        "-r",
+        "20",
+        "-m",
+        "20",
+        "--hold",
+        "50",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("20 succeeded, 0 failed"), "{out}");
+    let (code, out) = finish(server).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(report(&json)["succeeded"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_outside_the_subset_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.xml");
+    std::fs::write(
+        &p,
+        "<scenario>\n<send><![CDATA[\nOPTIONS sip:[service]@[remote_ip] SIP/2.0\nContent-Length: 0\n]]></send>\n<recv response=\"200\">\n  <action><ereg regexp=\".*\" search_in=\"msg\" assign_to=\"1\"/></action>\n</recv>\n</scenario>\n",
+    )
+    .unwrap();
+    let (code, out, err) = load(&[
+        "replay",
+        p.to_str().unwrap(),
+        "127.0.0.1:9",
+        "-m",
+        "1",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("line 7: <action>"), "{err}");
+    assert!(out.is_empty(), "nothing may run: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_and_calls_through_the_engine_with_digest_auth() {
+    let members: Vec<String> = (300..340).map(|n| n.to_string()).collect();
+    let mut all: Vec<&str> = members.iter().map(String::as_str).collect();
+    all.extend(["100", "200"]);
+    let env = Env::start(&all, |_| {}).await.unwrap();
+    let target = env.sip().to_string();
+    // 40 members, digest auth each (the password of N is pw-N).
+    let (code, out, err) = load(&[
+        "register", &target, "--from", "300-339", "-r", "200", "-m", "40", "-q",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("40 succeeded, 0 failed"), "{out}");
+    assert_eq!(env.bindings("300").await.unwrap(), 1);
+    assert_eq!(env.bindings("339").await.unwrap(), 1);
+    // A wrong password is counted as the 401 it gets, and binds nothing.
+    let (code, out, _) = load(&[
+        "register",
+        &target,
+        "--from",
+        "100",
+        "--password",
+        "wrong",
+        "-m",
+        "1",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("{\"401\": 1}"), "{out}");
+    assert_eq!(env.bindings("100").await.unwrap(), 0);
+    // Member 200 registers from the port it will answer on; 100 calls it.
+    let port = free_port();
+    let (code, out, _) = load(&[
+        "register",
+        &target,
+        "--from",
+        "200",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let answer = spawn_load(&[
+        "answer",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "25",
+        "-d",
+        "60",
+        "-q",
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, out, err) = load(&[
+        "call",
+        &target,
+        "--from",
+        "100",
+        "--to",
+        "200",
+        "-r",
+        "25",
+        "-m",
+        "25",
+        "--hold",
+        "100",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out) = finish(answer).await;
+    assert_eq!(code, 0, "{out}");
+    let r = report(&json);
+    assert_eq!(r["succeeded"], 25);
+    // Each call met the engine's 407 first.
+    assert_eq!(r["latency"]["INVITE→200"]["count"], 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_callee_is_counted_by_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let answer = spawn_load(&[
+        "answer",
+        "-p",
+        &port.to_string(),
+        "--status",
+        "486",
+        "-m",
+        "10",
+        "-d",
+        "60",
+        "-q",
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let json = dir.path().join("b.json");
+    let (code, out, _) = load(&[
+        "call",
+        &format!("127.0.0.1:{port}"),
+        "-r",
+        "20",
+        "-m",
+        "10",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    let r = report(&json);
+    assert_eq!(r["failures"]["486"], 10, "{r}");
+    assert_eq!(r["succeeded"], 0);
+    // The busy side saw its ACKs: every one of its calls completed.
+    let (code, out) = finish(answer).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_call_replays_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("call.pcap");
+    let port = free_port();
+    let mut tcpdump = Command::new("tcpdump")
+        .args([
+            "-i",
+            "lo",
+            "-U",
+            "-w",
+            pcap.to_str().unwrap(),
+            "udp",
+            "port",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tcpdump runs (ops/install-test-deps.sh installs it)");
+    // Wait until it listens.
+    let mut err = tcpdump.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("listening") {
+            let n = err.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("tcpdump starts listening");
+    let uas = sipp(
+        dir.path(),
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, out, e) = load(&[
+        "call",
+        &format!("127.0.0.1:{port}"),
+        "-m",
+        "1",
+        "--hold",
+        "200",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{e}");
+    sipp_done(uas).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGINT makes tcpdump flush and close the file.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &tcpdump.id().unwrap().to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcpdump.wait()).await;
+    // Replay the capture against a fresh SIPp UAS, twice as fast.
+    let port2 = free_port();
+    let dir2 = tempfile::tempdir().unwrap();
+    let uas = sipp(
+        dir2.path(),
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port2.to_string(),
+            "-m",
+            "3",
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let json = dir.path().join("p.json");
+    let (code, out, e) = load(&[
+        "pcap",
+        pcap.to_str().unwrap(),
+        &format!("127.0.0.1:{port2}"),
+        "--scale",
+        "0.5",
+        "-m",
+        "3",
+        "-r",
+        "10",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{e}");
+    sipp_done(uas).await;
+    assert_eq!(sipp_counts(dir2.path()), (3, 0));
+    let r = report(&json);
+    assert_eq!(r["succeeded"], 3);
+    assert_eq!(r["latency"]["INVITE→200"]["count"], 3);
+}
