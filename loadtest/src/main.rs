@@ -87,6 +87,10 @@ enum Cmd {
         /// (default: the first sender in the capture).
         #[arg(long)]
         from: Option<SocketAddr>,
+        /// Password for digest challenges (the capture's own answers are
+        /// recomputed for the new nonces; the user name is kept).
+        #[arg(long, default_value = "")]
+        password: String,
         #[command(flatten)]
         load: Load,
     },
@@ -275,11 +279,17 @@ async fn go(cli: Cli) -> Result<bool> {
             file,
             scale,
             from,
+            password,
             load,
         } => {
             let sc = capture::scenario_from_capture(&file, from, scale)
                 .with_context(|| format!("{}", file.display()))?;
-            (sc, Rows::default(), load, false)
+            (
+                sc,
+                Rows::new(vec![vec![String::new(), password]]),
+                load,
+                false,
+            )
         }
     };
     execute(scenario, rows, load, echo).await

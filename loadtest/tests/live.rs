@@ -412,39 +412,7 @@ async fn a_captured_call_replays_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("call.pcap");
     let port = free_port();
-    let mut tcpdump = Command::new("tcpdump")
-        .args([
-            "-i",
-            "lo",
-            "-U",
-            "-w",
-            pcap.to_str().unwrap(),
-            "udp",
-            "port",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tcpdump runs (ops/install-test-deps.sh installs it)");
-    // Wait until it listens.
-    let mut err = tcpdump.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 256];
-        while !String::from_utf8_lossy(&seen).contains("listening") {
-            let n = err.read(&mut buf).await.unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("tcpdump starts listening");
+    let tcpdump = start_capture(&pcap, port).await;
     let uas = sipp(
         dir.path(),
         &[
@@ -472,11 +440,7 @@ async fn a_captured_call_replays_to_the_same_result() {
     assert_eq!(code, 0, "{out}{e}");
     sipp_done(uas).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // SIGINT makes tcpdump flush and close the file.
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &tcpdump.id().unwrap().to_string()])
-        .status();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tcpdump.wait()).await;
+    stop_capture(tcpdump).await;
     // Replay the capture against a fresh SIPp UAS, twice as fast.
     let port2 = free_port();
     let dir2 = tempfile::tempdir().unwrap();
@@ -516,4 +480,87 @@ async fn a_captured_call_replays_to_the_same_result() {
     let r = report(&json);
     assert_eq!(r["succeeded"], 3);
     assert_eq!(r["latency"]["INVITE→200"]["count"], 3);
+}
+
+/// tcpdump on loopback for UDP `port`, once it listens.
+async fn start_capture(file: &Path, port: u16) -> Child {
+    let mut tcpdump = Command::new("tcpdump")
+        .args([
+            "-i",
+            "lo",
+            "--immediate-mode",
+            "-U",
+            "-w",
+            file.to_str().unwrap(),
+            "udp",
+            "port",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tcpdump runs (ops/install-test-deps.sh installs it)");
+    let mut err = tcpdump.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("listening") {
+            let n = err.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("tcpdump starts listening");
+    // Keep its stderr open: tcpdump dies of SIGPIPE on a closed one.
+    tcpdump.stderr = Some(err);
+    // "listening" comes a moment before the capture filter is in place.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tcpdump
+}
+
+/// SIGINT makes tcpdump flush and close the file.
+async fn stop_capture(mut tcpdump: Child) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &tcpdump.id().unwrap().to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcpdump.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_registration_replays_with_a_fresh_digest_answer() {
+    let env = Env::start(&["200"], |_| {}).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("reg.pcap");
+    let target = env.sip().to_string();
+    let tcpdump = start_capture(&pcap, env.sip().port()).await;
+    let (code, out, _) = load(&["register", &target, "--from", "200", "-m", "1", "-q"]).await;
+    assert_eq!(code, 0, "{out}");
+    stop_capture(tcpdump).await;
+    // The captured nonce is stale by now; the replay answers a new challenge.
+    let p = pcap.to_str().unwrap();
+    let (code, out, e) = load(&[
+        "pcap",
+        p,
+        &target,
+        "--password",
+        "pw-200",
+        "-m",
+        "2",
+        "-r",
+        "5",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{e}");
+    assert!(out.contains("2 succeeded, 0 failed"), "{out}");
+    let (code, out, _) = load(&["pcap", p, &target, "--password", "wrong", "-m", "1", "-q"]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("{\"401\": 1}"), "{out}");
 }
