@@ -1,6 +1,8 @@
 //! `switchboard-load` against real peers on loopback: SIPp as UAS and UAC,
 //! itself, and the engine (in process, with members and digest auth).
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a failure is the test's failure")]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
