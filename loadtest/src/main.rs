@@ -433,8 +433,12 @@ async fn sample(
                 latency: s.take_interval(),
             };
             last = now;
+            let p99 = ["INVITE→200", "REGISTER→200"]
+                .iter()
+                .find_map(|k| sample.latency.get(*k).map(|p| format!(" {k} p99 {:.1} ms", p.p99)))
+                .unwrap_or_default();
             let line = format!(
-                "{name} {t:6.1}s started {} ok {} failed {} active {} ({}/s)",
+                "{name} {t:6.1}s started {} ok {} failed {} active {} ({}/s){p99}",
                 now.0, now.1, now.2, s.active, sample.succeeded
             );
             (sample, (line, now.0))

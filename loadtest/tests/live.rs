@@ -566,3 +566,38 @@ async fn a_captured_registration_replays_with_a_fresh_digest_answer() {
     assert_eq!(code, 1);
     assert!(out.contains("{\"401\": 1}"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_tcp_both_ways_with_sipp() {
+    // switchboard-load calls a SIPp UAS over TCP.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let uas = sipp(
+        dir.path(),
+        &["-sn", "uas", "-t", "t1", "-i", "127.0.0.1", "-p", &port.to_string(), "-m", "15"],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let target = format!("127.0.0.1:{port}");
+    let (code, out, err) = load(&["call", &target, "-t", "tcp", "-r", "30", "-m", "15", "--hold", "50", "-q"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("15 succeeded, 0 failed"), "{out}");
+    sipp_done(uas).await;
+    assert_eq!(sipp_counts(dir.path()), (15, 0));
+    // A SIPp UAC calls switchboard-load's answer over TCP.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let answer = spawn_load(&["answer", "-t", "tcp", "-p", &port.to_string(), "-m", "15", "-d", "60", "-q"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let uac = sipp(
+        dir.path(),
+        &[
+            "-sn", "uac", "-t", "t1", &format!("127.0.0.1:{port}"), "-i", "127.0.0.1", "-p",
+            &free_port().to_string(), "-r", "30", "-m", "15", "-d", "50",
+        ],
+    );
+    sipp_done(uac).await;
+    assert_eq!(sipp_counts(dir.path()), (15, 0));
+    let (code, out) = finish(answer).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("15 succeeded, 0 failed"), "{out}");
+}
