@@ -66,8 +66,7 @@ pub fn call(callee: &str) -> String {
       CSeq: [cseq] INVITE
       Contact: <sip:[field0]@[local_ip]:[local_port]>
       Max-Forwards: 70
-      User-Agent: switchboard-load
-      {auth}
+      User-Agent: switchboard-load{auth}
       Content-Type: application/sdp
       Content-Length: [len]
 
@@ -135,7 +134,7 @@ pub fn call(callee: &str) -> String {
 </scenario>
 "#,
         first = invite(""),
-        second = invite("[authentication username=[field0] password=[field1]]"),
+        second = invite("\n      [authentication username=[field0] password=[field1]]"),
         ack = in_dialog("ACK", "[cseq]"),
         bye = in_dialog("BYE", "[cseq]"),
     )
@@ -246,6 +245,18 @@ mod tests {
         // The challenge ACK is step 7 and reuses step 0's branch.
         assert!(matches!(c.steps[7].kind, StepKind::Send { .. }));
         assert!(matches!(c.steps[0].kind, StepKind::Send { .. }));
+        // Both INVITEs keep Content-Type and Content-Length in the header
+        // section (an empty line there would start the body).
+        for i in [0, 8] {
+            let StepKind::Send { msg, .. } = &c.steps[i].kind else {
+                panic!("step {i} is not a send")
+            };
+            let head = format!("{:?}", msg.head);
+            assert!(
+                head.contains("Content-Type") && head.contains("Len"),
+                "{head}"
+            );
+        }
         for (ring, status) in [(0, 200), (500, 200), (0, 486)] {
             let a = Scenario::from_xml(&answer(ring, status)).unwrap();
             assert_eq!(a.role, Role::Server);

@@ -435,7 +435,12 @@ async fn sample(
             last = now;
             let p99 = ["INVITE→200", "REGISTER→200"]
                 .iter()
-                .find_map(|k| sample.latency.get(*k).map(|p| format!(" {k} p99 {:.1} ms", p.p99)))
+                .find_map(|k| {
+                    sample
+                        .latency
+                        .get(*k)
+                        .map(|p| format!(" {k} p99 {:.1} ms", p.p99))
+                })
                 .unwrap_or_default();
             let line = format!(
                 "{name} {t:6.1}s started {} ok {} failed {} active {} ({}/s){p99}",

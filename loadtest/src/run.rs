@@ -397,7 +397,12 @@ impl Worker {
             return true;
         }
         let no_more = now >= self.deadline || self.quota.is_some_and(|q| self.started >= q);
-        no_more && self.calls.is_empty()
+        // Over TCP, closing the connection right after the last call would
+        // cut the peer's own wait for retransmissions (SIPp counts such calls
+        // as failed): keep it while finished calls still linger.
+        let lingering =
+            matches!(self.out, Out::Tcp(_)) && self.done.values().any(|d| d.until > now);
+        no_more && self.calls.is_empty() && !lingering
     }
 
     fn next_wake(&self, now: Instant) -> Instant {

@@ -1,7 +1,10 @@
 //! `switchboard-load` against real peers on loopback: SIPp as UAS and UAC,
 //! itself, and the engine (in process, with members and digest auth).
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a failure is the test's failure")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is the test's failure"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -72,6 +75,9 @@ fn sipp(dir: &Path, args: &[&str]) -> Child {
             "-trace_stat",
             "-stf",
             "stat.csv",
+            "-trace_err",
+            "-error_file",
+            "errors.log",
         ])
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -94,12 +100,17 @@ fn sipp_counts(dir: &Path) -> (u64, u64) {
     (col("SuccessfulCall(C)"), col("FailedCall(C)"))
 }
 
-async fn sipp_done(mut child: Child) {
+async fn sipp_done(mut child: Child, dir: &Path) {
     let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
         .await
         .expect("sipp finishes")
         .expect("sipp waits");
-    assert!(status.success(), "sipp failed: {status}");
+    let errors = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "sipp failed: {status}\n{}",
+        errors.chars().take(3000).collect::<String>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +151,7 @@ async fn calls_against_sipp_uas_match_its_counts_and_report_with_charts() {
     ])
     .await;
     assert_eq!(code, 0, "{out}{err}");
-    sipp_done(uas).await;
+    sipp_done(uas, dir.path()).await;
     let r = report(&json);
     assert_eq!(r["started"], 40);
     assert_eq!(r["succeeded"], 40);
@@ -200,7 +211,7 @@ async fn sipp_uac_calls_are_answered_and_counted_alike() {
             "100",
         ],
     );
-    sipp_done(uac).await;
+    sipp_done(uac, dir.path()).await;
     let (code, out) = finish(answer).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(sipp_counts(dir.path()), (30, 0));
@@ -440,7 +451,7 @@ async fn a_captured_call_replays_to_the_same_result() {
     ])
     .await;
     assert_eq!(code, 0, "{out}{e}");
-    sipp_done(uas).await;
+    sipp_done(uas, dir.path()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_capture(tcpdump).await;
     // Replay the capture against a fresh SIPp UAS, twice as fast.
@@ -477,7 +488,7 @@ async fn a_captured_call_replays_to_the_same_result() {
     ])
     .await;
     assert_eq!(code, 0, "{out}{e}");
-    sipp_done(uas).await;
+    sipp_done(uas, dir2.path()).await;
     assert_eq!(sipp_counts(dir2.path()), (3, 0));
     let r = report(&json);
     assert_eq!(r["succeeded"], 3);
@@ -574,28 +585,66 @@ async fn calls_over_tcp_both_ways_with_sipp() {
     let port = free_port();
     let uas = sipp(
         dir.path(),
-        &["-sn", "uas", "-t", "t1", "-i", "127.0.0.1", "-p", &port.to_string(), "-m", "15"],
+        &[
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "15",
+        ],
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let target = format!("127.0.0.1:{port}");
-    let (code, out, err) = load(&["call", &target, "-t", "tcp", "-r", "30", "-m", "15", "--hold", "50", "-q"]).await;
+    let (code, out, err) = load(&[
+        "call", &target, "-t", "tcp", "-r", "30", "-m", "15", "--hold", "50", "-q",
+    ])
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("15 succeeded, 0 failed"), "{out}");
-    sipp_done(uas).await;
+    sipp_done(uas, dir.path()).await;
     assert_eq!(sipp_counts(dir.path()), (15, 0));
     // A SIPp UAC calls switchboard-load's answer over TCP.
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let answer = spawn_load(&["answer", "-t", "tcp", "-p", &port.to_string(), "-m", "15", "-d", "60", "-q"]);
+    let answer = spawn_load(&[
+        "answer",
+        "-t",
+        "tcp",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "15",
+        "-d",
+        "60",
+        "-q",
+    ]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let uac = sipp(
         dir.path(),
         &[
-            "-sn", "uac", "-t", "t1", &format!("127.0.0.1:{port}"), "-i", "127.0.0.1", "-p",
-            &free_port().to_string(), "-r", "30", "-m", "15", "-d", "50",
+            "-sn",
+            "uac",
+            "-t",
+            "t1",
+            &format!("127.0.0.1:{port}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-r",
+            "30",
+            "-m",
+            "15",
+            "-d",
+            "50",
         ],
     );
-    sipp_done(uac).await;
+    sipp_done(uac, dir.path()).await;
     assert_eq!(sipp_counts(dir.path()), (15, 0));
     let (code, out) = finish(answer).await;
     assert_eq!(code, 0, "{out}");

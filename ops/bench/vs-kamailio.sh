@@ -180,14 +180,20 @@ call_step() { # server generator rate
           -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * 4)) -recv_timeout 8000 \
           -nostdin -trace_stat -stf step.csv -fd 1 "$TARGET" >/dev/null 2>&1) || true
       fi
-      read -r ok failed < <(python3 - "$WORK/step.csv" <<'PY'
+      # SIPp's own figures: totals, and calls started per one-second period
+      # over the best STEP_S consecutive periods (its exit time must not
+      # stretch the step).
+      read -r ok failed ACHIEVED < <(python3 - "$WORK/step.csv" "$STEP_S" <<'PY'
 import csv, sys
 try:
     rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
     head, last = rows[0], rows[-1]
-    print(int(last[head.index('SuccessfulCall(C)')]), int(last[head.index('FailedCall(C)')]))
+    d = int(sys.argv[2])
+    per = [int(r[head.index('OutgoingCall(P)')]) for r in rows[1:]]
+    best = max(sum(per[i:i + d]) for i in range(max(len(per) - d + 1, 1)))
+    print(int(last[head.index('SuccessfulCall(C)')]), int(last[head.index('FailedCall(C)')]), best / d)
 except Exception:
-    print(0, 0)
+    print(0, 0, 0)
 PY
 ) ;;
     load)
