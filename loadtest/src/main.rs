@@ -155,13 +155,13 @@ struct Load {
     /// [service]: the user part dialled.
     #[arg(short = 's', long, default_value = "service")]
     service: String,
-    /// Hold time of a <pause/> without milliseconds (ms).
+    /// Hold time of a `<pause/>` without milliseconds (ms).
     #[arg(long, default_value_t = 1000)]
     hold: u64,
     /// T1 in ms (first retransmission interval over UDP).
     #[arg(long, default_value_t = 500)]
     t1: u64,
-    /// How long a <recv> waits unless it says otherwise (ms).
+    /// How long a `<recv>` waits unless it says otherwise (ms).
     #[arg(long, default_value_t = 32_000)]
     recv_timeout: u64,
     /// [media_port] when no RTP echo runs.
