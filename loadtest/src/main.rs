@@ -69,7 +69,7 @@ enum Cmd {
     Replay {
         /// The scenario file.
         file: PathBuf,
-        /// SIPp injection file for [fieldN].
+        /// SIPp injection file for `[fieldN]`.
         #[arg(long = "inf")]
         inf: Option<String>,
         #[command(flatten)]
@@ -109,7 +109,7 @@ struct Users {
     /// Password of member N, where {n} stands for the number.
     #[arg(long, default_value = "pw-{n}")]
     password: String,
-    /// A SIPp injection file instead (number;password[;callee] rows).
+    /// A SIPp injection file instead (`number;password[;callee]` rows).
     #[arg(long = "inf")]
     inf: Option<String>,
 }
@@ -152,7 +152,7 @@ struct Load {
     /// Seconds calls in progress get to end after that.
     #[arg(long, default_value_t = 35.0)]
     drain: f64,
-    /// [service]: the user part dialled.
+    /// `[service]`: the user part dialled.
     #[arg(short = 's', long, default_value = "service")]
     service: String,
     /// Hold time of a `<pause/>` without milliseconds (ms).
@@ -164,7 +164,7 @@ struct Load {
     /// How long a `<recv>` waits unless it says otherwise (ms).
     #[arg(long, default_value_t = 32_000)]
     recv_timeout: u64,
-    /// [media_port] when no RTP echo runs.
+    /// `[media_port]` when no RTP echo runs.
     #[arg(long, default_value_t = 6000)]
     media_port: u16,
     /// Write the report as JSON here.
