@@ -5,49 +5,43 @@
 //! `[field1]` (its password); `call` dials `[field2]` when the row has one,
 //! else `[service]`.
 
+/// The SDP of an offer or an answer: PCMU and telephone events on
+/// `[media_port]` (the RTP echo's port when it runs).
+const SDP: &str = "      Content-Type: application/sdp\n      Content-Length: [len]\n\n      v=0\n      o=- [call_number] 1 IN IP[media_ip_type] [media_ip]\n      s=-\n      c=IN IP[media_ip_type] [media_ip]\n      t=0 0\n      m=audio [media_port] RTP/AVP 0 101\n      a=rtpmap:0 PCMU/8000\n      a=rtpmap:101 telephone-event/8000\n      a=sendrecv\n";
+
 /// `register`: REGISTER, answer a 401 with digest credentials, expect 200.
 pub fn register(expires: u32) -> String {
+    let request = |auth: &str| {
+        format!(
+            r#"
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[pid]-[call_number]
+      To: <sip:[field0]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: [cseq] REGISTER
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Expires: {expires}
+      Max-Forwards: 70
+      User-Agent: switchboard-load{auth}
+      Content-Length: 0
+"#
+        )
+    };
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="register">
-  <send>
-    <![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[pid]-[call_number]
-      To: <sip:[field0]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: [cseq] REGISTER
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      Expires: {expires}
-      Max-Forwards: 70
-      User-Agent: switchboard-load
-      Content-Length: 0
-    ]]>
-  </send>
+  <send><![CDATA[{first}]]></send>
   <recv response="401" optional="true" auth="true" next="auth"/>
   <recv response="200" next="done"/>
   <label id="auth"/>
-  <send>
-    <![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[pid]-[call_number]
-      To: <sip:[field0]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: [cseq] REGISTER
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      Expires: {expires}
-      Max-Forwards: 70
-      User-Agent: switchboard-load
-      [authentication username=[field0] password=[field1]]
-      Content-Length: 0
-    ]]>
-  </send>
+  <send><![CDATA[{second}]]></send>
   <recv response="200"/>
   <label id="done"/>
 </scenario>
-"#
+"#,
+        first = request(""),
+        second = request("\n      [authentication username=[field0] password=[field1]]"),
     )
 }
 
@@ -67,19 +61,7 @@ pub fn call(callee: &str) -> String {
       Contact: <sip:[field0]@[local_ip]:[local_port]>
       Max-Forwards: 70
       User-Agent: switchboard-load{auth}
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- [call_number] 1 IN IP[media_ip_type] [media_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=sendrecv
-"#
+{SDP}"#
         )
     };
     let in_dialog = |method: &str, cseq: &str| {
@@ -163,7 +145,8 @@ pub fn answer(ring_ms: u64, status: u16) -> String {
         String::new()
     };
     let tail = if status == 200 {
-        r#"
+        format!(
+            r#"
   <send><![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -172,19 +155,7 @@ pub fn answer(ring_ms: u64, status: u16) -> String {
       [last_Call-ID:]
       [last_CSeq:]
       Contact: <sip:[service]@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- [call_number] 1 IN IP[media_ip_type] [media_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=sendrecv
-  ]]></send>
+{SDP}  ]]></send>
   <recv request="ACK"/>
   <recv request="BYE"/>
   <send><![CDATA[
@@ -196,7 +167,7 @@ pub fn answer(ring_ms: u64, status: u16) -> String {
       [last_CSeq:]
       Content-Length: 0
   ]]></send>"#
-            .to_owned()
+        )
     } else {
         format!(
             r#"

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use engine::sip::digest::{Challenge, parse_challenge};
 use engine::sip::framing::{Frame, next_frame};
-use engine::sip::msg::{HasHeaders, Message, NameAddr, parse};
+use engine::sip::msg::{HasHeaders, Message, parse};
 use engine::sip::transaction::client::ack_for;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, tcp::OwnedWriteHalf};
@@ -804,69 +804,42 @@ impl Worker {
         call.retrans = None;
         call.waiting = None;
         call.seen.push(key);
-        match &msg {
-            Message::Response(r) => {
-                if let Some(tag) = r
-                    .headers
-                    .get("To")
-                    .and_then(|t| NameAddr::parse(t, "To").ok())
-                    .and_then(|n| n.tag().map(str::to_owned))
-                {
-                    call.peer_tag = Some(tag);
-                }
-                if auth {
-                    let proxy = r.status == 407;
-                    let h = if proxy {
-                        "Proxy-Authenticate"
-                    } else {
-                        "WWW-Authenticate"
-                    };
-                    // Prefer a challenge this side can answer (the first one).
-                    call.challenge = r
-                        .headers
-                        .get_all(h)
-                        .find_map(|c| parse_challenge(c).ok())
-                        .map(|c| (proxy, c));
-                    call.nc = 0;
-                }
-                if rrs {
-                    call.routes = r
-                        .headers
-                        .get_all("Record-Route")
-                        .flat_map(engine::sip::msg::split_list)
-                        .map(str::to_owned)
-                        .collect();
-                    call.routes.reverse();
-                    call.next_url = r
-                        .headers
-                        .get("Contact")
-                        .and_then(|c| NameAddr::parse(c, "Contact").ok())
-                        .map(|n| n.uri.to_string());
-                }
+        // The peer's tag: To of its responses, From of its requests.
+        let response = matches!(msg, Message::Response(_));
+        if let Some(tag) = if response {
+            msg.to_tag()
+        } else {
+            msg.from_tag()
+        } {
+            call.peer_tag = Some(tag);
+        }
+        if let (true, Message::Response(r)) = (auth, &msg) {
+            let proxy = r.status == 407;
+            let h = if proxy {
+                "Proxy-Authenticate"
+            } else {
+                "WWW-Authenticate"
+            };
+            // The first challenge this side can answer.
+            call.challenge = r
+                .headers
+                .get_all(h)
+                .find_map(|c| parse_challenge(c).ok())
+                .map(|c| (proxy, c));
+            call.nc = 0;
+        }
+        if rrs {
+            // A UAC's route set is the Record-Route of the response reversed.
+            call.routes = msg
+                .headers()
+                .get_all("Record-Route")
+                .flat_map(engine::sip::msg::split_list)
+                .map(str::to_owned)
+                .collect();
+            if response {
+                call.routes.reverse();
             }
-            Message::Request(r) => {
-                if let Some(tag) = r
-                    .headers
-                    .get("From")
-                    .and_then(|t| NameAddr::parse(t, "From").ok())
-                    .and_then(|n| n.tag().map(str::to_owned))
-                {
-                    call.peer_tag = Some(tag);
-                }
-                if rrs {
-                    call.routes = r
-                        .headers
-                        .get_all("Record-Route")
-                        .flat_map(engine::sip::msg::split_list)
-                        .map(str::to_owned)
-                        .collect();
-                    call.next_url = r
-                        .headers
-                        .get("Contact")
-                        .and_then(|c| NameAddr::parse(c, "Contact").ok())
-                        .map(|n| n.uri.to_string());
-                }
-            }
+            call.next_url = msg.contacts().first().map(|n| n.uri.to_string());
         }
         call.last = Some(msg);
         call.pos = steps[i].next.unwrap_or(i + 1);

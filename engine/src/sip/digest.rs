@@ -108,14 +108,7 @@ pub struct Credentials {
 
 /// Parse `Digest k=v, k="v", ...` (RFC 7616 §3.4).
 pub fn parse_credentials(header: &str) -> Result<Credentials, Error> {
-    let rest = header.trim();
-    let (scheme, rest) = rest
-        .split_once(char::is_whitespace)
-        .ok_or(Error::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("Digest") {
-        return Err(Error::Malformed);
-    }
-    let params = parse_params(rest).ok_or(Error::Malformed)?;
+    let params = digest_params(header)?;
     let get = |k: &str| params.get(k).cloned();
     let need = |k: &str| get(k).ok_or(Error::Malformed);
     let qop = get("qop");
@@ -137,6 +130,18 @@ pub fn parse_credentials(header: &str) -> Result<Credentials, Error> {
         qop,
         nc,
     })
+}
+
+/// The parameters of a `Digest k=v, ...` header value.
+fn digest_params(header: &str) -> Result<HashMap<String, String>, Error> {
+    let (scheme, rest) = header
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or(Error::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(Error::Malformed);
+    }
+    parse_params(rest).ok_or(Error::Malformed)
 }
 
 fn parse_params(s: &str) -> Option<HashMap<String, String>> {
@@ -384,14 +389,7 @@ pub struct Challenge {
 
 /// Parse a `Digest ...` challenge.
 pub fn parse_challenge(header: &str) -> Result<Challenge, Error> {
-    let (scheme, rest) = header
-        .trim()
-        .split_once(char::is_whitespace)
-        .ok_or(Error::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("Digest") {
-        return Err(Error::Malformed);
-    }
-    let params = parse_params(rest).ok_or(Error::Malformed)?;
+    let params = digest_params(header)?;
     let get = |k: &str| params.get(k).cloned();
     Ok(Challenge {
         realm: get("realm").ok_or(Error::Malformed)?,

@@ -207,30 +207,18 @@ fn copy(into: &mut Headers, from: &Headers, name: &str) {
 /// Request-URI, top Via, Route, From, Call-ID and CSeq number, the To of the
 /// response (with its tag).
 pub fn ack_for(invite: &Request, response: &Response) -> Request {
-    let mut headers = Headers::default();
-    if let Some(via) = invite.headers.get_all("Via").next() {
-        headers.push("Via", via);
-    }
-    for route in invite.headers.get_all("Route") {
-        headers.push("Route", route);
-    }
-    copy(&mut headers, &invite.headers, "From");
-    copy(&mut headers, &response.headers, "To");
-    copy(&mut headers, &invite.headers, "Call-ID");
-    let seq = crate::sip::msg::HasHeaders::cseq(invite).map_or(1, |c| c.seq);
-    headers.push("CSeq", format!("{seq} ACK"));
-    headers.push("Max-Forwards", "70");
-    Request {
-        method: Method::Ack,
-        uri: invite.uri.clone(),
-        headers,
-        body: Bytes::new(),
-    }
+    hop_request(invite, Method::Ack, &response.headers)
 }
 
 /// §9.1: a CANCEL for `invite`: same Request-URI, Call-ID, To, From, CSeq
 /// number, the single top Via, and the Route headers.
 pub fn cancel_for(invite: &Request) -> Request {
+    hop_request(invite, Method::Cancel, &invite.headers)
+}
+
+/// A request of the INVITE's transaction (ACK for a failure, CANCEL): its
+/// Request-URI, top Via, Route, From, Call-ID and CSeq number; To from `to`.
+fn hop_request(invite: &Request, method: Method, to: &Headers) -> Request {
     let mut headers = Headers::default();
     if let Some(via) = invite.headers.get_all("Via").next() {
         headers.push("Via", via);
@@ -239,13 +227,13 @@ pub fn cancel_for(invite: &Request) -> Request {
         headers.push("Route", route);
     }
     copy(&mut headers, &invite.headers, "From");
-    copy(&mut headers, &invite.headers, "To");
+    copy(&mut headers, to, "To");
     copy(&mut headers, &invite.headers, "Call-ID");
     let seq = crate::sip::msg::HasHeaders::cseq(invite).map_or(1, |c| c.seq);
-    headers.push("CSeq", format!("{seq} CANCEL"));
+    headers.push("CSeq", format!("{seq} {}", method.as_str()));
     headers.push("Max-Forwards", "70");
     Request {
-        method: Method::Cancel,
+        method,
         uri: invite.uri.clone(),
         headers,
         body: Bytes::new(),
