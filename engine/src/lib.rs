@@ -9,10 +9,12 @@
 //! - [`sip`]: messages, framing, transactions, dialogs, digest auth.
 //! - [`registrar`]: REGISTER binding rules (RFC 3261 §10.3).
 //! - [`ids`]: generation of tags, branches and Call-IDs from an injected RNG.
+//! - [`numbering`]: the worldwide number plan and dialled-string classification.
 
 #![deny(missing_docs)]
 
 pub mod ids;
+pub mod numbering;
 pub mod registrar;
 pub mod sip;
 #[cfg(any(test, feature = "testing"))]
