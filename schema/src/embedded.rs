@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::{Binding, Member};
+use crate::model::{
+    Account, Binding, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState, Posted, Session,
+};
 use crate::store::{Result, Store, StoreError};
 
 /// SQLite-backed store.
@@ -51,6 +53,44 @@ CREATE TABLE IF NOT EXISTS bindings (
     PRIMARY KEY (number, contact)
 );
 CREATE INDEX IF NOT EXISTS bindings_expiry ON bindings(expires_at);
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    login TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY,
+    account TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS aliases_account ON aliases(account);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS numbers (
+    number TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    country TEXT NOT NULL,
+    area TEXT NOT NULL,
+    state TEXT NOT NULL,
+    holder TEXT,
+    until INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS numbers_search ON numbers(country, area);
+CREATE INDEX IF NOT EXISTS numbers_holder ON numbers(holder);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    UNIQUE (account, key)
+);
 ";
 
 impl Embedded {
@@ -81,6 +121,48 @@ fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
         ha1_sha256: r.get(4)?,
         created_at: r.get::<_, i64>(5)?.max(0) as u64,
     })
+}
+
+fn to_doc<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_doc<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn docs<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(args, |r| r.get::<_, String>(0))
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for doc in rows {
+        out.push(from_doc(&doc.map_err(unavailable)?)?);
+    }
+    Ok(out)
+}
+
+/// The indexed columns of a number: state, holder, hold expiry.
+fn number_columns(r: &NumberRecord) -> (&'static str, Option<&str>, i64) {
+    match &r.state {
+        NumberState::Available => ("available", None, 0),
+        NumberState::Held { account, until, .. } => ("held", Some(account), *until as i64),
+        NumberState::Sold { account, .. } => ("sold", Some(account), 0),
+    }
+}
+
+fn balance_of(conn: &Connection, account: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account = ?1",
+        params![account],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_err(unavailable)
 }
 
 const MEMBER_COLUMNS: &str = "number, name, realm, ha1_md5, ha1_sha256, created_at";
@@ -207,6 +289,280 @@ impl Store for Embedded {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n.max(0) as u64)
+            .map_err(unavailable)
+    }
+
+    async fn insert_account(&self, a: &Account) -> Result<bool> {
+        let doc = to_doc(a)?;
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO accounts (id, login, version, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![a.id, a.login, a.version as i64, doc],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let conn = self.conn.lock();
+        Ok(docs(&conn, "SELECT doc FROM accounts WHERE id = ?1", params![id])?.pop())
+    }
+
+    async fn account_by_login(&self, login: &str) -> Result<Option<Account>> {
+        let conn = self.conn.lock();
+        Ok(docs(
+            &conn,
+            "SELECT doc FROM accounts WHERE login = ?1",
+            params![login],
+        )?
+        .pop())
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let conn = self.conn.lock();
+        docs(&conn, "SELECT doc FROM accounts ORDER BY id", [])
+    }
+
+    async fn update_account(&self, a: &Account, expected: u64) -> Result<bool> {
+        let mut next = a.clone();
+        next.version = expected + 1;
+        let doc = to_doc(&next)?;
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "UPDATE accounts SET version = ?3, doc = ?4 WHERE id = ?1 AND version = ?2",
+                params![a.id, expected as i64, next.version as i64, doc],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn claim_alias(&self, alias: &str, account: &str) -> Result<bool> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO aliases (alias, account) VALUES (?1, ?2)",
+            params![alias, account],
+        )
+        .map_err(unavailable)?;
+        let owner: String = conn
+            .query_row(
+                "SELECT account FROM aliases WHERE alias = ?1",
+                params![alias],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        Ok(owner == account)
+    }
+
+    async fn release_alias(&self, alias: &str, account: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "DELETE FROM aliases WHERE alias = ?1 AND account = ?2",
+                params![alias, account],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn alias_owner(&self, alias: &str) -> Result<Option<String>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT account FROM aliases WHERE alias = ?1",
+                params![alias],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    async fn aliases_of(&self, account: &str) -> Result<Vec<String>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT alias FROM aliases WHERE account = ?1 ORDER BY alias")
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![account], |r| r.get(0))
+            .map_err(unavailable)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
+    }
+
+    async fn put_session(&self, s: &Session) -> Result<()> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT OR REPLACE INTO sessions (token_hash, account, expires_at) VALUES (?1, ?2, ?3)",
+            params![s.token_hash, s.account, s.expires_at as i64],
+        )
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: u64) -> Result<Option<Session>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT token_hash, account, expires_at FROM sessions \
+                 WHERE token_hash = ?1 AND expires_at > ?2",
+                params![token_hash, now as i64],
+                |r| {
+                    Ok(Session {
+                        token_hash: r.get(0)?,
+                        account: r.get(1)?,
+                        expires_at: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                params![token_hash],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_number(&self, r: &NumberRecord) -> Result<bool> {
+        let doc = to_doc(r)?;
+        let (state, holder, until) = number_columns(r);
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "INSERT OR IGNORE INTO numbers (number, kind, country, area, state, holder, until, version, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![r.number, r.kind.as_str(), r.country, r.area, state, holder, until, r.version as i64, doc],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn number(&self, number: &str) -> Result<Option<NumberRecord>> {
+        let conn = self.conn.lock();
+        Ok(docs(
+            &conn,
+            "SELECT doc FROM numbers WHERE number = ?1",
+            params![number],
+        )?
+        .pop())
+    }
+
+    async fn search_numbers(&self, q: &NumberQuery, now: u64) -> Result<Vec<NumberRecord>> {
+        let conn = self.conn.lock();
+        docs(
+            &conn,
+            "SELECT doc FROM numbers WHERE (state = 'available' OR (state = 'held' AND until <= ?1)) \
+             AND (?2 IS NULL OR country = ?2) AND (?3 IS NULL OR area = ?3) \
+             AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR instr(number, ?5) > 0) \
+             ORDER BY number LIMIT ?6",
+            params![
+                now as i64,
+                q.country,
+                q.area,
+                q.kind.map(|k| k.as_str()),
+                q.contains,
+                q.limit as i64
+            ],
+        )
+    }
+
+    async fn numbers_of(&self, account: &str) -> Result<Vec<NumberRecord>> {
+        let conn = self.conn.lock();
+        docs(
+            &conn,
+            "SELECT doc FROM numbers WHERE holder = ?1 AND state = 'sold' ORDER BY number",
+            params![account],
+        )
+    }
+
+    async fn update_number(&self, r: &NumberRecord, expected: u64) -> Result<bool> {
+        let mut next = r.clone();
+        next.version = expected + 1;
+        let doc = to_doc(&next)?;
+        let (state, holder, until) = number_columns(&next);
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "UPDATE numbers SET state = ?3, holder = ?4, until = ?5, version = ?6, doc = ?7 \
+                 WHERE number = ?1 AND version = ?2",
+                params![
+                    r.number,
+                    expected as i64,
+                    state,
+                    holder,
+                    until,
+                    next.version as i64,
+                    doc
+                ],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn post(&self, e: &LedgerEntry) -> Result<Posted> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM ledger WHERE account = ?1 AND key = ?2",
+                params![e.account, e.key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        let balance = balance_of(&tx, &e.account)?;
+        if exists.is_some() {
+            return Ok(Posted::Duplicate(balance));
+        }
+        if e.amount < 0 && balance + e.amount < 0 {
+            return Ok(Posted::Insufficient(balance));
+        }
+        tx.execute(
+            "INSERT INTO ledger (account, key, amount, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.account, e.key, e.amount, e.reason, e.at as i64],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(Posted::Posted(balance + e.amount))
+    }
+
+    async fn balance(&self, account: &str) -> Result<i64> {
+        balance_of(&self.conn.lock(), account)
+    }
+
+    async fn ledger(&self, account: &str) -> Result<Vec<LedgerEntry>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT account, key, amount, reason, at FROM ledger WHERE account = ?1 ORDER BY seq",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![account], |r| {
+                Ok(LedgerEntry {
+                    account: r.get(0)?,
+                    key: r.get(1)?,
+                    amount: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: r.get::<_, i64>(4)?.max(0) as u64,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(unavailable)
     }
 }

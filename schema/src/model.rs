@@ -43,3 +43,216 @@ pub struct Binding {
 pub fn is_valid_number(s: &str) -> bool {
     (3..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
+
+/// Individual or company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// A person: holds individual numbers made of its own PSTN number.
+    Individual,
+    /// A company: holds base numbers and has one office per country.
+    Company,
+}
+
+impl AccountKind {
+    /// `individual` or `company`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Individual => "individual",
+            AccountKind::Company => "company",
+        }
+    }
+}
+
+/// A number the member holds at another VoIP carrier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherNumber {
+    /// The carrier's name.
+    pub carrier: String,
+    /// The number as that carrier writes it.
+    pub number: String,
+}
+
+/// Who answers for a company in one country.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OfficeContact {
+    /// A registered SIP user of this service (its digest username).
+    Sip {
+        /// The SIP user.
+        user: String,
+    },
+    /// A PSTN number, E.164.
+    Pstn {
+        /// `+` and digits.
+        number: String,
+    },
+    /// A configured trunk.
+    Trunk {
+        /// The trunk's name.
+        name: String,
+    },
+}
+
+/// A company's office in one country.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Office {
+    /// ISO 3166 region (`KR`).
+    pub country: String,
+    /// Who answers there.
+    pub contact: OfficeContact,
+}
+
+/// A member's account: sign-in, profile and the ways to reach it (seed 004
+/// claim 15). Its `id` (digits) is also its SIP username once it sets a SIP
+/// password; the registrar's credentials live in the [`Member`] record of
+/// that id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Digits, unique; the SIP username.
+    pub id: String,
+    /// Sign-in name, a lower-cased e-mail address, unique.
+    pub login: String,
+    /// Individual or company.
+    pub kind: AccountKind,
+    /// Display name.
+    pub name: String,
+    /// Preferred language (BCP 47 tag).
+    pub language: String,
+    /// The member's own PSTN number, E.164.
+    pub contact_pstn: Option<String>,
+    /// Numbers held at other VoIP carriers.
+    pub other_numbers: Vec<OtherNumber>,
+    /// Public URIs in the order a resolver returns them (sip:, tel:,
+    /// mailto:, https:).
+    pub uris: Vec<String>,
+    /// Company offices, one per country.
+    pub offices: Vec<Office>,
+    /// The office that answers callers from countries without one.
+    pub default_office: Option<String>,
+    /// Argon2id hash in PHC string form.
+    pub password_hash: String,
+    /// Creation time, Unix seconds.
+    pub created_at: u64,
+    /// Bumped by every update (compare-and-set).
+    pub version: u64,
+}
+
+/// A signed-in session, stored by the SHA-256 of its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// The account.
+    pub account: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Price class of a number in the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceClass {
+    /// An ordinary number.
+    Standard,
+    /// A vanity number (easy to remember).
+    Premium,
+}
+
+/// Where a number of the inventory stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NumberState {
+    /// For sale.
+    Available,
+    /// Held for a buyer until `until`; after that it is available again.
+    Held {
+        /// The hold's id.
+        hold: String,
+        /// The buyer.
+        account: String,
+        /// Expiry, Unix seconds.
+        until: u64,
+    },
+    /// Assigned.
+    Sold {
+        /// The holder.
+        account: String,
+        /// When, Unix seconds.
+        since: u64,
+    },
+}
+
+/// One number of the operator's inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberRecord {
+    /// Canonical form: `NSN*CC` (individual) or `BASE` (company).
+    pub number: String,
+    /// Individual or company number.
+    pub kind: AccountKind,
+    /// ISO 3166 region it belongs to (the company base's home region).
+    pub country: String,
+    /// Area code (may be empty).
+    pub area: String,
+    /// Standard or premium.
+    pub price_class: PriceClass,
+    /// Price in minor units of the operator's currency.
+    pub price: i64,
+    /// Sale state.
+    pub state: NumberState,
+    /// Bumped by every change (compare-and-set).
+    pub version: u64,
+}
+
+impl NumberRecord {
+    /// For sale at `now` (available, or held with an expired hold).
+    pub fn available_at(&self, now: u64) -> bool {
+        match &self.state {
+            NumberState::Available => true,
+            NumberState::Held { until, .. } => *until <= now,
+            NumberState::Sold { .. } => false,
+        }
+    }
+}
+
+/// Filter for inventory searches; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberQuery {
+    /// ISO 3166 region.
+    pub country: Option<String>,
+    /// Area code.
+    pub area: Option<String>,
+    /// Individual or company.
+    pub kind: Option<AccountKind>,
+    /// Digits the number must contain.
+    pub contains: Option<String>,
+    /// At most this many, ordered by number.
+    pub limit: usize,
+}
+
+/// One entry of a member's ledger; balance is the sum of the entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The account.
+    pub account: String,
+    /// Idempotency key, unique per account: a retried top-up or charge
+    /// with the same key is posted once.
+    pub key: String,
+    /// Minor units; positive credits, negative debits.
+    pub amount: i64,
+    /// Why (`top-up`, `number 7001234`, …).
+    pub reason: String,
+    /// When, Unix seconds.
+    pub at: u64,
+}
+
+/// What posting a ledger entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// Written; the new balance.
+    Posted(i64),
+    /// An entry with this key existed; nothing written; the balance.
+    Duplicate(i64),
+    /// A debit that would take the balance below zero; nothing written.
+    Insufficient(i64),
+}

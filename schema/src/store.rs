@@ -11,7 +11,9 @@
 
 use async_trait::async_trait;
 
-use crate::model::{Binding, Member};
+use crate::model::{
+    Account, Binding, LedgerEntry, Member, NumberQuery, NumberRecord, Posted, Session,
+};
 
 /// What a backend can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -50,4 +52,54 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep_bindings(&self, now: u64) -> Result<u64>;
     /// Number of live bindings at `now` (for metrics).
     async fn binding_count(&self, now: u64) -> Result<u64>;
+
+    /// Insert `account` unless its id or its login is taken; `false` if
+    /// either was (an LWT on each in CQL).
+    async fn insert_account(&self, account: &Account) -> Result<bool>;
+    /// The account with this id.
+    async fn account(&self, id: &str) -> Result<Option<Account>>;
+    /// The account signing in with `login`.
+    async fn account_by_login(&self, login: &str) -> Result<Option<Account>>;
+    /// Every account, ordered by id.
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    /// Replace the account if its stored version is `expected`; the written
+    /// record carries `expected + 1`. `false` if someone changed it first.
+    async fn update_account(&self, account: &Account, expected: u64) -> Result<bool>;
+
+    /// Give `alias` to `account` unless another account has it; `true` if
+    /// `account` holds it afterwards.
+    async fn claim_alias(&self, alias: &str, account: &str) -> Result<bool>;
+    /// Drop `alias` if `account` holds it; `false` otherwise.
+    async fn release_alias(&self, alias: &str, account: &str) -> Result<bool>;
+    /// Who holds `alias`.
+    async fn alias_owner(&self, alias: &str) -> Result<Option<String>>;
+    /// An account's aliases, ordered.
+    async fn aliases_of(&self, account: &str) -> Result<Vec<String>>;
+
+    /// Store a session.
+    async fn put_session(&self, session: &Session) -> Result<()>;
+    /// The session with this token hash, unless expired at `now`.
+    async fn session(&self, token_hash: &str, now: u64) -> Result<Option<Session>>;
+    /// End a session.
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+
+    /// Add a number to the inventory unless present; `false` if it was.
+    async fn insert_number(&self, record: &NumberRecord) -> Result<bool>;
+    /// One number of the inventory.
+    async fn number(&self, number: &str) -> Result<Option<NumberRecord>>;
+    /// Numbers for sale at `now` matching `query`.
+    async fn search_numbers(&self, query: &NumberQuery, now: u64) -> Result<Vec<NumberRecord>>;
+    /// Numbers sold to `account`.
+    async fn numbers_of(&self, account: &str) -> Result<Vec<NumberRecord>>;
+    /// Replace the record if its stored version is `expected`; the written
+    /// record carries `expected + 1`. `false` if someone changed it first.
+    async fn update_number(&self, record: &NumberRecord, expected: u64) -> Result<bool>;
+
+    /// Post an entry to its account's ledger: once per key; a debit that
+    /// would leave the balance below zero is refused. Atomic per account.
+    async fn post(&self, entry: &LedgerEntry) -> Result<Posted>;
+    /// The account's balance (sum of its entries).
+    async fn balance(&self, account: &str) -> Result<i64>;
+    /// The account's entries, oldest first.
+    async fn ledger(&self, account: &str) -> Result<Vec<LedgerEntry>>;
 }

@@ -10,7 +10,10 @@
 use switchboard_schema as schema;
 
 use schema::embedded::Embedded;
-use schema::model::{Binding, Member};
+use schema::model::{
+    Account, AccountKind, Binding, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState,
+    Posted, PriceClass, Session,
+};
 use schema::store::Store;
 
 fn member(n: &str) -> Member {
@@ -92,11 +95,271 @@ async fn suite(store: &dyn Store) {
     );
 }
 
+fn account(id: &str, login: &str) -> Account {
+    Account {
+        id: id.into(),
+        login: login.into(),
+        kind: AccountKind::Individual,
+        name: format!("account {id}"),
+        language: "en".into(),
+        contact_pstn: Some("+82212345678".into()),
+        other_numbers: Vec::new(),
+        uris: vec!["tel:+82212345678".into()],
+        offices: Vec::new(),
+        default_office: None,
+        password_hash: "h".into(),
+        created_at: 1,
+        version: 0,
+    }
+}
+
+fn number(n: &str, country: &str, area: &str) -> NumberRecord {
+    NumberRecord {
+        number: n.into(),
+        kind: AccountKind::Company,
+        country: country.into(),
+        area: area.into(),
+        price_class: PriceClass::Standard,
+        price: 1000,
+        state: NumberState::Available,
+        version: 0,
+    }
+}
+
+fn entry(account: &str, key: &str, amount: i64) -> LedgerEntry {
+    LedgerEntry {
+        account: account.into(),
+        key: key.into(),
+        amount,
+        reason: key.into(),
+        at: 1,
+    }
+}
+
+async fn accounts_suite(store: &dyn Store) {
+    assert!(
+        store
+            .insert_account(&account("1001", "a@example.com"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_account(&account("1001", "b@example.com"))
+            .await
+            .unwrap(),
+        "id taken"
+    );
+    assert!(
+        !store
+            .insert_account(&account("1002", "a@example.com"))
+            .await
+            .unwrap(),
+        "login taken"
+    );
+    let a = store
+        .account_by_login("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.id, "1001");
+    let mut changed = a.clone();
+    changed.name = "renamed".into();
+    assert!(store.update_account(&changed, 0).await.unwrap());
+    assert!(
+        !store.update_account(&changed, 0).await.unwrap(),
+        "stale version refused"
+    );
+    let now = store.account("1001").await.unwrap().unwrap();
+    assert_eq!((now.name.as_str(), now.version), ("renamed", 1));
+    assert_eq!(store.accounts().await.unwrap().len(), 1);
+
+    assert!(store.claim_alias("shop.example.com", "1001").await.unwrap());
+    assert!(
+        store.claim_alias("shop.example.com", "1001").await.unwrap(),
+        "idempotent"
+    );
+    assert!(
+        !store.claim_alias("shop.example.com", "1002").await.unwrap(),
+        "one owner"
+    );
+    assert_eq!(
+        store
+            .alias_owner("shop.example.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1001")
+    );
+    assert_eq!(
+        store.aliases_of("1001").await.unwrap(),
+        vec!["shop.example.com"]
+    );
+    assert!(
+        !store
+            .release_alias("shop.example.com", "1002")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .release_alias("shop.example.com", "1001")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .alias_owner("shop.example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let s = Session {
+        token_hash: "t".into(),
+        account: "1001".into(),
+        expires_at: 100,
+    };
+    store.put_session(&s).await.unwrap();
+    assert_eq!(store.session("t", 99).await.unwrap(), Some(s));
+    assert!(store.session("t", 100).await.unwrap().is_none(), "expired");
+    store.delete_session("t").await.unwrap();
+    assert!(store.session("t", 0).await.unwrap().is_none());
+}
+
+async fn numbers_suite(store: &dyn Store) {
+    assert!(
+        store
+            .insert_number(&number("7001234", "KR", "2"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_number(&number("7001234", "KR", "2"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_number(&number("7007777", "KR", "2"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_number(&number("7005555", "US", "202"))
+            .await
+            .unwrap()
+    );
+    let q = |country: Option<&str>, contains: Option<&str>| NumberQuery {
+        country: country.map(Into::into),
+        contains: contains.map(Into::into),
+        limit: 10,
+        ..NumberQuery::default()
+    };
+    let found = |v: Vec<NumberRecord>| v.into_iter().map(|r| r.number).collect::<Vec<_>>();
+    assert_eq!(
+        found(store.search_numbers(&q(Some("KR"), None), 0).await.unwrap()),
+        ["7001234", "7007777"]
+    );
+    assert_eq!(
+        found(
+            store
+                .search_numbers(&q(None, Some("7777")), 0)
+                .await
+                .unwrap()
+        ),
+        ["7007777"]
+    );
+
+    let mut held = store.number("7007777").await.unwrap().unwrap();
+    held.state = NumberState::Held {
+        hold: "h1".into(),
+        account: "1001".into(),
+        until: 50,
+    };
+    assert!(store.update_number(&held, 0).await.unwrap());
+    assert!(
+        !store.update_number(&held, 0).await.unwrap(),
+        "compare-and-set"
+    );
+    assert!(
+        found(
+            store
+                .search_numbers(&q(None, Some("7777")), 49)
+                .await
+                .unwrap()
+        )
+        .is_empty(),
+        "held"
+    );
+    assert_eq!(
+        found(
+            store
+                .search_numbers(&q(None, Some("7777")), 50)
+                .await
+                .unwrap()
+        ),
+        ["7007777"],
+        "hold expired"
+    );
+    let mut sold = store.number("7007777").await.unwrap().unwrap();
+    assert_eq!(sold.version, 1);
+    sold.state = NumberState::Sold {
+        account: "1001".into(),
+        since: 10,
+    };
+    assert!(store.update_number(&sold, 1).await.unwrap());
+    assert_eq!(found(store.numbers_of("1001").await.unwrap()), ["7007777"]);
+    assert!(
+        found(
+            store
+                .search_numbers(&q(None, Some("7777")), 99)
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
+}
+
+async fn ledger_suite(store: &dyn Store) {
+    assert_eq!(
+        store.post(&entry("1001", "top-up-1", 5000)).await.unwrap(),
+        Posted::Posted(5000)
+    );
+    assert_eq!(
+        store.post(&entry("1001", "top-up-1", 5000)).await.unwrap(),
+        Posted::Duplicate(5000)
+    );
+    assert_eq!(
+        store.post(&entry("1001", "buy-1", -3000)).await.unwrap(),
+        Posted::Posted(2000)
+    );
+    assert_eq!(
+        store.post(&entry("1001", "buy-2", -3000)).await.unwrap(),
+        Posted::Insufficient(2000)
+    );
+    assert_eq!(store.balance("1001").await.unwrap(), 2000);
+    assert_eq!(store.balance("nobody").await.unwrap(), 0);
+    let keys: Vec<_> = store
+        .ledger("1001")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys, ["top-up-1", "buy-1"]);
+}
+
 #[tokio::test]
 async fn embedded_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = Embedded::open(dir.path()).unwrap();
     suite(&store).await;
+    accounts_suite(&store).await;
+    numbers_suite(&store).await;
+    ledger_suite(&store).await;
     // Reopened, the data is still there (restart of `switchboard serve`).
     drop(store);
     let again = Embedded::open(dir.path()).unwrap();
