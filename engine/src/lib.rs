@@ -10,12 +10,14 @@
 //! - [`registrar`]: REGISTER binding rules (RFC 3261 §10.3).
 //! - [`ids`]: generation of tags, branches and Call-IDs from an injected RNG.
 //! - [`numbering`]: the worldwide number plan and dialled-string classification.
+//! - [`sales`]: number sales decisions (approve, hold, confirm).
 
 #![deny(missing_docs)]
 
 pub mod ids;
 pub mod numbering;
 pub mod registrar;
+pub mod sales;
 pub mod sip;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
