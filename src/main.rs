@@ -46,6 +46,23 @@ enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+    /// The number inventory.
+    Numbers {
+        #[command(subcommand)]
+        command: NumbersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NumbersCommand {
+    /// Load numbers for sale from a CSV file with the header
+    /// `number,country,area,price_class,price` (see docs/numbering.md).
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -117,6 +134,57 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     calls: CallsSection,
+    #[serde(default)]
+    api: ApiSection,
+    #[serde(default)]
+    numbering: NumberingSection,
+    #[serde(default, rename = "enum")]
+    enum_dns: EnumSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    admin_token: Option<String>,
+    hold_s: Option<u64>,
+    session_s: Option<u64>,
+    currency: Option<String>,
+    price_standard: Option<i64>,
+    price_premium: Option<i64>,
+    signin_per_minute: Option<u32>,
+    max_body: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NumberingSection {
+    home_country: Option<String>,
+    company_prefixes: Option<Vec<String>>,
+    company_min_len: Option<usize>,
+    company_max_len: Option<usize>,
+    #[serde(default)]
+    carriers: Vec<CarrierSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CarrierSection {
+    name: String,
+    prefix: String,
+    min_len: usize,
+    max_len: usize,
+    #[serde(default)]
+    strip: usize,
+    #[serde(default)]
+    add: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnumSection {
+    listen: Option<SocketAddr>,
+    zone: Option<String>,
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +241,8 @@ struct Settings {
     node: NodeConfig,
     http: SocketAddr,
     data: PathBuf,
+    api: gateway::api::ApiConfig,
+    enum_dns: Option<(SocketAddr, String)>,
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
@@ -269,7 +339,60 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     if let Some(v) = file.calls.max_duration_s {
         node.max_call_duration = Duration::from_secs(v);
     }
-    Ok(Settings { node, http, data })
+    let registrar = node.advertise.unwrap_or(node.sip_addr).to_string();
+    let mut api = gateway::api::ApiConfig::new(registrar, node.realm.clone());
+    if let Some(d) = node.domains.first() {
+        api.directory.sip_domain = d.clone();
+    }
+    api.admin_token = env_parse::<String>("SWITCHBOARD_ADMIN_TOKEN")?.or(file.api.admin_token);
+    if api.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        bail!("api.admin_token must be at least 16 characters");
+    }
+    api.hold_secs = file.api.hold_s.unwrap_or(api.hold_secs);
+    api.session_secs = file.api.session_s.unwrap_or(api.session_secs);
+    api.currency = file.api.currency.unwrap_or(api.currency);
+    api.prices.standard = file.api.price_standard.unwrap_or(api.prices.standard);
+    api.prices.premium = file.api.price_premium.unwrap_or(api.prices.premium);
+    api.signin_per_login = file.api.signin_per_minute.unwrap_or(api.signin_per_login);
+    api.max_body = file.api.max_body.unwrap_or(api.max_body);
+    let n = file.numbering;
+    if let Some(home) = n.home_country {
+        api.directory.home = engine::numbering::region(&home)
+            .with_context(|| format!("numbering.home_country: {home} is not an ISO 3166 region"))?;
+    }
+    let plan = &mut api.directory.plan;
+    if let Some(p) = n.company_prefixes {
+        plan.company_prefixes = p;
+    }
+    plan.company_len = n.company_min_len.unwrap_or(*plan.company_len.start())
+        ..=n.company_max_len.unwrap_or(*plan.company_len.end());
+    plan.carriers = n
+        .carriers
+        .into_iter()
+        .map(|c| engine::numbering::CarrierFormat {
+            name: c.name,
+            prefix: c.prefix,
+            len: c.min_len..=c.max_len,
+            strip: c.strip,
+            add: c.add,
+        })
+        .collect();
+    let enum_listen = env_parse::<SocketAddr>("SWITCHBOARD_ENUM")?
+        .or(file.enum_dns.listen)
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5300)));
+    let enum_dns = file.enum_dns.enabled.unwrap_or(true).then(|| {
+        (
+            enum_listen,
+            file.enum_dns.zone.unwrap_or_else(|| "e164.arpa.".into()),
+        )
+    });
+    Ok(Settings {
+        node,
+        http,
+        data,
+        api,
+        enum_dns,
+    })
 }
 
 fn open_store(data: &Path) -> Result<Embedded> {
@@ -280,17 +403,37 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let settings = load(&args.common, args.sip, args.http)?;
     let store: Arc<dyn Store> = Arc::new(open_store(&settings.data)?);
     let metrics = gateway::install_metrics()?;
-    let node = actors::start(settings.node, store).await?;
+    let node = actors::start(settings.node, store.clone()).await?;
+    let api = Arc::new(gateway::api::Api::new(
+        store.clone(),
+        settings.api.clone(),
+        gateway::api::system_clock(),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (http_addr, http) = gateway::serve(settings.http, metrics, async {
+    let (http_addr, http) = gateway::serve(settings.http, metrics, api.clone(), async {
         let _ = stop_rx.await;
     })?;
     let http_task = tokio::spawn(http);
+    let mut enum_server = None;
+    let mut enum_note = String::from("off");
+    if let Some((addr, zone)) = settings.enum_dns {
+        let handler = gateway::enum_dns::EnumHandler::new(
+            store.clone(),
+            settings.api.directory.clone(),
+            zone.clone(),
+        );
+        let (bound, server) = gateway::enum_dns::serve(addr, handler)
+            .await
+            .with_context(|| format!("binding ENUM DNS on {addr}"))?;
+        enum_note = format!("udp+tcp {bound} zone {zone}");
+        enum_server = Some(server);
+    }
     println!(
-        "switchboard {} serving: SIP udp+tcp {}, HTTP http://{}, data {}",
+        "switchboard {} serving: SIP udp+tcp {}, HTTP http://{}, ENUM {}, data {}",
         env!("CARGO_PKG_VERSION"),
         node.sip_addr,
         http_addr,
+        enum_note,
         settings.data.display()
     );
     shutdown_signal().await;
@@ -298,6 +441,43 @@ async fn serve(args: ServeArgs) -> Result<()> {
     node.shutdown(Duration::from_secs(3)).await;
     let _ = stop_tx.send(());
     let _ = http_task.await;
+    if let Some(mut s) = enum_server {
+        let _ = s.shutdown_gracefully().await;
+    }
+    Ok(())
+}
+
+async fn numbers(cmd: NumbersCommand) -> Result<()> {
+    match cmd {
+        NumbersCommand::Import { common, file } => {
+            let settings = load(&common, None, None)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let rows = gateway::inventory::parse_csv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = open_store(&settings.data)?;
+            let report = gateway::inventory::import(
+                &store,
+                &settings.api.directory.plan,
+                &settings.api.prices,
+                rows,
+            )
+            .await?;
+            for e in &report.errors {
+                eprintln!("{}: row {}: {}", file.display(), e.row, e.message);
+            }
+            println!(
+                "imported {}: {} added, {} already there, {} refused",
+                file.display(),
+                report.added,
+                report.existing,
+                report.errors.len()
+            );
+            if !report.errors.is_empty() {
+                std::process::exit(1);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -396,6 +576,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Member { command } => member(command).await,
+            Command::Numbers { command } => numbers(command).await,
         }
     })
 }

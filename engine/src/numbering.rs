@@ -560,10 +560,17 @@ fn pstn(n: &PhoneNumber) -> Pstn {
 }
 
 fn region_name(cc: u16) -> String {
+    region_of_cc(cc).unwrap_or_else(|| format!("+{cc}"))
+}
+
+/// A region (ISO 3166), as the `phonenumber` crate names it.
+pub type RegionId = Region;
+
+/// The main region of a country calling code (`82` → `KR`).
+pub fn region_of_cc(cc: u16) -> Option<String> {
     phonenumber::metadata::DATABASE
         .by_code(&cc)
         .and_then(|m| m.first().map(|m| m.id().to_owned()))
-        .unwrap_or_else(|| format!("+{cc}"))
 }
 
 /// Parse an ISO 3166 region code (`KR`, `us`).

@@ -38,7 +38,7 @@ pub enum Refusal {
         contact: String,
     },
     /// Individual numbers go to individuals, company numbers to companies.
-    #[error("{number} is a {number_kind} number; your account is a {account_kind}")]
+    #[error("{number} is a number for {number_kind} members; your account kind is {account_kind}")]
     WrongKind {
         /// The number.
         number: String,

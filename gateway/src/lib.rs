@@ -1,9 +1,22 @@
-//! The HTTP edge (warp). For now: `/healthz` and `/metrics` (Prometheus
-//! text). The REST API, card pages and e-mail join in later issues. The edge
-//! never dials: it sends messages to actors.
+//! The edge: HTTP (warp) with `/healthz`, `/metrics` (Prometheus text) and
+//! the REST API under `/api/v1` ([`api`]), and the ENUM responder over DNS
+//! ([`enum_dns`]). The edge never dials: it sends messages to actors.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod directory;
+pub mod enum_dns;
+pub mod error;
+pub mod inventory;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use futures_util::StreamExt;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
@@ -39,9 +52,75 @@ struct ApiError {
     message: String,
 }
 
+/// Read a body of at most `max` bytes; `None` if it is larger.
+async fn read_body(
+    mut stream: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
+    max: usize,
+) -> Result<Option<bytes::Bytes>, warp::Error> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk?;
+        if out.len() + chunk.remaining() > max {
+            return Ok(None);
+        }
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            out.extend_from_slice(c);
+            let n = c.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Some(out.freeze()))
+}
+
+/// `/api/v1/...`: every method and path goes to [`api::Api::handle`].
+pub fn api_filter(
+    api: Arc<api::Api>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path("api")
+        .and(warp::path("v1"))
+        .and(warp::method())
+        .and(warp::path::tail())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .and_then(
+            move |method, tail: warp::path::Tail, query, authorization, remote, body| {
+                let api = api.clone();
+                async move {
+                    let max = api.max_body();
+                    let res = match read_body(body, max).await {
+                        Ok(Some(body)) => {
+                            api.handle(api::Request {
+                                method,
+                                path: tail.as_str().to_owned(),
+                                query,
+                                authorization,
+                                remote,
+                                body,
+                            })
+                            .await
+                        }
+                        Ok(None) => error::ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            format!("request bodies are limited to {max} bytes"),
+                        )
+                        .into_response(),
+                        Err(e) => error::ApiError::bad_request(format!("reading the body: {e}"))
+                            .into_response(),
+                    };
+                    Ok::<_, warp::Rejection>(res)
+                }
+            },
+        )
+}
+
 /// All routes.
 pub fn routes(
     metrics: PrometheusHandle,
+    api: Arc<api::Api>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let health = warp::path!("healthz")
         .and(warp::get())
@@ -55,6 +134,7 @@ pub fn routes(
     });
     health
         .or(metrics)
+        .or(api_filter(api))
         .recover(|_rejection: warp::Rejection| async move {
             let body = ApiError {
                 code: "not_found",
@@ -71,9 +151,10 @@ pub fn routes(
 pub fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
+    api: Arc<api::Api>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), GatewayError> {
-    warp::serve(routes(metrics))
+    warp::serve(routes(metrics, api))
         .try_bind_with_graceful_shutdown(addr, shutdown)
         .map_err(|e| GatewayError::Bind {
             addr,

@@ -1,0 +1,1493 @@
+//! The REST API under `/api/v1`: members, number sales, resolution,
+//! provisioning. JSON in and out; every error is JSON with a stable code
+//! (see [`crate::error`]); the OpenAPI document is generated from these
+//! handlers (utoipa) and served at `/api/v1/openapi.json`.
+//!
+//! Routing is one match over method and path segments, not a tree of warp
+//! filters: the table below is the whole API, and it compiles fast.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use engine::numbering::{self, Alias, Dialled, RegionId};
+use engine::sales;
+use rand::Rng;
+use schema::model::{
+    Account, AccountKind, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState, Office,
+    OfficeContact, OtherNumber, Posted, Session,
+};
+use schema::store::Store;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+use crate::auth::{self, SignInLimiter};
+use crate::directory::{Directory, OfficeView, Resolved, display, public_uris};
+use crate::error::{ApiError, ErrorBody, json_response};
+use crate::inventory::{self, ImportReport, InventoryRow, Prices};
+
+/// Wall time in Unix seconds; tests inject their own.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        #[allow(clippy::disallowed_methods)]
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+/// What the API needs to know.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Bearer token of the operator; operator calls are refused without it.
+    pub admin_token: Option<String>,
+    /// How long an approved purchase holds its number, seconds.
+    pub hold_secs: u64,
+    /// Session lifetime, seconds.
+    pub session_secs: u64,
+    /// Digest realm of the registrar.
+    pub realm: String,
+    /// The registrar's address as phones should reach it (`host:port`).
+    pub registrar: String,
+    /// Number plan, home region and SIP domain.
+    pub directory: Directory,
+    /// ISO 4217 code of balances and prices.
+    pub currency: String,
+    /// Default prices per class.
+    pub prices: Prices,
+    /// Sign-in attempts a minute per login.
+    pub signin_per_login: u32,
+    /// Sign-in attempts a minute per source address.
+    pub signin_per_addr: u32,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+}
+
+impl ApiConfig {
+    /// Defaults for a registrar at `registrar` (host:port).
+    pub fn new(registrar: String, realm: String) -> Self {
+        let host = registrar
+            .rsplit_once(':')
+            .map_or(registrar.clone(), |(h, _)| {
+                h.trim_matches(['[', ']']).to_owned()
+            });
+        ApiConfig {
+            admin_token: None,
+            hold_secs: 600,
+            session_secs: 24 * 3600,
+            realm,
+            registrar,
+            directory: Directory {
+                plan: numbering::Plan::default(),
+                home: RegionId::US,
+                sip_domain: host,
+            },
+            currency: "USD".into(),
+            prices: Prices::default(),
+            signin_per_login: 5,
+            signin_per_addr: 30,
+            max_body: 64 * 1024,
+        }
+    }
+}
+
+/// The API's state.
+pub struct Api {
+    store: Arc<dyn Store>,
+    cfg: ApiConfig,
+    limiter: SignInLimiter,
+    clock: Clock,
+}
+
+/// Who is calling.
+enum Caller {
+    Anonymous,
+    Operator,
+    Member(Box<Account>),
+}
+
+/// One request, as the router sees it.
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// Path after `/api/v1/`.
+    pub path: String,
+    /// Raw query string.
+    pub query: String,
+    /// `Authorization` header.
+    pub authorization: Option<String>,
+    /// Client address.
+    pub remote: Option<SocketAddr>,
+    /// Body.
+    pub body: bytes::Bytes,
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// Sign-up.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignUp {
+    /// E-mail address used to sign in.
+    pub login: String,
+    /// At least 10 characters.
+    pub password: String,
+    /// `individual` or `company`.
+    #[schema(value_type = String, example = "individual")]
+    pub kind: AccountKind,
+    /// Display name.
+    pub name: String,
+    /// BCP 47 language tag (default `en`).
+    pub language: Option<String>,
+    /// Own PSTN number (any common format; E.164 recommended).
+    pub contact_pstn: Option<String>,
+}
+
+/// Sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// E-mail address.
+    pub login: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedIn {
+    /// Bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// The member.
+    pub member: MemberView,
+}
+
+/// A number held at another carrier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtherNumberView {
+    /// Carrier name.
+    pub carrier: String,
+    /// Number at that carrier.
+    pub number: String,
+}
+
+/// A member as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// Id (digits); also the SIP username.
+    pub id: String,
+    /// Sign-in e-mail.
+    pub login: String,
+    /// `individual` or `company`.
+    pub kind: String,
+    /// Display name.
+    pub name: String,
+    /// Language.
+    pub language: String,
+    /// Own PSTN number, E.164.
+    pub contact_pstn: Option<String>,
+    /// Numbers at other carriers.
+    pub other_numbers: Vec<OtherNumberView>,
+    /// Public URIs, in resolution order.
+    pub uris: Vec<String>,
+    /// Aliases (domains, e-mail addresses) resolving to this member.
+    pub aliases: Vec<String>,
+    /// Company offices.
+    pub offices: Vec<OfficeView>,
+    /// Country of the default office.
+    pub default_office: Option<String>,
+    /// Numbers held, canonical.
+    pub numbers: Vec<String>,
+}
+
+/// Changes to a member; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatch {
+    /// Display name.
+    pub name: Option<String>,
+    /// BCP 47 language tag.
+    pub language: Option<String>,
+    /// Own PSTN number.
+    pub contact_pstn: Option<String>,
+    /// Numbers at other carriers (replaces the list).
+    pub other_numbers: Option<Vec<OtherNumberView>>,
+    /// Public URIs, sip:, sips:, tel:, mailto:, https: (replaces the list).
+    pub uris: Option<Vec<String>>,
+    /// Offices, one per country (companies only; replaces the list).
+    pub offices: Option<Vec<OfficeView>>,
+    /// Country of the default office.
+    pub default_office: Option<String>,
+}
+
+/// New SIP password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SipPassword {
+    /// At least 8 characters.
+    pub password: String,
+}
+
+/// SIP credentials as set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SipCredentials {
+    /// Digest username.
+    pub username: String,
+    /// Digest realm.
+    pub realm: String,
+}
+
+/// How a softphone reaches the service (seed 004 claim 9).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Provisioning {
+    /// Address of record.
+    pub sip_uri: String,
+    /// Registrar, `sip:host:port`.
+    pub registrar: String,
+    /// Transports the registrar accepts.
+    pub transports: Vec<String>,
+    /// Digest username.
+    pub username: String,
+    /// Digest realm.
+    pub realm: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether SIP credentials have been set.
+    pub credentials_set: bool,
+    /// What the QR code holds.
+    pub qr: String,
+}
+
+/// A number for sale or held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NumberView {
+    /// Canonical.
+    pub number: String,
+    /// As people write it.
+    pub display: String,
+    /// `individual` or `company`.
+    pub kind: String,
+    /// ISO 3166 region.
+    pub country: String,
+    /// Area code.
+    pub area: String,
+    /// `standard` or `premium`.
+    pub price_class: String,
+    /// Minor units.
+    pub price: i64,
+    /// Currency.
+    pub currency: String,
+}
+
+/// An approved purchase request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldView {
+    /// Hold id, to confirm with.
+    pub hold: String,
+    /// The number.
+    pub number: NumberView,
+    /// Hold expiry, Unix seconds.
+    pub until: u64,
+}
+
+/// Confirm a hold.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmBody {
+    /// The hold id from the approval.
+    pub hold: String,
+}
+
+/// A settled purchase.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Purchase {
+    /// The number, now yours.
+    pub number: String,
+    /// Price paid, minor units.
+    pub price: i64,
+    /// Balance after, minor units.
+    pub balance: i64,
+}
+
+/// A top-up.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopUp {
+    /// Idempotency key: the same key credits once.
+    pub key: String,
+    /// Minor units, positive.
+    pub amount: i64,
+    /// Note.
+    pub reason: Option<String>,
+}
+
+/// Balance and entries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerView {
+    /// Sum of the entries, minor units.
+    pub balance: i64,
+    /// Currency.
+    pub currency: String,
+    /// Entries, oldest first.
+    pub entries: Vec<EntryView>,
+}
+
+/// A ledger entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntryView {
+    /// Idempotency key.
+    pub key: String,
+    /// Minor units.
+    pub amount: i64,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// Result of a top-up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopUpResult {
+    /// `false` when this key had already been posted.
+    pub posted: bool,
+    /// Balance after.
+    pub balance: i64,
+}
+
+/// Inventory to load.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryBody {
+    /// The rows.
+    pub numbers: Vec<InventoryRow>,
+}
+
+// ---------------------------------------------------------------- OpenAPI
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard API", version = "1", description = "Members, number sales, resolution and provisioning of the Switchboard numbering service."),
+    paths(
+        sign_up, sign_in, sign_out, resolve, search, hold, confirm, members, member_get,
+        member_patch, alias_put, alias_delete, sip_put, provisioning, provisioning_svg,
+        member_numbers, number_release, ledger, top_up, inventory_post
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        if let Some(c) = doc.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- routing
+
+impl Api {
+    /// The API over `store`.
+    pub fn new(store: Arc<dyn Store>, cfg: ApiConfig, clock: Clock) -> Self {
+        let limiter = SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr);
+        Api {
+            store,
+            cfg,
+            limiter,
+            clock,
+        }
+    }
+
+    /// The directory (for the ENUM responder).
+    pub fn directory(&self) -> &Directory {
+        &self.cfg.directory
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Largest accepted body.
+    pub fn max_body(&self) -> usize {
+        self.cfg.max_body
+    }
+
+    /// Answer one request.
+    pub async fn handle(&self, req: Request) -> Response {
+        match self.route(&req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response, ApiError> {
+        let segs: Vec<String> = req
+            .path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let m = &req.method;
+        let ok = |body: &dyn erased::Json| Ok(body.response(StatusCode::OK));
+        match (m.as_str(), segs.as_slice()) {
+            ("GET", ["openapi.json"]) => Ok(json_response(StatusCode::OK, &ApiDoc::openapi())),
+            ("POST", ["signup"]) => {
+                let r = sign_up(self, body(req)?).await?;
+                Ok(json_response(StatusCode::CREATED, &r))
+            }
+            ("POST", ["signin"]) => {
+                ok(&sign_in(self, body(req)?, req.remote.map(|a| a.ip())).await?)
+            }
+            ("POST", ["signout"]) => {
+                sign_out(self, req).await?;
+                Ok(no_content())
+            }
+            ("GET", ["resolve", q]) => ok(&resolve(self, q, &req.query).await?),
+            ("GET", ["numbers"]) => ok(&search(self, &req.query).await?),
+            ("POST", ["numbers", n, "hold"]) => {
+                let me = self.member(req).await?;
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &hold(self, &me, n).await?,
+                ))
+            }
+            ("POST", ["numbers", n, "confirm"]) => {
+                let me = self.member(req).await?;
+                ok(&confirm(self, &me, n, body(req)?).await?)
+            }
+            ("GET", ["members"]) => {
+                self.operator(req).await?;
+                ok(&members(self).await?)
+            }
+            ("GET", ["members", id]) => {
+                let a = self.target(req, id).await?;
+                ok(&member_get(self, &a).await?)
+            }
+            ("PATCH", ["members", id]) => {
+                let a = self.target(req, id).await?;
+                ok(&member_patch(self, a, body(req)?).await?)
+            }
+            ("PUT", ["members", id, "aliases", alias]) => {
+                let a = self.target(req, id).await?;
+                ok(&alias_put(self, &a, alias).await?)
+            }
+            ("DELETE", ["members", id, "aliases", alias]) => {
+                let a = self.target(req, id).await?;
+                alias_delete(self, &a, alias).await?;
+                Ok(no_content())
+            }
+            ("PUT", ["members", id, "sip"]) => {
+                let a = self.target(req, id).await?;
+                ok(&sip_put(self, &a, body(req)?).await?)
+            }
+            ("GET", ["members", id, "provisioning"]) => {
+                let a = self.target(req, id).await?;
+                ok(&provisioning(self, &a).await?)
+            }
+            ("GET", ["members", id, "provisioning.svg"]) => {
+                let a = self.target(req, id).await?;
+                provisioning_svg(self, &a).await
+            }
+            ("GET", ["members", id, "numbers"]) => {
+                let a = self.target(req, id).await?;
+                ok(&member_numbers(self, &a).await?)
+            }
+            ("DELETE", ["members", id, "numbers", n]) => {
+                let a = self.target(req, id).await?;
+                number_release(self, &a, n).await?;
+                Ok(no_content())
+            }
+            ("GET", ["members", id, "ledger"]) => {
+                let a = self.target(req, id).await?;
+                ok(&ledger(self, &a).await?)
+            }
+            ("POST", ["members", id, "topups"]) => {
+                self.operator(req).await?;
+                let a = self.account(id).await?;
+                ok(&top_up(self, &a, body(req)?).await?)
+            }
+            ("POST", ["inventory"]) => {
+                self.operator(req).await?;
+                ok(&inventory_post(self, body(req)?).await?)
+            }
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no {m} /api/v1/{}", req.path.trim_matches('/')),
+            )),
+        }
+    }
+
+    async fn caller(&self, req: &Request) -> Result<Caller, ApiError> {
+        let Some(h) = &req.authorization else {
+            return Ok(Caller::Anonymous);
+        };
+        let Some(token) = h.strip_prefix("Bearer ").map(str::trim) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authorization must be `Bearer <token>`",
+            ));
+        };
+        if let Some(admin) = &self.cfg.admin_token
+            && auth::same_secret(token, admin)
+        {
+            return Ok(Caller::Operator);
+        }
+        let now = (self.clock)();
+        let Some(s) = self.store.session(&auth::token_hash(token), now).await? else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token is unknown or expired; sign in again",
+            ));
+        };
+        match self.store.account(&s.account).await? {
+            Some(a) => Ok(Caller::Member(Box::new(a))),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+
+    async fn member(&self, req: &Request) -> Result<Account, ApiError> {
+        match self.caller(req).await? {
+            Caller::Member(a) => Ok(*a),
+            Caller::Operator => Err(ApiError::forbidden(
+                "members buy numbers; the operator cannot",
+            )),
+            Caller::Anonymous => Err(ApiError::unauthorized()),
+        }
+    }
+
+    async fn operator(&self, req: &Request) -> Result<(), ApiError> {
+        match self.caller(req).await? {
+            Caller::Operator => Ok(()),
+            Caller::Member(_) => Err(ApiError::forbidden("operator only")),
+            Caller::Anonymous => Err(ApiError::unauthorized()),
+        }
+    }
+
+    async fn account(&self, id: &str) -> Result<Account, ApiError> {
+        self.store
+            .account(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no member {id}")))
+    }
+
+    /// The account `id` (or `me`) if the caller may see it.
+    async fn target(&self, req: &Request, id: &str) -> Result<Account, ApiError> {
+        match self.caller(req).await? {
+            Caller::Anonymous => Err(ApiError::unauthorized()),
+            Caller::Operator if id == "me" => {
+                Err(ApiError::bad_request("the operator has no `me`"))
+            }
+            Caller::Operator => self.account(id).await,
+            Caller::Member(a) if id == "me" || id == a.id => Ok(*a),
+            Caller::Member(_) => Err(ApiError::forbidden(
+                "a member reads and changes only its own data",
+            )),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+}
+
+mod erased {
+    use super::*;
+
+    /// Any serialisable body.
+    pub trait Json {
+        fn response(&self, status: StatusCode) -> Response;
+    }
+
+    impl<T: Serialize> Json for T {
+        fn response(&self, status: StatusCode) -> Response {
+            json_response(status, self)
+        }
+    }
+}
+
+fn no_content() -> Response {
+    let mut r = Response::new(Vec::new().into());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("a JSON body is required"));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() {
+            "malformed_json"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
+    })
+}
+
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn region_param(v: Option<&str>) -> Result<Option<RegionId>, ApiError> {
+    v.map(|r| {
+        numbering::region(r)
+            .ok_or_else(|| ApiError::invalid("from", format!("{r} is not an ISO 3166 region")))
+    })
+    .transpose()
+}
+
+// ---------------------------------------------------------------- validation
+
+fn valid_login(login: &str) -> Result<String, ApiError> {
+    match numbering::classify(login, RegionId::US, &numbering::Plan::default()) {
+        Ok(Dialled::Alias(Alias::Email(e))) => Ok(e.to_ascii_lowercase()),
+        _ => Err(ApiError::invalid("login", "must be an e-mail address")),
+    }
+}
+
+fn valid_password(p: &str, min: usize) -> Result<(), ApiError> {
+    let n = p.chars().count();
+    if n < min || n > 256 {
+        return Err(ApiError::invalid(
+            "password",
+            format!("{min} to 256 characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn valid_name(n: &str) -> Result<String, ApiError> {
+    let t = n.trim();
+    if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name", "1 to 100 printable characters"));
+    }
+    Ok(t.to_owned())
+}
+
+fn valid_language(l: &str) -> Result<String, ApiError> {
+    let mut parts = l.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    let rest_ok =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if first_ok && rest_ok && l.len() <= 35 {
+        Ok(l.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "language",
+            "a BCP 47 tag such as en, ko or pt-BR",
+        ))
+    }
+}
+
+fn valid_pstn(
+    field: &str,
+    input: &str,
+    home: RegionId,
+    plan: &numbering::Plan,
+) -> Result<String, ApiError> {
+    match numbering::classify(input, home, plan) {
+        Ok(Dialled::Pstn(p)) => Ok(p.e164),
+        Ok(other) => Err(ApiError::invalid(
+            field,
+            format!("{input} is not a PSTN number ({other:?})"),
+        )),
+        Err(e) => Err(ApiError::invalid(field, e)),
+    }
+}
+
+fn valid_uri(u: &str) -> Result<String, ApiError> {
+    let lower = u.to_ascii_lowercase();
+    let ok_scheme = ["sip:", "sips:", "tel:", "mailto:", "https:"]
+        .iter()
+        .any(|s| lower.starts_with(s) && lower.len() > s.len());
+    if !ok_scheme
+        || u.len() > 256
+        || u.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '!')
+    {
+        return Err(ApiError::invalid(
+            "uris",
+            format!("{u:?} is not a sip:, sips:, tel:, mailto: or https: URI without spaces"),
+        ));
+    }
+    Ok(u.to_owned())
+}
+
+fn view(a: &Account, aliases: Vec<String>, numbers: Vec<String>) -> MemberView {
+    MemberView {
+        id: a.id.clone(),
+        login: a.login.clone(),
+        kind: a.kind.as_str().into(),
+        name: a.name.clone(),
+        language: a.language.clone(),
+        contact_pstn: a.contact_pstn.clone(),
+        other_numbers: a
+            .other_numbers
+            .iter()
+            .map(|o| OtherNumberView {
+                carrier: o.carrier.clone(),
+                number: o.number.clone(),
+            })
+            .collect(),
+        uris: a.uris.clone(),
+        aliases,
+        offices: a.offices.iter().map(OfficeView::from).collect(),
+        default_office: a.default_office.clone(),
+        numbers,
+    }
+}
+
+async fn full_view(api: &Api, a: &Account) -> Result<MemberView, ApiError> {
+    let aliases = api.store.aliases_of(&a.id).await?;
+    let numbers = api
+        .store
+        .numbers_of(&a.id)
+        .await?
+        .into_iter()
+        .map(|r| r.number)
+        .collect();
+    Ok(view(a, aliases, numbers))
+}
+
+fn number_view(api: &Api, r: &NumberRecord) -> NumberView {
+    NumberView {
+        number: r.number.clone(),
+        display: display(&r.number),
+        kind: r.kind.as_str().into(),
+        country: r.country.clone(),
+        area: r.area.clone(),
+        price_class: match r.price_class {
+            schema::model::PriceClass::Standard => "standard".into(),
+            schema::model::PriceClass::Premium => "premium".into(),
+        },
+        price: r.price,
+        currency: api.cfg.currency.clone(),
+    }
+}
+
+// ---------------------------------------------------------------- handlers
+
+async fn start_session(api: &Api, a: &Account) -> Result<(String, u64), ApiError> {
+    let (token, token_hash) = auth::new_token();
+    let expires_at = api.now() + api.cfg.session_secs;
+    api.store
+        .put_session(&Session {
+            token_hash,
+            account: a.id.clone(),
+            expires_at,
+        })
+        .await?;
+    Ok((token, expires_at))
+}
+
+/// Sign up as an individual or a company.
+#[utoipa::path(post, path = "/api/v1/signup", request_body = SignUp, responses(
+    (status = 201, body = SignedIn), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
+    let login = valid_login(&b.login)?;
+    valid_password(&b.password, 10)?;
+    let name = valid_name(&b.name)?;
+    let language = valid_language(b.language.as_deref().unwrap_or("en"))?;
+    let d = &api.cfg.directory;
+    let contact_pstn = b
+        .contact_pstn
+        .as_deref()
+        .map(|p| valid_pstn("contact_pstn", p, d.home, &d.plan))
+        .transpose()?;
+    if api.store.account_by_login(&login).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "login_taken",
+            format!("{login} already has an account"),
+        ));
+    }
+    let password = b.password;
+    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e))?;
+    for _ in 0..8 {
+        let id = format!(
+            "{}",
+            rand::thread_rng().gen_range(1_000_000_000u64..10_000_000_000)
+        );
+        if api.store.member(&id).await?.is_some() {
+            continue;
+        }
+        let a = Account {
+            id,
+            login: login.clone(),
+            kind: b.kind,
+            name: name.clone(),
+            language: language.clone(),
+            contact_pstn: contact_pstn.clone(),
+            other_numbers: Vec::new(),
+            uris: Vec::new(),
+            offices: Vec::new(),
+            default_office: None,
+            password_hash: password_hash.clone(),
+            created_at: api.now(),
+            version: 0,
+        };
+        if api.store.insert_account(&a).await? {
+            let (token, expires_at) = start_session(api, &a).await?;
+            return Ok(SignedIn {
+                token,
+                expires_at,
+                member: view(&a, Vec::new(), Vec::new()),
+            });
+        }
+        if api.store.account_by_login(&login).await?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "login_taken",
+                format!("{login} already has an account"),
+            ));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "could not allocate an id; retry",
+    ))
+}
+
+/// Sign in; attempts are limited per login and per address.
+#[utoipa::path(post, path = "/api/v1/signin", request_body = SignIn, responses(
+    (status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn sign_in(api: &Api, b: SignIn, from: Option<IpAddr>) -> Result<SignedIn, ApiError> {
+    let login = b.login.trim().to_ascii_lowercase();
+    if !api.limiter.allow(&login, from) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many sign-in attempts; wait a minute",
+        ));
+    }
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "wrong login or password",
+        )
+    };
+    let account = api.store.account_by_login(&login).await?;
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let password = b.password;
+    // Hash even for unknown logins so timing does not tell which exist.
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(h) => auth::verify_password(&password, &h),
+        None => {
+            let _ = auth::hash_password(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let Some(a) = account.filter(|_| ok) else {
+        return Err(bad());
+    };
+    let (token, expires_at) = start_session(api, &a).await?;
+    Ok(SignedIn {
+        token,
+        expires_at,
+        member: full_view(api, &a).await?,
+    })
+}
+
+/// End the session of the token sent.
+#[utoipa::path(post, path = "/api/v1/signout", responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+async fn sign_out(api: &Api, req: &Request) -> Result<(), ApiError> {
+    let token = req
+        .authorization
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthorized)?;
+    api.store
+        .delete_session(&auth::token_hash(token.trim()))
+        .await?;
+    Ok(())
+}
+
+/// Resolve a number (any accepted form) or an alias to its holder's URIs.
+#[utoipa::path(get, path = "/api/v1/resolve/{query}", params(
+    ("query" = String, Path, description = "number or alias"),
+    ("from" = Option<String>, Query, description = "caller's region for national formats")),
+    responses((status = 200, body = Resolved), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn resolve(api: &Api, q: &str, query: &str) -> Result<Resolved, ApiError> {
+    let pairs = query_pairs(query);
+    let from = region_param(query_get(&pairs, "from"))?;
+    api.cfg.directory.resolve(api.store.as_ref(), q, from).await
+}
+
+/// Search numbers for sale.
+#[utoipa::path(get, path = "/api/v1/numbers", params(
+    ("country" = Option<String>, Query), ("area" = Option<String>, Query),
+    ("kind" = Option<String>, Query, description = "individual or company"),
+    ("contains" = Option<String>, Query, description = "digits"),
+    ("limit" = Option<usize>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, body = [NumberView]), (status = 422, body = ErrorBody)))]
+async fn search(api: &Api, query: &str) -> Result<Vec<NumberView>, ApiError> {
+    let pairs = query_pairs(query);
+    let country = region_param(query_get(&pairs, "country"))?.map(|r| r.as_ref().to_owned());
+    let kind = match query_get(&pairs, "kind") {
+        None => None,
+        Some("individual") => Some(AccountKind::Individual),
+        Some("company") => Some(AccountKind::Company),
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("{k} is neither individual nor company"),
+            ));
+        }
+    };
+    let digits = |field: &str| -> Result<Option<String>, ApiError> {
+        match query_get(&pairs, field) {
+            Some(v) if v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) => {
+                Err(ApiError::invalid(field, "up to 20 digits"))
+            }
+            v => Ok(v.map(str::to_owned)),
+        }
+    };
+    let limit = match query_get(&pairs, "limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", "1 to 500"))?,
+    };
+    let q = NumberQuery {
+        country,
+        area: digits("area")?,
+        kind,
+        contains: digits("contains")?,
+        limit,
+    };
+    let found = api.store.search_numbers(&q, api.now()).await?;
+    Ok(found.iter().map(|r| number_view(api, r)).collect())
+}
+
+/// Ask for a number: approved with a hold, or refused with the reason.
+#[utoipa::path(post, path = "/api/v1/numbers/{number}/hold", params(("number" = String, Path)),
+    responses((status = 201, body = HoldView), (status = 402, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn hold(api: &Api, me: &Account, n: &str) -> Result<HoldView, ApiError> {
+    let d = &api.cfg.directory;
+    let key = sales::inventory_key(n, d.home, &d.plan)?;
+    for _ in 0..4 {
+        let now = api.now();
+        let record = api.store.number(&key).await?;
+        let balance = api.store.balance(&me.id).await?;
+        sales::approve(&key, record.as_ref(), me, balance, now)?;
+        let Some(r) = record else { break };
+        let hold_id = format!("h{:016x}", rand::thread_rng().r#gen::<u64>());
+        let next = sales::hold(&r, &me.id, &hold_id, now, api.cfg.hold_secs);
+        if next == r || api.store.update_number(&next, r.version).await? {
+            let NumberState::Held { hold, until, .. } = &next.state else {
+                break;
+            };
+            return Ok(HoldView {
+                hold: hold.clone(),
+                number: number_view(api, &next),
+                until: *until,
+            });
+        }
+        // Someone changed the record between the read and the write: decide again.
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "contended",
+        "the number is being changed; retry",
+    ))
+}
+
+/// Confirm a hold: the price is settled from the balance and the number assigned.
+#[utoipa::path(post, path = "/api/v1/numbers/{number}/confirm", params(("number" = String, Path)),
+    request_body = ConfirmBody,
+    responses((status = 200, body = Purchase), (status = 402, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn confirm(api: &Api, me: &Account, n: &str, b: ConfirmBody) -> Result<Purchase, ApiError> {
+    let d = &api.cfg.directory;
+    let key = sales::inventory_key(n, d.home, &d.plan)?;
+    let r = api
+        .store
+        .number(&key)
+        .await?
+        .ok_or_else(|| sales::Refusal::NotInInventory(key.clone()))?;
+    let now = api.now();
+    let charge_key = format!("buy:{key}:{}", b.hold);
+    let next = match sales::confirm(&r, &me.id, &b.hold, now)? {
+        sales::Confirm::Done => {
+            return Ok(Purchase {
+                number: key,
+                price: r.price,
+                balance: api.store.balance(&me.id).await?,
+            });
+        }
+        sales::Confirm::Settle(next) => next,
+    };
+    // Money first, under the hold's key (a retried confirm is charged once);
+    // if the number cannot be written afterwards, the charge is refunded
+    // under a key of its own.
+    let entry = LedgerEntry {
+        account: me.id.clone(),
+        key: charge_key.clone(),
+        amount: -r.price,
+        reason: format!("number {key}"),
+        at: now,
+    };
+    match api.store.post(&entry).await? {
+        Posted::Insufficient(balance) => {
+            return Err(sales::Refusal::InsufficientBalance {
+                price: r.price,
+                balance,
+            }
+            .into());
+        }
+        Posted::Posted(_) | Posted::Duplicate(_) => {}
+    }
+    if api.store.update_number(&next, r.version).await? {
+        return Ok(Purchase {
+            number: key,
+            price: r.price,
+            balance: api.store.balance(&me.id).await?,
+        });
+    }
+    let refund = LedgerEntry {
+        account: me.id.clone(),
+        key: format!("refund:{charge_key}"),
+        amount: r.price,
+        reason: format!("number {key} not assigned"),
+        at: now,
+    };
+    api.store.post(&refund).await?;
+    // Tell what happened to the number meanwhile.
+    match api.store.number(&key).await? {
+        Some(now_r) if matches!(&now_r.state, NumberState::Sold { account, .. } if account == &me.id) => {
+            Ok(Purchase {
+                number: key,
+                price: r.price,
+                balance: api.store.balance(&me.id).await?,
+            })
+        }
+        Some(now_r) if matches!(now_r.state, NumberState::Sold { .. }) => {
+            Err(sales::Refusal::AlreadySold(key).into())
+        }
+        _ => Err(sales::Refusal::HoldExpired(b.hold).into()),
+    }
+}
+
+/// All members (operator).
+#[utoipa::path(get, path = "/api/v1/members", responses((status = 200, body = [MemberView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+async fn members(api: &Api) -> Result<Vec<MemberView>, ApiError> {
+    let mut out = Vec::new();
+    for a in api.store.accounts().await? {
+        out.push(full_view(api, &a).await?);
+    }
+    Ok(out)
+}
+
+/// A member's data (`me` for the caller's own).
+#[utoipa::path(get, path = "/api/v1/members/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = MemberView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn member_get(api: &Api, a: &Account) -> Result<MemberView, ApiError> {
+    full_view(api, a).await
+}
+
+/// Change a member's registration data.
+#[utoipa::path(patch, path = "/api/v1/members/{id}", params(("id" = String, Path)), request_body = MemberPatch,
+    responses((status = 200, body = MemberView), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn member_patch(api: &Api, mut a: Account, p: MemberPatch) -> Result<MemberView, ApiError> {
+    let d = &api.cfg.directory;
+    let expected = a.version;
+    if let Some(n) = p.name {
+        a.name = valid_name(&n)?;
+    }
+    if let Some(l) = p.language {
+        a.language = valid_language(&l)?;
+    }
+    if let Some(c) = p.contact_pstn {
+        a.contact_pstn = if c.trim().is_empty() {
+            None
+        } else {
+            Some(valid_pstn("contact_pstn", &c, d.home, &d.plan)?)
+        };
+    }
+    if let Some(list) = p.other_numbers {
+        if list.len() > 20 {
+            return Err(ApiError::invalid("other_numbers", "at most 20"));
+        }
+        a.other_numbers = list
+            .into_iter()
+            .map(|o| {
+                let number = numbering::normalize(&o.number)
+                    .map_err(|e| ApiError::invalid("other_numbers", e))?;
+                let carrier = o.carrier.trim().to_owned();
+                if carrier.is_empty() || carrier.len() > 64 {
+                    return Err(ApiError::invalid(
+                        "other_numbers",
+                        "carrier: 1 to 64 characters",
+                    ));
+                }
+                Ok(OtherNumber { carrier, number })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(uris) = p.uris {
+        if uris.len() > 10 {
+            return Err(ApiError::invalid("uris", "at most 10"));
+        }
+        a.uris = uris
+            .iter()
+            .map(|u| valid_uri(u))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(offices) = p.offices {
+        if a.kind != AccountKind::Company {
+            return Err(ApiError::invalid("offices", "only companies have offices"));
+        }
+        let mut out: Vec<Office> = Vec::new();
+        for o in offices {
+            let country = numbering::region(&o.country)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "offices",
+                        format!("{} is not an ISO 3166 region", o.country),
+                    )
+                })?
+                .as_ref()
+                .to_owned();
+            if out.iter().any(|x| x.country == country) {
+                return Err(ApiError::invalid(
+                    "offices",
+                    format!("one office per country; {country} twice"),
+                ));
+            }
+            let contact = match o.kind.as_str() {
+                "sip" if schema::model::is_valid_number(&o.target) => {
+                    OfficeContact::Sip { user: o.target }
+                }
+                "sip" => return Err(ApiError::invalid("offices", "a SIP user is 3 to 20 digits")),
+                "pstn" => OfficeContact::Pstn {
+                    number: valid_pstn("offices", &o.target, d.home, &d.plan)?,
+                },
+                "trunk" if !o.target.trim().is_empty() && o.target.len() <= 64 => {
+                    OfficeContact::Trunk { name: o.target }
+                }
+                "trunk" => {
+                    return Err(ApiError::invalid(
+                        "offices",
+                        "a trunk name is 1 to 64 characters",
+                    ));
+                }
+                other => {
+                    return Err(ApiError::invalid(
+                        "offices",
+                        format!("type {other} is not sip, pstn or trunk"),
+                    ));
+                }
+            };
+            out.push(Office { country, contact });
+        }
+        a.offices = out;
+    }
+    if let Some(def) = p.default_office {
+        a.default_office = if def.is_empty() {
+            None
+        } else {
+            Some(def.to_ascii_uppercase())
+        };
+    }
+    if let Some(def) = &a.default_office
+        && !a.offices.iter().any(|o| &o.country == def)
+    {
+        return Err(ApiError::invalid(
+            "default_office",
+            format!("no office in {def}"),
+        ));
+    }
+    if !api.store.update_account(&a, expected).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the member changed meanwhile; read and retry",
+        ));
+    }
+    a.version = expected + 1;
+    full_view(api, &a).await
+}
+
+/// Claim an alias (a domain name or an e-mail address) for a member.
+#[utoipa::path(put, path = "/api/v1/members/{id}/aliases/{alias}", params(("id" = String, Path), ("alias" = String, Path)),
+    responses((status = 200, body = [String]), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn alias_put(api: &Api, a: &Account, alias: &str) -> Result<Vec<String>, ApiError> {
+    let d = &api.cfg.directory;
+    let alias = match numbering::classify(alias, d.home, &d.plan) {
+        Ok(Dialled::Alias(Alias::Email(e))) => e.to_ascii_lowercase(),
+        Ok(Dialled::Alias(Alias::Domain(dn))) => dn,
+        Ok(_) => {
+            return Err(ApiError::invalid(
+                "alias",
+                "an alias is a domain name or an e-mail address",
+            ));
+        }
+        Err(e) => return Err(ApiError::invalid("alias", e)),
+    };
+    if api.store.aliases_of(&a.id).await?.len() >= 20
+        && api.store.alias_owner(&alias).await?.is_none()
+    {
+        return Err(ApiError::invalid("alias", "at most 20 aliases"));
+    }
+    if !api.store.claim_alias(&alias, &a.id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "alias_taken",
+            format!("{alias} belongs to another member"),
+        ));
+    }
+    Ok(api.store.aliases_of(&a.id).await?)
+}
+
+/// Give up an alias.
+#[utoipa::path(delete, path = "/api/v1/members/{id}/aliases/{alias}", params(("id" = String, Path), ("alias" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn alias_delete(api: &Api, a: &Account, alias: &str) -> Result<(), ApiError> {
+    if api
+        .store
+        .release_alias(&alias.to_ascii_lowercase(), &a.id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "{alias} is not an alias of this member"
+        )))
+    }
+}
+
+/// Set the member's SIP password (its SIP username is its id). Existing
+/// registrations end: phones register again with the new password.
+#[utoipa::path(put, path = "/api/v1/members/{id}/sip", params(("id" = String, Path)), request_body = SipPassword,
+    responses((status = 200, body = SipCredentials), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn sip_put(api: &Api, a: &Account, b: SipPassword) -> Result<SipCredentials, ApiError> {
+    valid_password(&b.password, 8)?;
+    let realm = api.cfg.realm.clone();
+    let m = Member {
+        number: a.id.clone(),
+        name: a.name.clone(),
+        ha1_md5: engine::sip::digest::Algorithm::Md5.ha1(&a.id, &realm, &b.password),
+        ha1_sha256: engine::sip::digest::Algorithm::Sha256.ha1(&a.id, &realm, &b.password),
+        realm: realm.clone(),
+        created_at: api.now(),
+    };
+    api.store.remove_member(&a.id).await?;
+    if !api.store.insert_member(&m).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "credentials changed meanwhile; retry",
+        ));
+    }
+    Ok(SipCredentials {
+        username: a.id.clone(),
+        realm,
+    })
+}
+
+fn provisioning_doc(api: &Api, a: &Account, credentials_set: bool) -> Provisioning {
+    let sip_uri = format!("sip:{}@{}", a.id, api.cfg.directory.sip_domain);
+    let registrar = format!("sip:{}", api.cfg.registrar);
+    let qr = format!("sip:{}@{};transport=udp", a.id, api.cfg.registrar);
+    Provisioning {
+        sip_uri,
+        registrar,
+        transports: vec!["udp".into(), "tcp".into()],
+        username: a.id.clone(),
+        realm: api.cfg.realm.clone(),
+        display_name: a.name.clone(),
+        credentials_set,
+        qr,
+    }
+}
+
+/// How to set up a softphone anywhere ("flash card").
+#[utoipa::path(get, path = "/api/v1/members/{id}/provisioning", params(("id" = String, Path)),
+    responses((status = 200, body = Provisioning)), security(("bearer" = [])))]
+async fn provisioning(api: &Api, a: &Account) -> Result<Provisioning, ApiError> {
+    let set = api.store.member(&a.id).await?.is_some();
+    Ok(provisioning_doc(api, a, set))
+}
+
+/// The QR code of the provisioning address, for a softphone to scan.
+pub fn qr_svg(text: &str) -> Result<String, ApiError> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "qr", e.to_string()))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .build())
+}
+
+/// The provisioning QR code (SVG).
+#[utoipa::path(get, path = "/api/v1/members/{id}/provisioning.svg", params(("id" = String, Path)),
+    responses((status = 200, content_type = "image/svg+xml", body = String)), security(("bearer" = [])))]
+async fn provisioning_svg(api: &Api, a: &Account) -> Result<Response, ApiError> {
+    let doc = provisioning_doc(api, a, false);
+    let svg = qr_svg(&doc.qr)?;
+    let mut r = Response::new(svg.into());
+    r.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("image/svg+xml"),
+    );
+    Ok(r)
+}
+
+/// The member's numbers.
+#[utoipa::path(get, path = "/api/v1/members/{id}/numbers", params(("id" = String, Path)),
+    responses((status = 200, body = [NumberView])), security(("bearer" = [])))]
+async fn member_numbers(api: &Api, a: &Account) -> Result<Vec<NumberView>, ApiError> {
+    let list = api.store.numbers_of(&a.id).await?;
+    Ok(list.iter().map(|r| number_view(api, r)).collect())
+}
+
+/// Release a number: it returns to the inventory (no refund).
+#[utoipa::path(delete, path = "/api/v1/members/{id}/numbers/{number}", params(("id" = String, Path), ("number" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn number_release(api: &Api, a: &Account, n: &str) -> Result<(), ApiError> {
+    let d = &api.cfg.directory;
+    let key = sales::inventory_key(n, d.home, &d.plan)?;
+    let nf = || ApiError::not_found(format!("{key} is not a number of this member"));
+    let r = api.store.number(&key).await?.ok_or_else(nf)?;
+    if !matches!(&r.state, NumberState::Sold { account, .. } if account == &a.id) {
+        return Err(nf());
+    }
+    let mut next = r.clone();
+    next.state = NumberState::Available;
+    if api.store.update_number(&next, r.version).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "contended",
+            "the number changed meanwhile; retry",
+        ))
+    }
+}
+
+/// Balance and ledger entries.
+#[utoipa::path(get, path = "/api/v1/members/{id}/ledger", params(("id" = String, Path)),
+    responses((status = 200, body = LedgerView)), security(("bearer" = [])))]
+async fn ledger(api: &Api, a: &Account) -> Result<LedgerView, ApiError> {
+    let entries = api.store.ledger(&a.id).await?;
+    Ok(LedgerView {
+        balance: entries.iter().map(|e| e.amount).sum(),
+        currency: api.cfg.currency.clone(),
+        entries: entries
+            .into_iter()
+            .map(|e| EntryView {
+                key: e.key,
+                amount: e.amount,
+                reason: e.reason,
+                at: e.at,
+            })
+            .collect(),
+    })
+}
+
+/// Credit a member's balance (operator); idempotent by key.
+#[utoipa::path(post, path = "/api/v1/members/{id}/topups", params(("id" = String, Path)), request_body = TopUp,
+    responses((status = 200, body = TopUpResult), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn top_up(api: &Api, a: &Account, b: TopUp) -> Result<TopUpResult, ApiError> {
+    if b.amount <= 0 || b.amount > 100_000_000_000 {
+        return Err(ApiError::invalid(
+            "amount",
+            "a positive number of minor units, at most 100,000,000,000",
+        ));
+    }
+    if b.key.is_empty() || b.key.len() > 128 {
+        return Err(ApiError::invalid("key", "1 to 128 characters"));
+    }
+    let entry = LedgerEntry {
+        account: a.id.clone(),
+        key: format!("topup:{}", b.key),
+        amount: b.amount,
+        reason: b.reason.unwrap_or_else(|| "top-up".into()),
+        at: api.now(),
+    };
+    match api.store.post(&entry).await? {
+        Posted::Posted(balance) => Ok(TopUpResult {
+            posted: true,
+            balance,
+        }),
+        Posted::Duplicate(balance) => Ok(TopUpResult {
+            posted: false,
+            balance,
+        }),
+        Posted::Insufficient(balance) => Ok(TopUpResult {
+            posted: false,
+            balance,
+        }),
+    }
+}
+
+/// Load numbers into the inventory (operator).
+#[utoipa::path(post, path = "/api/v1/inventory", request_body = InventoryBody,
+    responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+async fn inventory_post(api: &Api, b: InventoryBody) -> Result<ImportReport, ApiError> {
+    if b.numbers.len() > 10_000 {
+        return Err(ApiError::invalid(
+            "numbers",
+            "at most 10,000 rows a request",
+        ));
+    }
+    Ok(inventory::import(
+        api.store.as_ref(),
+        &api.cfg.directory.plan,
+        &api.cfg.prices,
+        b.numbers,
+    )
+    .await?)
+}
+
+/// The public URIs a member would resolve to (used by the provisioning page).
+pub fn uris_of(api: &Api, a: &Account) -> Vec<String> {
+    public_uris(a, &api.cfg.directory.sip_domain)
+}
