@@ -5,6 +5,7 @@
 #   procps       kill(1), used to send SIGTERM to `switchboard serve`
 #   curl         HTTP checks in scripts
 #   tcpdump      captures SIP on loopback for the load tool's replay tests
+#   dnsutils     dig, queries the ENUM responder for NAPTR records
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
@@ -12,6 +13,7 @@ command -v baresip >/dev/null || need+=(baresip-core)
 command -v kill >/dev/null || need+=(procps)
 command -v curl >/dev/null || need+=(curl)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v dig >/dev/null || need+=(dnsutils)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

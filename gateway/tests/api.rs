@@ -1,0 +1,940 @@
+//! The REST API end to end over warp's test transport, on a real embedded
+//! store, with an injected clock for hold expiry.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+use switchboard_gateway as gateway;
+
+use gateway::api::{Api, ApiConfig};
+use schema::embedded::Embedded;
+use schema::store::Store;
+
+const ADMIN: &str = "operator-secret-0123456789";
+
+struct T {
+    api: Arc<Api>,
+    store: Arc<Embedded>,
+    clock: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl T {
+    fn new() -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Embedded::open(dir.path()).unwrap());
+        let clock = Arc::new(AtomicU64::new(1_800_000_000));
+        let c = clock.clone();
+        let mut cfg = ApiConfig::new("127.0.0.1:5060".into(), "switchboard".into());
+        cfg.admin_token = Some(ADMIN.into());
+        cfg.directory.home = engine::numbering::RegionId::KR;
+        let api = Arc::new(Api::new(
+            store.clone() as Arc<dyn Store>,
+            cfg,
+            Arc::new(move || c.load(Ordering::SeqCst)),
+        ));
+        T {
+            api,
+            store,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value, String) {
+        let mut r = warp::test::request()
+            .method(method)
+            .path(path)
+            .remote_addr("127.0.0.1:40000".parse().unwrap())
+            .body(body);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        let res = r.reply(&gateway::api_filter(self.api.clone())).await;
+        let ctype = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(res.body()).into_owned();
+        let v = if ctype == "application/json" {
+            serde_json::from_str(&text).unwrap()
+        } else {
+            Value::Null
+        };
+        (res.status().as_u16(), v, text)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
+        let (s, v, _) = self.raw(method, path, token, bytes).await;
+        if s >= 400 {
+            assert!(
+                v["code"].is_string() && v["message"].is_string(),
+                "{method} {path}: error without code and message: {v}"
+            );
+        }
+        (s, v)
+    }
+
+    /// Sign up; returns (id, token).
+    async fn sign_up(&self, login: &str, kind: &str, pstn: Option<&str>) -> (String, String) {
+        let mut b = json!({"login": login, "password": "correct horse battery", "kind": kind, "name": login});
+        if let Some(p) = pstn {
+            b["contact_pstn"] = json!(p);
+        }
+        let (s, v) = self.call("POST", "/api/v1/signup", None, Some(b)).await;
+        assert_eq!(s, 201, "{v}");
+        (
+            v["member"]["id"].as_str().unwrap().to_owned(),
+            v["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn top_up(&self, id: &str, key: &str, amount: i64) -> Value {
+        let (s, v) = self
+            .call(
+                "POST",
+                &format!("/api/v1/members/{id}/topups"),
+                Some(ADMIN),
+                Some(json!({"key": key, "amount": amount})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    async fn import(&self, rows: Value) -> Value {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/inventory",
+                Some(ADMIN),
+                Some(json!({ "numbers": rows })),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    async fn balance(&self, id: &str) -> i64 {
+        self.store.balance(id).await.unwrap()
+    }
+
+    fn advance(&self, secs: u64) {
+        self.clock.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn sign_up_sign_in_and_who_sees_what() {
+    let t = T::new();
+    let (a, a_tok) = t
+        .sign_up("Kim@Example.com", "individual", Some("02-1234-5678"))
+        .await;
+    let (b, _) = t.sign_up("office@acme.example", "company", None).await;
+    assert!(
+        a.len() == 10 && a.bytes().all(|c| c.is_ascii_digit()),
+        "{a}"
+    );
+
+    // The same login again, in another case.
+    let (s, v) = t
+        .call("POST", "/api/v1/signup", None, Some(json!({"login": "kim@example.com", "password": "another long one", "kind": "individual", "name": "K"})))
+        .await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("login_taken")));
+
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/signin",
+            None,
+            Some(json!({"login": "kim@example.com", "password": "wrong password"})),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("bad_credentials")));
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/signin",
+            None,
+            Some(json!({"login": "KIM@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let tok2 = v["token"].as_str().unwrap().to_owned();
+    assert_ne!(tok2, a_tok);
+
+    let (s, v) = t.call("GET", "/api/v1/members/me", Some(&tok2), None).await;
+    assert_eq!(
+        (s, v["id"].as_str(), v["contact_pstn"].as_str()),
+        (200, Some(a.as_str()), Some("+82212345678"))
+    );
+    assert!(v.get("password_hash").is_none(), "{v}");
+    let (s, v) = t
+        .call("GET", &format!("/api/v1/members/{b}"), Some(&tok2), None)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")));
+    let (s, _) = t
+        .call(
+            "PATCH",
+            &format!("/api/v1/members/{b}"),
+            Some(&tok2),
+            Some(json!({"name": "mine now"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = t
+        .call(
+            "GET",
+            &format!("/api/v1/members/{b}/ledger"),
+            Some(&tok2),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = t.call("GET", "/api/v1/members", Some(&tok2), None).await;
+    assert_eq!(s, 403, "member list is the operator's");
+    let (s, _) = t.call("GET", "/api/v1/members/me", None, None).await;
+    assert_eq!(s, 401);
+    let (s, _) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/topups"),
+            Some(&tok2),
+            Some(json!({"key": "x", "amount": 5})),
+        )
+        .await;
+    assert_eq!(s, 403, "members cannot credit themselves");
+
+    let (s, v) = t.call("GET", "/api/v1/members", Some(ADMIN), None).await;
+    assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(2)));
+    let (s, v) = t
+        .call("GET", &format!("/api/v1/members/{b}"), Some(ADMIN), None)
+        .await;
+    assert_eq!((s, v["kind"].as_str()), (200, Some("company")));
+    let (s, _) = t
+        .call("GET", "/api/v1/members/9999999999", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, 404);
+
+    let (s, _) = t.call("POST", "/api/v1/signout", Some(&tok2), None).await;
+    assert_eq!(s, 204);
+    let (s, v) = t.call("GET", "/api/v1/members/me", Some(&tok2), None).await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("unauthorized")));
+    let (s, _) = t
+        .call("GET", "/api/v1/members/me", Some(&a_tok), None)
+        .await;
+    assert_eq!(s, 200, "other sessions live on");
+
+    // Sessions expire.
+    t.advance(24 * 3600 + 1);
+    let (s, _) = t
+        .call("GET", "/api/v1/members/me", Some(&a_tok), None)
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited() {
+    let t = T::new();
+    t.sign_up("lee@example.com", "individual", None).await;
+    for _ in 0..5 {
+        let (s, _) = t
+            .call(
+                "POST",
+                "/api/v1/signin",
+                None,
+                Some(json!({"login": "lee@example.com", "password": "guess guess"})),
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/signin",
+            None,
+            Some(json!({"login": "lee@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+}
+
+#[tokio::test]
+async fn member_data_is_validated_and_kept() {
+    let t = T::new();
+    let (_, tok) = t.sign_up("acme@acme.example", "company", None).await;
+    let patch = json!({
+        "language": "ko",
+        "other_numbers": [{"carrier": "othervoip", "number": "5000-1234"}],
+        "uris": ["sip:sales@acme.example", "https://acme.example/contact"],
+        "offices": [
+            {"country": "kr", "type": "pstn", "target": "02-2000-3000"},
+            {"country": "US", "type": "trunk", "target": "us-trunk"}
+        ],
+        "default_office": "KR"
+    });
+    let (s, v) = t
+        .call("PATCH", "/api/v1/members/me", Some(&tok), Some(patch))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["offices"][0],
+        json!({"country": "KR", "type": "pstn", "target": "+82220003000"})
+    );
+    assert_eq!(v["other_numbers"][0]["number"], "50001234");
+    assert_eq!(v["language"], "ko");
+    for (bad, code_field) in [
+        (json!({"uris": ["ftp://x"]}), "uris"),
+        (json!({"language": "not a tag"}), "language"),
+        (json!({"contact_pstn": "12"}), "contact_pstn"),
+        (
+            json!({"offices": [{"country": "KR", "type": "pstn", "target": "+82220003000"}, {"country": "KR", "type": "trunk", "target": "t"}]}),
+            "offices",
+        ),
+        (
+            json!({"offices": [{"country": "XX", "type": "pstn", "target": "+82220003000"}]}),
+            "offices",
+        ),
+        (json!({"default_office": "JP"}), "default_office"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let (s, v) = t
+            .call("PATCH", "/api/v1/members/me", Some(&tok), Some(bad.clone()))
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (422, Some("invalid_field")),
+            "{bad}: {v}"
+        );
+        assert!(
+            v["message"].as_str().unwrap().starts_with(code_field),
+            "{v}"
+        );
+    }
+    let (_, ind) = t.sign_up("solo@example.com", "individual", None).await;
+    let (s, _) = t
+        .call(
+            "PATCH",
+            "/api/v1/members/me",
+            Some(&ind),
+            Some(json!({"offices": []})),
+        )
+        .await;
+    assert_eq!(s, 422, "individuals have no offices");
+}
+
+#[tokio::test]
+async fn the_whole_sale_with_every_refusal() {
+    let t = T::new();
+    let (a, a_tok) = t
+        .sign_up("kim@example.com", "individual", Some("+82 2 1234 5678"))
+        .await;
+    let (b, b_tok) = t.sign_up("acme@acme.example", "company", None).await;
+    let (c, c_tok) = t.sign_up("rival@rival.example", "company", None).await;
+    let rep = t
+        .import(json!([
+            {"number": "2-1234-5678 82", "area": "2"},
+            {"number": "30 12345678 49", "area": "30"},
+            {"number": "7001234", "country": "KR", "area": "2"},
+            {"number": "7007777", "country": "KR", "price_class": "premium"},
+            {"number": "7001234", "country": "KR"},
+            {"number": "12"}
+        ]))
+        .await;
+    assert_eq!(
+        (rep["added"].as_u64(), rep["existing"].as_u64()),
+        (Some(4), Some(1)),
+        "{rep}"
+    );
+    assert_eq!(rep["errors"][0]["row"], 6);
+
+    let hold = |tok: &str, n: &str| {
+        let (tok, n) = (tok.to_owned(), n.to_owned());
+        let t = &t;
+        async move {
+            t.call(
+                "POST",
+                &format!("/api/v1/numbers/{n}/hold"),
+                Some(&tok),
+                None,
+            )
+            .await
+        }
+    };
+    let code = |r: &(u16, Value)| (r.0, r.1["code"].as_str().unwrap_or("").to_owned());
+
+    // Refusals before any money.
+    assert_eq!(code(&hold(&a_tok, "12").await), (422, "malformed".into()));
+    assert_eq!(
+        code(&hold(&a_tok, "7009999").await),
+        (404, "not_in_inventory".into())
+    );
+    let r = hold(&a_tok, "3012345678*49").await;
+    assert_eq!(code(&r), (403, "not_your_pstn".into()));
+    assert!(
+        r.1["message"].as_str().unwrap().contains("+82212345678"),
+        "{}",
+        r.1
+    );
+    assert_eq!(
+        code(&hold(&a_tok, "7001234").await),
+        (403, "wrong_kind".into())
+    );
+    let r = hold(&a_tok, "212345678*82").await;
+    assert_eq!(code(&r), (402, "insufficient_balance".into()));
+    assert_eq!(
+        r.1["message"],
+        "insufficient balance: the number costs 1000, your balance is 0"
+    );
+
+    // Top-ups are idempotent by key.
+    assert_eq!(
+        t.top_up(&a, "pay-1", 5000).await,
+        json!({"posted": true, "balance": 5000})
+    );
+    assert_eq!(
+        t.top_up(&a, "pay-1", 5000).await,
+        json!({"posted": false, "balance": 5000})
+    );
+    t.top_up(&b, "pay-b", 5000).await;
+    t.top_up(&c, "pay-c", 5000).await;
+
+    // Approved: held; another member is refused while the hold runs.
+    let (s, ha) = hold(&a_tok, "2-1234-5678%2082").await;
+    assert_eq!(s, 201, "{ha}");
+    let (s, hb) = hold(&b_tok, "7001234").await;
+    assert_eq!(s, 201, "{hb}");
+    assert_eq!(
+        hb["until"].as_u64().unwrap(),
+        t.clock.load(Ordering::SeqCst) + 600,
+        "default hold is 10 minutes"
+    );
+    assert_eq!(
+        code(&hold(&c_tok, "7001234").await),
+        (409, "reserved".into())
+    );
+    let (_, found) = t
+        .call("GET", "/api/v1/numbers?country=KR&kind=company", None, None)
+        .await;
+    let listed: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["number"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["7007777"], "a held number is not for sale");
+    let (_, found) = t
+        .call("GET", "/api/v1/numbers?contains=7777", None, None)
+        .await;
+    assert_eq!(found[0]["price_class"], "premium");
+
+    // B lets its hold expire: the number returns, C takes it, B cannot confirm and pays nothing.
+    t.advance(601);
+    let (s, hc) = hold(&c_tok, "7001234").await;
+    assert_eq!(s, 201, "{hc}");
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/numbers/7001234/confirm",
+            Some(&b_tok),
+            Some(json!({"hold": hb["hold"]})),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (410, Some("hold_expired")), "{v}");
+    assert_eq!(t.balance(&b).await, 5000);
+
+    // A's hold expired too; asking again holds it anew, confirming settles once.
+    let (s, ha) = hold(&a_tok, "212345678*82").await;
+    assert_eq!(s, 201, "{ha}");
+    for _ in 0..2 {
+        let (s, v) = t
+            .call(
+                "POST",
+                "/api/v1/numbers/212345678*82/confirm",
+                Some(&a_tok),
+                Some(json!({"hold": ha["hold"]})),
+            )
+            .await;
+        assert_eq!((s, v["balance"].as_i64()), (200, Some(4000)), "{v}");
+    }
+    let (_, l) = t
+        .call("GET", "/api/v1/members/me/ledger", Some(&a_tok), None)
+        .await;
+    assert_eq!(l["balance"], 4000);
+    assert_eq!(l["entries"].as_array().unwrap().len(), 2, "{l}");
+    let (_, mine) = t
+        .call("GET", "/api/v1/members/me/numbers", Some(&a_tok), None)
+        .await;
+    assert_eq!(mine[0]["display"], "2-1234-5678 82");
+    assert_eq!(
+        code(&hold(&c_tok, "212345678*82").await),
+        (409, "already_sold".into())
+    );
+
+    // C's confirm, C's numbers; then C releases it and it is for sale again.
+    let (s, _) = t
+        .call(
+            "POST",
+            "/api/v1/numbers/7001234/confirm",
+            Some(&c_tok),
+            Some(json!({"hold": hc["hold"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(t.balance(&c).await, 4000);
+    let (s, _) = t
+        .call(
+            "DELETE",
+            "/api/v1/members/me/numbers/7001234",
+            Some(&b_tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "not B's to release");
+    let (s, _) = t
+        .call(
+            "DELETE",
+            "/api/v1/members/me/numbers/7001234",
+            Some(&c_tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (_, found) = t
+        .call(
+            "GET",
+            "/api/v1/numbers?country=KR&kind=company&area=2",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(found[0]["number"], "7001234");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_buyers_of_one_number_one_wins_and_the_other_pays_nothing() {
+    let t = Arc::new(T::new());
+    t.import(json!([{"number": "7007777", "country": "KR", "price_class": "premium"}]))
+        .await;
+    let mut buyers = Vec::new();
+    for i in 0..8 {
+        let (id, tok) = t
+            .sign_up(&format!("co{i}@example.com"), "company", None)
+            .await;
+        t.top_up(&id, "start", 20_000).await;
+        buyers.push((id, tok));
+    }
+    let mut tasks = Vec::new();
+    for (id, tok) in buyers.clone() {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let (s, h) = t
+                .call("POST", "/api/v1/numbers/7007777/hold", Some(&tok), None)
+                .await;
+            if s != 201 {
+                return (id, s, h["code"].as_str().unwrap_or("").to_owned());
+            }
+            let (s, v) = t
+                .call(
+                    "POST",
+                    "/api/v1/numbers/7007777/confirm",
+                    Some(&tok),
+                    Some(json!({"hold": h["hold"]})),
+                )
+                .await;
+            (id, s, v["code"].as_str().unwrap_or("").to_owned())
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (id, s, code) = task.await.unwrap();
+        if s == 200 {
+            winners.push(id);
+        } else {
+            assert!(
+                matches!(
+                    (s, code.as_str()),
+                    (409, "reserved" | "already_sold" | "contended")
+                ),
+                "{s} {code}"
+            );
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one buyer wins");
+    for (id, _) in &buyers {
+        let want = if id == &winners[0] { 10_000 } else { 20_000 };
+        assert_eq!(t.balance(id).await, want, "{id}");
+    }
+
+    // The winner's own confirm, sent many times at once, is charged once.
+    t.import(json!([{"number": "7008888", "country": "KR"}]))
+        .await;
+    let tok = buyers
+        .iter()
+        .find(|(id, _)| id == &winners[0])
+        .unwrap()
+        .1
+        .clone();
+    let (_, h) = t
+        .call("POST", "/api/v1/numbers/7008888/hold", Some(&tok), None)
+        .await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (t, tok, hold) = (t.clone(), tok.clone(), h["hold"].clone());
+        tasks.push(tokio::spawn(async move {
+            t.call(
+                "POST",
+                "/api/v1/numbers/7008888/confirm",
+                Some(&tok),
+                Some(json!({"hold": hold})),
+            )
+            .await
+            .0
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(t.balance(&winners[0]).await, 9_000);
+}
+
+#[tokio::test]
+async fn bad_input_gets_json_4xx_never_500() {
+    let t = T::new();
+    let (_, tok) = t.sign_up("kim@example.com", "individual", None).await;
+    // method, path, token, body, status, code
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("POST", "/api/v1/signup", None, b"{\"login\": 5}".to_vec(), 400, "bad_request"),
+        ("POST", "/api/v1/signup", None, b"{\"login\": \"x@y.com\"}".to_vec(), 400, "bad_request"),
+        ("POST", "/api/v1/signup", None, b"{\"login\":\"x@y.com\",\"password\":\"long enough!\",\"kind\":\"individual\",\"name\":\"x\",\"admin\":true}".to_vec(), 400, "bad_request"),
+        ("POST", "/api/v1/signup", None, b"{\"login\":\"x@y.com\",\"password\":\"long enough!\",\"kind\":\"robot\",\"name\":\"x\"}".to_vec(), 400, "bad_request"),
+        ("POST", "/api/v1/signup", None, b"{\"login\":\"not-an-email\",\"password\":\"long enough!\",\"kind\":\"individual\",\"name\":\"x\"}".to_vec(), 422, "invalid_field"),
+        ("POST", "/api/v1/signup", None, b"{\"login\":\"x@y.com\",\"password\":\"short\",\"kind\":\"individual\",\"name\":\"x\"}".to_vec(), 422, "invalid_field"),
+        ("POST", "/api/v1/signup", None, b"{not json".to_vec(), 400, "malformed_json"),
+        ("POST", "/api/v1/signup", None, Vec::new(), 400, "bad_request"),
+        ("POST", "/api/v1/signup", None, vec![b' '; 70 * 1024], 413, "body_too_large"),
+        ("PATCH", "/api/v1/members/me", Some(&tok), b"{\"uris\": \"sip:x@y\"}".to_vec(), 400, "bad_request"),
+        ("GET", "/api/v1/numbers?limit=0", None, Vec::new(), 422, "invalid_field"),
+        ("GET", "/api/v1/numbers?kind=robot", None, Vec::new(), 422, "invalid_field"),
+        ("GET", "/api/v1/numbers?contains=7a", None, Vec::new(), 422, "invalid_field"),
+        ("GET", "/api/v1/numbers?country=Atlantis", None, Vec::new(), 422, "invalid_field"),
+        ("GET", "/api/v1/resolve/%FF%FE", None, Vec::new(), 422, "invalid_field"),
+        ("GET", "/api/v1/nowhere", None, Vec::new(), 404, "not_found"),
+        ("DELETE", "/api/v1/signup", None, Vec::new(), 404, "not_found"),
+        ("POST", "/api/v1/numbers/7001234/confirm", Some(&tok), b"{\"hold\": 1}".to_vec(), 400, "bad_request"),
+        ("POST", "/api/v1/inventory", Some(&tok), b"{\"numbers\": []}".to_vec(), 403, "forbidden"),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let (s, v, text) = t.raw(method, path, token, body).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{method} {path}: {text}"
+        );
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{text}"
+        );
+    }
+    let mut r = warp::test::request()
+        .method("GET")
+        .path("/api/v1/members/me");
+    r = r.header("authorization", "Basic a2ltOnB3");
+    let res = r.reply(&gateway::api_filter(t.api.clone())).await;
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn numbers_and_aliases_resolve_to_their_holder() {
+    let t = T::new();
+    let (a, a_tok) = t
+        .sign_up("kim@example.com", "individual", Some("+82212345678"))
+        .await;
+    let (_, b_tok) = t.sign_up("acme@acme.example", "company", None).await;
+    t.import(json!([{"number": "212345678*82"}, {"number": "7001234", "country": "KR"}]))
+        .await;
+    let (b_id, _) = {
+        let (_, v) = t
+            .call("GET", "/api/v1/members/me", Some(&b_tok), None)
+            .await;
+        (v["id"].as_str().unwrap().to_owned(), ())
+    };
+    t.top_up(&a, "p", 1000).await;
+    t.top_up(&b_id, "p", 1000).await;
+    for (tok, n) in [(&a_tok, "212345678*82"), (&b_tok, "7001234")] {
+        let (_, h) = t
+            .call(
+                "POST",
+                &format!("/api/v1/numbers/{n}/hold"),
+                Some(tok),
+                None,
+            )
+            .await;
+        let (s, v) = t
+            .call(
+                "POST",
+                &format!("/api/v1/numbers/{n}/confirm"),
+                Some(tok),
+                Some(json!({"hold": h["hold"]})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/api/v1/members/me/aliases/Kim.Example.COM",
+            Some(&a_tok),
+            None,
+        )
+        .await;
+    assert_eq!((s, v), (200, json!(["kim.example.com"])));
+    let (s, _) = t
+        .call(
+            "PUT",
+            "/api/v1/members/me/aliases/kim%40mail.example",
+            Some(&a_tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/api/v1/members/me/aliases/kim.example.com",
+            Some(&b_tok),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("alias_taken")));
+    let (s, _) = t
+        .call(
+            "PUT",
+            "/api/v1/members/me/aliases/+82212345678",
+            Some(&a_tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, 422, "a number is not an alias");
+    t.call("PATCH", "/api/v1/members/me", Some(&a_tok), Some(json!({"uris": ["sip:kim@example.com", "tel:+82212345678", "mailto:kim@mail.example", "https://kim.example.com"]}))).await;
+
+    // By number in every accepted form, and by alias: same holder, same order.
+    for q in [
+        "2-1234-5678%2082",
+        "212345678*82",
+        "%2B82%202%201234%205678",
+        "kim.example.com",
+        "kim@mail.example",
+    ] {
+        let (s, v) = t
+            .call("GET", &format!("/api/v1/resolve/{q}"), None, None)
+            .await;
+        assert_eq!(s, 200, "{q}: {v}");
+        assert_eq!(v["number"], "212345678*82", "{q}");
+        assert_eq!(
+            v["uris"],
+            json!([
+                "sip:kim@example.com",
+                "tel:+82212345678",
+                "mailto:kim@mail.example",
+                "https://kim.example.com"
+            ])
+        );
+        assert_eq!(
+            v["aliases"],
+            json!(["kim.example.com", "kim@mail.example"]),
+            "and back to the aliases"
+        );
+    }
+    // National format is read in the caller's country.
+    let (s, _) = t
+        .call("GET", "/api/v1/resolve/02-1234-5678?from=KR", None, None)
+        .await;
+    assert_eq!(s, 200);
+
+    // A company number: the office of the dialled country, else the default.
+    t.call(
+        "PATCH",
+        "/api/v1/members/me",
+        Some(&b_tok),
+        Some(json!({"offices": [
+        {"country": "KR", "type": "pstn", "target": "+82220003000"},
+        {"country": "US", "type": "trunk", "target": "us-trunk"}], "default_office": "KR"})),
+    )
+    .await;
+    let (_, v) = t
+        .call("GET", "/api/v1/resolve/7001234%231", None, None)
+        .await;
+    assert_eq!(
+        v["office"],
+        json!({"country": "US", "type": "trunk", "target": "us-trunk"})
+    );
+    let (_, v) = t
+        .call("GET", "/api/v1/resolve/7001234?from=JP", None, None)
+        .await;
+    assert_eq!(
+        v["office"]["country"], "KR",
+        "no office in JP: the default one"
+    );
+    assert_eq!(
+        v["uris"],
+        json!([format!("sip:{b_id}@127.0.0.1")]),
+        "no URIs configured: its SIP address"
+    );
+
+    let (s, v) = t
+        .call("GET", "/api/v1/resolve/nobody.example.com", None, None)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
+    let (s, _) = t.call("GET", "/api/v1/resolve/7009999", None, None).await;
+    assert_eq!(s, 404);
+    let (s, _) = t
+        .call(
+            "DELETE",
+            "/api/v1/members/me/aliases/kim.example.com",
+            Some(&a_tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = t
+        .call("GET", "/api/v1/resolve/kim.example.com", None, None)
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn sip_credentials_and_the_provisioning_qr() {
+    let t = T::new();
+    let (a, tok) = t.sign_up("kim@example.com", "individual", None).await;
+    let (_, doc) = t
+        .call("GET", "/api/v1/members/me/provisioning", Some(&tok), None)
+        .await;
+    assert_eq!(doc["credentials_set"], false);
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/api/v1/members/me/sip",
+            Some(&tok),
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = t
+        .call(
+            "PUT",
+            "/api/v1/members/me/sip",
+            Some(&tok),
+            Some(json!({"password": "phone-secret-1"})),
+        )
+        .await;
+    assert_eq!((s, v["username"].as_str()), (200, Some(a.as_str())));
+    let m = t.store.member(&a).await.unwrap().unwrap();
+    let ha1 = engine::sip::digest::Algorithm::Md5.ha1(&a, "switchboard", "phone-secret-1");
+    assert_eq!(m.ha1_md5, ha1, "the registrar checks this password");
+
+    let (_, doc) = t
+        .call("GET", "/api/v1/members/me/provisioning", Some(&tok), None)
+        .await;
+    assert_eq!(doc["credentials_set"], true);
+    assert_eq!(doc["username"], a);
+    assert_eq!(doc["registrar"], "sip:127.0.0.1:5060");
+    assert_eq!(doc["sip_uri"], format!("sip:{a}@127.0.0.1"));
+    let qr_text = doc["qr"].as_str().unwrap().to_owned();
+    assert_eq!(qr_text, format!("sip:{a}@127.0.0.1:5060;transport=udp"));
+
+    let (s, _, svg) = t
+        .raw(
+            "GET",
+            "/api/v1/members/me/provisioning.svg",
+            Some(&tok),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(svg.contains("<svg"), "{svg}");
+    assert_eq!(
+        svg,
+        gateway::api::qr_svg(&qr_text).unwrap(),
+        "the SVG is the QR of the document"
+    );
+    // And the QR reads back to the document's address.
+    let code = qrcode::QrCode::new(qr_text.as_bytes()).unwrap();
+    let w = code.width();
+    let colors = code.to_colors();
+    let scale = 4;
+    let size = (w + 8) * scale;
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
+        let (mx, my) = ((x / scale).wrapping_sub(4), (y / scale).wrapping_sub(4));
+        if mx < w && my < w && colors[my * w + mx] == qrcode::Color::Dark {
+            0
+        } else {
+            255
+        }
+    });
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    assert_eq!(grids[0].decode().unwrap().1, qr_text);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let t = T::new();
+    let (s, doc) = t.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        doc["openapi"].as_str().map(|v| v.starts_with("3.")),
+        Some(true)
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/signup",
+        "/api/v1/signin",
+        "/api/v1/signout",
+        "/api/v1/resolve/{query}",
+        "/api/v1/numbers",
+        "/api/v1/numbers/{number}/hold",
+        "/api/v1/numbers/{number}/confirm",
+        "/api/v1/members",
+        "/api/v1/members/{id}",
+        "/api/v1/members/{id}/aliases/{alias}",
+        "/api/v1/members/{id}/sip",
+        "/api/v1/members/{id}/provisioning",
+        "/api/v1/members/{id}/provisioning.svg",
+        "/api/v1/members/{id}/numbers",
+        "/api/v1/members/{id}/numbers/{number}",
+        "/api/v1/members/{id}/ledger",
+        "/api/v1/members/{id}/topups",
+        "/api/v1/inventory",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
