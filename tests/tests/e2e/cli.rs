@@ -83,6 +83,7 @@ async fn member_added_while_serving_can_register_at_once() {
             &data.path().to_string_lossy(),
         ])
         .env("SWITCHBOARD_HTTP", format!("127.0.0.1:{http_port}"))
+        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -95,7 +96,8 @@ async fn member_added_while_serving_can_register_at_once() {
         .unwrap()
         .unwrap();
     assert!(
-        banner.contains(&format!("127.0.0.1:{http_port}")),
+        banner.contains(&format!("127.0.0.1:{http_port}"))
+            && banner.contains("ENUM udp+tcp 127.0.0.1:"),
         "{banner}"
     );
 
@@ -194,4 +196,54 @@ async fn member_added_while_serving_can_register_at_once() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_import_loads_the_inventory_and_reports_bad_rows() {
+    let data = tempfile::tempdir().unwrap();
+    let csv = data.path().join("numbers.csv");
+    std::fs::write(
+        &csv,
+        "number,country,area,price_class,price\n\
+         2-1234-5678 82,,2,,\n\
+         7007777,KR,2,premium,25000\n\
+         7001234,,,,\n",
+    )
+    .unwrap();
+    let run = || {
+        Command::new(binary())
+            .args([
+                "numbers",
+                "import",
+                "--data",
+                &data.path().to_string_lossy(),
+            ])
+            .arg(&csv)
+            .output()
+    };
+    let out = run().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refused row fails the import: {stdout}"
+    );
+    assert!(
+        stdout.contains("2 added, 0 already there, 1 refused"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("row 3: company base 7001234 needs a country"),
+        "{stderr}"
+    );
+    // Loading again adds nothing and changes nothing.
+    let out = run().await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 added, 2 already there"));
+    let store = schema::embedded::Embedded::open(data.path()).unwrap();
+    use schema::store::Store as _;
+    let r = store.number("7007777").await.unwrap().unwrap();
+    assert_eq!((r.price, r.country.as_str()), (25000, "KR"));
 }

@@ -10,5 +10,6 @@
 mod baresip;
 mod calls;
 mod cli;
+mod numbering;
 mod registrar;
 mod robustness;
