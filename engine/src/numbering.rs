@@ -367,7 +367,8 @@ fn domain_name(s: &str) -> Result<String, &'static str> {
 /// Classify what a caller in `caller` (ISO 3166 region) dialled.
 ///
 /// Order: aliases; explicit forms (`#` company, `*` individual, `+`
-/// E.164); other carriers' prefixes; company bases; the caller's national
+/// E.164); other carriers' prefixes; company bases; an individual number
+/// whose country code is set apart by a separator; the caller's national
 /// PSTN format (what a phone user expects); then the individual reading
 /// (NSN followed by a country code). When more than one individual reading
 /// fits, the caller must dial the `*` form.
@@ -426,6 +427,22 @@ pub fn classify(input: &str, caller: Region, plan: &Plan) -> Result<Dialled, Rej
         .any(|p| s.starts_with(p.as_str()))
     {
         return company(&s, None, plan).map(Dialled::Company);
+    }
+    // A country code set apart by a separator (`30 12345678 49`) is what
+    // the caller meant, even where the digits also make a national number
+    // (variable-length plans such as Germany's): an individual number never
+    // starts with a trunk prefix 0, a national number usually does.
+    if let Some(hint) = trailing_group(input)
+        && let Some(nsn) = s.strip_suffix(hint)
+        && !nsn.starts_with('0')
+        && let Ok(cc) = hint.parse::<u16>()
+        && known_cc(cc)
+        && valid_e164(cc, nsn).is_some()
+    {
+        return Ok(Dialled::Individual(Individual {
+            nsn: nsn.to_owned(),
+            cc,
+        }));
     }
     if let Ok(n) = phonenumber::parse(Some(caller), &s)
         && n.is_valid()
@@ -622,6 +639,10 @@ mod tests {
             ("20 7946 0958 44", JP, ind("2079460958", 44)),
             ("3-1234-5678 81", DE, ind("312345678", 81)),
             ("30.12345678.49", GB, ind("3012345678", 49)),
+            // A German number's individual form dialled in Germany, where
+            // the digits alone would also be a valid national number.
+            ("30 12345678 49", DE, ind("3012345678", 49)),
+            ("2 1234 5678 82", KR, ind("212345678", 82)),
             // PSTN, national format of the caller's country.
             ("02-1234-5678", KR, e("+82212345678", 82, "KR")),
             ("(202) 555-0143", US, e("+12025550143", 1, "US")),

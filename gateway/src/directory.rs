@@ -138,15 +138,28 @@ impl Directory {
     }
 
     /// Resolve E.164 digits (ENUM): the individual number made of that PSTN
-    /// number, else a company base written as digits.
+    /// number (each country-code split the plan knows is tried against the
+    /// inventory: a store lookup is cheaper than parsing the number), else a
+    /// company base written as digits.
     pub async fn resolve_digits(
         &self,
         store: &dyn Store,
         digits: &str,
     ) -> Result<Option<Resolved>, ApiError> {
-        let mut keys = Vec::new();
-        if let Ok(Dialled::Pstn(p)) = classify(&format!("+{digits}"), self.home, &self.plan) {
-            keys.push(Individual::from_pstn(&p).canonical());
+        let mut keys = Vec::with_capacity(4);
+        for cc_len in 1..=3 {
+            let (Some(cc), Some(nsn)) = (digits.get(..cc_len), digits.get(cc_len..)) else {
+                continue;
+            };
+            if nsn.len() >= 4
+                && cc
+                    .parse()
+                    .ok()
+                    .and_then(engine::numbering::region_of_cc)
+                    .is_some()
+            {
+                keys.push(format!("{nsn}*{cc}"));
+            }
         }
         keys.push(digits.to_owned());
         for key in keys {
