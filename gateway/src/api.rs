@@ -1091,6 +1091,19 @@ async fn confirm(api: &Api, me: &Account, n: &str, b: ConfirmBody) -> Result<Pur
             balance: api.store.balance(&me.id).await?,
         });
     }
+    // The write lost: if a concurrent confirm of this same hold sold it to
+    // this member, the (single, keyed) charge stands; otherwise it is
+    // refunded, once, under a key of its own.
+    let now_r = api.store.number(&key).await?;
+    if let Some(r2) = &now_r
+        && matches!(&r2.state, NumberState::Sold { account, .. } if account == &me.id)
+    {
+        return Ok(Purchase {
+            number: key,
+            price: r.price,
+            balance: api.store.balance(&me.id).await?,
+        });
+    }
     let refund = LedgerEntry {
         account: me.id.clone(),
         key: format!("refund:{charge_key}"),
@@ -1099,16 +1112,8 @@ async fn confirm(api: &Api, me: &Account, n: &str, b: ConfirmBody) -> Result<Pur
         at: now,
     };
     api.store.post(&refund).await?;
-    // Tell what happened to the number meanwhile.
-    match api.store.number(&key).await? {
-        Some(now_r) if matches!(&now_r.state, NumberState::Sold { account, .. } if account == &me.id) => {
-            Ok(Purchase {
-                number: key,
-                price: r.price,
-                balance: api.store.balance(&me.id).await?,
-            })
-        }
-        Some(now_r) if matches!(now_r.state, NumberState::Sold { .. }) => {
+    match now_r {
+        Some(r2) if matches!(r2.state, NumberState::Sold { .. }) => {
             Err(sales::Refusal::AlreadySold(key).into())
         }
         _ => Err(sales::Refusal::HoldExpired(b.hold).into()),
