@@ -9,14 +9,18 @@
 //! - [`sip`]: messages, framing, transactions, dialogs, digest auth.
 //! - [`registrar`]: REGISTER binding rules (RFC 3261 §10.3).
 //! - [`ids`]: generation of tags, branches and Call-IDs from an injected RNG.
+//! - [`lcr`]: rate decks and least-cost candidate ranking.
 //! - [`numbering`]: the worldwide number plan and dialled-string classification.
+//! - [`routing`]: routing decisions and number translation for trunks.
 //! - [`sales`]: number sales decisions (approve, hold, confirm).
 
 #![deny(missing_docs)]
 
 pub mod ids;
+pub mod lcr;
 pub mod numbering;
 pub mod registrar;
+pub mod routing;
 pub mod sales;
 pub mod sip;
 #[cfg(any(test, feature = "testing"))]

@@ -1,0 +1,513 @@
+//! Routing decisions (seed 004 claim 16) and number translation for
+//! trunks, as pure functions: the router gathers the facts (who holds the
+//! number, whether it is registered), asks [`decide`], and translates the
+//! numbers for the trunk it picks with [`translate`].
+
+use phonenumber::Mode;
+
+use crate::numbering::{Alias, Dialled, RegionId, region_of_cc};
+
+/// What the router knows about the holder of an on-net number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's SIP user (its registrar identity).
+    pub sip_user: String,
+    /// Whether it has a live registration.
+    pub registered: bool,
+    /// Its own PSTN number, E.164.
+    pub contact_pstn: Option<String>,
+    /// Whether unanswered calls may go to its PSTN number.
+    pub forward_to_pstn: bool,
+    /// Company offices: (ISO region, where it answers).
+    pub offices: Vec<(String, OfficeTarget)>,
+    /// Region of the default office.
+    pub default_office: Option<String>,
+}
+
+/// Where a company office answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfficeTarget {
+    /// A registered SIP user.
+    Sip(String),
+    /// A PSTN number, E.164.
+    Pstn(String),
+    /// A named trunk.
+    Trunk(String),
+}
+
+/// Why a call goes to a PSTN number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PstnReason {
+    /// The caller dialled it.
+    Dialled,
+    /// The on-net callee is not registered and forwards to its PSTN number.
+    Forward,
+    /// A company office is a PSTN number.
+    Office,
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Ring the registered contacts of this SIP user (forking).
+    Fork {
+        /// The SIP user.
+        sip_user: String,
+    },
+    /// Least-cost routing to a PSTN number (E.164 with `+`).
+    Pstn {
+        /// The number.
+        e164: String,
+        /// Why.
+        reason: PstnReason,
+    },
+    /// A named trunk (a company office's trunk or another carrier's peering).
+    Trunk {
+        /// The trunk.
+        trunk: String,
+        /// The number in that trunk's system.
+        number: String,
+    },
+    /// Resolve this alias to its number and decide again.
+    Resolve(Alias),
+    /// Refuse with a SIP status.
+    Reject {
+        /// Status code.
+        code: u16,
+        /// Reason phrase detail.
+        reason: String,
+    },
+}
+
+/// Decide where `dialled` goes for a caller in `caller`; `holder` is the
+/// holder of an on-net number (None if unassigned), ignored otherwise.
+pub fn decide(dialled: &Dialled, caller: RegionId, holder: Option<&Holder>) -> Decision {
+    let not_in_service = |n: String| Decision::Reject {
+        code: 404,
+        reason: format!("{n} is not in service"),
+    };
+    match dialled {
+        Dialled::Alias(a) => Decision::Resolve(a.clone()),
+        Dialled::Pstn(p) => Decision::Pstn {
+            e164: p.e164.clone(),
+            reason: PstnReason::Dialled,
+        },
+        Dialled::Carrier { carrier, number } => Decision::Trunk {
+            trunk: carrier.clone(),
+            number: number.clone(),
+        },
+        Dialled::Individual(i) => {
+            let Some(h) = holder else {
+                return not_in_service(i.canonical());
+            };
+            if h.registered {
+                return Decision::Fork {
+                    sip_user: h.sip_user.clone(),
+                };
+            }
+            match (&h.contact_pstn, h.forward_to_pstn) {
+                (Some(p), true) => Decision::Pstn {
+                    e164: p.clone(),
+                    reason: PstnReason::Forward,
+                },
+                _ => Decision::Reject {
+                    code: 480,
+                    reason: "the member is not reachable now".into(),
+                },
+            }
+        }
+        Dialled::Company(c) => {
+            let Some(h) = holder else {
+                return not_in_service(c.canonical());
+            };
+            let wanted = match c.cc {
+                Some(cc) => region_of_cc(cc),
+                None => Some(caller.as_ref().to_owned()),
+            };
+            let office = wanted
+                .and_then(|w| h.offices.iter().find(|(r, _)| *r == w))
+                .or_else(|| {
+                    h.default_office
+                        .as_ref()
+                        .and_then(|d| h.offices.iter().find(|(r, _)| r == d))
+                });
+            match office {
+                Some((_, OfficeTarget::Sip(user))) => Decision::Fork {
+                    sip_user: user.clone(),
+                },
+                Some((_, OfficeTarget::Pstn(e164))) => Decision::Pstn {
+                    e164: e164.clone(),
+                    reason: PstnReason::Office,
+                },
+                Some((_, OfficeTarget::Trunk(trunk))) => Decision::Trunk {
+                    trunk: trunk.clone(),
+                    number: c.canonical(),
+                },
+                None => Decision::Reject {
+                    code: 480,
+                    reason: "the company has no office for this call".into(),
+                },
+            }
+        }
+    }
+}
+
+/// How a trunk wants numbers written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NumberFormat {
+    /// `+82212345678`.
+    #[default]
+    E164Plus,
+    /// `82212345678`.
+    E164,
+    /// The number's national format, digits only: `0212345678`.
+    National,
+    /// An international prefix then E.164 digits: `0082212345678`.
+    International(&'static str),
+}
+
+/// A trunk's translation rule: format, then strip leading characters, then
+/// add a prefix, then a tech prefix in front of everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Translation {
+    /// Format.
+    pub format: NumberFormat,
+    /// Leading characters removed after formatting.
+    pub strip: usize,
+    /// Put in front after stripping.
+    pub add: String,
+    /// A routing prefix the carrier asks for (`1010#`), first of all.
+    pub tech_prefix: String,
+}
+
+/// Why a number cannot be translated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// Not an E.164 number.
+    #[error("{0} is not an E.164 number")]
+    NotE164(String),
+    /// Stripping would remove the whole number.
+    #[error("stripping {strip} characters from {number} leaves nothing")]
+    StripsAll {
+        /// Formatted number.
+        number: String,
+        /// Characters to strip.
+        strip: usize,
+    },
+}
+
+/// Translate an E.164 number (`+…`) for a trunk.
+pub fn translate(e164: &str, t: &Translation) -> Result<String, TranslateError> {
+    let bad = || TranslateError::NotE164(e164.to_owned());
+    let digits = e164.strip_prefix('+').ok_or_else(bad)?;
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let formatted = match t.format {
+        NumberFormat::E164Plus => e164.to_owned(),
+        NumberFormat::E164 => digits.to_owned(),
+        NumberFormat::International(p) => format!("{p}{digits}"),
+        NumberFormat::National => {
+            let n = phonenumber::parse(None, e164).map_err(|_| bad())?;
+            n.format()
+                .mode(Mode::National)
+                .to_string()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect()
+        }
+    };
+    let rest =
+        formatted
+            .get(t.strip..)
+            .filter(|r| !r.is_empty())
+            .ok_or(TranslateError::StripsAll {
+                number: formatted.clone(),
+                strip: t.strip,
+            })?;
+    Ok(format!("{}{}{rest}", t.tech_prefix, t.add))
+}
+
+/// Privacy asked by the caller (RFC 3323/3325).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privacy {
+    /// Show the caller's number.
+    None,
+    /// Hide it from the callee; the trusted trunk still gets P-Asserted-Identity.
+    Id,
+}
+
+/// The calling identity presented to a trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// User part of From.
+    pub from_user: String,
+    /// User part of P-Asserted-Identity (RFC 3325), for a trusted trunk.
+    pub asserted: Option<String>,
+    /// `Privacy:` header value, when any.
+    pub privacy: Option<&'static str>,
+}
+
+/// The identity a trunk is shown for a caller whose number is `caller_e164`.
+pub fn present(
+    caller_e164: &str,
+    t: &Translation,
+    privacy: Privacy,
+    trusted: bool,
+) -> Result<Presented, TranslateError> {
+    let number = translate(
+        caller_e164,
+        &Translation {
+            tech_prefix: String::new(),
+            ..t.clone()
+        },
+    )?;
+    Ok(match privacy {
+        Privacy::None => Presented {
+            from_user: number.clone(),
+            asserted: trusted.then_some(number),
+            privacy: None,
+        },
+        Privacy::Id => Presented {
+            from_user: "anonymous".into(),
+            asserted: trusted.then_some(number),
+            privacy: Some("id"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::numbering::{Plan, classify};
+    use phonenumber::country::Id::{JP, KR, US};
+
+    fn d(input: &str, from: RegionId) -> Dialled {
+        let plan = Plan {
+            carriers: vec![crate::numbering::CarrierFormat {
+                name: "othervoip".into(),
+                prefix: "5000".into(),
+                len: 8..=10,
+                strip: 4,
+                add: "+4930".into(),
+            }],
+            ..Plan::default()
+        };
+        match classify(input, from, &plan) {
+            Ok(x) => x,
+            Err(e) => panic!("{input}: {e}"),
+        }
+    }
+
+    fn person(registered: bool, forward: bool) -> Holder {
+        Holder {
+            sip_user: "1000000001".into(),
+            registered,
+            contact_pstn: Some("+82212345678".into()),
+            forward_to_pstn: forward,
+            offices: vec![],
+            default_office: None,
+        }
+    }
+
+    fn company() -> Holder {
+        Holder {
+            sip_user: "1000000002".into(),
+            registered: false,
+            contact_pstn: None,
+            forward_to_pstn: false,
+            offices: vec![
+                ("KR".into(), OfficeTarget::Pstn("+82220003000".into())),
+                ("US".into(), OfficeTarget::Sip("1000000003".into())),
+                ("JP".into(), OfficeTarget::Trunk("tokyo-pbx".into())),
+            ],
+            default_office: Some("KR".into()),
+        }
+    }
+
+    #[test]
+    fn the_decision_table() {
+        let fork = |u: &str| Decision::Fork { sip_user: u.into() };
+        let rows: Vec<(Dialled, RegionId, Option<Holder>, Decision)> = vec![
+            (
+                d("2-1234-5678 82", US),
+                US,
+                Some(person(true, true)),
+                fork("1000000001"),
+            ),
+            (
+                d("2-1234-5678 82", US),
+                US,
+                Some(person(false, true)),
+                Decision::Pstn {
+                    e164: "+82212345678".into(),
+                    reason: PstnReason::Forward,
+                },
+            ),
+            (
+                d("2-1234-5678 82", US),
+                US,
+                Some(person(false, false)),
+                Decision::Reject {
+                    code: 480,
+                    reason: "the member is not reachable now".into(),
+                },
+            ),
+            (
+                d("2-1234-5678 82", US),
+                US,
+                None,
+                Decision::Reject {
+                    code: 404,
+                    reason: "212345678*82 is not in service".into(),
+                },
+            ),
+            (d("7001234#1", KR), KR, Some(company()), fork("1000000003")),
+            (
+                d("7001234#81", KR),
+                KR,
+                Some(company()),
+                Decision::Trunk {
+                    trunk: "tokyo-pbx".into(),
+                    number: "7001234#81".into(),
+                },
+            ),
+            // No suffix: the caller's country office…
+            (d("7001234", US), US, Some(company()), fork("1000000003")),
+            // …else the default office.
+            (
+                d("7001234", US),
+                RegionId::DE,
+                Some(company()),
+                Decision::Pstn {
+                    e164: "+82220003000".into(),
+                    reason: PstnReason::Office,
+                },
+            ),
+            (
+                d("7001234#49", KR),
+                KR,
+                Some(company()),
+                Decision::Pstn {
+                    e164: "+82220003000".into(),
+                    reason: PstnReason::Office,
+                },
+            ),
+            (
+                d("+44 20 7946 0958", KR),
+                KR,
+                None,
+                Decision::Pstn {
+                    e164: "+442079460958".into(),
+                    reason: PstnReason::Dialled,
+                },
+            ),
+            (
+                d("5000 1234 56", JP),
+                JP,
+                None,
+                Decision::Trunk {
+                    trunk: "othervoip".into(),
+                    number: "+4930123456".into(),
+                },
+            ),
+            (
+                d("kim@example.com", KR),
+                KR,
+                None,
+                Decision::Resolve(Alias::Email("kim@example.com".into())),
+            ),
+        ];
+        for (dialled, from, holder, want) in rows {
+            assert_eq!(
+                decide(&dialled, from, holder.as_ref()),
+                want,
+                "{dialled:?} from {from:?}"
+            );
+        }
+        let mut no_default = company();
+        no_default.default_office = None;
+        assert_eq!(
+            decide(&d("7001234", US), RegionId::DE, Some(&no_default)),
+            Decision::Reject {
+                code: 480,
+                reason: "the company has no office for this call".into()
+            }
+        );
+    }
+
+    #[test]
+    fn translation_rules() {
+        let t = |format, strip, add: &str, tech: &str| Translation {
+            format,
+            strip,
+            add: add.into(),
+            tech_prefix: tech.into(),
+        };
+        let n = "+82212345678";
+        assert_eq!(
+            translate(n, &t(NumberFormat::E164Plus, 0, "", "")).as_deref(),
+            Ok("+82212345678")
+        );
+        assert_eq!(
+            translate(n, &t(NumberFormat::E164, 0, "", "")).as_deref(),
+            Ok("82212345678")
+        );
+        assert_eq!(
+            translate(n, &t(NumberFormat::National, 0, "", "")).as_deref(),
+            Ok("0212345678")
+        );
+        assert_eq!(
+            translate(n, &t(NumberFormat::International("00"), 0, "", "")).as_deref(),
+            Ok("0082212345678")
+        );
+        assert_eq!(
+            translate(n, &t(NumberFormat::E164, 2, "0", "1010#")).as_deref(),
+            Ok("1010#0212345678")
+        );
+        assert_eq!(
+            translate("+12025550143", &t(NumberFormat::National, 0, "1", "")).as_deref(),
+            Ok("12025550143")
+        );
+        assert_eq!(
+            translate("82212345678", &t(NumberFormat::E164, 0, "", "")),
+            Err(TranslateError::NotE164("82212345678".into()))
+        );
+        assert!(matches!(
+            translate(n, &t(NumberFormat::E164, 11, "", "")),
+            Err(TranslateError::StripsAll { .. })
+        ));
+    }
+
+    #[test]
+    fn presented_identity() {
+        let national = Translation {
+            format: NumberFormat::National,
+            ..Translation::default()
+        };
+        let p = present("+82212345678", &national, Privacy::None, true);
+        assert_eq!(
+            p,
+            Ok(Presented {
+                from_user: "0212345678".into(),
+                asserted: Some("0212345678".into()),
+                privacy: None
+            })
+        );
+        let p = present("+82212345678", &national, Privacy::Id, true);
+        assert_eq!(
+            p,
+            Ok(Presented {
+                from_user: "anonymous".into(),
+                asserted: Some("0212345678".into()),
+                privacy: Some("id")
+            })
+        );
+        let p = present("+82212345678", &national, Privacy::Id, false);
+        assert_eq!(
+            p.map(|p| p.asserted),
+            Ok(None),
+            "an untrusted trunk gets no asserted identity"
+        );
+    }
+}
