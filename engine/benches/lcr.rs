@@ -47,7 +47,10 @@ fn rate(i: usize) -> Rate {
 
 fn lookups(c: &mut Criterion) {
     let p = prefixes(1_000_000, 7);
-    #[allow(clippy::disallowed_methods, reason = "a benchmark reads the clock; the engine does not")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a benchmark reads the clock; the engine does not"
+    )]
     let started = Instant::now();
     let Ok(deck) = Deck::from_rows(p.iter().enumerate().map(|(i, s)| (s.as_str(), rate(i)))) else {
         return;

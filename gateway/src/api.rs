@@ -454,6 +454,13 @@ impl Api {
         match (m.as_str(), segs.as_slice()) {
             ("GET", ["openapi.json"]) => Ok(json_response(StatusCode::OK, &ApiDoc::openapi())),
             ("POST", ["signup"]) => {
+                if !self.limiter.allow_addr(req.remote.map(|a| a.ip())) {
+                    return Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "too many sign-ups from this address; wait a minute",
+                    ));
+                }
                 let r = sign_up(self, body(req)?).await?;
                 Ok(json_response(StatusCode::CREATED, &r))
             }
@@ -818,7 +825,8 @@ async fn start_session(api: &Api, a: &Account) -> Result<(String, u64), ApiError
 
 /// Sign up as an individual or a company.
 #[utoipa::path(post, path = "/api/v1/signup", request_body = SignUp, responses(
-    (status = 201, body = SignedIn), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    (status = 201, body = SignedIn), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
     let login = valid_login(&b.login)?;
     valid_password(&b.password, 10)?;

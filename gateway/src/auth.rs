@@ -72,6 +72,12 @@ impl SignInLimiter {
         }
     }
 
+    /// May this address make another costly attempt (a sign-up hashes a
+    /// password too)? Counts it against the address only.
+    pub fn allow_addr(&self, addr: Option<IpAddr>) -> bool {
+        addr.is_none_or(|a| self.by_addr.check_key(&a).is_ok())
+    }
+
     /// May this attempt go ahead? Counts it.
     pub fn allow(&self, login: &str, addr: Option<IpAddr>) -> bool {
         let login_ok = self.by_login.check_key(&login.to_owned()).is_ok();
