@@ -140,6 +140,55 @@ struct FileConfig {
     numbering: NumberingSection,
     #[serde(default, rename = "enum")]
     enum_dns: EnumSection,
+    #[serde(default)]
+    routing: RoutingSection,
+    #[serde(default)]
+    trunks: Vec<TrunkSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutingSection {
+    failover: Option<Vec<u16>>,
+    max_attempts: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrunkSection {
+    name: String,
+    address: SocketAddr,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    strip: usize,
+    #[serde(default)]
+    add: String,
+    #[serde(default)]
+    tech_prefix: String,
+    #[serde(default)]
+    priority: u32,
+    #[serde(default = "one")]
+    weight: u32,
+    rates: Option<PathBuf>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn number_format(f: Option<&str>) -> Result<engine::routing::NumberFormat> {
+    use engine::routing::NumberFormat;
+    Ok(match f.unwrap_or("e164plus") {
+        "e164plus" => NumberFormat::E164Plus,
+        "e164" => NumberFormat::E164,
+        "national" => NumberFormat::National,
+        "intl:00" => NumberFormat::International("00"),
+        "intl:011" => NumberFormat::International("011"),
+        other => {
+            bail!("trunk format {other:?}: one of e164plus, e164, national, intl:00, intl:011")
+        }
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +426,45 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             add: c.add,
         })
         .collect();
+    let mut routing = actors::config::Routing {
+        plan: api.directory.plan.clone(),
+        home: api.directory.home,
+        ..actors::config::Routing::default()
+    };
+    if let Some(f) = file.routing.failover {
+        routing.failover = f;
+    }
+    routing.max_attempts = file.routing.max_attempts.unwrap_or(routing.max_attempts);
+    for t in file.trunks {
+        if routing.trunks.iter().any(|x| x.name == t.name) {
+            bail!("trunk {} is configured twice", t.name);
+        }
+        let translation = engine::routing::Translation {
+            format: number_format(t.format.as_deref())
+                .with_context(|| format!("trunk {}", t.name))?,
+            strip: t.strip,
+            add: t.add,
+            tech_prefix: t.tech_prefix,
+        };
+        if let Some(path) = &t.rates {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("trunk {}: reading {}", t.name, path.display()))?;
+            let deck = gateway::rates::parse_deck(&text)
+                .map_err(|e| anyhow::anyhow!("trunk {}: {}: {e}", t.name, path.display()))?;
+            routing.lcr.trunks.push(engine::lcr::TrunkDeck {
+                trunk: t.name.clone(),
+                priority: t.priority,
+                weight: t.weight,
+                deck,
+            });
+        }
+        routing.trunks.push(actors::config::TrunkRoute {
+            name: t.name,
+            addr: t.address,
+            translation,
+        });
+    }
+    node.routing = std::sync::Arc::new(routing);
     let enum_listen = env_parse::<SocketAddr>("SWITCHBOARD_ENUM")?
         .or(file.enum_dns.listen)
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5300)));

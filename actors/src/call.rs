@@ -11,7 +11,7 @@
 //! are significant children: a Leg failure fails the Call, and the Center
 //! then releases every leg from the snapshots it holds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use engine::sip::msg::{HasHeaders, Method, NameAddr, Request, Uri};
@@ -66,6 +66,58 @@ pub struct CallArgs {
     /// Snapshots shared with the Center: index 0 for the caller's leg, then
     /// one per target.
     pub snapshots: Vec<SharedSnapshot>,
+    /// `None`: ring every target at once (forking). `Some(codes)`: try the
+    /// targets one after another (trunk hunting), moving on after a final
+    /// status in `codes`.
+    pub hunt: Option<Vec<u16>>,
+}
+
+/// What every outgoing branch of a call shares.
+struct Branches {
+    cfg: Arc<NodeConfig>,
+    transport: Arc<Transport>,
+    from: NameAddr,
+    to: NameAddr,
+    body: Option<(bytes::Bytes, String)>,
+    max_forwards: u8,
+    snapshots: Vec<SharedSnapshot>,
+}
+
+impl Branches {
+    async fn spawn(
+        &self,
+        myself: &ActorRef<CallMsg>,
+        id: LegId,
+        target: &Target,
+    ) -> Result<ActorRef<LegMsg>, ActorProcessingErr> {
+        let snapshot = self
+            .snapshots
+            .get(id as usize)
+            .cloned()
+            .ok_or("no snapshot for a branch")?;
+        let (b, _) = Actor::spawn_linked(
+            None,
+            Leg,
+            LegArgs {
+                id,
+                call: myself.clone(),
+                cfg: self.cfg.clone(),
+                transport: self.transport.clone(),
+                flow: target.flow,
+                role: Role::Uac(Dial {
+                    target: target.uri.clone(),
+                    from: self.from.clone(),
+                    to: self.to.clone(),
+                    body: self.body.clone(),
+                    max_forwards: self.max_forwards,
+                }),
+                snapshot,
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        Ok(b)
+    }
 }
 
 /// The Call actor.
@@ -73,6 +125,12 @@ pub struct Call;
 
 /// The Call's state.
 pub struct CallState {
+    /// How to start another branch.
+    branches: Branches,
+    /// Targets not tried yet (hunting).
+    queue: VecDeque<(LegId, Target)>,
+    /// Failover statuses when hunting.
+    hunt: Option<Vec<u16>>,
     callee: String,
     cfg: Arc<NodeConfig>,
     legs: HashMap<LegId, ActorRef<LegMsg>>,
@@ -158,36 +216,38 @@ impl Actor for Call {
                 .to_owned();
             (args.invite.body.clone(), ct)
         });
+        let branches = Branches {
+            cfg: args.cfg.clone(),
+            transport: args.transport.clone(),
+            from,
+            to,
+            body,
+            max_forwards,
+            snapshots: args.snapshots.clone(),
+        };
         let mut pending = HashSet::new();
-        for (i, target) in args.targets.iter().enumerate() {
-            let id = i as LegId + 1;
-            let (b, _) = Actor::spawn_linked(
-                None,
-                Leg,
-                LegArgs {
-                    id,
-                    call: myself.clone(),
-                    cfg: args.cfg.clone(),
-                    transport: args.transport.clone(),
-                    flow: target.flow,
-                    role: Role::Uac(Dial {
-                        target: target.uri.clone(),
-                        from: from.clone(),
-                        to: to.clone(),
-                        body: body.clone(),
-                        max_forwards,
-                    }),
-                    snapshot: args.snapshots[id as usize].clone(),
-                },
-                myself.get_cell(),
-            )
-            .await?;
+        let mut queue: VecDeque<(LegId, Target)> = args
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as LegId + 1, t.clone()))
+            .collect();
+        // Forking starts every branch; hunting starts the first.
+        let start = if args.hunt.is_some() { 1 } else { queue.len() };
+        for _ in 0..start {
+            let Some((id, target)) = queue.pop_front() else {
+                break;
+            };
+            let b = branches.spawn(&myself, id, &target).await?;
             legs.insert(id, b);
             pending.insert(id);
         }
         let no_answer = myself.send_after(args.cfg.no_answer_timeout, || CallMsg::NoAnswer);
         debug!(caller = %args.caller, callee = %args.callee, branches = pending.len(), "call started");
         Ok(CallState {
+            branches,
+            queue,
+            hunt: args.hunt,
             callee: args.callee,
             cfg: args.cfg,
             pending,
@@ -225,7 +285,11 @@ impl Actor for Call {
         st: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            CallMsg::Leg(id, event) => st.on_leg(&myself, id, event),
+            CallMsg::Leg(id, event) => {
+                if st.on_leg(&myself, id, event) {
+                    st.next_branch(&myself).await;
+                }
+            }
             CallMsg::NoAnswer => {
                 if st.winner.is_none() && !st.decided {
                     st.result = "no_answer";
@@ -322,7 +386,30 @@ impl CallState {
         }
     }
 
-    fn on_leg(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) {
+    /// Start the next target of a hunt; when it cannot start, the caller
+    /// gets the best failure so far.
+    async fn next_branch(&mut self, myself: &ActorRef<CallMsg>) {
+        while let Some((id, target)) = self.queue.pop_front() {
+            match self.branches.spawn(myself, id, &target).await {
+                Ok(b) => {
+                    info!(callee = %self.callee, leg = id, target = %target.uri, "trying the next trunk");
+                    self.legs.insert(id, b);
+                    self.pending.insert(id);
+                    self.leg_count += 1;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a branch failed to start");
+                    self.failures.push(500);
+                }
+            }
+        }
+        let status = best_failure(&self.failures);
+        self.answer_caller(status);
+    }
+
+    /// Handle a leg's event; `true` when the next target of a hunt is due.
+    fn on_leg(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) -> bool {
         match event {
             LegEvent::Progress { status, body } => {
                 if self.winner.is_none() && !self.decided && status > 100 {
@@ -349,6 +436,14 @@ impl CallState {
                 self.pending.remove(&id);
                 self.failures.push(status);
                 if self.winner.is_none() && self.pending.is_empty() && !self.decided {
+                    if self
+                        .hunt
+                        .as_ref()
+                        .is_some_and(|codes| codes.contains(&status))
+                        && !self.queue.is_empty()
+                    {
+                        return true;
+                    }
                     let status = best_failure(&self.failures);
                     self.result = match status {
                         486 | 600 => "busy",
@@ -432,6 +527,7 @@ impl CallState {
                 }
             }
         }
+        false
     }
 }
 

@@ -225,15 +225,26 @@ impl CenterState {
                 .await;
             return;
         }
-        match self.store.member(&callee).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
-                self.transport
-                    .respond(&request, 404, flow, Some("no such number"))
-                    .await;
-                return;
-            }
+        let (targets, hunt) = match self.store.member(&callee).await {
+            Ok(Some(_)) => match self.member_targets(&callee).await {
+                Ok(t) => (t, None),
+                Err((status, why)) => {
+                    self.transport
+                        .respond(&request, status, flow, Some(why))
+                        .await;
+                    return;
+                }
+            },
+            Ok(None) => match self.trunk_targets(&callee) {
+                Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
+                Err((status, why)) => {
+                    metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+                    self.transport
+                        .respond(&request, status, flow, Some(&why))
+                        .await;
+                    return;
+                }
+            },
             Err(e) => {
                 warn!(error = %e, "store unavailable");
                 self.transport
@@ -241,36 +252,7 @@ impl CenterState {
                     .await;
                 return;
             }
-        }
-        let bindings = match self.store.bindings(&callee, clock::unix_now()).await {
-            Ok(b) => b,
-            Err(_) => {
-                self.transport
-                    .respond(&request, 500, flow, Some("store unavailable"))
-                    .await;
-                return;
-            }
         };
-        let targets: Vec<Target> = bindings
-            .iter()
-            .filter_map(|b| {
-                let uri = Uri::parse(&b.contact).ok()?;
-                let flow = self.target_flow(&b.source, &uri)?;
-                Some(Target { uri, flow })
-            })
-            .collect();
-        if targets.is_empty() {
-            metrics::counter!(m::CALLS, "result" => "unavailable").increment(1);
-            self.transport
-                .respond(
-                    &request,
-                    480,
-                    flow,
-                    Some("callee has no registered contact"),
-                )
-                .await;
-            return;
-        }
         let snapshots: Vec<SharedSnapshot> = (0..=targets.len())
             .map(|_| {
                 Arc::new(Mutex::new(LegSnapshot {
@@ -291,6 +273,7 @@ impl CenterState {
             targets,
             snapshots: snapshots.clone(),
             center: myself.clone(),
+            hunt,
         };
         match Actor::spawn_linked(None, Call, args, myself.get_cell()).await {
             Ok((actor, _)) => {
@@ -323,6 +306,80 @@ impl CenterState {
                         .await;
                 }
             }
+        }
+    }
+
+    /// The registered contacts of a member, or why there are none.
+    async fn member_targets(&self, callee: &str) -> Result<Vec<Target>, (u16, &'static str)> {
+        let bindings = self
+            .store
+            .bindings(callee, clock::unix_now())
+            .await
+            .map_err(|_| (500, "store unavailable"))?;
+        let targets: Vec<Target> = bindings
+            .iter()
+            .filter_map(|b| {
+                let uri = Uri::parse(&b.contact).ok()?;
+                let flow = self.target_flow(&b.source, &uri)?;
+                Some(Target { uri, flow })
+            })
+            .collect();
+        if targets.is_empty() {
+            metrics::counter!(m::CALLS, "result" => "unavailable").increment(1);
+            return Err((480, "callee has no registered contact"));
+        }
+        Ok(targets)
+    }
+
+    /// The trunks to try, in order, for a number that is not a member's: a
+    /// PSTN number goes to its least-cost candidates (translated for each),
+    /// another carrier's number to that carrier's trunk.
+    fn trunk_targets(&self, dialled: &str) -> Result<Vec<Target>, (u16, String)> {
+        use engine::numbering::Dialled;
+        let r = &self.cfg.routing;
+        let not_found = || (404, "no such number".to_owned());
+        let to_target = |trunk: &crate::config::TrunkRoute, number: &str| Target {
+            uri: Uri::sip(
+                Some(number),
+                &trunk.addr.ip().to_string(),
+                Some(trunk.addr.port()),
+            ),
+            flow: Flow::Udp(trunk.addr),
+        };
+        let find = |name: &str| r.trunks.iter().find(|t| t.name == name);
+        match engine::numbering::classify(dialled, r.home, &r.plan) {
+            Ok(Dialled::Pstn(p)) => {
+                let all_up = |_: &str| {
+                    Some(engine::lcr::Health {
+                        up: true,
+                        channels: 0,
+                        max_channels: u32::MAX,
+                        cps_ok: true,
+                    })
+                };
+                let targets: Vec<Target> = r
+                    .lcr
+                    .candidates(&p.e164, all_up)
+                    .into_iter()
+                    .filter(|c| c.skip.is_none())
+                    .filter_map(|c| {
+                        let trunk = find(&c.trunk)?;
+                        let number =
+                            engine::routing::translate(&p.e164, &trunk.translation).ok()?;
+                        Some(to_target(trunk, &number))
+                    })
+                    .take(r.max_attempts.max(1))
+                    .collect();
+                if targets.is_empty() {
+                    return Err((404, format!("no route to {}", p.e164)));
+                }
+                Ok(targets)
+            }
+            Ok(Dialled::Carrier { carrier, number }) => match find(&carrier) {
+                Some(trunk) => Ok(vec![to_target(trunk, &number)]),
+                None => Err((404, format!("no trunk to {carrier}"))),
+            },
+            _ => Err(not_found()),
         }
     }
 

@@ -4,7 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use engine::lcr::Table;
+use engine::numbering::{Plan, RegionId};
 use engine::registrar::Policy;
+use engine::routing::Translation;
 use engine::sip::digest::Algorithm;
 use engine::sip::transaction::Timers;
 
@@ -44,6 +49,8 @@ pub struct NodeConfig {
     pub no_answer_timeout: Duration,
     /// Longest call; a call still up after it is released with BYE.
     pub max_call_duration: Duration,
+    /// Off-net routing: trunks, their rate decks, the number plan.
+    pub routing: Arc<Routing>,
     /// Test-only hook: a call to this number panics its Call actor once the
     /// caller's ACK arrives. Honoured only with the `testing` feature.
     pub panic_on_callee: Option<String>,
@@ -67,6 +74,48 @@ impl NodeConfig {
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
             panic_on_callee: None,
+            routing: Arc::new(Routing::default()),
+        }
+    }
+}
+
+/// A SIP trunk calls can be handed to.
+#[derive(Debug, Clone)]
+pub struct TrunkRoute {
+    /// Name (the key of its rate deck).
+    pub name: String,
+    /// Where it listens (UDP).
+    pub addr: SocketAddr,
+    /// How it wants numbers written.
+    pub translation: Translation,
+}
+
+/// How calls to numbers that are not members' are routed.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// The number plan dialled strings are read with.
+    pub plan: Plan,
+    /// The region national formats are read in.
+    pub home: RegionId,
+    /// The trunks.
+    pub trunks: Vec<TrunkRoute>,
+    /// Their rate decks.
+    pub lcr: Table,
+    /// Final statuses after which the next trunk is tried.
+    pub failover: Vec<u16>,
+    /// Most trunks tried for one call.
+    pub max_attempts: usize,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            plan: Plan::default(),
+            home: RegionId::US,
+            trunks: Vec::new(),
+            lcr: Table::default(),
+            failover: vec![408, 500, 502, 503, 504],
+            max_attempts: 3,
         }
     }
 }

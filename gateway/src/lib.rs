@@ -10,6 +10,7 @@ pub mod directory;
 pub mod enum_dns;
 pub mod error;
 pub mod inventory;
+pub mod rates;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

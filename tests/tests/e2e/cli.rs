@@ -247,3 +247,31 @@ async fn numbers_import_loads_the_inventory_and_reports_bad_rows() {
     let r = store.number("7007777").await.unwrap().unwrap();
     assert_eq!((r.price, r.country.as_str()), (25000, "KR"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rate_deck_stops_serve_with_its_row() {
+    let work = tempfile::tempdir().unwrap();
+    let deck = work.path().join("seoul.csv");
+    std::fs::write(&deck, "prefix,per_minute\n822,20000\n82x,1\n").unwrap();
+    let config = work.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[trunks]]\nname = \"seoul\"\naddress = \"127.0.0.1:5999\"\nformat = \"national\"\nrates = \"{}\"\n",
+            deck.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--config", &config.to_string_lossy()])
+        .args(["--data", &work.path().join("data").to_string_lossy()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("trunk seoul") && err.contains("row 2: prefix \"82x\" is not 1 to 15 digits"),
+        "{err}"
+    );
+}

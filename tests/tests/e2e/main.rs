@@ -13,3 +13,4 @@ mod cli;
 mod numbering;
 mod registrar;
 mod robustness;
+mod trunks;
