@@ -171,6 +171,10 @@ struct TrunkSection {
     #[serde(default = "one")]
     weight: u32,
     rates: Option<PathBuf>,
+    max_channels: Option<u32>,
+    options_interval_s: Option<u64>,
+    options_timeout_ms: Option<u64>,
+    down_after: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -458,11 +462,16 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
                 deck,
             });
         }
-        routing.trunks.push(actors::config::TrunkRoute {
-            name: t.name,
-            addr: t.address,
-            translation,
-        });
+        let mut route = actors::config::TrunkRoute::new(&t.name, t.address, translation);
+        route.max_channels = t.max_channels.unwrap_or(route.max_channels);
+        if let Some(s) = t.options_interval_s {
+            route.options_interval = (s > 0).then(|| Duration::from_secs(s));
+        }
+        if let Some(ms) = t.options_timeout_ms {
+            route.options_timeout = Duration::from_millis(ms);
+        }
+        route.down_after = t.down_after.unwrap_or(route.down_after);
+        routing.trunks.push(route);
     }
     node.routing = std::sync::Arc::new(routing);
     let enum_listen = env_parse::<SocketAddr>("SWITCHBOARD_ENUM")?

@@ -22,6 +22,7 @@ use crate::config::NodeConfig;
 use crate::leg::{Dial, Leg, LegArgs, LegEvent, LegId, LegMsg, Role, SharedSnapshot};
 use crate::metrics as m;
 use crate::transport::{Flow, Transport};
+use crate::trunk::{ChannelGuard, TrunkLive};
 
 /// Messages of a Call.
 #[derive(Debug)]
@@ -43,6 +44,9 @@ pub struct Target {
     pub uri: Uri,
     /// Where to send.
     pub flow: Flow,
+    /// The trunk it goes through, when it is one: its name and live state
+    /// (a channel is taken when the branch starts).
+    pub trunk: Option<(String, Arc<TrunkLive>)>,
 }
 
 /// What a Call is started with.
@@ -89,7 +93,17 @@ impl Branches {
         myself: &ActorRef<CallMsg>,
         id: LegId,
         target: &Target,
-    ) -> Result<ActorRef<LegMsg>, ActorProcessingErr> {
+    ) -> Result<(ActorRef<LegMsg>, Option<ChannelGuard>), ActorProcessingErr> {
+        let guard = match &target.trunk {
+            Some((name, live)) => match live.try_acquire() {
+                Some(g) => {
+                    metrics::counter!(m::TRUNK_ATTEMPTS, "trunk" => name.clone()).increment(1);
+                    Some(g)
+                }
+                None => return Err(format!("trunk {name} is down or full").into()),
+            },
+            None => None,
+        };
         let snapshot = self
             .snapshots
             .get(id as usize)
@@ -116,7 +130,7 @@ impl Branches {
             myself.get_cell(),
         )
         .await?;
-        Ok(b)
+        Ok((b, guard))
     }
 }
 
@@ -131,6 +145,8 @@ pub struct CallState {
     queue: VecDeque<(LegId, Target)>,
     /// Failover statuses when hunting.
     hunt: Option<Vec<u16>>,
+    /// Trunk channels held by branches, given back when they end.
+    channels: HashMap<LegId, ChannelGuard>,
     callee: String,
     cfg: Arc<NodeConfig>,
     legs: HashMap<LegId, ActorRef<LegMsg>>,
@@ -232,27 +248,41 @@ impl Actor for Call {
             .enumerate()
             .map(|(i, t)| (i as LegId + 1, t.clone()))
             .collect();
-        // Forking starts every branch; hunting starts the first.
-        let start = if args.hunt.is_some() { 1 } else { queue.len() };
-        for _ in 0..start {
-            let Some((id, target)) = queue.pop_front() else {
-                break;
-            };
-            let b = branches.spawn(&myself, id, &target).await?;
-            legs.insert(id, b);
-            pending.insert(id);
+        // Forking starts every branch; hunting starts the first that can
+        // take the call (a trunk may have filled up since it was ranked).
+        let mut channels = HashMap::new();
+        let mut failures = Vec::new();
+        let hunting = args.hunt.is_some();
+        while let Some((id, target)) = queue.pop_front() {
+            match branches.spawn(&myself, id, &target).await {
+                Ok((b, guard)) => {
+                    legs.insert(id, b);
+                    pending.insert(id);
+                    if let Some(g) = guard {
+                        channels.insert(id, g);
+                    }
+                    if hunting {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "branch not started");
+                    failures.push(503);
+                }
+            }
         }
         let no_answer = myself.send_after(args.cfg.no_answer_timeout, || CallMsg::NoAnswer);
         debug!(caller = %args.caller, callee = %args.callee, branches = pending.len(), "call started");
-        Ok(CallState {
+        let mut st = CallState {
             branches,
             queue,
             hunt: args.hunt,
+            channels,
             callee: args.callee,
             cfg: args.cfg,
             pending,
             winner: None,
-            failures: Vec::new(),
+            failures,
             decided: false,
             forwards: HashMap::new(),
             next_token: 1,
@@ -263,7 +293,13 @@ impl Actor for Call {
             center: args.center,
             legs,
             timers: vec![no_answer],
-        })
+        };
+        if st.legs.len() == 1 {
+            // No branch could start (every trunk down or full).
+            let status = best_failure(&st.failures);
+            st.answer_caller(status);
+        }
+        Ok(st)
     }
 
     async fn post_stop(
@@ -391,16 +427,19 @@ impl CallState {
     async fn next_branch(&mut self, myself: &ActorRef<CallMsg>) {
         while let Some((id, target)) = self.queue.pop_front() {
             match self.branches.spawn(myself, id, &target).await {
-                Ok(b) => {
+                Ok((b, guard)) => {
                     info!(callee = %self.callee, leg = id, target = %target.uri, "trying the next trunk");
                     self.legs.insert(id, b);
                     self.pending.insert(id);
+                    if let Some(g) = guard {
+                        self.channels.insert(id, g);
+                    }
                     self.leg_count += 1;
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "a branch failed to start");
-                    self.failures.push(500);
+                    debug!(error = %e, "branch not started");
+                    self.failures.push(503);
                 }
             }
         }
@@ -511,6 +550,7 @@ impl CallState {
                 }
             }
             LegEvent::Ended => {
+                self.channels.remove(&id);
                 self.ended.insert(id);
                 if self.ended.len() == self.leg_count {
                     self.finish(myself);

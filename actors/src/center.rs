@@ -321,7 +321,11 @@ impl CenterState {
             .filter_map(|b| {
                 let uri = Uri::parse(&b.contact).ok()?;
                 let flow = self.target_flow(&b.source, &uri)?;
-                Some(Target { uri, flow })
+                Some(Target {
+                    uri,
+                    flow,
+                    trunk: None,
+                })
             })
             .collect();
         if targets.is_empty() {
@@ -345,21 +349,31 @@ impl CenterState {
                 Some(trunk.addr.port()),
             ),
             flow: Flow::Udp(trunk.addr),
+            trunk: self
+                .transport
+                .trunks
+                .get(&trunk.name)
+                .map(|l| (trunk.name.clone(), l.clone())),
         };
         let find = |name: &str| r.trunks.iter().find(|t| t.name == name);
         match engine::numbering::classify(dialled, r.home, &r.plan) {
             Ok(Dialled::Pstn(p)) => {
-                let all_up = |_: &str| {
-                    Some(engine::lcr::Health {
-                        up: true,
-                        channels: 0,
-                        max_channels: u32::MAX,
-                        cps_ok: true,
-                    })
+                // Trunks without a Trunk actor (none configured) count as up
+                // and unlimited.
+                let health = |name: &str| {
+                    Some(self.transport.trunks.get(name).map_or(
+                        engine::lcr::Health {
+                            up: true,
+                            channels: 0,
+                            max_channels: u32::MAX,
+                            cps_ok: true,
+                        },
+                        |l| l.health(),
+                    ))
                 };
                 let targets: Vec<Target> = r
                     .lcr
-                    .candidates(&p.e164, all_up)
+                    .candidates(&p.e164, health)
                     .into_iter()
                     .filter(|c| c.skip.is_none())
                     .filter_map(|c| {

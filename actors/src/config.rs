@@ -88,6 +88,30 @@ pub struct TrunkRoute {
     pub addr: SocketAddr,
     /// How it wants numbers written.
     pub translation: Translation,
+    /// Most calls it carries at once.
+    pub max_channels: u32,
+    /// Keep-alive OPTIONS every this long; `None`: no keep-alives.
+    pub options_interval: Option<Duration>,
+    /// How long a keep-alive waits for its answer.
+    pub options_timeout: Duration,
+    /// Missed keep-alives in a row after which the trunk is down.
+    pub down_after: u32,
+}
+
+impl TrunkRoute {
+    /// A trunk at `addr` with defaults: unlimited channels, OPTIONS every
+    /// 30 s (2 s to answer, down after 3 misses).
+    pub fn new(name: &str, addr: SocketAddr, translation: Translation) -> Self {
+        TrunkRoute {
+            name: name.to_owned(),
+            addr,
+            translation,
+            max_channels: u32::MAX,
+            options_interval: Some(Duration::from_secs(30)),
+            options_timeout: Duration::from_secs(2),
+            down_after: 3,
+        }
+    }
 }
 
 /// How calls to numbers that are not members' are routed.

@@ -24,6 +24,7 @@ pub mod node;
 pub mod registrar;
 pub mod supervision;
 pub mod transport;
+pub mod trunk;
 
 use std::net::SocketAddr;
 

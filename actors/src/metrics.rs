@@ -43,3 +43,7 @@ pub const NONCES: &str = "switchboard_nonces";
 pub const CENTER_CHILDREN: &str = "switchboard_center_children";
 /// Tasks alive in the runtime (actors, timers, connections).
 pub const TASKS: &str = "switchboard_runtime_tasks";
+/// A trunk answers its keep-alives (1) or not (0), label `trunk`.
+pub const TRUNK_UP: &str = "switchboard_trunk_up";
+/// Attempts handed to a trunk, label `trunk`.
+pub const TRUNK_ATTEMPTS: &str = "switchboard_trunk_attempts_total";

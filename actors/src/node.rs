@@ -21,6 +21,7 @@ use crate::metrics as m;
 use crate::registrar::{Registrar, RegistrarArgs, RegistrarMsg};
 use crate::supervision::{Intensity, Restart};
 use crate::transport::{Transport, serve_tcp, serve_udp};
+use crate::trunk::{Trunk, TrunkArgs, TrunkLive, TrunkMsg};
 
 /// Messages of the Node.
 #[derive(Debug)]
@@ -47,7 +48,31 @@ pub struct NodeState {
     args: NodeArgs,
     registrar: ActorRef<RegistrarMsg>,
     center: ActorRef<CenterMsg>,
+    /// One Trunk per configured trunk: (its name, the actor).
+    trunks: Vec<(String, ActorRef<TrunkMsg>)>,
     intensity: Intensity,
+}
+
+/// Start the Trunk of `route`, sharing its live state through the transport
+/// (a restarted Trunk keeps its channels count: calls hold their guards).
+async fn spawn_trunk(
+    me: &ActorRef<NodeMsg>,
+    args: &NodeArgs,
+    route: &crate::config::TrunkRoute,
+) -> Result<(String, ActorRef<TrunkMsg>), ActorProcessingErr> {
+    let live = args
+        .transport
+        .trunks
+        .entry(route.name.clone())
+        .or_insert_with(|| TrunkLive::new(route.max_channels))
+        .clone();
+    let trunk_args = TrunkArgs {
+        route: route.clone(),
+        transport: args.transport.clone(),
+        live,
+    };
+    let (t, _) = Actor::spawn_linked(None, Trunk, trunk_args, me.get_cell()).await?;
+    Ok((route.name.clone(), t))
 }
 
 async fn spawn_registrar(
@@ -90,10 +115,15 @@ impl Actor for Node {
     ) -> Result<NodeState, ActorProcessingErr> {
         let registrar = spawn_registrar(&me, &args).await?;
         let center = spawn_center(&me, &args).await?;
+        let mut trunks = Vec::new();
+        for route in &args.cfg.routing.trunks {
+            trunks.push(spawn_trunk(&me, &args, route).await?);
+        }
         Ok(NodeState {
             args,
             registrar,
             center,
+            trunks,
             intensity: Intensity::default(),
         })
     }
@@ -140,6 +170,21 @@ impl Actor for Node {
             warn!(?evt, "center died; restarting");
             metrics::counter!(m::RESTARTS, "child" => "center").increment(1);
             st.center = spawn_center(&me, &st.args).await?;
+        } else if let Some(i) = st.trunks.iter().position(|(_, t)| t.get_id() == dead) {
+            let name = st.trunks[i].0.clone();
+            warn!(?evt, trunk = %name, "trunk died; restarting");
+            metrics::counter!(m::RESTARTS, "child" => "trunk").increment(1);
+            if let Some(route) = st
+                .args
+                .cfg
+                .routing
+                .trunks
+                .iter()
+                .find(|r| r.name == name)
+                .cloned()
+            {
+                st.trunks[i] = spawn_trunk(&me, &st.args, &route).await?;
+            }
         }
         Ok(())
     }

@@ -122,6 +122,11 @@ pub struct Transport {
     pub invites: DashMap<String, ActorRef<LegMsg>>,
     /// Retransmission answers of stopped legs (see the module doc).
     pub lingering: DashMap<String, Lingering>,
+    /// Keep-alives in flight: response route (Call-ID, From tag) → the
+    /// Trunk that sent it and the keep-alive's number.
+    pub probes: DashMap<String, (ActorRef<crate::trunk::TrunkMsg>, u32)>,
+    /// Live state of the trunks that have a Trunk actor, by name.
+    pub trunks: DashMap<String, Arc<crate::trunk::TrunkLive>>,
     registrar: RwLock<Option<ActorRef<RegistrarMsg>>>,
     center: RwLock<Option<ActorRef<CenterMsg>>>,
     local: SocketAddr,
@@ -146,6 +151,8 @@ impl Transport {
                         dialogs: DashMap::new(),
                         invites: DashMap::new(),
                         lingering: DashMap::new(),
+                        probes: DashMap::new(),
+                        trunks: DashMap::new(),
                         registrar: RwLock::new(None),
                         center: RwLock::new(None),
                         local,
@@ -325,6 +332,11 @@ impl Transport {
                             .is_err()
                         {
                             self.dialogs.remove(&key);
+                        }
+                    }
+                    None if self.probes.contains_key(&key) => {
+                        if let Some((_, (trunk, seq))) = self.probes.remove(&key) {
+                            let _ = trunk.cast(crate::trunk::TrunkMsg::Answered(seq));
                         }
                     }
                     None => {

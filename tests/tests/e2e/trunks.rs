@@ -36,13 +36,18 @@ fn deck(prefix: &str, per_minute: i64) -> Deck {
 /// another carrier's peering trunk.
 fn routing(t: &Trunks) -> Routing {
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let route = |name: &str, port: u16, format| TrunkRoute {
-        name: name.into(),
-        addr: addr(port),
-        translation: Translation {
-            format,
-            ..Translation::default()
-        },
+    let route = |name: &str, port: u16, format| {
+        let mut r = TrunkRoute::new(
+            name,
+            addr(port),
+            Translation {
+                format,
+                ..Translation::default()
+            },
+        );
+        // These carriers are SIPp scenarios that expect only INVITEs.
+        r.options_interval = None;
+        r
     };
     let entry = |name: &str, deck| TrunkDeck {
         trunk: name.into(),
@@ -212,4 +217,191 @@ async fn a_number_with_no_route_gets_404() {
         .run()
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_with_two_channels_never_carries_a_third_call() {
+    let t = Trunks {
+        seoul_a: free_port(),
+        seoul_b: free_port(),
+        generic: free_port(),
+        carrier: free_port(),
+    };
+    let mut r = routing(&t);
+    for trunk in &mut r.trunks {
+        if trunk.name == "seoul-a" {
+            trunk.max_channels = 2;
+        }
+    }
+    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+        .await
+        .unwrap();
+    let mut a = Sipp::new(
+        env.work.path(),
+        &env.scenario("trunk_answer.xml", &[("RURI", "0212345678")])
+            .unwrap(),
+        t.seoul_a,
+    );
+    a.args(["-m", "2"]);
+    let a = a.spawn().unwrap();
+    let b = trunk(
+        &env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    // Three calls at once, each held 2 s: the third finds seoul-a full.
+    let mut c = caller(&env, "+82212345678", "uac.xml", &[("HOLD", "2000")]);
+    c.args(["-m", "3", "-l", "3", "-r", "20"]);
+    c.run().await.unwrap();
+    a.wait().await.unwrap();
+    b.wait().await.unwrap();
+    let live = env
+        .node()
+        .transport
+        .trunks
+        .get("seoul-a")
+        .map(|l| l.clone())
+        .unwrap();
+    switchboard_tests::eventually(
+        "channels given back",
+        std::time::Duration::from_secs(5),
+        || {
+            let live = live.clone();
+            async move { live.channels() == 0 }
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Answer what arrives on `sock` with `status` (echoing the headers a
+/// response needs); returns the first line of every request seen.
+async fn answer_all(
+    sock: Arc<tokio::net::UdpSocket>,
+    status: &'static str,
+    seen: Arc<parking_lot::Mutex<Vec<String>>>,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let first = text.lines().next().unwrap_or("").to_owned();
+        if first.starts_with("SIP/2.0") || first.starts_with("ACK ") {
+            continue;
+        }
+        seen.lock().push(first.clone());
+        let code = if first.starts_with("OPTIONS ") {
+            "200 OK"
+        } else {
+            status
+        };
+        let mut out = format!("SIP/2.0 {code}\r\n");
+        for line in text.lines() {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("via:")
+                || lower.starts_with("from:")
+                || lower.starts_with("call-id:")
+                || lower.starts_with("cseq:")
+            {
+                out.push_str(line);
+                out.push_str("\r\n");
+            } else if lower.starts_with("to:") {
+                out.push_str(line);
+                out.push_str(";tag=trunk1\r\n");
+            }
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        let _ = sock.send_to(out.as_bytes(), from).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again() {
+    let t = Trunks {
+        seoul_a: free_port(),
+        seoul_b: free_port(),
+        generic: free_port(),
+        carrier: free_port(),
+    };
+    let mut r = routing(&t);
+    for trunk in &mut r.trunks {
+        if trunk.name == "seoul-a" {
+            trunk.options_interval = Some(std::time::Duration::from_millis(200));
+            trunk.options_timeout = std::time::Duration::from_millis(150);
+            trunk.down_after = 2;
+        }
+    }
+    // seoul-a is a socket that says nothing for now.
+    let sock = Arc::new(
+        tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
+            .await
+            .unwrap(),
+    );
+    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+        .await
+        .unwrap();
+    let live = env
+        .node()
+        .transport
+        .trunks
+        .get("seoul-a")
+        .map(|l| l.clone())
+        .unwrap();
+    let patience = std::time::Duration::from_secs(10);
+    let l = live.clone();
+    switchboard_tests::eventually("seoul-a marked down", patience, || {
+        let l = l.clone();
+        async move { !l.is_up() }
+    })
+    .await
+    .unwrap();
+    let mut probe = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut probe).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&probe[..n]).starts_with("OPTIONS sip:127.0.0.1:"),
+        "keep-alives are OPTIONS"
+    );
+
+    // While it is down, calls go to the next trunk.
+    let b = trunk(
+        &env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    b.wait().await.unwrap();
+
+    // It answers again: up, and the next call is its (it refuses it: 486).
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    tokio::spawn(answer_all(sock.clone(), "486 Busy Here", seen.clone()));
+    let l = live.clone();
+    switchboard_tests::eventually("seoul-a up again", patience, || {
+        let l = l.clone();
+        async move { l.is_up() }
+    })
+    .await
+    .unwrap();
+    caller(&env, "+82212345678", "uac_final.xml", &[("FINAL", "486")])
+        .run()
+        .await
+        .unwrap();
+    let invites: Vec<String> = seen
+        .lock()
+        .iter()
+        .filter(|l| l.starts_with("INVITE"))
+        .cloned()
+        .collect();
+    assert_eq!(invites.len(), 1, "{invites:?}");
+    assert!(
+        invites[0].starts_with("INVITE sip:0212345678@"),
+        "{}",
+        invites[0]
+    );
 }

@@ -1,0 +1,255 @@
+//! The Trunk actor: one per configured SIP trunk that asks for keep-alives.
+//! It sends an OPTIONS every `options_interval`; a trunk that misses
+//! `down_after` answers in a row is marked down (and skipped by least-cost
+//! routing) until it answers again. Any response counts as an answer.
+//!
+//! Its live state ([`TrunkLive`]) is shared through the transport: calls
+//! take a channel from it with [`TrunkLive::try_acquire`] (exact under
+//! concurrency: a compare-and-swap below the limit) and give it back when
+//! their leg ends, or when their Call dies, through the guard's `Drop`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::{info, warn};
+
+use crate::config::TrunkRoute;
+use crate::metrics as m;
+use crate::transport::{Flow, Transport, dialog_key};
+
+/// A trunk's live state.
+#[derive(Debug)]
+pub struct TrunkLive {
+    up: AtomicBool,
+    channels: AtomicU32,
+    max_channels: u32,
+}
+
+/// One channel of a trunk, given back when dropped.
+#[derive(Debug)]
+pub struct ChannelGuard(Arc<TrunkLive>);
+
+impl Drop for ChannelGuard {
+    fn drop(&mut self) {
+        self.0.channels.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl TrunkLive {
+    /// Up, no calls, at most `max_channels` at once.
+    pub fn new(max_channels: u32) -> Arc<TrunkLive> {
+        Arc::new(TrunkLive {
+            up: AtomicBool::new(true),
+            channels: AtomicU32::new(0),
+            max_channels,
+        })
+    }
+
+    /// Take a channel if the trunk is up and below its limit.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ChannelGuard> {
+        if !self.up.load(Ordering::Acquire) {
+            return None;
+        }
+        self.channels
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_channels).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ChannelGuard(self.clone()))
+    }
+
+    /// What least-cost routing sees.
+    pub fn health(&self) -> engine::lcr::Health {
+        engine::lcr::Health {
+            up: self.up.load(Ordering::Acquire),
+            channels: self.channels.load(Ordering::Acquire),
+            max_channels: self.max_channels,
+            cps_ok: true,
+        }
+    }
+
+    /// Whether it answers its keep-alives.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Calls it carries now.
+    pub fn channels(&self) -> u32 {
+        self.channels.load(Ordering::Acquire)
+    }
+}
+
+/// Messages of a Trunk.
+#[derive(Debug)]
+pub enum TrunkMsg {
+    /// Time for the next keep-alive.
+    Ping,
+    /// A response to keep-alive `seq`.
+    Answered(u32),
+    /// Keep-alive `seq` had no answer in time.
+    Unanswered(u32),
+}
+
+/// What a Trunk is started with.
+pub struct TrunkArgs {
+    /// The trunk.
+    pub route: TrunkRoute,
+    /// Transport (sending, and where answers are routed back).
+    pub transport: Arc<Transport>,
+    /// Its live state.
+    pub live: Arc<TrunkLive>,
+}
+
+/// The Trunk actor.
+pub struct Trunk;
+
+/// The Trunk's state.
+pub struct TrunkState {
+    args: TrunkArgs,
+    seq: u32,
+    /// The keep-alive in flight: its seq and its response route.
+    outstanding: Option<(u32, String)>,
+    misses: u32,
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Actor for Trunk {
+    type Msg = TrunkMsg;
+    type State = TrunkState;
+    type Arguments = TrunkArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TrunkMsg>,
+        args: TrunkArgs,
+    ) -> Result<TrunkState, ActorProcessingErr> {
+        let timer = args
+            .route
+            .options_interval
+            .map(|every| myself.send_interval(every, || TrunkMsg::Ping));
+        Ok(TrunkState {
+            args,
+            seq: 0,
+            outstanding: None,
+            misses: 0,
+            timer,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TrunkMsg>,
+        st: &mut TrunkState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.timer.take() {
+            t.abort();
+        }
+        if let Some((_, key)) = st.outstanding.take() {
+            st.args.transport.probes.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TrunkMsg>,
+        msg: TrunkMsg,
+        st: &mut TrunkState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TrunkMsg::Ping => {
+                if st.outstanding.is_some() {
+                    return Ok(()); // the previous one is still waiting
+                }
+                st.seq = st.seq.wrapping_add(1);
+                let seq = st.seq;
+                let key = st.send_options(&myself).await;
+                st.outstanding = Some((seq, key));
+                let wait = st.args.route.options_timeout;
+                myself.send_after(wait, move || TrunkMsg::Unanswered(seq));
+            }
+            TrunkMsg::Answered(seq) | TrunkMsg::Unanswered(seq)
+                if st.outstanding.as_ref().is_none_or(|(s, _)| *s != seq) => {}
+            TrunkMsg::Answered(_) => {
+                st.clear();
+                st.misses = 0;
+                if !st.args.live.up.swap(true, Ordering::AcqRel) {
+                    info!(trunk = %st.args.route.name, "trunk answers again: up");
+                    metrics::gauge!(m::TRUNK_UP, "trunk" => st.args.route.name.clone()).set(1.0);
+                }
+            }
+            TrunkMsg::Unanswered(_) => {
+                st.clear();
+                st.misses += 1;
+                if st.misses >= st.args.route.down_after.max(1)
+                    && st.args.live.up.swap(false, Ordering::AcqRel)
+                {
+                    warn!(trunk = %st.args.route.name, misses = st.misses, "trunk stopped answering: down");
+                    metrics::gauge!(m::TRUNK_UP, "trunk" => st.args.route.name.clone()).set(0.0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TrunkState {
+    fn clear(&mut self) {
+        if let Some((_, key)) = self.outstanding.take() {
+            self.args.transport.probes.remove(&key);
+        }
+    }
+
+    /// Send one OPTIONS; returns the key its response is routed by.
+    async fn send_options(&mut self, myself: &ActorRef<TrunkMsg>) -> String {
+        let t = &self.args.transport;
+        let to = self.args.route.addr;
+        let flow = Flow::Udp(to);
+        let local = t.local();
+        let call_id = engine::ids::call_id(&mut rand::thread_rng(), &local.ip().to_string());
+        let tag = engine::ids::tag(&mut rand::thread_rng());
+        let branch = engine::ids::branch(&mut rand::thread_rng());
+        let text = format!(
+            "OPTIONS sip:{to} SIP/2.0\r\n\
+             Via: {via}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:switchboard@{local}>;tag={tag}\r\n\
+             To: <sip:{to}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {seq} OPTIONS\r\n\
+             Accept: application/sdp\r\n\
+             Content-Length: 0\r\n\r\n",
+            via = t.via(flow, &branch),
+            seq = self.seq,
+        );
+        let key = dialog_key(&call_id, &tag);
+        t.probes.insert(key.clone(), (myself.clone(), self.seq));
+        t.send(flow, Bytes::from(text)).await;
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_exact_under_concurrency() {
+        let live = TrunkLive::new(2);
+        let guards: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16).map(|_| s.spawn(|| live.try_acquire())).collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        assert_eq!(guards.len(), 2, "never more than the limit");
+        assert_eq!(live.channels(), 2);
+        drop(guards);
+        assert_eq!(live.channels(), 0, "given back when dropped");
+        live.up.store(false, Ordering::Release);
+        assert!(live.try_acquire().is_none(), "a down trunk takes no calls");
+    }
+}
