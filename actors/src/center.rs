@@ -235,15 +235,24 @@ impl CenterState {
                     return;
                 }
             },
-            Ok(None) => match self.trunk_targets(&callee) {
-                Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
-                Err((status, why)) => {
-                    metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+            Ok(None) => match self.onnet_targets(&caller, &callee).await {
+                Some(Ok(t)) => t,
+                Some(Err((status, why))) => {
                     self.transport
                         .respond(&request, status, flow, Some(&why))
                         .await;
                     return;
                 }
+                None => match self.trunk_targets(&callee) {
+                    Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
+                    Err((status, why)) => {
+                        metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+                        self.transport
+                            .respond(&request, status, flow, Some(&why))
+                            .await;
+                        return;
+                    }
+                },
             },
             Err(e) => {
                 warn!(error = %e, "store unavailable");
@@ -335,14 +344,94 @@ impl CenterState {
         Ok(targets)
     }
 
-    /// The trunks to try, in order, for a number that is not a member's: a
-    /// PSTN number goes to its least-cost candidates (translated for each),
-    /// another carrier's number to that carrier's trunk.
-    fn trunk_targets(&self, dialled: &str) -> Result<Vec<Target>, (u16, String)> {
+    /// Targets for an on-net number (an individual or company number of the
+    /// plan): its holder's phones, its PSTN forward, or the company office
+    /// for the caller (seed 004 claim 16). `None`: not an on-net number.
+    async fn onnet_targets(
+        &self,
+        caller: &str,
+        callee: &str,
+    ) -> Option<Result<(Vec<Target>, Option<Vec<u16>>), (u16, String)>> {
         use engine::numbering::Dialled;
+        use engine::routing::{Decision, Holder, OfficeTarget, decide};
+        use schema::model::{NumberState, OfficeContact};
         let r = &self.cfg.routing;
-        let not_found = || (404, "no such number".to_owned());
-        let to_target = |trunk: &crate::config::TrunkRoute, number: &str| Target {
+        let user = callee
+            .replace("%23", "#")
+            .replace("%2A", "*")
+            .replace("%2a", "*");
+        let dialled = engine::numbering::classify(&user, r.home, &r.plan).ok()?;
+        let key = match &dialled {
+            Dialled::Individual(i) => i.canonical(),
+            Dialled::Company(c) => c.base.clone(),
+            _ => return None,
+        };
+        let unavailable = || (500, "store unavailable".to_owned());
+        let record = match self.store.number(&key).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return None,
+            Err(_) => return Some(Err(unavailable())),
+        };
+        let NumberState::Sold { account, .. } = &record.state else {
+            return Some(Err((404, format!("{key} is not in service"))));
+        };
+        let holder = match self.store.account(account).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Some(Err((404, format!("{key} is not in service")))),
+            Err(_) => return Some(Err(unavailable())),
+        };
+        // The caller's country: its own PSTN number's, else the node's.
+        let from = match self.store.account(caller).await {
+            Ok(Some(a)) => a
+                .contact_pstn
+                .as_deref()
+                .and_then(|p| match engine::numbering::classify(p, r.home, &r.plan) {
+                    Ok(Dialled::Pstn(p)) => p.region.as_deref().and_then(engine::numbering::region),
+                    _ => None,
+                })
+                .unwrap_or(r.home),
+            _ => r.home,
+        };
+        let registered = self.member_targets(&holder.id).await.is_ok();
+        let facts = Holder {
+            sip_user: holder.id.clone(),
+            registered,
+            contact_pstn: holder.contact_pstn.clone(),
+            forward_to_pstn: holder.forward_to_pstn,
+            offices: holder
+                .offices
+                .iter()
+                .map(|o| {
+                    let t = match &o.contact {
+                        OfficeContact::Sip { user } => OfficeTarget::Sip(user.clone()),
+                        OfficeContact::Pstn { number } => OfficeTarget::Pstn(number.clone()),
+                        OfficeContact::Trunk { name } => OfficeTarget::Trunk(name.clone()),
+                    };
+                    (o.country.clone(), t)
+                })
+                .collect(),
+            default_office: holder.default_office.clone(),
+        };
+        let hunt = Some(r.failover.clone());
+        Some(match decide(&dialled, from, Some(&facts)) {
+            Decision::Fork { sip_user } => self
+                .member_targets(&sip_user)
+                .await
+                .map(|t| (t, None))
+                .map_err(|(c, w)| (c, w.to_owned())),
+            Decision::Pstn { e164, .. } => self.trunk_targets(&e164).map(|t| (t, hunt)),
+            Decision::Trunk { trunk, number } => match r.trunks.iter().find(|t| t.name == trunk) {
+                Some(t) => Ok((vec![self.trunk_target(t, &number)], hunt)),
+                None => Err((404, format!("no trunk {trunk}"))),
+            },
+            Decision::Reject { code, reason } => Err((code, reason)),
+            Decision::Resolve(_) => return None,
+        })
+    }
+
+    /// A target through `trunk` for `number` (as that trunk writes it).
+    fn trunk_target(&self, trunk: &crate::config::TrunkRoute, number: &str) -> Target {
+        Target {
             uri: Uri::sip(
                 Some(number),
                 &trunk.addr.ip().to_string(),
@@ -354,7 +443,18 @@ impl CenterState {
                 .trunks
                 .get(&trunk.name)
                 .map(|l| (trunk.name.clone(), l.clone())),
-        };
+        }
+    }
+
+    /// The trunks to try, in order, for a number that is not a member's: a
+    /// PSTN number goes to its least-cost candidates (translated for each),
+    /// another carrier's number to that carrier's trunk.
+    fn trunk_targets(&self, dialled: &str) -> Result<Vec<Target>, (u16, String)> {
+        use engine::numbering::Dialled;
+        let r = &self.cfg.routing;
+        let not_found = || (404, "no such number".to_owned());
+        let to_target =
+            |trunk: &crate::config::TrunkRoute, number: &str| self.trunk_target(trunk, number);
         let find = |name: &str| r.trunks.iter().find(|t| t.name == name);
         match engine::numbering::classify(dialled, r.home, &r.plan) {
             Ok(Dialled::Pstn(p)) => {

@@ -248,6 +248,7 @@ mod tests {
             uris: vec![],
             offices: vec![],
             default_office: None,
+            forward_to_pstn: false,
             password_hash: String::new(),
             created_at: 0,
             version: 0,

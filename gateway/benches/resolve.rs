@@ -30,6 +30,7 @@ async fn fill(store: &dyn Store) {
                 uris: vec![format!("sip:m{i}@example.com"), format!("tel:+82{nsn}")],
                 offices: vec![],
                 default_office: None,
+                forward_to_pstn: false,
                 password_hash: String::new(),
                 created_at: 0,
                 version: 0,

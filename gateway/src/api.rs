@@ -204,6 +204,8 @@ pub struct MemberView {
     pub offices: Vec<OfficeView>,
     /// Country of the default office.
     pub default_office: Option<String>,
+    /// Unanswered calls (no phone registered) go to the contact PSTN number.
+    pub forward_to_pstn: bool,
     /// Numbers held, canonical.
     pub numbers: Vec<String>,
 }
@@ -226,6 +228,8 @@ pub struct MemberPatch {
     pub offices: Option<Vec<OfficeView>>,
     /// Country of the default office.
     pub default_office: Option<String>,
+    /// Forward calls to the contact PSTN number while no phone is registered.
+    pub forward_to_pstn: Option<bool>,
 }
 
 /// New SIP password.
@@ -776,6 +780,7 @@ fn view(a: &Account, aliases: Vec<String>, numbers: Vec<String>) -> MemberView {
         aliases,
         offices: a.offices.iter().map(OfficeView::from).collect(),
         default_office: a.default_office.clone(),
+        forward_to_pstn: a.forward_to_pstn,
         numbers,
     }
 }
@@ -869,6 +874,7 @@ async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
             uris: Vec::new(),
             offices: Vec::new(),
             default_office: None,
+            forward_to_pstn: false,
             password_hash: password_hash.clone(),
             created_at: api.now(),
             version: 0,
@@ -1241,6 +1247,9 @@ async fn member_patch(api: &Api, mut a: Account, p: MemberPatch) -> Result<Membe
             out.push(Office { country, contact });
         }
         a.offices = out;
+    }
+    if let Some(f) = p.forward_to_pstn {
+        a.forward_to_pstn = f;
     }
     if let Some(def) = p.default_office {
         a.default_office = if def.is_empty() {

@@ -130,6 +130,10 @@ pub struct Account {
     pub offices: Vec<Office>,
     /// The office that answers callers from countries without one.
     pub default_office: Option<String>,
+    /// Calls to its individual numbers go to `contact_pstn` while none of
+    /// its phones is registered.
+    #[serde(default)]
+    pub forward_to_pstn: bool,
     /// Argon2id hash in PHC string form.
     pub password_hash: String,
     /// Creation time, Unix seconds.

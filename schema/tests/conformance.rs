@@ -107,6 +107,7 @@ fn account(id: &str, login: &str) -> Account {
         uris: vec!["tel:+82212345678".into()],
         offices: Vec::new(),
         default_office: None,
+        forward_to_pstn: false,
         password_hash: "h".into(),
         created_at: 1,
         version: 0,

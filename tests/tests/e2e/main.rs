@@ -11,6 +11,7 @@ mod baresip;
 mod calls;
 mod cli;
 mod numbering;
+mod onnet;
 mod registrar;
 mod robustness;
 mod trunks;

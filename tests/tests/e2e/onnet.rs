@@ -1,0 +1,179 @@
+//! Dialling a number of the plan reaches its holder: an individual number
+//! rings the holder's registered phones (or forwards to its PSTN number), a
+//! company number `base#cc` the office in country cc, and `base` alone the
+//! office in the caller's country.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actors::config::{Routing, TrunkRoute};
+use engine::lcr::{Deck, Rate, Table, TrunkDeck};
+use engine::numbering::RegionId;
+use engine::routing::{NumberFormat, Translation};
+use schema::model::{
+    Account, AccountKind, NumberRecord, NumberState, Office, OfficeContact, PriceClass,
+};
+use schema::store::Store;
+use switchboard_tests::{Env, Sipp, free_port};
+
+const PERSON: &str = "1000000001";
+const COMPANY: &str = "1000000002";
+const KR_OFFICE: &str = "1000000003";
+const US_OFFICE: &str = "1000000004";
+
+fn account(id: &str, kind: AccountKind) -> Account {
+    Account {
+        id: id.into(),
+        login: format!("{id}@example.com"),
+        kind,
+        name: id.into(),
+        language: "en".into(),
+        contact_pstn: (kind == AccountKind::Individual).then(|| "+82212345678".into()),
+        other_numbers: vec![],
+        uris: vec![],
+        offices: vec![],
+        default_office: None,
+        forward_to_pstn: false,
+        password_hash: String::new(),
+        created_at: 0,
+        version: 0,
+    }
+}
+
+fn sold(number: &str, kind: AccountKind, to: &str) -> NumberRecord {
+    NumberRecord {
+        number: number.into(),
+        kind,
+        country: "KR".into(),
+        area: String::new(),
+        price_class: PriceClass::Standard,
+        price: 0,
+        state: NumberState::Sold {
+            account: to.into(),
+            since: 0,
+        },
+        version: 0,
+    }
+}
+
+/// The members and numbers; `trunk`: a PSTN trunk for forwarded calls.
+async fn env(forward: bool, trunk: Option<u16>) -> Env {
+    let mut routing = Routing {
+        home: RegionId::KR,
+        ..Routing::default()
+    };
+    if let Some(port) = trunk {
+        let mut t = TrunkRoute::new(
+            "seoul",
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Translation {
+                format: NumberFormat::National,
+                ..Translation::default()
+            },
+        );
+        t.options_interval = None;
+        routing.trunks.push(t);
+        let rate = Rate {
+            per_minute: 10_000,
+            connect_fee: 0,
+            first_increment: 60,
+            next_increment: 6,
+        };
+        routing.lcr = Table {
+            trunks: vec![TrunkDeck {
+                trunk: "seoul".into(),
+                priority: 0,
+                weight: 1,
+                deck: Deck::from_rows([("82", rate)]).unwrap(),
+            }],
+        };
+    }
+    let env = Env::start(&["100", PERSON, KR_OFFICE, US_OFFICE], |cfg| {
+        cfg.routing = Arc::new(routing)
+    })
+    .await
+    .unwrap();
+    let mut person = account(PERSON, AccountKind::Individual);
+    person.forward_to_pstn = forward;
+    let mut company = account(COMPANY, AccountKind::Company);
+    company.offices = vec![
+        Office {
+            country: "KR".into(),
+            contact: OfficeContact::Sip {
+                user: KR_OFFICE.into(),
+            },
+        },
+        Office {
+            country: "US".into(),
+            contact: OfficeContact::Sip {
+                user: US_OFFICE.into(),
+            },
+        },
+    ];
+    company.default_office = Some("KR".into());
+    let s = &env.store;
+    assert!(s.insert_account(&person).await.unwrap());
+    assert!(s.insert_account(&company).await.unwrap());
+    assert!(
+        s.insert_number(&sold("212345678*82", AccountKind::Individual, PERSON))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.insert_number(&sold("7001234", AccountKind::Company, COMPANY))
+            .await
+            .unwrap()
+    );
+    env
+}
+
+async fn phone(env: &Env, user: &str) -> switchboard_tests::SippChild {
+    let port = free_port();
+    env.register(user, port).await.unwrap();
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    Sipp::new(env.work.path(), &sc, port).spawn().unwrap()
+}
+
+async fn call(env: &Env, dialled: &str, scenario: &str, vars: &[(&str, &str)]) {
+    let sc = env.scenario(scenario, vars).unwrap();
+    let mut s = env.sipp_as(&sc, "100", free_port()).unwrap();
+    s.args(["-s", dialled]);
+    s.run().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_individual_number_rings_its_holders_phone() {
+    let env = env(false, None).await;
+    let p = phone(&env, PERSON).await;
+    call(&env, "212345678*82", "uac.xml", &[("HOLD", "200")]).await;
+    p.wait().await.unwrap();
+    // Not registered and not forwarding: 480.
+    let env = self::env(false, None).await;
+    call(&env, "21234567882", "uac_final.xml", &[("FINAL", "480")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_holder_who_forwards_is_called_on_its_pstn_number() {
+    let trunk_port = free_port();
+    let env = env(true, Some(trunk_port)).await;
+    let sc = env
+        .scenario("trunk_answer.xml", &[("RURI", "0212345678")])
+        .unwrap();
+    let t = Sipp::new(env.work.path(), &sc, trunk_port).spawn().unwrap();
+    call(&env, "2-1234-5678-82", "uac.xml", &[("HOLD", "200")]).await;
+    t.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_number_reaches_the_office_of_the_dialled_or_the_callers_country() {
+    let env = env(false, None).await;
+    let us = phone(&env, US_OFFICE).await;
+    call(&env, "7001234%231", "uac.xml", &[("HOLD", "200")]).await;
+    us.wait().await.unwrap();
+    // No suffix: the caller's country (this node's, KR) office.
+    let kr = phone(&env, KR_OFFICE).await;
+    call(&env, "7001234", "uac.xml", &[("HOLD", "200")]).await;
+    kr.wait().await.unwrap();
+    // A base nobody holds.
+    call(&env, "7009999", "uac_final.xml", &[("FINAL", "404")]).await;
+}
