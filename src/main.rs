@@ -172,6 +172,7 @@ struct TrunkSection {
     weight: u32,
     rates: Option<PathBuf>,
     max_channels: Option<u32>,
+    max_cps: Option<u32>,
     options_interval_s: Option<u64>,
     options_timeout_ms: Option<u64>,
     down_after: Option<u32>,
@@ -464,6 +465,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         }
         let mut route = actors::config::TrunkRoute::new(&t.name, t.address, translation);
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
+        route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         if let Some(s) = t.options_interval_s {
             route.options_interval = (s > 0).then(|| Duration::from_secs(s));
         }

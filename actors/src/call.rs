@@ -451,11 +451,19 @@ impl CallState {
     fn on_leg(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) -> bool {
         match event {
             LegEvent::Progress { status, body } => {
+                if status > 100
+                    && let Some(g) = self.channels.get_mut(&id)
+                {
+                    g.progressed();
+                }
                 if self.winner.is_none() && !self.decided && status > 100 {
                     self.send(CALLER, LegMsg::Answer { status, body });
                 }
             }
             LegEvent::Answered { body } => {
+                if let Some(g) = self.channels.get_mut(&id) {
+                    g.answered();
+                }
                 if self.winner.is_none() && !self.decided {
                     self.winner = Some(id);
                     self.decided = true;
@@ -472,6 +480,9 @@ impl CallState {
                 }
             }
             LegEvent::Failed { status } => {
+                if let Some(g) = self.channels.get(&id) {
+                    g.failed(status);
+                }
                 self.pending.remove(&id);
                 self.failures.push(status);
                 if self.winner.is_none() && self.pending.is_empty() && !self.decided {

@@ -90,6 +90,8 @@ pub struct TrunkRoute {
     pub translation: Translation,
     /// Most calls it carries at once.
     pub max_channels: u32,
+    /// Most new calls a second.
+    pub max_cps: u32,
     /// Keep-alive OPTIONS every this long; `None`: no keep-alives.
     pub options_interval: Option<Duration>,
     /// How long a keep-alive waits for its answer.
@@ -107,6 +109,7 @@ impl TrunkRoute {
             addr,
             translation,
             max_channels: u32::MAX,
+            max_cps: u32::MAX,
             options_interval: Some(Duration::from_secs(30)),
             options_timeout: Duration::from_secs(2),
             down_after: 3,

@@ -47,3 +47,13 @@ pub const TASKS: &str = "switchboard_runtime_tasks";
 pub const TRUNK_UP: &str = "switchboard_trunk_up";
 /// Attempts handed to a trunk, label `trunk`.
 pub const TRUNK_ATTEMPTS: &str = "switchboard_trunk_attempts_total";
+/// Answered attempts, label `trunk` (with attempts: the answer-seizure ratio).
+pub const TRUNK_ANSWERED: &str = "switchboard_trunk_answered_total";
+/// Failed attempts, labels `trunk` and `code`.
+pub const TRUNK_FAILURES: &str = "switchboard_trunk_failures_total";
+/// Calls a trunk carries now, label `trunk`.
+pub const TRUNK_CHANNELS: &str = "switchboard_trunk_channels";
+/// Post-dial delay (attempt to first ringing or answer), label `trunk`.
+pub const TRUNK_PDD_SECONDS: &str = "switchboard_trunk_post_dial_delay_seconds";
+/// Duration of answered calls (its mean is the ACD), label `trunk`.
+pub const TRUNK_CALL_SECONDS: &str = "switchboard_trunk_call_seconds";

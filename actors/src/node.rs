@@ -64,7 +64,7 @@ async fn spawn_trunk(
         .transport
         .trunks
         .entry(route.name.clone())
-        .or_insert_with(|| TrunkLive::new(route.max_channels))
+        .or_insert_with(|| TrunkLive::new(&route.name, route.max_channels, route.max_cps))
         .clone();
     let trunk_args = TrunkArgs {
         route: route.clone(),

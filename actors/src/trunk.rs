@@ -9,7 +9,8 @@
 //! their leg ends, or when their Call dies, through the guard's `Drop`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -22,33 +23,92 @@ use crate::transport::{Flow, Transport, dialog_key};
 /// A trunk's live state.
 #[derive(Debug)]
 pub struct TrunkLive {
+    name: String,
     up: AtomicBool,
     channels: AtomicU32,
     max_channels: u32,
+    /// Calls started in the current second: (second since `epoch`) << 32 | count.
+    cps: AtomicU64,
+    max_cps: u32,
+    epoch: Instant,
 }
 
-/// One channel of a trunk, given back when dropped.
+/// One channel of a trunk, given back when dropped; it also times the
+/// attempt for the trunk's post-dial-delay and call-duration metrics.
 #[derive(Debug)]
-pub struct ChannelGuard(Arc<TrunkLive>);
+pub struct ChannelGuard {
+    live: Arc<TrunkLive>,
+    started: Instant,
+    progressed: bool,
+    answered: Option<Instant>,
+}
 
 impl Drop for ChannelGuard {
     fn drop(&mut self) {
-        self.0.channels.fetch_sub(1, Ordering::AcqRel);
+        self.live.channels.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(m::TRUNK_CHANNELS, "trunk" => self.live.name.clone()).decrement(1.0);
+        if let Some(at) = self.answered {
+            metrics::histogram!(m::TRUNK_CALL_SECONDS, "trunk" => self.live.name.clone())
+                .record(at.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl ChannelGuard {
+    /// The trunk's name.
+    pub fn trunk(&self) -> &str {
+        &self.live.name
+    }
+
+    /// The first ringing or answer: post-dial delay.
+    pub fn progressed(&mut self) {
+        if !self.progressed {
+            self.progressed = true;
+            metrics::histogram!(m::TRUNK_PDD_SECONDS, "trunk" => self.live.name.clone())
+                .record(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Answered: counts towards the answer-seizure ratio and starts the
+    /// duration.
+    pub fn answered(&mut self) {
+        self.progressed();
+        if self.answered.is_none() {
+            self.answered = Some(crate::clock::now());
+            metrics::counter!(m::TRUNK_ANSWERED, "trunk" => self.live.name.clone()).increment(1);
+        }
+    }
+
+    /// Failed with a final status.
+    pub fn failed(&self, status: u16) {
+        metrics::counter!(m::TRUNK_FAILURES, "trunk" => self.live.name.clone(), "code" => status.to_string())
+            .increment(1);
     }
 }
 
 impl TrunkLive {
-    /// Up, no calls, at most `max_channels` at once.
-    pub fn new(max_channels: u32) -> Arc<TrunkLive> {
+    /// Up, no calls, at most `max_channels` at once and `max_cps` new calls
+    /// a second.
+    pub fn new(name: &str, max_channels: u32, max_cps: u32) -> Arc<TrunkLive> {
         Arc::new(TrunkLive {
+            name: name.to_owned(),
             up: AtomicBool::new(true),
             channels: AtomicU32::new(0),
             max_channels,
+            cps: AtomicU64::new(0),
+            max_cps,
+            epoch: crate::clock::now(),
         })
     }
 
-    /// Take a channel if the trunk is up and below its limit.
+    /// Take a channel if the trunk is up, below its channel limit and below
+    /// its calls-per-second limit this second.
     pub fn try_acquire(self: &Arc<Self>) -> Option<ChannelGuard> {
+        self.try_acquire_at(crate::clock::now())
+    }
+
+    /// [`Self::try_acquire`] at a given time.
+    pub fn try_acquire_at(self: &Arc<Self>, now: Instant) -> Option<ChannelGuard> {
         if !self.up.load(Ordering::Acquire) {
             return None;
         }
@@ -56,17 +116,42 @@ impl TrunkLive {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_channels).then_some(n + 1)
             })
-            .ok()
-            .map(|_| ChannelGuard(self.clone()))
+            .ok()?;
+        let guard = ChannelGuard {
+            live: self.clone(),
+            started: now,
+            progressed: false,
+            answered: None,
+        };
+        metrics::gauge!(m::TRUNK_CHANNELS, "trunk" => self.name.clone()).increment(1.0);
+        let second = self.second(now);
+        let max = u64::from(self.max_cps);
+        self.cps
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                let (s, n) = (v >> 32, v & 0xffff_ffff);
+                match s == second {
+                    true if n >= max => None,
+                    true => Some(v + 1),
+                    false => Some((second << 32) | 1),
+                }
+            })
+            .ok()?; // dropping the guard gives the channel back
+        Some(guard)
+    }
+
+    fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() & 0xffff_ffff
     }
 
     /// What least-cost routing sees.
     pub fn health(&self) -> engine::lcr::Health {
+        let v = self.cps.load(Ordering::Acquire);
+        let this_second = (v >> 32) == self.second(crate::clock::now());
         engine::lcr::Health {
             up: self.up.load(Ordering::Acquire),
             channels: self.channels.load(Ordering::Acquire),
             max_channels: self.max_channels,
-            cps_ok: true,
+            cps_ok: !this_second || (v & 0xffff_ffff) < u64::from(self.max_cps),
         }
     }
 
@@ -236,8 +321,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn calls_per_second_are_limited_per_second() {
+        let live = TrunkLive::new("t", 100, 2);
+        let t0 = crate::clock::now();
+        let a = live.try_acquire_at(t0);
+        let b = live.try_acquire_at(t0 + std::time::Duration::from_millis(500));
+        assert!(a.is_some() && b.is_some());
+        assert!(
+            live.try_acquire_at(t0 + std::time::Duration::from_millis(900))
+                .is_none(),
+            "third in the same second"
+        );
+        assert_eq!(live.channels(), 2, "a refused call holds no channel");
+        let c = live.try_acquire_at(t0 + std::time::Duration::from_millis(1000));
+        assert!(c.is_some(), "a new second");
+    }
+
+    #[test]
     fn channels_are_exact_under_concurrency() {
-        let live = TrunkLive::new(2);
+        let live = TrunkLive::new("t", 2, u32::MAX);
         let guards: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..16).map(|_| s.spawn(|| live.try_acquire())).collect();
             handles
