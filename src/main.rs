@@ -502,12 +502,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let settings = load(&args.common, args.sip, args.http)?;
     let store: Arc<dyn Store> = Arc::new(open_store(&settings.data)?);
     let metrics = gateway::install_metrics()?;
+    let routing = settings.node.routing.clone();
     let node = actors::start(settings.node, store.clone()).await?;
-    let api = Arc::new(gateway::api::Api::new(
-        store.clone(),
-        settings.api.clone(),
-        gateway::api::system_clock(),
-    ));
+    let live = node.transport.clone();
+    let health: gateway::api::HealthFn =
+        Arc::new(move |name: &str| live.trunks.get(name).map(|t| t.health()));
+    let api = Arc::new(
+        gateway::api::Api::new(
+            store.clone(),
+            settings.api.clone(),
+            gateway::api::system_clock(),
+        )
+        .with_routes(routing, health),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (http_addr, http) = gateway::serve(settings.http, metrics, api.clone(), async {
         let _ = stop_rx.await;

@@ -102,6 +102,42 @@ pub struct Api {
     cfg: ApiConfig,
     limiter: SignInLimiter,
     clock: Clock,
+    routes: Option<(Arc<actors::config::Routing>, HealthFn)>,
+}
+
+/// A trunk's health now, by name (from the running node's Trunk actors).
+pub type HealthFn = Arc<dyn Fn(&str) -> Option<engine::lcr::Health> + Send + Sync>;
+
+/// One ranked trunk of a route preview.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteCandidate {
+    /// Trunk name.
+    pub trunk: String,
+    /// Length of the matched deck prefix.
+    pub prefix_len: usize,
+    /// Price per minute, micro-units of the currency.
+    pub per_minute: i64,
+    /// Connection fee, micro-units.
+    pub connect_fee: i64,
+    /// Billing increments, seconds (first, next).
+    pub increments: (u32, u32),
+    /// The number as this trunk would receive it.
+    pub number: String,
+    /// Why it would be skipped now (`down`, `full 2/2`, `cps limit`), or null.
+    pub skipped: Option<String>,
+}
+
+/// How a number would be routed now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutePreview {
+    /// What was asked.
+    pub query: String,
+    /// `pstn`, `carrier`, `on_net` or `alias`.
+    pub kind: String,
+    /// The E.164 number for PSTN routes.
+    pub e164: Option<String>,
+    /// Ranked candidates, in the order calls would try them.
+    pub candidates: Vec<RouteCandidate>,
 }
 
 /// Who is calling.
@@ -383,7 +419,7 @@ pub struct InventoryBody {
     paths(
         sign_up, sign_in, sign_out, resolve, search, hold, confirm, members, member_get,
         member_patch, alias_put, alias_delete, sip_put, provisioning, provisioning_svg,
-        member_numbers, number_release, ledger, top_up, inventory_post
+        member_numbers, number_release, ledger, top_up, inventory_post, route_preview
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
@@ -415,7 +451,14 @@ impl Api {
             cfg,
             limiter,
             clock,
+            routes: None,
         }
+    }
+
+    /// Enable route previews over the node's routing and its trunks' health.
+    pub fn with_routes(mut self, routing: Arc<actors::config::Routing>, health: HealthFn) -> Self {
+        self.routes = Some((routing, health));
+        self
     }
 
     /// The directory (for the ENUM responder).
@@ -538,6 +581,10 @@ impl Api {
                 self.operator(req).await?;
                 let a = self.account(id).await?;
                 ok(&top_up(self, &a, body(req)?).await?)
+            }
+            ("GET", ["routes", n]) => {
+                self.operator(req).await?;
+                ok(&route_preview(self, n, &req.query)?)
             }
             ("POST", ["inventory"]) => {
                 self.operator(req).await?;
@@ -1512,4 +1559,88 @@ async fn inventory_post(api: &Api, b: InventoryBody) -> Result<ImportReport, Api
 /// The public URIs a member would resolve to (used by the provisioning page).
 pub fn uris_of(api: &Api, a: &Account) -> Vec<String> {
     public_uris(a, &api.cfg.directory.sip_domain)
+}
+
+/// How a number would be routed now: the ranked trunks with their rated
+/// cost, the number each would receive, and why any would be skipped
+/// (operator).
+#[utoipa::path(get, path = "/api/v1/routes/{number}", params(("number" = String, Path),
+    ("from" = Option<String>, Query, description = "caller's region for national formats")),
+    responses((status = 200, body = RoutePreview), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+fn route_preview(api: &Api, n: &str, query: &str) -> Result<RoutePreview, ApiError> {
+    let Some((routing, health)) = &api.routes else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_routing",
+            "this edge runs without a node's routing",
+        ));
+    };
+    let pairs = query_pairs(query);
+    let from = region_param(query_get(&pairs, "from"))?.unwrap_or(routing.home);
+    let (kind, e164, candidates) = match numbering::classify(n, from, &routing.plan) {
+        Err(e) => return Err(ApiError::invalid("number", e)),
+        Ok(Dialled::Pstn(p)) => {
+            let list = routing
+                .lcr
+                .candidates(&p.e164, |t| {
+                    health(t).or(Some(engine::lcr::Health {
+                        up: true,
+                        channels: 0,
+                        max_channels: u32::MAX,
+                        cps_ok: true,
+                    }))
+                })
+                .into_iter()
+                .map(|c| {
+                    let number = routing
+                        .trunks
+                        .iter()
+                        .find(|t| t.name == c.trunk)
+                        .and_then(|t| engine::routing::translate(&p.e164, &t.translation).ok())
+                        .unwrap_or_default();
+                    RouteCandidate {
+                        skipped: c.skip.as_ref().map(|s| match s {
+                            engine::lcr::Skip::Down => "down".to_owned(),
+                            engine::lcr::Skip::Full { channels, max } => {
+                                format!("full {channels}/{max}")
+                            }
+                            engine::lcr::Skip::CpsLimit => "cps limit".to_owned(),
+                            engine::lcr::Skip::Unknown => "unknown".to_owned(),
+                        }),
+                        trunk: c.trunk,
+                        prefix_len: c.prefix_len,
+                        per_minute: c.rate.per_minute,
+                        connect_fee: c.rate.connect_fee,
+                        increments: (c.rate.first_increment, c.rate.next_increment),
+                        number,
+                    }
+                })
+                .collect();
+            ("pstn", Some(p.e164), list)
+        }
+        Ok(Dialled::Carrier { carrier, number }) => (
+            "carrier",
+            None,
+            vec![RouteCandidate {
+                skipped: health(&carrier)
+                    .filter(|h| !h.up)
+                    .map(|_| "down".to_owned()),
+                trunk: carrier,
+                prefix_len: 0,
+                per_minute: 0,
+                connect_fee: 0,
+                increments: (0, 0),
+                number,
+            }],
+        ),
+        Ok(Dialled::Alias(_)) => ("alias", None, Vec::new()),
+        Ok(_) => ("on_net", None, Vec::new()),
+    };
+    Ok(RoutePreview {
+        query: n.to_owned(),
+        kind: kind.into(),
+        e164,
+        candidates,
+    })
 }

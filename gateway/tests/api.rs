@@ -938,3 +938,108 @@ async fn the_openapi_document_lists_every_route() {
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test]
+async fn the_route_preview_ranks_trunks_and_says_why_one_is_skipped() {
+    use actors::config::{Routing, TrunkRoute};
+    use engine::lcr::{Deck, Health, Rate, Table, TrunkDeck};
+    use engine::routing::{NumberFormat, Translation};
+    let rate = |per_minute| Rate {
+        per_minute,
+        connect_fee: 0,
+        first_increment: 60,
+        next_increment: 6,
+    };
+    let trunk = |name: &str, format| {
+        TrunkRoute::new(
+            name,
+            "127.0.0.1:5999".parse().unwrap(),
+            Translation {
+                format,
+                ..Translation::default()
+            },
+        )
+    };
+    let deck = |name: &str, prefix: &str, cost| TrunkDeck {
+        trunk: name.into(),
+        priority: 0,
+        weight: 1,
+        deck: Deck::from_rows([(prefix, rate(cost))]).unwrap(),
+    };
+    let routing = Routing {
+        home: engine::numbering::RegionId::KR,
+        trunks: vec![
+            trunk("a", NumberFormat::National),
+            trunk("b", NumberFormat::E164),
+            trunk("c", NumberFormat::E164Plus),
+        ],
+        lcr: Table {
+            trunks: vec![
+                deck("c", "82", 5_000),
+                deck("b", "822", 30_000),
+                deck("a", "822", 20_000),
+            ],
+        },
+        ..Routing::default()
+    };
+    let health: gateway::api::HealthFn = Arc::new(|name: &str| {
+        Some(Health {
+            up: name != "a",
+            channels: if name == "b" { 2 } else { 0 },
+            max_channels: 2,
+            cps_ok: true,
+        })
+    });
+    let t = T::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ApiConfig::new("127.0.0.1:5060".into(), "switchboard".into());
+    cfg.admin_token = Some(ADMIN.into());
+    let api = Api::new(
+        Arc::new(Embedded::open(dir.path()).unwrap()),
+        cfg,
+        gateway::api::system_clock(),
+    )
+    .with_routes(Arc::new(routing), health);
+    let t = T {
+        api: Arc::new(api),
+        ..t
+    };
+    let (s, v) = t
+        .call("GET", "/api/v1/routes/02-1234-5678", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["kind"], "pstn");
+    assert_eq!(v["e164"], "+82212345678");
+    let rows: Vec<(String, String, Value)> = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["trunk"].as_str().unwrap().into(),
+                c["number"].as_str().unwrap().into(),
+                c["skipped"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("a".into(), "0212345678".into(), json!("down")),
+            ("b".into(), "82212345678".into(), json!("full 2/2")),
+            ("c".into(), "+82212345678".into(), Value::Null),
+        ]
+    );
+    assert_eq!(v["candidates"][0]["per_minute"], 20_000);
+    let (_, v) = t
+        .call("GET", "/api/v1/routes/7001234", Some(ADMIN), None)
+        .await;
+    assert_eq!(v["kind"], "on_net");
+    let (s, _) = t.call("GET", "/api/v1/routes/12", Some(ADMIN), None).await;
+    assert_eq!(s, 422);
+    let (_, tok) = t.sign_up("kim@example.com", "individual", None).await;
+    let (s, _) = t
+        .call("GET", "/api/v1/routes/02-1234-5678", Some(&tok), None)
+        .await;
+    assert_eq!(s, 403, "operator only");
+}
