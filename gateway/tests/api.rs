@@ -929,6 +929,7 @@ async fn the_openapi_document_lists_every_route() {
         "/api/v1/members/{id}/ledger",
         "/api/v1/members/{id}/topups",
         "/api/v1/inventory",
+        "/api/v1/routes/{number}",
     ] {
         assert!(
             paths.contains_key(p),
