@@ -13,8 +13,14 @@
 # and the engine's peak memory. rss_MB is the engine's resident memory at the
 # end of each step (calls of the step still lingering included).
 #
+# With LCR=1 the callee is a carrier trunk instead: the UAC dials the PSTN
+# number +82 2 1234 5678, the engine picks the trunk by least cost among three
+# trunks whose rate decks hold 1,000,000 prefixes between them, translates the
+# number to the national format, and the SIPp UAS plays the trunk.
+#
 # Usage: ops/bench/cps.sh [rates...]   (default: 200 400 800 1200 1600 2000 2500 3000 3500 4000)
-# Env:   STEP_S (seconds per step, default 20, as in the Kamailio reference runs), HOLD_MS (default 1000)
+# Env:   STEP_S (seconds per step, default 20, as in the Kamailio reference runs), HOLD_MS (default 1000),
+#        LCR (1: calls to a PSTN number through least-cost routing to a SIPp trunk)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v sipp >/dev/null || ./ops/install-test-deps.sh
@@ -32,17 +38,63 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 $BIN member add --number 100 --password bench-100 --data "$WORK/data" >/dev/null
 $BIN member add --number 200 --password bench-200 --data "$WORK/data" >/dev/null
-RUST_LOG=error $BIN serve --data "$WORK/data" --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT >"$WORK/serve.log" 2>&1 &
+LCR=${LCR:-0}
+CONFIG=()
+DIAL=200
+if [ "$LCR" = 1 ]; then
+  python3 - "$WORK" <<'PY'
+import random, sys
+work = sys.argv[1]
+rng = random.Random(7)
+seen = set()
+for name, n, extra in (("seoul", 333_334, "822,20000\n"), ("korea", 333_333, "82,5000\n"), ("world", 333_333, "8231,90000\n")):
+    with open(f"{work}/{name}.csv", "w") as f:
+        f.write("prefix,per_minute\n" + extra)
+        while n > 1:
+            p = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 12)))
+            if p.startswith("82") or p in seen:
+                continue
+            seen.add(p)
+            f.write(f"{p},{rng.randint(1000, 90000)}\n")
+            n -= 1
+PY
+  cat >"$WORK/switchboard.toml" <<TOML
+[numbering]
+home_country = "KR"
+[[trunks]]
+name = "seoul"
+address = "127.0.0.1:$UAS_PORT"
+format = "national"
+rates = "$WORK/seoul.csv"
+options_interval_s = 0
+[[trunks]]
+name = "korea"
+address = "127.0.0.1:15299"
+rates = "$WORK/korea.csv"
+options_interval_s = 0
+[[trunks]]
+name = "world"
+address = "127.0.0.1:15298"
+rates = "$WORK/world.csv"
+options_interval_s = 0
+TOML
+  CONFIG=(--config "$WORK/switchboard.toml")
+  DIAL=+82212345678
+fi
+RUST_LOG=error $BIN serve "${CONFIG[@]}" --data "$WORK/data" --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT >"$WORK/serve.log" 2>&1 &
 PID=$!
-for _ in $(seq 50); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
+grep -q serving "$WORK/serve.log" || { cat "$WORK/serve.log"; exit 1; }
 
 S=$(pwd)/tests/scenarios
 sed 's/__FINAL__/200/' $S/register.xml >"$WORK/register.xml"
 sed "s/__HOLD__/$HOLD_MS/" $S/uac.xml >"$WORK/uac.xml"
 printf 'SEQUENTIAL\n200;bench-200;3600;\n' >"$WORK/callee.csv"
 printf 'SEQUENTIAL\n100;bench-100;\n' >"$WORK/caller.csv"
-(cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
-  127.0.0.1:$SIP_PORT -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "callee registration failed"; exit 1; }
+if [ "$LCR" != 1 ]; then
+  (cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
+    127.0.0.1:$SIP_PORT -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "callee registration failed"; exit 1; }
+fi
 (cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $UAS_PORT -nostdin -max_socket 65000 >/dev/null 2>&1) &
 
 cpu_ticks() { awk '{print $14+$15}' /proc/$PID/stat; }
@@ -53,7 +105,7 @@ for rate in "${RATES[@]}"; do
   calls=$((rate * STEP_S))
   t0=$(date +%s.%N); c0=$(cpu_ticks)
   rm -f "$WORK"/uac_*_.csv "$WORK"/*.csv.stat 2>/dev/null || true
-  (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s 200 \
+  (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s "$DIAL" \
     -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * 4)) -recv_timeout 8000 \
     -nostdin -trace_stat -stf step.csv -fd 1 127.0.0.1:$SIP_PORT >/dev/null 2>&1) || true
   t1=$(date +%s.%N); c1=$(cpu_ticks)
