@@ -51,6 +51,28 @@ enum Command {
         #[command(subcommand)]
         command: NumbersCommand,
     },
+    /// Trunks' rate decks.
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCommand {
+    /// Store a trunk's rate deck (CSV header `prefix,per_minute,connect_fee,
+    /// first_increment,next_increment`; money in micro-units). A running
+    /// `serve` swaps it in within 10 seconds; a stored deck takes precedence
+    /// over the `rates` file named in the configuration.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// The trunk's name.
+        #[arg(long)]
+        trunk: String,
+        /// The CSV file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -456,7 +478,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
                 .with_context(|| format!("trunk {}: reading {}", t.name, path.display()))?;
             let deck = gateway::rates::parse_deck(&text)
                 .map_err(|e| anyhow::anyhow!("trunk {}: {}: {e}", t.name, path.display()))?;
-            routing.lcr.trunks.push(engine::lcr::TrunkDeck {
+            routing.lcr.replace(engine::lcr::TrunkDeck {
                 trunk: t.name.clone(),
                 priority: t.priority,
                 weight: t.weight,
@@ -466,6 +488,8 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         let mut route = actors::config::TrunkRoute::new(&t.name, t.address, translation);
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
+        route.priority = t.priority;
+        route.weight = t.weight;
         if let Some(s) = t.options_interval_s {
             route.options_interval = (s > 0).then(|| Duration::from_secs(s));
         }
@@ -503,7 +527,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let store: Arc<dyn Store> = Arc::new(open_store(&settings.data)?);
     let metrics = gateway::install_metrics()?;
     let routing = settings.node.routing.clone();
+    let mut known = std::collections::HashMap::new();
+    load_stored_rates(store.as_ref(), &routing, &mut known).await;
     let node = actors::start(settings.node, store.clone()).await?;
+    let reloader = {
+        let (store, routing) = (store.clone(), routing.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                load_stored_rates(store.as_ref(), &routing, &mut known).await;
+            }
+        })
+    };
     let live = node.transport.clone();
     let health: gateway::api::HealthFn =
         Arc::new(move |name: &str| live.trunks.get(name).map(|t| t.health()));
@@ -545,12 +581,72 @@ async fn serve(args: ServeArgs) -> Result<()> {
     shutdown_signal().await;
     println!("switchboard: shutting down, releasing calls");
     node.shutdown(Duration::from_secs(3)).await;
+    reloader.abort();
     let _ = stop_tx.send(());
     let _ = http_task.await;
     if let Some(mut s) = enum_server {
         let _ = s.shutdown_gracefully().await;
     }
     Ok(())
+}
+
+async fn rates(cmd: RatesCommand) -> Result<()> {
+    let RatesCommand::Import {
+        common,
+        trunk,
+        file,
+    } = cmd;
+    let settings = load(&common, None, None)?;
+    if !settings.node.routing.trunks.is_empty()
+        && !settings.node.routing.trunks.iter().any(|t| t.name == trunk)
+    {
+        bail!("no trunk {trunk} in the configuration");
+    }
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let deck = gateway::rates::parse_deck(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let store = open_store(&settings.data)?;
+    let version = store.put_rates(&trunk, &text).await?;
+    println!(
+        "stored {} prefixes for trunk {trunk} (version {version}); a running serve swaps it in within 10 s",
+        deck.len()
+    );
+    Ok(())
+}
+
+/// Swap in the stored decks newer than the ones in use (versions in `known`).
+async fn load_stored_rates(
+    store: &dyn Store,
+    routing: &actors::config::Routing,
+    known: &mut std::collections::HashMap<String, u64>,
+) {
+    for t in &routing.trunks {
+        let stored = match store.rates(&t.name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(trunk = %t.name, error = %e, "reading the stored rate deck");
+                continue;
+            }
+        };
+        if known.get(&t.name) == Some(&stored.1) {
+            continue;
+        }
+        match gateway::rates::parse_deck(&stored.0) {
+            Ok(deck) => {
+                let n = routing.lcr.replace(engine::lcr::TrunkDeck {
+                    trunk: t.name.clone(),
+                    priority: t.priority,
+                    weight: t.weight,
+                    deck,
+                });
+                tracing::info!(trunk = %t.name, version = stored.1, prefixes = n, "rate deck swapped in");
+            }
+            Err(e) => tracing::warn!(trunk = %t.name, error = %e, "stored rate deck refused"),
+        }
+        known.insert(t.name.clone(), stored.1);
+    }
 }
 
 async fn numbers(cmd: NumbersCommand) -> Result<()> {
@@ -683,6 +779,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Member { command } => member(command).await,
             Command::Numbers { command } => numbers(command).await,
+            Command::Rates { command } => rates(command).await,
         }
     })
 }

@@ -473,6 +473,7 @@ impl CenterState {
                 };
                 let targets: Vec<Target> = r
                     .lcr
+                    .load()
                     .candidates(&p.e164, health)
                     .into_iter()
                     .filter(|c| c.skip.is_none())

@@ -98,6 +98,10 @@ pub struct TrunkRoute {
     pub options_timeout: Duration,
     /// Missed keep-alives in a row after which the trunk is down.
     pub down_after: u32,
+    /// Lower goes first among equal costs.
+    pub priority: u32,
+    /// Higher goes first among equal costs and priorities.
+    pub weight: u32,
 }
 
 impl TrunkRoute {
@@ -113,6 +117,8 @@ impl TrunkRoute {
             options_interval: Some(Duration::from_secs(30)),
             options_timeout: Duration::from_secs(2),
             down_after: 3,
+            priority: 0,
+            weight: 1,
         }
     }
 }
@@ -127,7 +133,7 @@ pub struct Routing {
     /// The trunks.
     pub trunks: Vec<TrunkRoute>,
     /// Their rate decks.
-    pub lcr: Table,
+    pub lcr: Lcr,
     /// Final statuses after which the next trunk is tried.
     pub failover: Vec<u16>,
     /// Most trunks tried for one call.
@@ -140,9 +146,44 @@ impl Default for Routing {
             plan: Plan::default(),
             home: RegionId::US,
             trunks: Vec::new(),
-            lcr: Table::default(),
+            lcr: Lcr::default(),
             failover: vec![408, 500, 502, 503, 504],
             max_attempts: 3,
         }
+    }
+}
+
+/// The rate decks of every trunk, replaceable while calls run: a lookup
+/// holds the table it loaded, so no call ever sees half a deck.
+#[derive(Debug, Clone, Default)]
+pub struct Lcr(Arc<arc_swap::ArcSwap<Table>>);
+
+impl From<Table> for Lcr {
+    fn from(t: Table) -> Self {
+        Lcr(Arc::new(arc_swap::ArcSwap::from_pointee(t)))
+    }
+}
+
+impl Lcr {
+    /// The current table.
+    pub fn load(&self) -> Arc<Table> {
+        self.0.load_full()
+    }
+
+    /// Replace one trunk's deck (or add it), keeping the others; returns the
+    /// number of prefixes now in it.
+    pub fn replace(&self, trunk: engine::lcr::TrunkDeck) -> usize {
+        let n = trunk.deck.len();
+        self.0.rcu(|current| {
+            let mut next = Table {
+                trunks: current.trunks.clone(),
+            };
+            match next.trunks.iter_mut().find(|t| t.trunk == trunk.trunk) {
+                Some(slot) => *slot = trunk.clone(),
+                None => next.trunks.push(trunk.clone()),
+            }
+            next
+        });
+        n
     }
 }

@@ -66,6 +66,8 @@ pub struct ApiConfig {
     pub signin_per_addr: u32,
     /// Largest request body, bytes.
     pub max_body: usize,
+    /// Largest rate deck upload, bytes.
+    pub max_rates_body: usize,
 }
 
 impl ApiConfig {
@@ -92,6 +94,7 @@ impl ApiConfig {
             signin_per_login: 5,
             signin_per_addr: 30,
             max_body: 64 * 1024,
+            max_rates_body: 64 * 1024 * 1024,
         }
     }
 }
@@ -419,7 +422,7 @@ pub struct InventoryBody {
     paths(
         sign_up, sign_in, sign_out, resolve, search, hold, confirm, members, member_get,
         member_patch, alias_put, alias_delete, sip_put, provisioning, provisioning_svg,
-        member_numbers, number_release, ledger, top_up, inventory_post, route_preview
+        member_numbers, number_release, ledger, top_up, inventory_post, route_preview, rates_put
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
@@ -471,9 +474,14 @@ impl Api {
         &self.store
     }
 
-    /// Largest accepted body.
-    pub fn max_body(&self) -> usize {
-        self.cfg.max_body
+    /// Largest accepted body for a path under `/api/v1/` (rate decks are
+    /// files of many megabytes).
+    pub fn max_body(&self, path: &str) -> usize {
+        if path.trim_end_matches('/').ends_with("/rates") {
+            self.cfg.max_rates_body
+        } else {
+            self.cfg.max_body
+        }
     }
 
     /// Answer one request.
@@ -581,6 +589,10 @@ impl Api {
                 self.operator(req).await?;
                 let a = self.account(id).await?;
                 ok(&top_up(self, &a, body(req)?).await?)
+            }
+            ("PUT", ["trunks", name, "rates"]) => {
+                self.operator(req).await?;
+                ok(&rates_put(self, name, &req.body).await?)
             }
             ("GET", ["routes", n]) => {
                 self.operator(req).await?;
@@ -1583,6 +1595,7 @@ fn route_preview(api: &Api, n: &str, query: &str) -> Result<RoutePreview, ApiErr
         Ok(Dialled::Pstn(p)) => {
             let list = routing
                 .lcr
+                .load()
                 .candidates(&p.e164, |t| {
                     health(t).or(Some(engine::lcr::Health {
                         up: true,
@@ -1642,5 +1655,51 @@ fn route_preview(api: &Api, n: &str, query: &str) -> Result<RoutePreview, ApiErr
         kind: kind.into(),
         e164,
         candidates,
+    })
+}
+
+/// A replaced rate deck.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RatesReplaced {
+    /// The trunk.
+    pub trunk: String,
+    /// Prefixes in its deck now.
+    pub prefixes: usize,
+    /// The stored deck's version.
+    pub version: u64,
+}
+
+/// Replace a trunk's rate deck (operator). The body is the CSV file
+/// (`prefix,per_minute,connect_fee,first_increment,next_increment`); it is
+/// validated whole, stored, and swapped in while calls run.
+#[utoipa::path(put, path = "/api/v1/trunks/{name}/rates", params(("name" = String, Path)),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = RatesReplaced), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn rates_put(api: &Api, name: &str, body: &[u8]) -> Result<RatesReplaced, ApiError> {
+    let Some((routing, _)) = &api.routes else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_routing",
+            "this edge runs without a node's routing",
+        ));
+    };
+    let Some(route) = routing.trunks.iter().find(|t| t.name == name) else {
+        return Err(ApiError::not_found(format!("no trunk {name}")));
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::invalid("rates", "the CSV is not UTF-8"))?;
+    let deck = crate::rates::parse_deck(text).map_err(|e| ApiError::invalid("rates", e))?;
+    let version = api.store.put_rates(name, text).await?;
+    let prefixes = routing.lcr.replace(engine::lcr::TrunkDeck {
+        trunk: route.name.clone(),
+        priority: route.priority,
+        weight: route.weight,
+        deck,
+    });
+    Ok(RatesReplaced {
+        trunk: name.to_owned(),
+        prefixes,
+        version,
     })
 }

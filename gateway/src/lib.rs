@@ -90,7 +90,7 @@ pub fn api_filter(
             move |method, tail: warp::path::Tail, query, authorization, remote, body| {
                 let api = api.clone();
                 async move {
-                    let max = api.max_body();
+                    let max = api.max_body(tail.as_str());
                     let res = match read_body(body, max).await {
                         Ok(Some(body)) => {
                             api.handle(api::Request {

@@ -930,6 +930,7 @@ async fn the_openapi_document_lists_every_route() {
         "/api/v1/members/{id}/topups",
         "/api/v1/inventory",
         "/api/v1/routes/{number}",
+        "/api/v1/trunks/{name}/rates",
     ] {
         assert!(
             paths.contains_key(p),
@@ -980,7 +981,8 @@ async fn the_route_preview_ranks_trunks_and_says_why_one_is_skipped() {
                 deck("b", "822", 30_000),
                 deck("a", "822", 20_000),
             ],
-        },
+        }
+        .into(),
         ..Routing::default()
     };
     let health: gateway::api::HealthFn = Arc::new(|name: &str| {

@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS numbers (
 );
 CREATE INDEX IF NOT EXISTS numbers_search ON numbers(country, area);
 CREATE INDEX IF NOT EXISTS numbers_holder ON numbers(holder);
+CREATE TABLE IF NOT EXISTS rates (
+    trunk TEXT PRIMARY KEY,
+    csv TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     account TEXT NOT NULL,
@@ -563,6 +568,35 @@ impl Store for Embedded {
             })
             .map_err(unavailable)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
+    }
+
+    async fn put_rates(&self, trunk: &str, csv: &str) -> Result<u64> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT INTO rates (trunk, csv, version) VALUES (?1, ?2, 1) \
+             ON CONFLICT(trunk) DO UPDATE SET csv = excluded.csv, version = version + 1",
+            params![trunk, csv],
+        )
+        .map_err(unavailable)?;
+        conn.query_row(
+            "SELECT version FROM rates WHERE trunk = ?1",
+            params![trunk],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|v| v.max(0) as u64)
+        .map_err(unavailable)
+    }
+
+    async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT csv, version FROM rates WHERE trunk = ?1",
+                params![trunk],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+            )
+            .optional()
             .map_err(unavailable)
     }
 }

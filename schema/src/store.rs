@@ -102,4 +102,10 @@ pub trait Store: Send + Sync + 'static {
     async fn balance(&self, account: &str) -> Result<i64>;
     /// The account's entries, oldest first.
     async fn ledger(&self, account: &str) -> Result<Vec<LedgerEntry>>;
+
+    /// Store a trunk's rate deck (CSV text, validated by the caller) as its
+    /// next version; returns that version.
+    async fn put_rates(&self, trunk: &str, csv: &str) -> Result<u64>;
+    /// A trunk's stored rate deck and its version.
+    async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>>;
 }

@@ -361,6 +361,25 @@ async fn embedded_backend_conforms() {
     accounts_suite(&store).await;
     numbers_suite(&store).await;
     ledger_suite(&store).await;
+    assert_eq!(store.rates("t").await.unwrap(), None);
+    assert_eq!(
+        store
+            .put_rates("t", "prefix,per_minute\n82,1\n")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .put_rates("t", "prefix,per_minute\n82,2\n")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.rates("t").await.unwrap(),
+        Some(("prefix,per_minute\n82,2\n".into(), 2))
+    );
     // Reopened, the data is still there (restart of `switchboard serve`).
     drop(store);
     let again = Embedded::open(dir.path()).unwrap();

@@ -275,3 +275,91 @@ async fn a_bad_rate_deck_stops_serve_with_its_row() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_rate_deck_wins_over_the_configured_file() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let file_deck = work.path().join("seoul.csv");
+    std::fs::write(&file_deck, "prefix,per_minute\n822,20000\n").unwrap();
+    let config = work.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nadmin_token = \"operator-secret-0123456789\"\n[numbering]\nhome_country = \"KR\"\n\
+             [[trunks]]\nname = \"seoul\"\naddress = \"127.0.0.1:5999\"\nformat = \"national\"\n\
+             options_interval_s = 0\nrates = \"{}\"\n",
+            file_deck.display()
+        ),
+    )
+    .unwrap();
+    let imported = work.path().join("new.csv");
+    std::fs::write(
+        &imported,
+        "prefix,per_minute,connect_fee\n822,11111,500\n82,30000,0\n",
+    )
+    .unwrap();
+    let cfg = config.to_string_lossy().to_string();
+    let data_s = data.to_string_lossy().to_string();
+    let out = Command::new(binary())
+        .args([
+            "rates", "import", "--trunk", "seoul", "--config", &cfg, "--data", &data_s,
+        ])
+        .arg(&imported)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("stored 2 prefixes for trunk seoul (version 1)")
+    );
+    let wrong = Command::new(binary())
+        .args([
+            "rates", "import", "--trunk", "nope", "--config", &cfg, "--data", &data_s,
+        ])
+        .arg(&imported)
+        .output()
+        .await
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no trunk nope"));
+
+    let http_port = free_port();
+    let mut serve = Command::new(binary())
+        .args(["serve", "--config", &cfg, "--data", &data_s])
+        .args(["--sip", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = format!("127.0.0.1:{http_port}");
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"GET /api/v1/routes/02-1234-5678 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer operator-secret-0123456789\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        reply.contains("\"per_minute\":11111") && reply.contains("\"connect_fee\":500"),
+        "{reply}"
+    );
+    assert!(reply.contains("\"number\":\"0212345678\""), "{reply}");
+}

@@ -86,7 +86,8 @@ async fn env(forward: bool, trunk: Option<u16>) -> Env {
                 weight: 1,
                 deck: Deck::from_rows([("82", rate)]).unwrap(),
             }],
-        };
+        }
+        .into();
     }
     let env = Env::start(&["100", PERSON, KR_OFFICE, US_OFFICE], |cfg| {
         cfg.routing = Arc::new(routing)

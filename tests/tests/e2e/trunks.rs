@@ -79,7 +79,8 @@ fn routing(t: &Trunks) -> Routing {
                 entry("seoul-a", deck("822", 20_000)),
                 entry("generic", deck("82", 5_000)),
             ],
-        },
+        }
+        .into(),
         ..Routing::default()
     }
 }
