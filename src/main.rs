@@ -195,6 +195,7 @@ struct TrunkSection {
     rates: Option<PathBuf>,
     max_channels: Option<u32>,
     max_cps: Option<u32>,
+    trusted: Option<bool>,
     options_interval_s: Option<u64>,
     options_timeout_ms: Option<u64>,
     down_after: Option<u32>,
@@ -489,6 +490,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         route.priority = t.priority;
+        route.trusted = t.trusted.unwrap_or(true);
         route.weight = t.weight;
         if let Some(s) = t.options_interval_s {
             route.options_interval = (s > 0).then(|| Duration::from_secs(s));

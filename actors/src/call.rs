@@ -47,6 +47,9 @@ pub struct Target {
     /// The trunk it goes through, when it is one: its name and live state
     /// (a channel is taken when the branch starts).
     pub trunk: Option<(String, Arc<TrunkLive>)>,
+    /// The caller's identity as this target is shown it (trunks: the
+    /// caller's number in the trunk's format, RFC 3325 headers).
+    pub presented: Option<engine::routing::Presented>,
 }
 
 /// What a Call is started with.
@@ -88,6 +91,35 @@ struct Branches {
 }
 
 impl Branches {
+    /// The INVITE of one branch: the caller as this target is to see it.
+    fn dial(&self, target: &Target) -> Dial {
+        let mut from = self.from.clone();
+        let mut extra = Vec::new();
+        if let Some(p) = &target.presented {
+            let host = from.uri.host.clone();
+            let port = from.uri.port;
+            from = NameAddr {
+                display: (p.from_user == "anonymous").then(|| "Anonymous".to_owned()),
+                uri: Uri::sip(Some(&p.from_user), &host, port),
+                params: Vec::new(),
+            };
+            if let Some(a) = &p.asserted {
+                extra.push(("P-Asserted-Identity", format!("<sip:{a}@{host}>")));
+            }
+            if let Some(privacy) = p.privacy {
+                extra.push(("Privacy", privacy.to_owned()));
+            }
+        }
+        Dial {
+            target: target.uri.clone(),
+            from,
+            to: self.to.clone(),
+            body: self.body.clone(),
+            max_forwards: self.max_forwards,
+            extra,
+        }
+    }
+
     async fn spawn(
         &self,
         myself: &ActorRef<CallMsg>,
@@ -118,13 +150,7 @@ impl Branches {
                 cfg: self.cfg.clone(),
                 transport: self.transport.clone(),
                 flow: target.flow,
-                role: Role::Uac(Dial {
-                    target: target.uri.clone(),
-                    from: self.from.clone(),
-                    to: self.to.clone(),
-                    body: self.body.clone(),
-                    max_forwards: self.max_forwards,
-                }),
+                role: Role::Uac(self.dial(target)),
                 snapshot,
             },
             myself.get_cell(),

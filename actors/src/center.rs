@@ -31,6 +31,9 @@ use crate::leg::{LegMsg, LegSnapshot, Release, SharedSnapshot};
 use crate::metrics as m;
 use crate::transport::{Flow, Transport, request_reply_flow};
 
+/// The caller's E.164 number and its privacy request, when known.
+type CallerIdentity = Option<(String, engine::routing::Privacy)>;
+
 /// Messages of a Center.
 #[derive(Debug)]
 pub enum CenterMsg {
@@ -225,6 +228,7 @@ impl CenterState {
                 .await;
             return;
         }
+        let ident = self.caller_identity(&caller, &request).await;
         let (targets, hunt) = match self.store.member(&callee).await {
             Ok(Some(_)) => match self.member_targets(&callee).await {
                 Ok(t) => (t, None),
@@ -235,7 +239,7 @@ impl CenterState {
                     return;
                 }
             },
-            Ok(None) => match self.onnet_targets(&caller, &callee).await {
+            Ok(None) => match self.onnet_targets(&caller, &callee, &ident).await {
                 Some(Ok(t)) => t,
                 Some(Err((status, why))) => {
                     self.transport
@@ -243,7 +247,7 @@ impl CenterState {
                         .await;
                     return;
                 }
-                None => match self.trunk_targets(&callee) {
+                None => match self.trunk_targets(&callee, &ident) {
                     Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
                     Err((status, why)) => {
                         metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
@@ -334,6 +338,7 @@ impl CenterState {
                     uri,
                     flow,
                     trunk: None,
+                    presented: None,
                 })
             })
             .collect();
@@ -344,6 +349,25 @@ impl CenterState {
         Ok(targets)
     }
 
+    /// The caller's number as trunks are to be shown it (its account's PSTN
+    /// number), and the privacy it asked for (`Privacy: id`, RFC 3323).
+    async fn caller_identity(&self, caller: &str, request: &Request) -> CallerIdentity {
+        let e164 = match self.store.account(caller).await {
+            Ok(Some(a)) => a.contact_pstn?,
+            _ => return None,
+        };
+        let hidden = request
+            .headers
+            .get("Privacy")
+            .is_some_and(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
+        let privacy = if hidden {
+            engine::routing::Privacy::Id
+        } else {
+            engine::routing::Privacy::None
+        };
+        Some((e164, privacy))
+    }
+
     /// Targets for an on-net number (an individual or company number of the
     /// plan): its holder's phones, its PSTN forward, or the company office
     /// for the caller (seed 004 claim 16). `None`: not an on-net number.
@@ -351,6 +375,7 @@ impl CenterState {
         &self,
         caller: &str,
         callee: &str,
+        ident: &CallerIdentity,
     ) -> Option<Result<(Vec<Target>, Option<Vec<u16>>), (u16, String)>> {
         use engine::numbering::Dialled;
         use engine::routing::{Decision, Holder, OfficeTarget, decide};
@@ -419,9 +444,9 @@ impl CenterState {
                 .await
                 .map(|t| (t, None))
                 .map_err(|(c, w)| (c, w.to_owned())),
-            Decision::Pstn { e164, .. } => self.trunk_targets(&e164).map(|t| (t, hunt)),
+            Decision::Pstn { e164, .. } => self.trunk_targets(&e164, ident).map(|t| (t, hunt)),
             Decision::Trunk { trunk, number } => match r.trunks.iter().find(|t| t.name == trunk) {
-                Some(t) => Ok((vec![self.trunk_target(t, &number)], hunt)),
+                Some(t) => Ok((vec![self.trunk_target(t, &number, ident)], hunt)),
                 None => Err((404, format!("no trunk {trunk}"))),
             },
             Decision::Reject { code, reason } => Err((code, reason)),
@@ -430,8 +455,17 @@ impl CenterState {
     }
 
     /// A target through `trunk` for `number` (as that trunk writes it).
-    fn trunk_target(&self, trunk: &crate::config::TrunkRoute, number: &str) -> Target {
+    fn trunk_target(
+        &self,
+        trunk: &crate::config::TrunkRoute,
+        number: &str,
+        ident: &CallerIdentity,
+    ) -> Target {
+        let presented = ident.as_ref().and_then(|(e164, privacy)| {
+            engine::routing::present(e164, &trunk.translation, *privacy, trunk.trusted).ok()
+        });
         Target {
+            presented,
             uri: Uri::sip(
                 Some(number),
                 &trunk.addr.ip().to_string(),
@@ -449,12 +483,17 @@ impl CenterState {
     /// The trunks to try, in order, for a number that is not a member's: a
     /// PSTN number goes to its least-cost candidates (translated for each),
     /// another carrier's number to that carrier's trunk.
-    fn trunk_targets(&self, dialled: &str) -> Result<Vec<Target>, (u16, String)> {
+    fn trunk_targets(
+        &self,
+        dialled: &str,
+        ident: &CallerIdentity,
+    ) -> Result<Vec<Target>, (u16, String)> {
         use engine::numbering::Dialled;
         let r = &self.cfg.routing;
         let not_found = || (404, "no such number".to_owned());
-        let to_target =
-            |trunk: &crate::config::TrunkRoute, number: &str| self.trunk_target(trunk, number);
+        let to_target = |trunk: &crate::config::TrunkRoute, number: &str| {
+            self.trunk_target(trunk, number, ident)
+        };
         let find = |name: &str| r.trunks.iter().find(|t| t.name == name);
         match engine::numbering::classify(dialled, r.home, &r.plan) {
             Ok(Dialled::Pstn(p)) => {

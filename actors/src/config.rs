@@ -102,6 +102,8 @@ pub struct TrunkRoute {
     pub priority: u32,
     /// Higher goes first among equal costs and priorities.
     pub weight: u32,
+    /// Inside the trust domain (RFC 3325): it receives P-Asserted-Identity.
+    pub trusted: bool,
 }
 
 impl TrunkRoute {
@@ -119,6 +121,7 @@ impl TrunkRoute {
             down_after: 3,
             priority: 0,
             weight: 1,
+            trusted: true,
         }
     }
 }

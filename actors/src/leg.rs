@@ -182,6 +182,8 @@ pub struct Dial {
     pub body: Option<(Bytes, String)>,
     /// Max-Forwards for the new INVITE.
     pub max_forwards: u8,
+    /// Further headers (P-Asserted-Identity, Privacy) for the new INVITE.
+    pub extra: Vec<(&'static str, String)>,
 }
 
 /// The leg's role.
@@ -364,6 +366,9 @@ impl Actor for Leg {
                 req.headers
                     .push("Contact", format!("<{}>", transport.contact(args.flow)));
                 req.headers.push("Allow", crate::transport::ALLOW);
+                for (name, value) in &dial.extra {
+                    req.headers.push(name, value.clone());
+                }
                 if let Some((body, ct)) = dial.body {
                     req.headers.push("Content-Type", ct);
                     req.body = body;

@@ -406,3 +406,42 @@ async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again(
         invites[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
+    let (env, t) = env().await;
+    let caller_account = schema::model::Account {
+        id: "100".into(),
+        login: "100@example.com".into(),
+        kind: schema::model::AccountKind::Individual,
+        name: "Caller".into(),
+        language: "en".into(),
+        contact_pstn: Some("+82311234567".into()),
+        other_numbers: vec![],
+        uris: vec![],
+        offices: vec![],
+        default_office: None,
+        forward_to_pstn: false,
+        password_hash: String::new(),
+        created_at: 0,
+        version: 0,
+    };
+    use schema::store::Store as _;
+    assert!(env.store.insert_account(&caller_account).await.unwrap());
+    // seoul-a wants the national format: the caller's +82 31 123 4567 is 0311234567.
+    let a = trunk(
+        &env,
+        t.seoul_a,
+        "trunk_identity.xml",
+        &[
+            ("RURI", "0212345678"),
+            ("FROM", "0311234567"),
+            ("PAI", "0311234567"),
+        ],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
+}
