@@ -196,6 +196,8 @@ struct TrunkSection {
     max_channels: Option<u32>,
     max_cps: Option<u32>,
     trusted: Option<bool>,
+    auth_user: Option<String>,
+    auth_password: Option<String>,
     options_interval_s: Option<u64>,
     options_timeout_ms: Option<u64>,
     down_after: Option<u32>,
@@ -491,6 +493,11 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         route.priority = t.priority;
         route.trusted = t.trusted.unwrap_or(true);
+        route.credentials = match (t.auth_user, t.auth_password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => bail!("trunk {}: auth_user and auth_password go together", t.name),
+        };
         route.weight = t.weight;
         if let Some(s) = t.options_interval_s {
             route.options_interval = (s > 0).then(|| Duration::from_secs(s));

@@ -50,6 +50,8 @@ pub struct Target {
     /// The caller's identity as this target is shown it (trunks: the
     /// caller's number in the trunk's format, RFC 3325 headers).
     pub presented: Option<engine::routing::Presented>,
+    /// Username and password for the target's digest challenge (trunks).
+    pub credentials: Option<(String, String)>,
 }
 
 /// What a Call is started with.
@@ -117,6 +119,7 @@ impl Branches {
             body: self.body.clone(),
             max_forwards: self.max_forwards,
             extra,
+            credentials: target.credentials.clone(),
         }
     }
 

@@ -339,6 +339,7 @@ impl CenterState {
                     flow,
                     trunk: None,
                     presented: None,
+                    credentials: None,
                 })
             })
             .collect();
@@ -466,6 +467,7 @@ impl CenterState {
         });
         Target {
             presented,
+            credentials: trunk.credentials.clone(),
             uri: Uri::sip(
                 Some(number),
                 &trunk.addr.ip().to_string(),

@@ -104,6 +104,8 @@ pub struct TrunkRoute {
     pub weight: u32,
     /// Inside the trust domain (RFC 3325): it receives P-Asserted-Identity.
     pub trusted: bool,
+    /// Username and password for the trunk's digest challenges.
+    pub credentials: Option<(String, String)>,
 }
 
 impl TrunkRoute {
@@ -122,6 +124,7 @@ impl TrunkRoute {
             priority: 0,
             weight: 1,
             trusted: true,
+            credentials: None,
         }
     }
 }

@@ -184,6 +184,9 @@ pub struct Dial {
     pub max_forwards: u8,
     /// Further headers (P-Asserted-Identity, Privacy) for the new INVITE.
     pub extra: Vec<(&'static str, String)>,
+    /// Username and password answering a 401/407 from the peer (a trunk
+    /// that authenticates its customers), once.
+    pub credentials: Option<(String, String)>,
 }
 
 /// The leg's role.
@@ -321,6 +324,8 @@ pub struct LegState {
     tick: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<LegMsg>>>>,
     snapshot: SharedSnapshot,
     dialog_route: String,
+    /// UAC: credentials for a challenge, taken when used (one answer only).
+    credentials: Option<(String, String)>,
 }
 
 impl Actor for Leg {
@@ -337,6 +342,10 @@ impl Actor for Leg {
         let mut rng = StdRng::from_entropy();
         let local_tag = ids::tag(&mut rng);
         let transport = args.transport.clone();
+        let credentials = match &args.role {
+            Role::Uac(d) => d.credentials.clone(),
+            _ => None,
+        };
         let (uas, invite, invite_key, machine, dest) = match args.role {
             Role::Uas(invite) => {
                 let k = key::server(&invite).ok_or("INVITE without a transaction key")?;
@@ -438,6 +447,7 @@ impl Actor for Leg {
             armed: None,
             tick: None,
             snapshot: args.snapshot,
+            credentials,
             dialog_route,
         };
         st.pump(&myself, now).await;
@@ -860,6 +870,62 @@ impl LegState {
         self.update_snapshot();
     }
 
+    /// Answer a 401/407 to the initial INVITE with the credentials: the
+    /// same INVITE, next CSeq, new branch, with Authorization or
+    /// Proxy-Authorization. `false` when there is nothing to answer with.
+    fn answer_challenge(&mut self, now: Instant, response: &Response) -> bool {
+        let header = if response.status == 401 {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
+        let Some(challenge) = response
+            .headers
+            .get(header)
+            .and_then(|h| engine::sip::digest::parse_challenge(h).ok())
+        else {
+            return false;
+        };
+        let Some((user, password)) = self.credentials.take() else {
+            return false;
+        };
+        let branch = self.new_branch();
+        let cnonce = ids::tag(&mut self.rng);
+        let mut req = self.invite.clone();
+        let seq = req.cseq().map_or(1, |c| c.seq) + 1;
+        req.headers
+            .set("Via", self.transport.via(self.flow, &branch));
+        req.headers.set("CSeq", format!("{seq} INVITE"));
+        let answer = challenge.answer("INVITE", &req.uri.to_string(), &user, &password, &cnonce, 1);
+        let name = if response.status == 401 {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        req.headers.push(name, answer);
+        metrics::counter!(m::SIP_OUT, "kind" => "INVITE").increment(1);
+        let machine = Machine::ClientInvite(ClientInvite::new(
+            now,
+            req.clone(),
+            self.flow.is_reliable(),
+            self.cfg.timers,
+        ));
+        let key = format!("c:{branch}");
+        self.txns.insert(
+            key.clone(),
+            Txn {
+                machine,
+                request: req.clone(),
+                token: None,
+                dest: self.flow,
+            },
+        );
+        self.invite_key = key;
+        self.invite = req;
+        self.update_snapshot();
+        true
+    }
+
     /// Handle a response that a client transaction passed up.
     fn on_client_event(&mut self, now: Instant, key: &str, response: Response) {
         let is_initial = key == self.invite_key;
@@ -908,6 +974,11 @@ impl LegState {
                     }
                     self.update_snapshot();
                 }
+                401 | 407
+                    if !self.ending
+                        && !self.uas
+                        && self.credentials.is_some()
+                        && self.answer_challenge(now, &response) => {}
                 _ => {
                     if !self.ending {
                         self.emit(LegEvent::Failed { status });

@@ -445,3 +445,33 @@ async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
         .unwrap();
     a.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_challenges_gets_the_configured_credentials() {
+    let t = Trunks {
+        seoul_a: free_port(),
+        seoul_b: free_port(),
+        generic: free_port(),
+        carrier: free_port(),
+    };
+    let mut r = routing(&t);
+    for trunk in &mut r.trunks {
+        if trunk.name == "seoul-a" {
+            trunk.credentials = Some(("acme-customer".into(), "trunk-secret".into()));
+        }
+    }
+    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+        .await
+        .unwrap();
+    let a = trunk(
+        &env,
+        t.seoul_a,
+        "trunk_auth.xml",
+        &[("USER", "acme-customer"), ("PASSWORD", "trunk-secret")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
+}
