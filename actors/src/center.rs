@@ -31,8 +31,15 @@ use crate::leg::{LegMsg, LegSnapshot, Release, SharedSnapshot};
 use crate::metrics as m;
 use crate::transport::{Flow, Transport, request_reply_flow};
 
-/// The caller's E.164 number and its privacy request, when known.
-type CallerIdentity = Option<(String, engine::routing::Privacy)>;
+/// What routing needs of the caller of an off-net or on-net-number call.
+struct CallerFacts {
+    /// Its PSTN number, E.164, when its account has one.
+    e164: Option<String>,
+    /// The privacy it asked for.
+    privacy: engine::routing::Privacy,
+    /// Its country.
+    region: engine::numbering::RegionId,
+}
 
 /// Messages of a Center.
 #[derive(Debug)]
@@ -228,7 +235,6 @@ impl CenterState {
                 .await;
             return;
         }
-        let ident = self.caller_identity(&caller, &request).await;
         let (targets, hunt) = match self.store.member(&callee).await {
             Ok(Some(_)) => match self.member_targets(&callee).await {
                 Ok(t) => (t, None),
@@ -239,25 +245,28 @@ impl CenterState {
                     return;
                 }
             },
-            Ok(None) => match self.onnet_targets(&caller, &callee, &ident).await {
-                Some(Ok(t)) => t,
-                Some(Err((status, why))) => {
-                    self.transport
-                        .respond(&request, status, flow, Some(&why))
-                        .await;
-                    return;
-                }
-                None => match self.trunk_targets(&callee, &ident) {
-                    Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
-                    Err((status, why)) => {
-                        metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+            Ok(None) => {
+                let ident = self.caller_facts(&caller, &request).await;
+                match self.onnet_targets(&callee, &ident).await {
+                    Some(Ok(t)) => t,
+                    Some(Err((status, why))) => {
                         self.transport
                             .respond(&request, status, flow, Some(&why))
                             .await;
                         return;
                     }
-                },
-            },
+                    None => match self.trunk_targets(&callee, &ident) {
+                        Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
+                        Err((status, why)) => {
+                            metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+                            self.transport
+                                .respond(&request, status, flow, Some(&why))
+                                .await;
+                            return;
+                        }
+                    },
+                }
+            }
             Err(e) => {
                 warn!(error = %e, "store unavailable");
                 self.transport
@@ -350,13 +359,23 @@ impl CenterState {
         Ok(targets)
     }
 
-    /// The caller's number as trunks are to be shown it (its account's PSTN
-    /// number), and the privacy it asked for (`Privacy: id`, RFC 3323).
-    async fn caller_identity(&self, caller: &str, request: &Request) -> CallerIdentity {
+    /// What routing needs of the caller, from one read of its account: its
+    /// PSTN number (shown to trunks), the privacy it asked for (`Privacy:
+    /// id`, RFC 3323) and its country (its number's, else the node's).
+    async fn caller_facts(&self, caller: &str, request: &Request) -> CallerFacts {
+        use engine::numbering::Dialled;
+        let r = &self.cfg.routing;
         let e164 = match self.store.account(caller).await {
-            Ok(Some(a)) => a.contact_pstn?,
-            _ => return None,
+            Ok(Some(a)) => a.contact_pstn,
+            _ => None,
         };
+        let region = e164
+            .as_deref()
+            .and_then(|p| match engine::numbering::classify(p, r.home, &r.plan) {
+                Ok(Dialled::Pstn(p)) => p.region.as_deref().and_then(engine::numbering::region),
+                _ => None,
+            })
+            .unwrap_or(r.home);
         let hidden = request
             .headers
             .get("Privacy")
@@ -366,7 +385,11 @@ impl CenterState {
         } else {
             engine::routing::Privacy::None
         };
-        Some((e164, privacy))
+        CallerFacts {
+            e164,
+            privacy,
+            region,
+        }
     }
 
     /// Targets for an on-net number (an individual or company number of the
@@ -374,9 +397,8 @@ impl CenterState {
     /// for the caller (seed 004 claim 16). `None`: not an on-net number.
     async fn onnet_targets(
         &self,
-        caller: &str,
         callee: &str,
-        ident: &CallerIdentity,
+        ident: &CallerFacts,
     ) -> Option<Result<(Vec<Target>, Option<Vec<u16>>), (u16, String)>> {
         use engine::numbering::Dialled;
         use engine::routing::{Decision, Holder, OfficeTarget, decide};
@@ -406,22 +428,12 @@ impl CenterState {
             Ok(None) => return Some(Err((404, format!("{key} is not in service")))),
             Err(_) => return Some(Err(unavailable())),
         };
-        // The caller's country: its own PSTN number's, else the node's.
-        let from = match self.store.account(caller).await {
-            Ok(Some(a)) => a
-                .contact_pstn
-                .as_deref()
-                .and_then(|p| match engine::numbering::classify(p, r.home, &r.plan) {
-                    Ok(Dialled::Pstn(p)) => p.region.as_deref().and_then(engine::numbering::region),
-                    _ => None,
-                })
-                .unwrap_or(r.home),
-            _ => r.home,
-        };
-        let registered = self.member_targets(&holder.id).await.is_ok();
+        // The holder's contacts, read once: whether it is registered, and
+        // where to ring it.
+        let contacts = self.member_targets(&holder.id).await;
         let facts = Holder {
             sip_user: holder.id.clone(),
-            registered,
+            registered: contacts.is_ok(),
             contact_pstn: holder.contact_pstn.clone(),
             forward_to_pstn: holder.forward_to_pstn,
             offices: holder
@@ -439,12 +451,15 @@ impl CenterState {
             default_office: holder.default_office.clone(),
         };
         let hunt = Some(r.failover.clone());
-        Some(match decide(&dialled, from, Some(&facts)) {
-            Decision::Fork { sip_user } => self
-                .member_targets(&sip_user)
-                .await
-                .map(|t| (t, None))
-                .map_err(|(c, w)| (c, w.to_owned())),
+        Some(match decide(&dialled, ident.region, Some(&facts)) {
+            Decision::Fork { sip_user } => {
+                let found = if sip_user == holder.id {
+                    contacts
+                } else {
+                    self.member_targets(&sip_user).await
+                };
+                found.map(|t| (t, None)).map_err(|(c, w)| (c, w.to_owned()))
+            }
             Decision::Pstn { e164, .. } => self.trunk_targets(&e164, ident).map(|t| (t, hunt)),
             Decision::Trunk { trunk, number } => match r.trunks.iter().find(|t| t.name == trunk) {
                 Some(t) => Ok((vec![self.trunk_target(t, &number, ident)], hunt)),
@@ -460,10 +475,10 @@ impl CenterState {
         &self,
         trunk: &crate::config::TrunkRoute,
         number: &str,
-        ident: &CallerIdentity,
+        ident: &CallerFacts,
     ) -> Target {
-        let presented = ident.as_ref().and_then(|(e164, privacy)| {
-            engine::routing::present(e164, &trunk.translation, *privacy, trunk.trusted).ok()
+        let presented = ident.e164.as_deref().and_then(|e164| {
+            engine::routing::present(e164, &trunk.translation, ident.privacy, trunk.trusted).ok()
         });
         Target {
             presented,
@@ -488,7 +503,7 @@ impl CenterState {
     fn trunk_targets(
         &self,
         dialled: &str,
-        ident: &CallerIdentity,
+        ident: &CallerFacts,
     ) -> Result<Vec<Target>, (u16, String)> {
         use engine::numbering::Dialled;
         let r = &self.cfg.routing;
