@@ -517,15 +517,12 @@ impl CenterState {
                 // Trunks without a Trunk actor (none configured) count as up
                 // and unlimited.
                 let health = |name: &str| {
-                    Some(self.transport.trunks.get(name).map_or(
-                        engine::lcr::Health {
-                            up: true,
-                            channels: 0,
-                            max_channels: u32::MAX,
-                            cps_ok: true,
-                        },
-                        |l| l.health(),
-                    ))
+                    Some(
+                        self.transport
+                            .trunks
+                            .get(name)
+                            .map_or(engine::lcr::Health::UNLIMITED, |l| l.health()),
+                    )
                 };
                 let targets: Vec<Target> = r
                     .lcr

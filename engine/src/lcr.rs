@@ -188,6 +188,17 @@ pub struct Health {
     pub cps_ok: bool,
 }
 
+impl Health {
+    /// A trunk nothing is known to limit: up, no channel or rate limit (a
+    /// configured trunk without keep-alives or limits).
+    pub const UNLIMITED: Health = Health {
+        up: true,
+        channels: 0,
+        max_channels: u32::MAX,
+        cps_ok: true,
+    };
+}
+
 /// Why a candidate is not tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {

@@ -505,7 +505,6 @@ impl Api {
             .collect();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let m = &req.method;
-        let ok = |body: &dyn erased::Json| Ok(body.response(StatusCode::OK));
         match (m.as_str(), segs.as_slice()) {
             ("GET", ["openapi.json"]) => Ok(json_response(StatusCode::OK, &ApiDoc::openapi())),
             ("POST", ["signup"]) => {
@@ -685,19 +684,9 @@ impl Api {
     }
 }
 
-mod erased {
-    use super::*;
-
-    /// Any serialisable body.
-    pub trait Json {
-        fn response(&self, status: StatusCode) -> Response;
-    }
-
-    impl<T: Serialize> Json for T {
-        fn response(&self, status: StatusCode) -> Response {
-            json_response(status, self)
-        }
-    }
+/// A 200 with a JSON body.
+fn ok<T: Serialize>(body: &T) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, body))
 }
 
 fn no_content() -> Response {
@@ -1597,12 +1586,7 @@ fn route_preview(api: &Api, n: &str, query: &str) -> Result<RoutePreview, ApiErr
                 .lcr
                 .load()
                 .candidates(&p.e164, |t| {
-                    health(t).or(Some(engine::lcr::Health {
-                        up: true,
-                        channels: 0,
-                        max_channels: u32::MAX,
-                        cps_ok: true,
-                    }))
+                    health(t).or(Some(engine::lcr::Health::UNLIMITED))
                 })
                 .into_iter()
                 .map(|c| {
