@@ -159,32 +159,14 @@ pub async fn import(
 /// Parse the CSV form (header `number,country,area,price_class,price`;
 /// columns after `number` may be left empty).
 pub fn parse_csv(text: &str) -> Result<Vec<InventoryRow>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .comment(Some(b'#'))
-        .from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
-    if headers.get(0) != Some("number") {
-        return Err(
-            "the first line must be the header number,country,area,price_class,price".into(),
-        );
-    }
     let mut rows = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
-        let rec = rec.map_err(|e| format!("row {}: {e}", i + 1))?;
-        let col = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .and_then(|p| rec.get(p))
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
+    for row in crate::csvfile::rows(text, "number,country,area,price_class,price")? {
+        let row = row?;
+        let col = |name: &str| row.get(name).map(str::to_owned);
         let price = col("price")
             .map(|p| {
                 p.parse::<i64>()
-                    .map_err(|_| format!("row {}: price {p} is not an integer", i + 1))
+                    .map_err(|_| format!("row {}: price {p} is not an integer", row.number))
             })
             .transpose()?;
         rows.push(InventoryRow {

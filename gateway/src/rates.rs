@@ -6,26 +6,12 @@ use engine::lcr::{Deck, Rate};
 
 /// Parse and validate a deck; errors name the row.
 pub fn parse_deck(text: &str) -> Result<Deck, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .comment(Some(b'#'))
-        .from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
-    if headers.get(0) != Some("prefix") {
-        return Err("the first line must be the header prefix,per_minute,connect_fee,first_increment,next_increment".into());
-    }
     let mut rows: Vec<(String, Rate)> = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
-        let row = i + 1;
-        let rec = rec.map_err(|e| format!("row {row}: {e}"))?;
-        let col = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .and_then(|p| rec.get(p))
-                .filter(|v| !v.is_empty())
-        };
+    let header = "prefix,per_minute,connect_fee,first_increment,next_increment";
+    for rec in crate::csvfile::rows(text, header)? {
+        let rec = rec?;
+        let row = rec.number;
+        let col = |name: &str| rec.get(name);
         let int = |name: &str, default: i64| -> Result<i64, String> {
             col(name).map_or(Ok(default), |v| {
                 v.parse::<i64>()
