@@ -238,20 +238,8 @@ mod tests {
 
     fn account(id: &str, kind: AccountKind, pstn: Option<&str>) -> Account {
         Account {
-            id: id.into(),
-            login: format!("{id}@example.com"),
-            kind,
-            name: id.into(),
-            language: "en".into(),
             contact_pstn: pstn.map(Into::into),
-            other_numbers: vec![],
-            uris: vec![],
-            offices: vec![],
-            default_office: None,
-            forward_to_pstn: false,
-            password_hash: String::new(),
-            created_at: 0,
-            version: 0,
+            ..Account::new(id, &format!("{id}@example.com"), kind, id)
         }
     }
 

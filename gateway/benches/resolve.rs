@@ -20,20 +20,14 @@ async fn fill(store: &dyn Store) {
         let nsn = format!("2{}", 2000_0000 + i);
         store
             .insert_account(&Account {
-                id: id.clone(),
-                login: format!("m{i}@example.com"),
-                kind: AccountKind::Individual,
-                name: format!("member {i}"),
-                language: "en".into(),
                 contact_pstn: Some(format!("+82{nsn}")),
-                other_numbers: vec![],
                 uris: vec![format!("sip:m{i}@example.com"), format!("tel:+82{nsn}")],
-                offices: vec![],
-                default_office: None,
-                forward_to_pstn: false,
-                password_hash: String::new(),
-                created_at: 0,
-                version: 0,
+                ..Account::new(
+                    &id,
+                    &format!("m{i}@example.com"),
+                    AccountKind::Individual,
+                    &format!("member {i}"),
+                )
             })
             .await
             .ok();

@@ -912,20 +912,11 @@ async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
             continue;
         }
         let a = Account {
-            id,
-            login: login.clone(),
-            kind: b.kind,
-            name: name.clone(),
             language: language.clone(),
             contact_pstn: contact_pstn.clone(),
-            other_numbers: Vec::new(),
-            uris: Vec::new(),
-            offices: Vec::new(),
-            default_office: None,
-            forward_to_pstn: false,
             password_hash: password_hash.clone(),
             created_at: api.now(),
-            version: 0,
+            ..Account::new(&id, &login, b.kind, &name)
         };
         if api.store.insert_account(&a).await? {
             let (token, expires_at) = start_session(api, &a).await?;

@@ -142,6 +142,29 @@ pub struct Account {
     pub version: u64,
 }
 
+impl Account {
+    /// A new account (version 0, created at time 0, language `en`) with
+    /// nothing else filled in; callers set the rest with struct update.
+    pub fn new(id: &str, login: &str, kind: AccountKind, name: &str) -> Account {
+        Account {
+            id: id.to_owned(),
+            login: login.to_owned(),
+            kind,
+            name: name.to_owned(),
+            language: "en".into(),
+            contact_pstn: None,
+            other_numbers: Vec::new(),
+            uris: Vec::new(),
+            offices: Vec::new(),
+            default_office: None,
+            forward_to_pstn: false,
+            password_hash: String::new(),
+            created_at: 0,
+            version: 0,
+        }
+    }
+}
+
 /// A signed-in session, stored by the SHA-256 of its bearer token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {

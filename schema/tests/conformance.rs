@@ -97,20 +97,11 @@ async fn suite(store: &dyn Store) {
 
 fn account(id: &str, login: &str) -> Account {
     Account {
-        id: id.into(),
-        login: login.into(),
-        kind: AccountKind::Individual,
-        name: format!("account {id}"),
-        language: "en".into(),
         contact_pstn: Some("+82212345678".into()),
-        other_numbers: Vec::new(),
         uris: vec!["tel:+82212345678".into()],
-        offices: Vec::new(),
-        default_office: None,
-        forward_to_pstn: false,
         password_hash: "h".into(),
         created_at: 1,
-        version: 0,
+        ..Account::new(id, login, AccountKind::Individual, &format!("account {id}"))
     }
 }
 

@@ -23,20 +23,8 @@ const US_OFFICE: &str = "1000000004";
 
 fn account(id: &str, kind: AccountKind) -> Account {
     Account {
-        id: id.into(),
-        login: format!("{id}@example.com"),
-        kind,
-        name: id.into(),
-        language: "en".into(),
         contact_pstn: (kind == AccountKind::Individual).then(|| "+82212345678".into()),
-        other_numbers: vec![],
-        uris: vec![],
-        offices: vec![],
-        default_office: None,
-        forward_to_pstn: false,
-        password_hash: String::new(),
-        created_at: 0,
-        version: 0,
+        ..Account::new(id, &format!("{id}@example.com"), kind, id)
     }
 }
 

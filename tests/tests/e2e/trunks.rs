@@ -411,20 +411,13 @@ async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again(
 async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
     let (env, t) = env().await;
     let caller_account = schema::model::Account {
-        id: "100".into(),
-        login: "100@example.com".into(),
-        kind: schema::model::AccountKind::Individual,
-        name: "Caller".into(),
-        language: "en".into(),
         contact_pstn: Some("+82311234567".into()),
-        other_numbers: vec![],
-        uris: vec![],
-        offices: vec![],
-        default_office: None,
-        forward_to_pstn: false,
-        password_hash: String::new(),
-        created_at: 0,
-        version: 0,
+        ..schema::model::Account::new(
+            "100",
+            "100@example.com",
+            schema::model::AccountKind::Individual,
+            "Caller",
+        )
     };
     use schema::store::Store as _;
     assert!(env.store.insert_account(&caller_account).await.unwrap());
