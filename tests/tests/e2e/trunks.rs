@@ -85,18 +85,26 @@ fn routing(t: &Trunks) -> Routing {
     }
 }
 
-async fn env() -> (Env, Trunks) {
+/// An engine with [`routing`], seoul-a adjusted by `seoul_a`.
+async fn env_with(seoul_a: impl FnOnce(&mut TrunkRoute)) -> (Env, Trunks) {
     let t = Trunks {
         seoul_a: free_port(),
         seoul_b: free_port(),
         generic: free_port(),
         carrier: free_port(),
     };
-    let r = routing(&t);
+    let mut r = routing(&t);
+    if let Some(a) = r.trunks.iter_mut().find(|x| x.name == "seoul-a") {
+        seoul_a(a);
+    }
     let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
         .await
         .unwrap();
     (env, t)
+}
+
+async fn env() -> (Env, Trunks) {
+    env_with(|_| {}).await
 }
 
 fn trunk(
@@ -222,21 +230,7 @@ async fn a_number_with_no_route_gets_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_with_two_channels_never_carries_a_third_call() {
-    let t = Trunks {
-        seoul_a: free_port(),
-        seoul_b: free_port(),
-        generic: free_port(),
-        carrier: free_port(),
-    };
-    let mut r = routing(&t);
-    for trunk in &mut r.trunks {
-        if trunk.name == "seoul-a" {
-            trunk.max_channels = 2;
-        }
-    }
-    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
-        .await
-        .unwrap();
+    let (env, t) = env_with(|a| a.max_channels = 2).await;
     let mut a = Sipp::new(
         env.work.path(),
         &env.scenario("trunk_answer.xml", &[("RURI", "0212345678")])
@@ -321,29 +315,18 @@ async fn answer_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again() {
-    let t = Trunks {
-        seoul_a: free_port(),
-        seoul_b: free_port(),
-        generic: free_port(),
-        carrier: free_port(),
-    };
-    let mut r = routing(&t);
-    for trunk in &mut r.trunks {
-        if trunk.name == "seoul-a" {
-            trunk.options_interval = Some(std::time::Duration::from_millis(200));
-            trunk.options_timeout = std::time::Duration::from_millis(150);
-            trunk.down_after = 2;
-        }
-    }
+    let (env, t) = env_with(|a| {
+        a.options_interval = Some(std::time::Duration::from_millis(200));
+        a.options_timeout = std::time::Duration::from_millis(150);
+        a.down_after = 2;
+    })
+    .await;
     // seoul-a is a socket that says nothing for now.
     let sock = Arc::new(
         tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
             .await
             .unwrap(),
     );
-    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
-        .await
-        .unwrap();
     let live = env
         .node()
         .transport
@@ -441,21 +424,8 @@ async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_that_challenges_gets_the_configured_credentials() {
-    let t = Trunks {
-        seoul_a: free_port(),
-        seoul_b: free_port(),
-        generic: free_port(),
-        carrier: free_port(),
-    };
-    let mut r = routing(&t);
-    for trunk in &mut r.trunks {
-        if trunk.name == "seoul-a" {
-            trunk.credentials = Some(("acme-customer".into(), "trunk-secret".into()));
-        }
-    }
-    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
-        .await
-        .unwrap();
+    let (env, t) =
+        env_with(|a| a.credentials = Some(("acme-customer".into(), "trunk-secret".into()))).await;
     let a = trunk(
         &env,
         t.seoul_a,
