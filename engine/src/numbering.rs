@@ -186,7 +186,8 @@ pub enum Dialled {
     Alias(Alias),
 }
 
-fn known_cc(cc: u16) -> bool {
+/// Whether some country has calling code `cc`.
+pub fn known_cc(cc: u16) -> bool {
     phonenumber::metadata::DATABASE.by_code(&cc).is_some()
 }
 
@@ -212,6 +213,15 @@ impl Individual {
             nsn: digits.strip_prefix(&cc).unwrap_or(digits).to_owned(),
             cc: p.cc,
         }
+    }
+
+    /// Read the canonical form `NSN*CC` back (as stored; not validated).
+    pub fn from_canonical(s: &str) -> Option<Individual> {
+        let (nsn, cc) = s.split_once('*')?;
+        Some(Individual {
+            nsn: nsn.to_owned(),
+            cc: cc.parse().ok()?,
+        })
     }
 
     /// `NSN*CC`.

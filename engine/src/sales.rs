@@ -5,7 +5,7 @@
 use phonenumber::country::Id as Region;
 use schema::model::{Account, AccountKind, NumberRecord, NumberState};
 
-use crate::numbering::{Dialled, Plan, Rejection, classify};
+use crate::numbering::{Dialled, Individual, Plan, Rejection, classify};
 
 /// Why a purchase request or a confirmation is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +87,7 @@ pub fn inventory_key(input: &str, caller: Region, plan: &Plan) -> Result<String,
         Ok(Dialled::Pstn(p)) => Err(Refusal::Malformed(format!(
             "{} is a PSTN number; its individual number is written {}",
             p.e164,
-            crate::numbering::Individual::from_pstn(&p).display()
+            Individual::from_pstn(&p).display()
         ))),
         Ok(Dialled::Carrier { carrier, .. }) => Err(Refusal::Malformed(format!(
             "a number of {carrier}, not of this service"
@@ -99,12 +99,6 @@ pub fn inventory_key(input: &str, caller: Region, plan: &Plan) -> Result<String,
 
 fn malformed(e: &Rejection) -> String {
     e.to_string()
-}
-
-/// The PSTN number (E.164) an individual number is made of.
-pub fn pstn_of(canonical: &str) -> Option<String> {
-    let (nsn, cc) = canonical.split_once('*')?;
-    Some(format!("+{cc}{nsn}"))
 }
 
 /// Approve or refuse `account`'s request for `record` (None: not in the
@@ -142,7 +136,9 @@ pub fn approve(
         });
     }
     if r.kind == AccountKind::Individual {
-        let pstn = pstn_of(&r.number).unwrap_or_default();
+        let pstn = Individual::from_canonical(&r.number)
+            .map(|i| i.pstn())
+            .unwrap_or_default();
         let contact = account.contact_pstn.clone().unwrap_or_default();
         if pstn != contact {
             return Err(Refusal::NotYourPstn {

@@ -81,14 +81,7 @@ pub fn public_uris(a: &Account, sip_domain: &str) -> Vec<String> {
 
 /// The display form of a canonical number.
 pub fn display(canonical: &str) -> String {
-    match canonical.split_once('*') {
-        Some((nsn, cc)) => Individual {
-            nsn: nsn.to_owned(),
-            cc: cc.parse().unwrap_or(0),
-        }
-        .display(),
-        None => canonical.to_owned(),
-    }
+    Individual::from_canonical(canonical).map_or_else(|| canonical.to_owned(), |i| i.display())
 }
 
 impl Directory {
@@ -151,13 +144,7 @@ impl Directory {
             let (Some(cc), Some(nsn)) = (digits.get(..cc_len), digits.get(cc_len..)) else {
                 continue;
             };
-            if nsn.len() >= 4
-                && cc
-                    .parse()
-                    .ok()
-                    .and_then(engine::numbering::region_of_cc)
-                    .is_some()
-            {
+            if nsn.len() >= 4 && cc.parse().is_ok_and(engine::numbering::known_cc) {
                 keys.push(format!("{nsn}*{cc}"));
             }
         }
