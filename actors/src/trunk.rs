@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use engine::sip::msg::{Method, Request, Uri};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{info, warn};
 
@@ -296,22 +297,24 @@ impl TrunkState {
         let call_id = engine::ids::call_id(&mut rand::thread_rng(), &local.ip().to_string());
         let tag = engine::ids::tag(&mut rand::thread_rng());
         let branch = engine::ids::branch(&mut rand::thread_rng());
-        let text = format!(
-            "OPTIONS sip:{to} SIP/2.0\r\n\
-             Via: {via}\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:switchboard@{local}>;tag={tag}\r\n\
-             To: <sip:{to}>\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: {seq} OPTIONS\r\n\
-             Accept: application/sdp\r\n\
-             Content-Length: 0\r\n\r\n",
-            via = t.via(flow, &branch),
-            seq = self.seq,
-        );
+        let host = to.ip().to_string();
+        let mut req = Request {
+            method: Method::Options,
+            uri: Uri::sip(None, &host, Some(to.port())),
+            headers: Default::default(),
+            body: Bytes::new(),
+        };
+        req.headers.push("Via", t.via(flow, &branch));
+        req.headers.push("Max-Forwards", "70");
+        req.headers
+            .push("From", format!("<sip:switchboard@{local}>;tag={tag}"));
+        req.headers.push("To", format!("<{}>", req.uri));
+        req.headers.push("Call-ID", call_id.clone());
+        req.headers.push("CSeq", format!("{} OPTIONS", self.seq));
+        req.headers.push("Accept", "application/sdp");
         let key = dialog_key(&call_id, &tag);
         t.probes.insert(key.clone(), (myself.clone(), self.seq));
-        t.send(flow, Bytes::from(text)).await;
+        t.send(flow, req.to_bytes()).await;
         key
     }
 }
