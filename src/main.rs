@@ -166,6 +166,21 @@ struct FileConfig {
     routing: RoutingSection,
     #[serde(default)]
     trunks: Vec<TrunkSection>,
+    #[serde(default)]
+    centers: Vec<CenterSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CenterSection {
+    name: String,
+    /// Country calling code it serves.
+    country_code: u16,
+    /// ISO 3166 region assumed for callers of unknown country; the main
+    /// region of `country_code` when unset.
+    region: Option<String>,
+    #[serde(default)]
+    trunks: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -508,6 +523,28 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         route.down_after = t.down_after.unwrap_or(route.down_after);
         routing.trunks.push(route);
     }
+    for c in file.centers {
+        let region = match &c.region {
+            Some(r) => Some(r.clone()),
+            None => engine::numbering::region_of_cc(c.country_code),
+        };
+        let region = region
+            .as_deref()
+            .and_then(engine::numbering::region)
+            .with_context(|| {
+                format!(
+                    "center {}: no region for country code {} (set region)",
+                    c.name, c.country_code
+                )
+            })?;
+        routing.centers.push(actors::config::CenterSpec {
+            name: c.name,
+            cc: c.country_code,
+            region,
+            trunks: c.trunks,
+        });
+    }
+    let routing = routing.normalized().context("[[centers]]")?;
     node.routing = std::sync::Arc::new(routing);
     let enum_listen = env_parse::<SocketAddr>("SWITCHBOARD_ENUM")?
         .or(file.enum_dns.listen)

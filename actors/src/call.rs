@@ -7,8 +7,8 @@
 //! (re-INVITE, INFO, UPDATE, ...) between the bridged legs, and ends the
 //! call when either side hangs up.
 //!
-//! Supervised by its Center as a temporary child (never restarted). Its Legs
-//! are significant children: a Leg failure fails the Call, and the Center
+//! Supervised by its center's Calls as a temporary child (never restarted). Its Legs
+//! are significant children: a Leg failure fails the Call, and the Calls supervisor
 //! then releases every leg from the snapshots it holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -70,9 +70,9 @@ pub struct CallArgs {
     pub callee: String,
     /// The callee's contacts.
     pub targets: Vec<Target>,
-    /// The Center, told when the call is over.
-    pub center: ActorRef<crate::center::CenterMsg>,
-    /// Snapshots shared with the Center: index 0 for the caller's leg, then
+    /// Its supervisor, told when the call is over.
+    pub calls: ActorRef<crate::calls::CallsMsg>,
+    /// Snapshots shared with the Calls supervisor: index 0 for the caller's leg, then
     /// one per target.
     pub snapshots: Vec<SharedSnapshot>,
     /// `None`: ring every target at once (forking). `Some(codes)`: try the
@@ -194,7 +194,7 @@ pub struct CallState {
     leg_count: usize,
     /// Every leg has ended: the call no longer counts as active.
     over: bool,
-    center: ActorRef<crate::center::CenterMsg>,
+    calls: ActorRef<crate::calls::CallsMsg>,
     /// Timer tasks (no answer, maximum duration); aborted when the call
     /// stops so that they do not keep the actor's cell alive.
     timers: Vec<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
@@ -319,7 +319,7 @@ impl Actor for Call {
             ended: HashSet::new(),
             leg_count: legs.len(),
             over: false,
-            center: args.center,
+            calls: args.calls,
             legs,
             timers: vec![no_answer],
         };
@@ -396,7 +396,7 @@ impl Actor for Call {
 }
 
 impl CallState {
-    /// The call is over for its parties: count it once, tell the Center.
+    /// The call is over for its parties: count it once, tell the supervisor.
     fn finish(&mut self, myself: &ActorRef<CallMsg>) {
         if self.over {
             return;
@@ -405,8 +405,8 @@ impl CallState {
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
         let _ = self
-            .center
-            .cast(crate::center::CenterMsg::CallOver(myself.get_id()));
+            .calls
+            .cast(crate::calls::CallsMsg::CallOver(myself.get_id()));
     }
 
     fn send(&self, id: LegId, msg: LegMsg) {

@@ -1,33 +1,31 @@
-//! The Center actor: the communication center of one country. Here it
-//! takes every new INVITE, authenticates the caller (407 digest challenge),
-//! looks up the callee and its bindings, and starts one Call actor per call.
+//! The Center actor: the communication center of one country. It takes
+//! the new INVITEs to its country (see [`crate::config::Routing::center_for`]),
+//! authenticates the caller (407 digest challenge), decides where the call
+//! goes (the member's phones, a company office, the least-cost trunks of
+//! the number's country) and hands the call to its [`crate::calls::Calls`]
+//! supervisor, which starts one Call actor for it.
 //!
-//! Supervised by the Node (permanent). It supervises its Calls (temporary:
-//! never restarted). When a Call dies abnormally the Center does what an
-//! OTP supervisor's terminate would: it releases each of the call's legs
-//! from the [`LegSnapshot`]s it holds (500 to an unanswered caller, CANCEL
-//! to a ringing branch, BYE to an established dialog), removes their routes,
-//! and counts the crash. Every other call carries on.
+//! Supervised by the Node (permanent), restarted with its trunks; the calls
+//! it started are not its children and carry on across its restart.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use engine::ids;
 use engine::sip::digest::{self, Algorithm, Nonces};
-use engine::sip::msg::{HasHeaders, Message, Method, Request, Uri};
-use engine::sip::transaction::{client::cancel_for, key};
-use parking_lot::Mutex;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use engine::sip::msg::{HasHeaders, Message, Request, Uri};
+use engine::sip::transaction::key;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use schema::store::Store;
-use tracing::{error, warn};
+use tracing::warn;
 
-use crate::call::{Call, CallArgs, CallMsg, Target};
+use crate::call::{CallArgs, Target};
+use crate::calls::CallsMsg;
 use crate::clock;
 use crate::config::NodeConfig;
-use crate::leg::{LegMsg, LegSnapshot, Release, SharedSnapshot};
+use crate::leg::LegMsg;
 use crate::metrics as m;
 use crate::transport::{Flow, Transport, request_reply_flow};
 
@@ -43,25 +41,15 @@ struct CallerFacts {
 
 /// Messages of a Center.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every message is an INVITE; boxing it would cost an allocation per call for the sake of the 1 Hz tick"
+)]
 pub enum CenterMsg {
     /// A new out-of-dialog INVITE.
     Invite(Request, Flow),
-    /// Release every call (node shutdown).
-    HangupAll,
-    /// How many calls are in progress.
-    CountCalls(RpcReplyPort<usize>),
-    /// Every leg of this call has ended (it may linger for retransmissions).
-    CallOver(ActorId),
     /// Periodic housekeeping: expired nonces, gauges.
     Sweep,
-}
-
-/// What the Center keeps of each call, so that it can clean up after a crash.
-struct CallRecord {
-    snapshots: Vec<SharedSnapshot>,
-    actor: ActorRef<CallMsg>,
-    /// The call reported itself over; only retransmission absorption remains.
-    over: bool,
 }
 
 /// The Center actor.
@@ -69,22 +57,27 @@ pub struct Center;
 
 /// What a Center is started with.
 pub struct CenterArgs {
+    /// Its place in `cfg.routing.centers`.
+    pub index: usize,
     /// Node configuration.
     pub cfg: Arc<NodeConfig>,
     /// Persistence.
     pub store: Arc<dyn Store>,
     /// Transport.
     pub transport: Arc<Transport>,
+    /// The supervisor of its calls.
+    pub calls: ActorRef<CallsMsg>,
 }
 
 /// The Center's state.
 pub struct CenterState {
+    index: usize,
     cfg: Arc<NodeConfig>,
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
     nonces: Nonces,
     rng: StdRng,
-    calls: HashMap<ActorId, CallRecord>,
+    calls: ActorRef<CallsMsg>,
 }
 
 impl Actor for Center {
@@ -101,7 +94,8 @@ impl Actor for Center {
         Ok(CenterState {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
             rng: StdRng::from_entropy(),
-            calls: HashMap::new(),
+            calls: args.calls,
+            index: args.index,
             cfg: args.cfg,
             store: args.store,
             transport: args.transport,
@@ -110,103 +104,29 @@ impl Actor for Center {
 
     async fn handle(
         &self,
-        myself: ActorRef<CenterMsg>,
+        _myself: ActorRef<CenterMsg>,
         msg: CenterMsg,
         st: &mut CenterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            CenterMsg::Invite(request, flow) => st.on_invite(&myself, request, flow).await,
-            CenterMsg::HangupAll => {
-                for record in st.calls.values() {
-                    let _ = record.actor.cast(CallMsg::Hangup);
-                }
-            }
-            CenterMsg::CountCalls(reply) => {
-                let _ = reply.send(st.calls.values().filter(|c| !c.over).count());
-            }
+            CenterMsg::Invite(request, flow) => st.on_invite(request, flow).await,
             CenterMsg::Sweep => {
-                metrics::gauge!(m::CENTER_CHILDREN).set(myself.get_children().len() as f64);
                 st.nonces.purge(clock::now());
-                metrics::gauge!(m::CENTER_CALLS).set(st.calls.len() as f64);
-                metrics::gauge!(m::NONCES).set(st.nonces.len() as f64);
+                metrics::gauge!(m::NONCES, "center" => st.spec().name.clone())
+                    .set(st.nonces.len() as f64);
             }
-            CenterMsg::CallOver(id) => {
-                if let Some(c) = st.calls.get_mut(&id) {
-                    c.over = true;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _me: ActorRef<CenterMsg>,
-        evt: SupervisionEvent,
-        st: &mut CenterState,
-    ) -> Result<(), ActorProcessingErr> {
-        match evt {
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                st.calls.remove(&cell.get_id());
-            }
-            SupervisionEvent::ActorFailed(cell, err) => {
-                error!(call = %cell.get_id(), error = %err, "call actor crashed; releasing its legs");
-                metrics::counter!(m::CALLS_CRASHED).increment(1);
-                if let Some(record) = st.calls.remove(&cell.get_id()) {
-                    if !record.over {
-                        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
-                        metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
-                    }
-                    for snap in &record.snapshots {
-                        let snap = snap.lock().clone();
-                        st.release(snap).await;
-                    }
-                }
-            }
-            _ => {}
         }
         Ok(())
     }
 }
 
 impl CenterState {
-    async fn release(&mut self, snap: LegSnapshot) {
-        self.transport.dialogs.remove(&snap.dialog_key);
-        if let Some(k) = &snap.invite_key {
-            self.transport.invites.remove(k);
-        }
-        match snap.release {
-            Release::Nothing => {}
-            Release::Respond { invite, tag } => {
-                let mut r = invite.response(500, Some(&tag));
-                r.headers.push(
-                    "Reason",
-                    "SIP;cause=500;text=\"call failed inside the engine\"",
-                );
-                self.transport
-                    .send_response(&r, request_reply_flow(&invite, snap.flow))
-                    .await;
-            }
-            Release::Cancel { invite } => {
-                self.transport
-                    .send(snap.flow, cancel_for(&invite).to_bytes())
-                    .await;
-            }
-            Release::Bye { mut dialog } => {
-                let branch = ids::branch(&mut self.rng);
-                let via = self.transport.via(snap.flow, &branch);
-                let contact = self.transport.contact(snap.flow);
-                let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
-                bye.headers.push(
-                    "Reason",
-                    "SIP;cause=500;text=\"call failed inside the engine\"",
-                );
-                self.transport.send(snap.flow, bye.to_bytes()).await;
-            }
-        }
+    /// What this center is.
+    fn spec(&self) -> &crate::config::CenterSpec {
+        &self.cfg.routing.centers[self.index]
     }
 
-    async fn on_invite(&mut self, myself: &ActorRef<CenterMsg>, request: Request, flow: Flow) {
+    async fn on_invite(&mut self, request: Request, flow: Flow) {
         let now = clock::now();
         // A retransmission that raced the creation of its call.
         if let Some(k) = key::server(&request)
@@ -215,6 +135,8 @@ impl CenterState {
             let _ = leg.cast(LegMsg::Sip(Message::Request(request), flow));
             return;
         }
+        #[cfg(feature = "testing")]
+        self.test_crash(&request);
         let Some(caller) = self.authenticate(now, &request, flow).await else {
             return;
         };
@@ -275,16 +197,7 @@ impl CenterState {
                 return;
             }
         };
-        let snapshots: Vec<SharedSnapshot> = (0..=targets.len())
-            .map(|_| {
-                Arc::new(Mutex::new(LegSnapshot {
-                    release: Release::Nothing,
-                    flow,
-                    dialog_key: String::new(),
-                    invite_key: None,
-                }))
-            })
-            .collect();
+        let snapshots = crate::calls::snapshots(flow, targets.len());
         let args = CallArgs {
             cfg: self.cfg.clone(),
             transport: self.transport.clone(),
@@ -293,41 +206,14 @@ impl CenterState {
             caller,
             callee,
             targets,
-            snapshots: snapshots.clone(),
-            center: myself.clone(),
+            snapshots,
+            calls: self.calls.clone(),
             hunt,
         };
-        match Actor::spawn_linked(None, Call, args, myself.get_cell()).await {
-            Ok((actor, _)) => {
-                self.calls.insert(
-                    actor.get_id(),
-                    CallRecord {
-                        snapshots,
-                        actor,
-                        over: false,
-                    },
-                );
-            }
-            Err(e) => {
-                error!(error = %e, "call failed to start");
-                metrics::counter!(m::CALLS_CRASHED).increment(1);
-                for snap in &snapshots {
-                    let snap = snap.lock().clone();
-                    if snap.dialog_key.is_empty() {
-                        continue;
-                    }
-                    self.release(snap).await;
-                }
-                if !self
-                    .transport
-                    .invites
-                    .contains_key(&key::server(&request).unwrap_or_default())
-                {
-                    self.transport
-                        .respond(&request, 500, flow, Some("call failed to start"))
-                        .await;
-                }
-            }
+        if self.calls.cast(CallsMsg::Start(Box::new(args))).is_err() {
+            self.transport
+                .respond(&request, 503, flow, Some("calls supervisor restarting"))
+                .await;
         }
     }
 
@@ -375,7 +261,7 @@ impl CenterState {
                 Ok(Dialled::Pstn(p)) => p.region.as_deref().and_then(engine::numbering::region),
                 _ => None,
             })
-            .unwrap_or(r.home);
+            .unwrap_or(self.spec().region);
         let hidden = request
             .headers
             .get("Privacy")
@@ -524,12 +410,13 @@ impl CenterState {
                             .map_or(engine::lcr::Health::UNLIMITED, |l| l.health()),
                     )
                 };
+                // Only the trunks of the center of the number's country.
                 let targets: Vec<Target> = r
                     .lcr
                     .load()
                     .candidates(&p.e164, health)
                     .into_iter()
-                    .filter(|c| c.skip.is_none())
+                    .filter(|c| c.skip.is_none() && r.foreign_owner(p.cc, &c.trunk).is_none())
                     .filter_map(|c| {
                         let trunk = find(&c.trunk)?;
                         let number =
@@ -548,6 +435,19 @@ impl CenterState {
                 None => Err((404, format!("no trunk to {carrier}"))),
             },
             _ => Err(not_found()),
+        }
+    }
+
+    /// Test hook: the first INVITE to `panic_center_on` in this process
+    /// panics the center that takes it.
+    #[cfg(feature = "testing")]
+    fn test_crash(&self, request: &Request) {
+        static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if self.cfg.panic_center_on.is_some()
+            && self.cfg.panic_center_on == request.uri.user
+            && !FIRED.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            panic!("test hook: panic_center_on {:?}", request.uri.user);
         }
     }
 

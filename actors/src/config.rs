@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// Test-only hook: a call to this number panics its Call actor once the
     /// caller's ACK arrives. Honoured only with the `testing` feature.
     pub panic_on_callee: Option<String>,
+    /// Test-only hook: the first INVITE to this Request-URI user in the
+    /// process panics the Center that takes it. Honoured only with the
+    /// `testing` feature.
+    pub panic_center_on: Option<String>,
 }
 
 impl NodeConfig {
@@ -74,6 +78,7 @@ impl NodeConfig {
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
             panic_on_callee: None,
+            panic_center_on: None,
             routing: Arc::new(Routing::default()),
         }
     }
@@ -106,6 +111,20 @@ pub struct TrunkRoute {
     pub trusted: bool,
     /// Username and password for the trunk's digest challenges.
     pub credentials: Option<(String, String)>,
+    /// Register with the trunk (outbound registration); until it accepts,
+    /// the trunk is skipped. `None`: it needs no registration.
+    pub register: Option<TrunkRegistration>,
+}
+
+/// An outbound registration with a trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistration {
+    /// The user registered (`user@trunk-host`).
+    pub user: String,
+    /// Expiry asked for; refreshed at half of what is granted.
+    pub expires: Duration,
+    /// Wait after a refusal or no answer before trying again.
+    pub retry: Duration,
 }
 
 impl TrunkRoute {
@@ -125,6 +144,7 @@ impl TrunkRoute {
             weight: 1,
             trusted: true,
             credentials: None,
+            register: None,
         }
     }
 }
@@ -140,6 +160,9 @@ pub struct Routing {
     pub trunks: Vec<TrunkRoute>,
     /// Their rate decks.
     pub lcr: Lcr,
+    /// The communication centers, one per country; empty: one center for
+    /// the home country owning every trunk (see [`Routing::normalized`]).
+    pub centers: Vec<CenterSpec>,
     /// Final statuses after which the next trunk is tried.
     pub failover: Vec<u16>,
     /// Most trunks tried for one call.
@@ -152,9 +175,145 @@ impl Default for Routing {
             plan: Plan::default(),
             home: RegionId::US,
             trunks: Vec::new(),
+            centers: Vec::new(),
             lcr: Lcr::default(),
             failover: vec![408, 500, 502, 503, 504],
             max_attempts: 3,
+        }
+    }
+}
+
+/// A communication center: the country it serves and the trunks and
+/// peerings it owns. Calls to its country are handled by it, and PSTN
+/// calls into its country leave through its trunks only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CenterSpec {
+    /// Name, for logs and metrics (`seoul`).
+    pub name: String,
+    /// Country calling code it serves (82).
+    pub cc: u16,
+    /// The country assumed for a caller whose own country is unknown (its
+    /// account has no PSTN number): which office of a company answers a
+    /// company number dialled without `#cc`.
+    pub region: RegionId,
+    /// Trunks and peerings it owns, by name.
+    pub trunks: Vec<String>,
+}
+
+/// A routing configuration that does not hold together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// A center names a trunk that is not configured.
+    #[error("center {center}: no trunk named {trunk}")]
+    UnknownTrunk {
+        /// The center.
+        center: String,
+        /// The trunk.
+        trunk: String,
+    },
+    /// Two centers claim one trunk.
+    #[error("trunk {trunk} is owned by both {first} and {second}")]
+    TwoOwners {
+        /// The trunk.
+        trunk: String,
+        /// One center.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// Two centers for one country.
+    #[error("two centers for country code {0}")]
+    TwoCenters(u16),
+    /// The home region has no calling code.
+    #[error("the home region {0:?} has no country calling code")]
+    NoHomeCode(RegionId),
+}
+
+impl Routing {
+    /// This configuration with its centers completed: with none configured,
+    /// one center for the home country owning every trunk; trunks no center
+    /// names go to the default center (the home country's, else the first).
+    /// The default center comes first.
+    pub fn normalized(mut self) -> Result<Routing, RoutingError> {
+        let home_cc = engine::numbering::cc_of_region(self.home)
+            .ok_or(RoutingError::NoHomeCode(self.home))?;
+        if self.centers.is_empty() {
+            self.centers.push(CenterSpec {
+                name: self.home.as_ref().to_ascii_lowercase(),
+                cc: home_cc,
+                region: self.home,
+                trunks: Vec::new(),
+            });
+        }
+        if let Some(i) = self.centers.iter().position(|c| c.cc == home_cc) {
+            self.centers.swap(0, i);
+        }
+        let mut owner: std::collections::HashMap<&str, &str> = Default::default();
+        for (i, c) in self.centers.iter().enumerate() {
+            if self.centers[..i].iter().any(|o| o.cc == c.cc) {
+                return Err(RoutingError::TwoCenters(c.cc));
+            }
+            for t in &c.trunks {
+                if !self.trunks.iter().any(|r| &r.name == t) {
+                    return Err(RoutingError::UnknownTrunk {
+                        center: c.name.clone(),
+                        trunk: t.clone(),
+                    });
+                }
+                if let Some(first) = owner.insert(t, &c.name) {
+                    return Err(RoutingError::TwoOwners {
+                        trunk: t.clone(),
+                        first: first.to_owned(),
+                        second: c.name.clone(),
+                    });
+                }
+            }
+        }
+        let unowned: Vec<String> = self
+            .trunks
+            .iter()
+            .filter(|r| !owner.contains_key(r.name.as_str()))
+            .map(|r| r.name.clone())
+            .collect();
+        self.centers[0].trunks.extend(unowned);
+        Ok(self)
+    }
+
+    /// The center (index into `centers`) of country code `cc`: its own, else
+    /// the default one.
+    pub fn center_of_cc(&self, cc: u16) -> usize {
+        self.centers.iter().position(|c| c.cc == cc).unwrap_or(0)
+    }
+
+    /// The center that owns `trunk` (the default one for an unknown name).
+    pub fn owner_of(&self, trunk: &str) -> usize {
+        self.centers
+            .iter()
+            .position(|c| c.trunks.iter().any(|t| t == trunk))
+            .unwrap_or(0)
+    }
+
+    /// The center that owns `trunk` when it is not the center of country
+    /// `cc` (such a trunk does not carry PSTN calls into `cc`).
+    pub fn foreign_owner(&self, cc: u16, trunk: &str) -> Option<&str> {
+        let owner = self.owner_of(trunk);
+        (owner != self.center_of_cc(cc))
+            .then(|| self.centers.get(owner).map(|c| c.name.as_str()))?
+    }
+
+    /// The center that handles a call to the Request-URI user `user`.
+    pub fn center_for(&self, user: &str) -> usize {
+        use engine::routing::Handler;
+        let user = user
+            .replace("%23", "#")
+            .replace("%2A", "*")
+            .replace("%2a", "*");
+        match engine::numbering::classify(&user, self.home, &self.plan)
+            .map(|d| engine::routing::handler(&d))
+        {
+            Ok(Handler::Country(cc)) => self.center_of_cc(cc),
+            Ok(Handler::Carrier(name)) => self.owner_of(&name),
+            Ok(Handler::Default) | Err(_) => 0,
         }
     }
 }
@@ -191,5 +350,116 @@ impl Lcr {
             next
         });
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trunk(name: &str) -> TrunkRoute {
+        TrunkRoute::new(
+            name,
+            "127.0.0.1:5060".parse().unwrap(),
+            Translation::default(),
+        )
+    }
+
+    fn center(name: &str, cc: u16, region: RegionId, trunks: &[&str]) -> CenterSpec {
+        CenterSpec {
+            name: name.into(),
+            cc,
+            region,
+            trunks: trunks.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn without_centers_one_home_center_owns_every_trunk() {
+        let r = Routing {
+            home: RegionId::KR,
+            trunks: vec![trunk("a"), trunk("b")],
+            ..Routing::default()
+        }
+        .normalized()
+        .unwrap();
+        assert_eq!(r.centers, vec![center("kr", 82, RegionId::KR, &["a", "b"])]);
+        assert_eq!(
+            r.center_for("+12125550100"),
+            0,
+            "every country to the one center"
+        );
+    }
+
+    #[test]
+    fn calls_go_to_the_callee_country_center_and_unowned_trunks_to_the_home_one() {
+        let r = Routing {
+            home: RegionId::KR,
+            trunks: vec![trunk("us-a"), trunk("kr-a"), trunk("spare")],
+            centers: vec![
+                center("newyork", 1, RegionId::US, &["us-a"]),
+                center("seoul", 82, RegionId::KR, &["kr-a"]),
+            ],
+            ..Routing::default()
+        }
+        .normalized()
+        .unwrap();
+        assert_eq!(
+            r.centers[0].name, "seoul",
+            "the home country's center is the default"
+        );
+        assert_eq!(r.centers[0].trunks, ["kr-a", "spare"]);
+        assert_eq!(r.center_for("+12125550100"), 1);
+        assert_eq!(r.center_for("02-312-3456"), 0);
+        assert_eq!(
+            r.center_for("7001234%2381"),
+            0,
+            "Japan has no center: the default"
+        );
+        assert_eq!(r.owner_of("us-a"), 1);
+        assert_eq!(r.center_for("100"), 0, "a member's SIP user");
+    }
+
+    #[test]
+    fn inconsistent_centers_are_refused() {
+        let base = Routing {
+            trunks: vec![trunk("a")],
+            ..Routing::default()
+        };
+        let with = |centers| Routing {
+            centers,
+            ..base.clone()
+        };
+        assert_eq!(
+            with(vec![center("x", 1, RegionId::US, &["nope"])])
+                .normalized()
+                .err(),
+            Some(RoutingError::UnknownTrunk {
+                center: "x".into(),
+                trunk: "nope".into()
+            })
+        );
+        assert_eq!(
+            with(vec![
+                center("x", 1, RegionId::US, &["a"]),
+                center("y", 82, RegionId::KR, &["a"])
+            ])
+            .normalized()
+            .err(),
+            Some(RoutingError::TwoOwners {
+                trunk: "a".into(),
+                first: "x".into(),
+                second: "y".into()
+            })
+        );
+        assert_eq!(
+            with(vec![
+                center("x", 1, RegionId::US, &[]),
+                center("y", 1, RegionId::US, &[])
+            ])
+            .normalized()
+            .err(),
+            Some(RoutingError::TwoCenters(1))
+        );
     }
 }

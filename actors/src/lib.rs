@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! Node ─┬─ Registrar          REGISTER, OPTIONS
-//!       └─ Center             new INVITEs → one Call each
-//!          └─ Call ─┬─ Leg    caller side (UAS)
-//!                   └─ Leg…   one per registered contact of the callee (UAC)
+//!       ├─ Calls (per center) supervises the center's calls
+//!       │  └─ Call ─┬─ Leg    caller side (UAS)
+//!       │           └─ Leg…   one per contact or trunk tried (UAC)
+//!       ├─ Center (per country) new INVITEs → routing → Calls
+//!       └─ Trunk…  (per trunk, restarted with its center) keep-alives, registration
 //! ```
 //!
 //! The transport ([`transport`]) is a set of tasks that parse and route each
@@ -15,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod call;
+pub mod calls;
 pub mod center;
 pub mod clock;
 pub mod config;

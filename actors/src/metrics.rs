@@ -45,6 +45,8 @@ pub const CENTER_CHILDREN: &str = "switchboard_center_children";
 pub const TASKS: &str = "switchboard_runtime_tasks";
 /// A trunk answers its keep-alives (1) or not (0), label `trunk`.
 pub const TRUNK_UP: &str = "switchboard_trunk_up";
+/// Whether a trunk that wants registration is registered with (1) or not (0).
+pub const TRUNK_REGISTERED: &str = "switchboard_trunk_registered";
 /// Attempts handed to a trunk, label `trunk`.
 pub const TRUNK_ATTEMPTS: &str = "switchboard_trunk_attempts_total";
 /// Answered attempts, label `trunk` (with attempts: the answer-seizure ratio).

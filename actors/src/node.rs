@@ -1,8 +1,12 @@
 //! The Node: root of the supervision tree (see [`crate::supervision`]).
 //!
-//! It starts the Registrar and the Center, restarts them when they fail
-//! (permanent children, OTP restart intensity), and re-points the transport
-//! at the new instance. [`start`] binds the sockets, starts the tree and the
+//! It starts the Registrar, one Center per configured country and one
+//! Trunk per configured trunk, restarts them when they fail (permanent
+//! children, OTP restart intensity), and re-points the transport at the new
+//! instance. A center and the trunks it owns restart together (OTP
+//! `rest_for_one` with the center first): a center's crash stops and
+//! restarts its trunks, and touches no other center. Calls in progress in
+//! a crashed center carry on to their end. [`start`] binds the sockets, starts the tree and the
 //! receive loops, and returns a [`NodeHandle`] to stop it cleanly.
 
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use schema::store::Store;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::calls::{Calls, CallsArgs, CallsMsg};
 use crate::center::{Center, CenterArgs, CenterMsg};
 use crate::clock;
 use crate::config::NodeConfig;
@@ -26,8 +31,29 @@ use crate::trunk::{Trunk, TrunkArgs, TrunkLive, TrunkMsg};
 /// Messages of the Node.
 #[derive(Debug)]
 pub enum NodeMsg {
-    /// The Center to use for shutdown and queries.
-    Center(ractor::RpcReplyPort<ActorRef<CenterMsg>>),
+    /// The centers' Calls supervisors, for shutdown and queries.
+    Calls(ractor::RpcReplyPort<Vec<ActorRef<CallsMsg>>>),
+    /// The tree below the centers, for inspection.
+    Tree(ractor::RpcReplyPort<Vec<CenterTree>>),
+}
+
+/// A center and its trunks as they run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CenterTree {
+    /// The center's name.
+    pub name: String,
+    /// Its actor.
+    pub actor: ractor::ActorId,
+    /// Its trunks: (name, actor).
+    pub trunks: Vec<(String, ractor::ActorId)>,
+}
+
+/// A running Trunk.
+struct TrunkChild {
+    name: String,
+    /// Index of the center that owns it.
+    owner: usize,
+    actor: ActorRef<TrunkMsg>,
 }
 
 /// The Node actor.
@@ -47,9 +73,12 @@ pub struct NodeArgs {
 pub struct NodeState {
     args: NodeArgs,
     registrar: ActorRef<RegistrarMsg>,
-    center: ActorRef<CenterMsg>,
-    /// One Trunk per configured trunk: (its name, the actor).
-    trunks: Vec<(String, ActorRef<TrunkMsg>)>,
+    /// One per `cfg.routing.centers`, in that order.
+    centers: Vec<ActorRef<CenterMsg>>,
+    /// The supervisor of each center's calls, in the same order.
+    calls: Vec<ActorRef<CallsMsg>>,
+    /// One Trunk per configured trunk.
+    trunks: Vec<TrunkChild>,
     intensity: Intensity,
 }
 
@@ -59,20 +88,46 @@ async fn spawn_trunk(
     me: &ActorRef<NodeMsg>,
     args: &NodeArgs,
     route: &crate::config::TrunkRoute,
-) -> Result<(String, ActorRef<TrunkMsg>), ActorProcessingErr> {
+) -> Result<TrunkChild, ActorProcessingErr> {
     let live = args
         .transport
         .trunks
         .entry(route.name.clone())
-        .or_insert_with(|| TrunkLive::new(&route.name, route.max_channels, route.max_cps))
+        .or_insert_with(|| {
+            let live = TrunkLive::new(&route.name, route.max_channels, route.max_cps);
+            match route.register {
+                Some(_) => live.unregistered(),
+                None => live,
+            }
+        })
         .clone();
     let trunk_args = TrunkArgs {
         route: route.clone(),
         transport: args.transport.clone(),
         live,
+        timers: args.cfg.timers,
     };
-    let (t, _) = Actor::spawn_linked(None, Trunk, trunk_args, me.get_cell()).await?;
-    Ok((route.name.clone(), t))
+    let (actor, _) = Actor::spawn_linked(None, Trunk, trunk_args, me.get_cell()).await?;
+    Ok(TrunkChild {
+        name: route.name.clone(),
+        owner: args.cfg.routing.owner_of(&route.name),
+        actor,
+    })
+}
+
+/// Start the trunks center `owner` owns.
+async fn spawn_trunks_of(
+    me: &ActorRef<NodeMsg>,
+    args: &NodeArgs,
+    owner: usize,
+) -> Result<Vec<TrunkChild>, ActorProcessingErr> {
+    let mut out = Vec::new();
+    for route in &args.cfg.routing.trunks {
+        if args.cfg.routing.owner_of(&route.name) == owner {
+            out.push(spawn_trunk(me, args, route).await?);
+        }
+    }
+    Ok(out)
 }
 
 async fn spawn_registrar(
@@ -89,17 +144,34 @@ async fn spawn_registrar(
     Ok(r)
 }
 
+async fn spawn_calls(
+    me: &ActorRef<NodeMsg>,
+    a: &NodeArgs,
+    index: usize,
+) -> Result<ActorRef<CallsMsg>, ActorProcessingErr> {
+    let args = CallsArgs {
+        center: a.cfg.routing.centers[index].name.clone(),
+        transport: a.transport.clone(),
+    };
+    let (c, _) = Actor::spawn_linked(None, Calls, args, me.get_cell()).await?;
+    Ok(c)
+}
+
 async fn spawn_center(
     me: &ActorRef<NodeMsg>,
     a: &NodeArgs,
+    index: usize,
+    calls: ActorRef<CallsMsg>,
 ) -> Result<ActorRef<CenterMsg>, ActorProcessingErr> {
     let args = CenterArgs {
+        index,
+        calls,
         cfg: a.cfg.clone(),
         store: a.store.clone(),
         transport: a.transport.clone(),
     };
     let (c, _) = Actor::spawn_linked(None, Center, args, me.get_cell()).await?;
-    a.transport.set_center(c.clone());
+    a.transport.set_center(index, c.clone());
     Ok(c)
 }
 
@@ -114,15 +186,19 @@ impl Actor for Node {
         args: NodeArgs,
     ) -> Result<NodeState, ActorProcessingErr> {
         let registrar = spawn_registrar(&me, &args).await?;
-        let center = spawn_center(&me, &args).await?;
+        let mut centers = Vec::new();
+        let mut calls = Vec::new();
         let mut trunks = Vec::new();
-        for route in &args.cfg.routing.trunks {
-            trunks.push(spawn_trunk(&me, &args, route).await?);
+        for i in 0..args.cfg.routing.centers.len() {
+            calls.push(spawn_calls(&me, &args, i).await?);
+            centers.push(spawn_center(&me, &args, i, calls[i].clone()).await?);
+            trunks.extend(spawn_trunks_of(&me, &args, i).await?);
         }
         Ok(NodeState {
             args,
             registrar,
-            center,
+            centers,
+            calls,
             trunks,
             intensity: Intensity::default(),
         })
@@ -135,8 +211,26 @@ impl Actor for Node {
         st: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            NodeMsg::Center(reply) => {
-                let _ = reply.send(st.center.clone());
+            NodeMsg::Calls(reply) => {
+                let _ = reply.send(st.calls.clone());
+            }
+            NodeMsg::Tree(reply) => {
+                let tree = st
+                    .centers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| CenterTree {
+                        name: st.args.cfg.routing.centers[i].name.clone(),
+                        actor: c.get_id(),
+                        trunks: st
+                            .trunks
+                            .iter()
+                            .filter(|t| t.owner == i)
+                            .map(|t| (t.name.clone(), t.actor.get_id()))
+                            .collect(),
+                    })
+                    .collect();
+                let _ = reply.send(tree);
             }
         }
         Ok(())
@@ -166,12 +260,36 @@ impl Actor for Node {
             warn!(?evt, "registrar died; restarting");
             metrics::counter!(m::RESTARTS, "child" => "registrar").increment(1);
             st.registrar = spawn_registrar(&me, &st.args).await?;
-        } else if dead == st.center.get_id() {
-            warn!(?evt, "center died; restarting");
+        } else if let Some(i) = st.centers.iter().position(|c| c.get_id() == dead) {
+            let name = st.args.cfg.routing.centers[i].name.clone();
+            warn!(?evt, center = %name, "center died; restarting it and its trunks");
             metrics::counter!(m::RESTARTS, "child" => "center").increment(1);
-            st.center = spawn_center(&me, &st.args).await?;
-        } else if let Some(i) = st.trunks.iter().position(|(_, t)| t.get_id() == dead) {
-            let name = st.trunks[i].0.clone();
+            // Its trunks go first (taken out of the list, so that their
+            // ends are not restarts), then the center and its trunks come
+            // back in start order.
+            let (old, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.trunks)
+                .into_iter()
+                .partition(|t| t.owner == i);
+            st.trunks = kept;
+            for t in old {
+                t.actor.stop(Some("its center restarts".into()));
+            }
+            st.centers[i] = spawn_center(&me, &st.args, i, st.calls[i].clone()).await?;
+            st.trunks.extend(spawn_trunks_of(&me, &st.args, i).await?);
+        } else if let Some(i) = st.calls.iter().position(|c| c.get_id() == dead) {
+            // Its calls died with it (ractor stops an actor's children);
+            // the center that hands it calls restarts after it.
+            let name = st.args.cfg.routing.centers[i].name.clone();
+            warn!(?evt, center = %name, "calls supervisor died; restarting it and its center");
+            metrics::counter!(m::RESTARTS, "child" => "calls").increment(1);
+            st.calls[i] = spawn_calls(&me, &st.args, i).await?;
+            let old = std::mem::replace(
+                &mut st.centers[i],
+                spawn_center(&me, &st.args, i, st.calls[i].clone()).await?,
+            );
+            old.stop(Some("its calls supervisor restarted".into()));
+        } else if let Some(i) = st.trunks.iter().position(|t| t.actor.get_id() == dead) {
+            let name = st.trunks[i].name.clone();
             warn!(?evt, trunk = %name, "trunk died; restarting");
             metrics::counter!(m::RESTARTS, "child" => "trunk").increment(1);
             if let Some(route) = st
@@ -211,6 +329,9 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The routing configuration does not hold together.
+    #[error("routing: {0}")]
+    Config(String),
     /// The actor tree failed to start.
     #[error("actor tree failed to start: {0}")]
     Spawn(String),
@@ -218,6 +339,13 @@ pub enum StartError {
 
 /// Bind the transport, start the supervision tree and the receive loops.
 pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle, StartError> {
+    let mut cfg = cfg;
+    cfg.routing = Arc::new(
+        (*cfg.routing)
+            .clone()
+            .normalized()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
     let cfg = Arc::new(cfg);
     let (transport, listener) = Transport::bind(&cfg)
         .await
@@ -268,18 +396,26 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
 impl NodeHandle {
     /// Live calls.
     pub async fn active_calls(&self) -> usize {
-        let Ok(center) = ractor::call!(self.node, NodeMsg::Center) else {
-            return 0;
-        };
-        ractor::call!(center, CenterMsg::CountCalls).unwrap_or(0)
+        let mut n = 0;
+        for calls in ractor::call!(self.node, NodeMsg::Calls).unwrap_or_default() {
+            n += ractor::call!(calls, CallsMsg::Count).unwrap_or(0);
+        }
+        n
+    }
+
+    /// The centers and their trunks as they run now.
+    pub async fn tree(&self) -> Vec<CenterTree> {
+        ractor::call!(self.node, NodeMsg::Tree).unwrap_or_default()
     }
 
     /// Stop: release every call (BYE to answered legs, CANCEL or 503 to
     /// ringing ones), give the releases up to `grace` to complete, then stop
     /// the tree and the sockets.
     pub async fn shutdown(self, grace: Duration) {
-        if let Ok(center) = ractor::call!(self.node, NodeMsg::Center) {
-            let _ = center.cast(CenterMsg::HangupAll);
+        if let Ok(all) = ractor::call!(self.node, NodeMsg::Calls) {
+            for calls in all {
+                let _ = calls.cast(CallsMsg::HangupAll);
+            }
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
                 // Dialog routes disappear as legs finish their BYE transactions.

@@ -128,7 +128,9 @@ pub struct Transport {
     /// Live state of the trunks that have a Trunk actor, by name.
     pub trunks: DashMap<String, Arc<crate::trunk::TrunkLive>>,
     registrar: RwLock<Option<ActorRef<RegistrarMsg>>>,
-    center: RwLock<Option<ActorRef<CenterMsg>>>,
+    /// The communication centers, in `routing.centers` order.
+    centers: RwLock<Vec<Option<ActorRef<CenterMsg>>>>,
+    routing: Arc<crate::config::Routing>,
     local: SocketAddr,
     max_message: usize,
 }
@@ -154,7 +156,8 @@ impl Transport {
                         probes: DashMap::new(),
                         trunks: DashMap::new(),
                         registrar: RwLock::new(None),
-                        center: RwLock::new(None),
+                        centers: RwLock::new(vec![None; cfg.routing.centers.len().max(1)]),
+                        routing: cfg.routing.clone(),
                         local,
                         max_message: cfg.max_message,
                     });
@@ -182,9 +185,12 @@ impl Transport {
         *self.registrar.write() = Some(r);
     }
 
-    /// Set the Center that new INVITEs go to.
-    pub fn set_center(&self, c: ActorRef<CenterMsg>) {
-        *self.center.write() = Some(c);
+    /// Set center `index` (of `routing.centers`), which new INVITEs to its
+    /// country go to.
+    pub fn set_center(&self, index: usize, c: ActorRef<CenterMsg>) {
+        if let Some(slot) = self.centers.write().get_mut(index) {
+            *slot = Some(c);
+        }
     }
 
     /// Whether a TCP connection to `addr` is open.
@@ -335,8 +341,12 @@ impl Transport {
                         }
                     }
                     None if self.probes.contains_key(&key) => {
-                        if let Some((_, (trunk, seq))) = self.probes.remove(&key) {
-                            let _ = trunk.cast(crate::trunk::TrunkMsg::Answered(seq));
+                        // A keep-alive is answered by any response; a
+                        // REGISTER's route stays for its whole life.
+                        let to = self.probes.get(&key).map(|e| e.clone());
+                        if let Some((trunk, seq)) = to {
+                            let _ = trunk
+                                .cast(crate::trunk::TrunkMsg::Response(seq, Box::new(response)));
                         }
                     }
                     None => {
@@ -414,7 +424,12 @@ impl Transport {
                 }
             }
             Method::Invite => {
-                let c = self.center.read().clone();
+                let index = request
+                    .uri
+                    .user
+                    .as_deref()
+                    .map_or(0, |u| self.routing.center_for(u));
+                let c = self.centers.read().get(index).cloned().flatten();
                 match c {
                     Some(c) if c.cast(CenterMsg::Invite(request.clone(), flow)).is_ok() => {}
                     _ => {

@@ -3,6 +3,11 @@
 //! `down_after` answers in a row is marked down (and skipped by least-cost
 //! routing) until it answers again. Any response counts as an answer.
 //!
+//! A trunk configured to register ([`crate::config::TrunkRegistration`])
+//! is registered with by an [`engine::sip::outbound::Outbound`] machine this
+//! actor drives; until the trunk accepts the registration, least-cost
+//! routing skips it.
+//!
 //! Its live state ([`TrunkLive`]) is shared through the transport: calls
 //! take a channel from it with [`TrunkLive::try_acquire`] (exact under
 //! concurrency: a compare-and-swap below the limit) and give it back when
@@ -26,6 +31,7 @@ use crate::transport::{Flow, Transport, dialog_key};
 pub struct TrunkLive {
     name: String,
     up: AtomicBool,
+    registered: AtomicBool,
     channels: AtomicU32,
     max_channels: u32,
     /// Calls started in the current second: (second since `epoch`) << 32 | count.
@@ -94,12 +100,25 @@ impl TrunkLive {
         Arc::new(TrunkLive {
             name: name.to_owned(),
             up: AtomicBool::new(true),
+            registered: AtomicBool::new(true),
             channels: AtomicU32::new(0),
             max_channels,
             cps: AtomicU64::new(0),
             max_cps,
             epoch: crate::clock::now(),
         })
+    }
+
+    /// The same, for a trunk that wants registration: unusable until it
+    /// accepts one.
+    pub fn unregistered(self: Arc<Self>) -> Arc<Self> {
+        self.registered.store(false, Ordering::Release);
+        self
+    }
+
+    /// Whether it is registered with (always, when it wants no registration).
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Acquire)
     }
 
     /// Take a channel if the trunk is up, below its channel limit and below
@@ -110,7 +129,7 @@ impl TrunkLive {
 
     /// [`Self::try_acquire`] at a given time.
     pub fn try_acquire_at(self: &Arc<Self>, now: Instant) -> Option<ChannelGuard> {
-        if !self.up.load(Ordering::Acquire) {
+        if !self.up.load(Ordering::Acquire) || !self.is_registered() {
             return None;
         }
         self.channels
@@ -150,6 +169,7 @@ impl TrunkLive {
         let this_second = (v >> 32) == self.second(crate::clock::now());
         engine::lcr::Health {
             up: self.up.load(Ordering::Acquire),
+            registered: self.is_registered(),
             channels: self.channels.load(Ordering::Acquire),
             max_channels: self.max_channels,
             cps_ok: !this_second || (v & 0xffff_ffff) < u64::from(self.max_cps),
@@ -172,8 +192,10 @@ impl TrunkLive {
 pub enum TrunkMsg {
     /// Time for the next keep-alive.
     Ping,
-    /// A response to keep-alive `seq`.
-    Answered(u32),
+    /// A response to request `seq` (a keep-alive or a REGISTER).
+    Response(u32, Box<engine::sip::msg::Response>),
+    /// The registration's timer.
+    RegisterTick,
     /// Keep-alive `seq` had no answer in time.
     Unanswered(u32),
 }
@@ -186,6 +208,8 @@ pub struct TrunkArgs {
     pub transport: Arc<Transport>,
     /// Its live state.
     pub live: Arc<TrunkLive>,
+    /// Retransmission timers (registration).
+    pub timers: engine::sip::transaction::Timers,
 }
 
 /// The Trunk actor.
@@ -199,6 +223,12 @@ pub struct TrunkState {
     outstanding: Option<(u32, String)>,
     misses: u32,
     timer: Option<tokio::task::JoinHandle<()>>,
+    /// The outbound registration, when the trunk wants one.
+    registration: Option<engine::sip::outbound::Outbound>,
+    /// The registration's response route.
+    registration_key: String,
+    /// The registration's pending timer.
+    register_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<TrunkMsg>>>>,
 }
 
 impl Actor for Trunk {
@@ -215,12 +245,41 @@ impl Actor for Trunk {
             .route
             .options_interval
             .map(|every| myself.send_interval(every, || TrunkMsg::Ping));
+        let now = crate::clock::now();
+        let local = args.transport.local();
+        let call_id = engine::ids::call_id(&mut rand::thread_rng(), &local.ip().to_string());
+        let tag = engine::ids::tag(&mut rand::thread_rng());
+        let registration_key = dialog_key(&call_id, &tag);
+        let registration = args.route.register.as_ref().map(|r| {
+            let host = args.route.addr.ip().to_string();
+            let port = Some(args.route.addr.port());
+            engine::sip::outbound::Outbound::new(
+                engine::sip::outbound::Config {
+                    registrar: Uri::sip(None, &host, port),
+                    aor: Uri::sip(Some(&r.user), &host, port),
+                    contact: format!("<sip:{}@{local}>", r.user),
+                    expires: r.expires,
+                    credentials: args.route.credentials.clone(),
+                    retry: r.retry,
+                    timers: args.timers,
+                },
+                call_id,
+                tag,
+                now,
+            )
+        });
+        if registration.is_some() {
+            myself.cast(TrunkMsg::RegisterTick)?;
+        }
         Ok(TrunkState {
             args,
             seq: 0,
             outstanding: None,
             misses: 0,
             timer,
+            registration,
+            registration_key,
+            register_timer: None,
         })
     }
 
@@ -234,6 +293,10 @@ impl Actor for Trunk {
         }
         if let Some((_, key)) = st.outstanding.take() {
             st.args.transport.probes.remove(&key);
+        }
+        st.args.transport.probes.remove(&st.registration_key);
+        if let Some(t) = st.register_timer.take() {
+            t.abort();
         }
         Ok(())
     }
@@ -256,9 +319,30 @@ impl Actor for Trunk {
                 let wait = st.args.route.options_timeout;
                 myself.send_after(wait, move || TrunkMsg::Unanswered(seq));
             }
-            TrunkMsg::Answered(seq) | TrunkMsg::Unanswered(seq)
+            TrunkMsg::RegisterTick => {
+                let now = crate::clock::now();
+                let mut via = st.via_maker();
+                let actions = match &mut st.registration {
+                    Some(o) => o.tick(now, &mut via),
+                    None => Vec::new(),
+                };
+                st.registration_actions(&myself, actions).await;
+            }
+            TrunkMsg::Response(_, response)
+                if st.registration.as_ref().is_some_and(|o| o.owns(&response)) =>
+            {
+                let now = crate::clock::now();
+                let cnonce = engine::ids::tag(&mut rand::thread_rng());
+                let mut via = st.via_maker();
+                let actions = match &mut st.registration {
+                    Some(o) => o.on_response(now, &response, &mut via, &cnonce),
+                    None => Vec::new(),
+                };
+                st.registration_actions(&myself, actions).await;
+            }
+            TrunkMsg::Response(seq, _) | TrunkMsg::Unanswered(seq)
                 if st.outstanding.as_ref().is_none_or(|(s, _)| *s != seq) => {}
-            TrunkMsg::Answered(_) => {
+            TrunkMsg::Response(..) => {
                 st.clear();
                 st.misses = 0;
                 if !st.args.live.up.swap(true, Ordering::AcqRel) {
@@ -282,6 +366,57 @@ impl Actor for Trunk {
 }
 
 impl TrunkState {
+    /// Makes the Via of a new request to the trunk (a fresh branch each).
+    fn via_maker(&self) -> impl FnMut() -> String + use<> {
+        let t = self.args.transport.clone();
+        let flow = Flow::Udp(self.args.route.addr);
+        move || t.via(flow, &engine::ids::branch(&mut rand::thread_rng()))
+    }
+
+    /// Carry out what the registration machine asks, and set its timer.
+    async fn registration_actions(
+        &mut self,
+        myself: &ActorRef<TrunkMsg>,
+        actions: Vec<engine::sip::outbound::Action>,
+    ) {
+        use engine::sip::outbound::Action;
+        let name = self.args.route.name.clone();
+        for a in actions {
+            match a {
+                Action::Send(req) => {
+                    self.args
+                        .transport
+                        .probes
+                        .insert(self.registration_key.clone(), (myself.clone(), 0));
+                    metrics::counter!(m::SIP_OUT, "kind" => "REGISTER").increment(1);
+                    self.args
+                        .transport
+                        .send(Flow::Udp(self.args.route.addr), req.to_bytes())
+                        .await;
+                }
+                Action::Registered { expires } => {
+                    if !self.args.live.registered.swap(true, Ordering::AcqRel) {
+                        info!(trunk = %name, expires_s = expires.as_secs(), "registered with the trunk");
+                    }
+                    metrics::gauge!(m::TRUNK_REGISTERED, "trunk" => name.clone()).set(1.0);
+                }
+                Action::Failed { status, reason } => {
+                    self.args.live.registered.store(false, Ordering::Release);
+                    warn!(trunk = %name, ?status, %reason, "registration with the trunk failed; skipped until it succeeds");
+                    metrics::gauge!(m::TRUNK_REGISTERED, "trunk" => name.clone()).set(0.0);
+                }
+            }
+        }
+        if let Some(t) = self.register_timer.take() {
+            t.abort();
+        }
+        let deadline = self.registration.as_ref().and_then(|o| o.deadline());
+        if let Some(at) = deadline {
+            let wait = at.saturating_duration_since(crate::clock::now());
+            self.register_timer = Some(myself.send_after(wait, || TrunkMsg::RegisterTick));
+        }
+    }
+
     fn clear(&mut self) {
         if let Some((_, key)) = self.outstanding.take() {
             self.args.transport.probes.remove(&key);

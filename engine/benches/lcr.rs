@@ -104,6 +104,7 @@ fn lookups(c: &mut Criterion) {
     let health = |_: &str| {
         Some(Health {
             up: true,
+            registered: true,
             channels: 1,
             max_channels: 100,
             cps_ok: true,

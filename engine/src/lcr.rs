@@ -180,6 +180,8 @@ pub struct TrunkDeck {
 pub struct Health {
     /// Answering OPTIONS.
     pub up: bool,
+    /// Registered with, when it wants registration.
+    pub registered: bool,
     /// Calls it carries.
     pub channels: u32,
     /// Most it may carry.
@@ -193,6 +195,7 @@ impl Health {
     /// configured trunk without keep-alives or limits).
     pub const UNLIMITED: Health = Health {
         up: true,
+        registered: true,
         channels: 0,
         max_channels: u32::MAX,
         cps_ok: true,
@@ -204,6 +207,8 @@ impl Health {
 pub enum Skip {
     /// Missed its keep-alives.
     Down,
+    /// It wants a registration that it has not accepted (yet).
+    Unregistered,
     /// Every channel busy.
     Full {
         /// In use.
@@ -255,6 +260,7 @@ impl Table {
                 let skip = match health(&t.trunk) {
                     None => Some(Skip::Unknown),
                     Some(h) if !h.up => Some(Skip::Down),
+                    Some(h) if !h.registered => Some(Skip::Unregistered),
                     Some(h) if h.channels >= h.max_channels => Some(Skip::Full {
                         channels: h.channels,
                         max: h.max_channels,
@@ -415,6 +421,7 @@ mod tests {
         let health = |name: &str| {
             Some(Health {
                 up: name != "down",
+                registered: true,
                 channels: if name == "full" { 2 } else { 0 },
                 max_channels: 2,
                 cps_ok: true,

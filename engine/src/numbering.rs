@@ -600,6 +600,13 @@ pub fn region_of_cc(cc: u16) -> Option<String> {
         .and_then(|m| m.first().map(|m| m.id().to_owned()))
 }
 
+/// The country calling code of a region (`KR` → 82).
+pub fn cc_of_region(region: RegionId) -> Option<u16> {
+    phonenumber::metadata::DATABASE
+        .by_id(region.as_ref())
+        .map(|m| m.country_code())
+}
+
 /// Parse an ISO 3166 region code (`KR`, `us`).
 pub fn region(code: &str) -> Option<Region> {
     code.trim().to_ascii_uppercase().parse().ok()

@@ -152,6 +152,32 @@ pub fn decide(dialled: &Dialled, caller: RegionId, holder: Option<&Holder>) -> D
     }
 }
 
+/// Which communication center handles a call (seed 004: the center of the
+/// callee's country), as far as the dialled string tells before any store
+/// lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// The center of this country calling code: an individual number's
+    /// country, a company number's `#cc`, a PSTN number's country.
+    Country(u16),
+    /// The center that owns this carrier's peering trunk.
+    Carrier(String),
+    /// Not known from the string alone (a member's SIP user, an alias, a
+    /// company base without `#cc`): the default center.
+    Default,
+}
+
+/// The center that handles a call to `dialled`.
+pub fn handler(dialled: &Dialled) -> Handler {
+    match dialled {
+        Dialled::Individual(i) => Handler::Country(i.cc),
+        Dialled::Company(c) => c.cc.map_or(Handler::Default, Handler::Country),
+        Dialled::Pstn(p) => Handler::Country(p.cc),
+        Dialled::Carrier { carrier, .. } => Handler::Carrier(carrier.clone()),
+        Dialled::Alias(_) => Handler::Default,
+    }
+}
+
 /// How a trunk wants numbers written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NumberFormat {
@@ -278,6 +304,37 @@ pub fn present(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_callee_country_picks_the_center() {
+        use crate::numbering::{CarrierFormat, Plan, classify};
+        let plan = Plan {
+            carriers: vec![CarrierFormat {
+                name: "othervoip".into(),
+                prefix: "5000".into(),
+                len: 8..=10,
+                strip: 4,
+                add: "4930".into(),
+            }],
+            ..Plan::default()
+        };
+        let of = |s: &str| handler(&classify(s, RegionId::KR, &plan).unwrap());
+        assert_eq!(of("+1 212 555 0100"), Handler::Country(1));
+        assert_eq!(
+            of("02-312-3456"),
+            Handler::Country(82),
+            "national, read in KR"
+        );
+        assert_eq!(of("212345678*82"), Handler::Country(82));
+        assert_eq!(of("7001234#81"), Handler::Country(81));
+        assert_eq!(
+            of("7001234"),
+            Handler::Default,
+            "the company's office is not known yet"
+        );
+        assert_eq!(of("50001234"), Handler::Carrier("othervoip".into()));
+        assert_eq!(of("ceo@example.com"), Handler::Default);
+    }
+
     use super::*;
     use crate::numbering::{Plan, classify};
     use phonenumber::country::Id::{JP, KR, US};

@@ -126,7 +126,8 @@ pub struct RouteCandidate {
     pub increments: (u32, u32),
     /// The number as this trunk would receive it.
     pub number: String,
-    /// Why it would be skipped now (`down`, `full 2/2`, `cps limit`), or null.
+    /// Why it would be skipped now (`down`, `not registered`, `full 2/2`, `cps limit`,
+    /// `owned by center NAME` for a trunk of another country's center), or null.
     pub skipped: Option<String>,
 }
 
@@ -1587,15 +1588,19 @@ fn route_preview(api: &Api, n: &str, query: &str) -> Result<RoutePreview, ApiErr
                         .find(|t| t.name == c.trunk)
                         .and_then(|t| engine::routing::translate(&p.e164, &t.translation).ok())
                         .unwrap_or_default();
+                    let foreign = routing
+                        .foreign_owner(p.cc, &c.trunk)
+                        .map(|o| format!("owned by center {o}"));
                     RouteCandidate {
-                        skipped: c.skip.as_ref().map(|s| match s {
+                        skipped: foreign.or(c.skip.as_ref().map(|s| match s {
                             engine::lcr::Skip::Down => "down".to_owned(),
+                            engine::lcr::Skip::Unregistered => "not registered".to_owned(),
                             engine::lcr::Skip::Full { channels, max } => {
                                 format!("full {channels}/{max}")
                             }
                             engine::lcr::Skip::CpsLimit => "cps limit".to_owned(),
                             engine::lcr::Skip::Unknown => "unknown".to_owned(),
-                        }),
+                        })),
                         trunk: c.trunk,
                         prefix_len: c.prefix_len,
                         per_minute: c.rate.per_minute,

@@ -988,6 +988,7 @@ async fn the_route_preview_ranks_trunks_and_says_why_one_is_skipped() {
     let health: gateway::api::HealthFn = Arc::new(|name: &str| {
         Some(Health {
             up: name != "a",
+            registered: true,
             channels: if name == "b" { 2 } else { 0 },
             max_channels: 2,
             cps_ok: true,

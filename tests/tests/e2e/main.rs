@@ -9,6 +9,7 @@
 
 mod baresip;
 mod calls;
+mod centers;
 mod cli;
 mod numbering;
 mod onnet;
