@@ -216,6 +216,11 @@ struct TrunkSection {
     options_interval_s: Option<u64>,
     options_timeout_ms: Option<u64>,
     down_after: Option<u32>,
+    #[serde(default)]
+    register: bool,
+    register_user: Option<String>,
+    register_expires_s: Option<u64>,
+    register_retry_s: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -521,6 +526,22 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             route.options_timeout = Duration::from_millis(ms);
         }
         route.down_after = t.down_after.unwrap_or(route.down_after);
+        if t.register {
+            let user = t
+                .register_user
+                .or_else(|| route.credentials.as_ref().map(|(u, _)| u.clone()))
+                .with_context(|| {
+                    format!(
+                        "trunk {}: register needs register_user or auth_user",
+                        t.name
+                    )
+                })?;
+            route.register = Some(actors::config::TrunkRegistration {
+                user,
+                expires: Duration::from_secs(t.register_expires_s.unwrap_or(600).max(1)),
+                retry: Duration::from_secs(t.register_retry_s.unwrap_or(30).max(1)),
+            });
+        }
         routing.trunks.push(route);
     }
     for c in file.centers {

@@ -52,6 +52,56 @@ pub struct Target {
     pub presented: Option<engine::routing::Presented>,
     /// Username and password for the target's digest challenge (trunks).
     pub credentials: Option<(String, String)>,
+    /// Why least-cost routing chose it, when it did.
+    pub route: Option<RouteNote>,
+}
+
+/// A least-cost candidate's place and price, kept with its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteNote {
+    /// 1 for the cheapest usable candidate.
+    pub rank: usize,
+    /// Length of the deck prefix that matched.
+    pub prefix_len: usize,
+    /// Rated cost per minute, micro-units.
+    pub per_minute: i64,
+}
+
+/// One trunk tried for a call, as the call's log (and its CDR) shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The branch.
+    pub leg: LegId,
+    /// The trunk.
+    pub trunk: String,
+    /// The Request-URI it was sent.
+    pub uri: String,
+    /// Its rank and price.
+    pub route: Option<RouteNote>,
+    /// How it ended: `None` while it runs, `Some(200)` answered, another
+    /// status failed, `Some(0)` never started (down or full by then).
+    pub status: Option<u16>,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <{}>", self.trunk, self.uri)?;
+        if let Some(r) = self.route {
+            write!(
+                f,
+                " rank {} prefix {} {}.{:06}/min",
+                r.rank,
+                r.prefix_len,
+                r.per_minute / 1_000_000,
+                r.per_minute % 1_000_000
+            )?;
+        }
+        match self.status {
+            None => f.write_str(" → no final answer"),
+            Some(0) => f.write_str(" → not started (down or full)"),
+            Some(s) => write!(f, " → {s}"),
+        }
+    }
 }
 
 /// What a Call is started with.
@@ -176,6 +226,8 @@ pub struct CallState {
     hunt: Option<Vec<u16>>,
     /// Trunk channels held by branches, given back when they end.
     channels: HashMap<LegId, ChannelGuard>,
+    /// Trunks tried, in order.
+    attempts: Vec<Attempt>,
     callee: String,
     cfg: Arc<NodeConfig>,
     legs: HashMap<LegId, ActorRef<LegMsg>>,
@@ -281,9 +333,12 @@ impl Actor for Call {
         // take the call (a trunk may have filled up since it was ranked).
         let mut channels = HashMap::new();
         let mut failures = Vec::new();
+        let mut attempts = Vec::new();
         let hunting = args.hunt.is_some();
         while let Some((id, target)) = queue.pop_front() {
-            match branches.spawn(&myself, id, &target).await {
+            let started = branches.spawn(&myself, id, &target).await;
+            note_attempt(&mut attempts, id, &target, started.is_ok());
+            match started {
                 Ok((b, guard)) => {
                     legs.insert(id, b);
                     pending.insert(id);
@@ -307,6 +362,7 @@ impl Actor for Call {
             queue,
             hunt: args.hunt,
             channels,
+            attempts,
             callee: args.callee,
             cfg: args.cfg,
             pending,
@@ -395,13 +451,45 @@ impl Actor for Call {
     }
 }
 
+/// Record a trunk attempt (members' phones are not attempts).
+fn note_attempt(attempts: &mut Vec<Attempt>, leg: LegId, target: &Target, started: bool) {
+    if let Some((trunk, _)) = &target.trunk {
+        attempts.push(Attempt {
+            leg,
+            trunk: trunk.clone(),
+            uri: target.uri.to_string(),
+            route: target.route,
+            status: (!started).then_some(0),
+        });
+    }
+}
+
 impl CallState {
+    /// The trunks tried so far, in order.
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
+    }
+
+    fn attempt_ended(&mut self, leg: LegId, status: u16) {
+        if let Some(a) = self
+            .attempts
+            .iter_mut()
+            .find(|a| a.leg == leg && a.status.is_none())
+        {
+            a.status = Some(status);
+        }
+    }
+
     /// The call is over for its parties: count it once, tell the supervisor.
     fn finish(&mut self, myself: &ActorRef<CallMsg>) {
         if self.over {
             return;
         }
         self.over = true;
+        if !self.attempts.is_empty() {
+            let tried: Vec<String> = self.attempts.iter().map(|a| a.to_string()).collect();
+            info!(callee = %self.callee, result = self.result, attempts = %tried.join("; "), "trunk attempts");
+        }
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
         let _ = self
@@ -455,7 +543,9 @@ impl CallState {
     /// gets the best failure so far.
     async fn next_branch(&mut self, myself: &ActorRef<CallMsg>) {
         while let Some((id, target)) = self.queue.pop_front() {
-            match self.branches.spawn(myself, id, &target).await {
+            let started = self.branches.spawn(myself, id, &target).await;
+            note_attempt(&mut self.attempts, id, &target, started.is_ok());
+            match started {
                 Ok((b, guard)) => {
                     info!(callee = %self.callee, leg = id, target = %target.uri, "trying the next trunk");
                     self.legs.insert(id, b);
@@ -493,6 +583,7 @@ impl CallState {
                 if let Some(g) = self.channels.get_mut(&id) {
                     g.answered();
                 }
+                self.attempt_ended(id, 200);
                 if self.winner.is_none() && !self.decided {
                     self.winner = Some(id);
                     self.decided = true;
@@ -509,9 +600,10 @@ impl CallState {
                 }
             }
             LegEvent::Failed { status } => {
-                if let Some(g) = self.channels.get(&id) {
+                if let Some(g) = self.channels.get_mut(&id) {
                     g.failed(status);
                 }
+                self.attempt_ended(id, status);
                 self.pending.remove(&id);
                 self.failures.push(status);
                 if self.winner.is_none() && self.pending.is_empty() && !self.decided {
@@ -635,7 +727,7 @@ pub fn best_failure(failures: &[u16]) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::best_failure;
+    use super::{Attempt, RouteNote, best_failure};
 
     #[test]
     fn failure_precedence() {
@@ -644,5 +736,30 @@ mod tests {
         assert_eq!(best_failure(&[503, 404]), 404);
         assert_eq!(best_failure(&[408, 408]), 480);
         assert_eq!(best_failure(&[500]), 500);
+    }
+
+    #[test]
+    fn an_attempt_reads_as_trunk_uri_rank_price_and_outcome() {
+        let mut a = Attempt {
+            leg: 1,
+            trunk: "seoul-a".into(),
+            uri: "sip:0212345678@127.0.0.1:5070".into(),
+            route: Some(RouteNote {
+                rank: 1,
+                prefix_len: 3,
+                per_minute: 20_500,
+            }),
+            status: Some(503),
+        };
+        assert_eq!(
+            a.to_string(),
+            "seoul-a <sip:0212345678@127.0.0.1:5070> rank 1 prefix 3 0.020500/min → 503"
+        );
+        a.route = None;
+        a.status = Some(0);
+        assert_eq!(
+            a.to_string(),
+            "seoul-a <sip:0212345678@127.0.0.1:5070> → not started (down or full)"
+        );
     }
 }

@@ -235,6 +235,7 @@ impl CenterState {
                     trunk: None,
                     presented: None,
                     credentials: None,
+                    route: None,
                 })
             })
             .collect();
@@ -368,6 +369,7 @@ impl CenterState {
         });
         Target {
             presented,
+            route: None,
             credentials: trunk.credentials.clone(),
             uri: Uri::sip(
                 Some(number),
@@ -411,24 +413,46 @@ impl CenterState {
                     )
                 };
                 // Only the trunks of the center of the number's country.
-                let targets: Vec<Target> = r
+                let ranked: Vec<_> = r
                     .lcr
                     .load()
                     .candidates(&p.e164, health)
                     .into_iter()
-                    .filter(|c| c.skip.is_none() && r.foreign_owner(p.cc, &c.trunk).is_none())
-                    .filter_map(|c| {
+                    .filter(|c| r.foreign_owner(p.cc, &c.trunk).is_none())
+                    .collect();
+                let skipped: Vec<String> = ranked
+                    .iter()
+                    .filter_map(|c| c.skip.as_ref().map(|s| format!("{} {s:?}", c.trunk)))
+                    .collect();
+                if !skipped.is_empty() {
+                    tracing::debug!(number = %p.e164, skipped = %skipped.join(", "), "route candidates skipped");
+                }
+                let targets: Vec<Target> = ranked
+                    .iter()
+                    .filter(|c| c.skip.is_none())
+                    .enumerate()
+                    .filter_map(|(i, c)| {
                         let trunk = find(&c.trunk)?;
                         let number =
                             engine::routing::translate(&p.e164, &trunk.translation).ok()?;
-                        Some(to_target(trunk, &number))
+                        let mut t = to_target(trunk, &number);
+                        t.route = Some(crate::call::RouteNote {
+                            rank: i + 1,
+                            prefix_len: c.prefix_len,
+                            per_minute: c.rate.per_minute,
+                        });
+                        Some(t)
                     })
                     .take(r.max_attempts.max(1))
                     .collect();
-                if targets.is_empty() {
-                    return Err((404, format!("no route to {}", p.e164)));
+                match (targets.is_empty(), ranked.is_empty()) {
+                    (false, _) => Ok(targets),
+                    (true, true) => Err((404, format!("no route to {}", p.e164))),
+                    // Routes exist, but none can take a call now.
+                    (true, false) => {
+                        Err((503, format!("every route to {} is down or full", p.e164)))
+                    }
                 }
-                Ok(targets)
             }
             Ok(Dialled::Carrier { carrier, number }) => match find(&carrier) {
                 Some(trunk) => Ok(vec![to_target(trunk, &number)]),

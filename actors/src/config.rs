@@ -245,9 +245,6 @@ impl Routing {
                 trunks: Vec::new(),
             });
         }
-        if let Some(i) = self.centers.iter().position(|c| c.cc == home_cc) {
-            self.centers.swap(0, i);
-        }
         let mut owner: std::collections::HashMap<&str, &str> = Default::default();
         for (i, c) in self.centers.iter().enumerate() {
             if self.centers[..i].iter().any(|o| o.cc == c.cc) {
@@ -275,6 +272,9 @@ impl Routing {
             .filter(|r| !owner.contains_key(r.name.as_str()))
             .map(|r| r.name.clone())
             .collect();
+        if let Some(i) = self.centers.iter().position(|c| c.cc == home_cc) {
+            self.centers.swap(0, i);
+        }
         self.centers[0].trunks.extend(unowned);
         Ok(self)
     }

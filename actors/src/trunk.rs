@@ -67,7 +67,7 @@ impl ChannelGuard {
         &self.live.name
     }
 
-    /// The first ringing or answer: post-dial delay.
+    /// The first ringing, answer or final failure: post-dial delay.
     pub fn progressed(&mut self) {
         if !self.progressed {
             self.progressed = true;
@@ -86,8 +86,10 @@ impl ChannelGuard {
         }
     }
 
-    /// Failed with a final status.
-    pub fn failed(&self, status: u16) {
+    /// Failed with a final status (which also ends the post-dial delay,
+    /// when nothing rang before it).
+    pub fn failed(&mut self, status: u16) {
+        self.progressed();
         metrics::counter!(m::TRUNK_FAILURES, "trunk" => self.live.name.clone(), "code" => status.to_string())
             .increment(1);
     }

@@ -277,6 +277,39 @@ async fn a_bad_rate_deck_stops_serve_with_its_row() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centers_that_do_not_hold_together_stop_serve_with_the_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("switchboard.toml");
+    let trunk = "[[trunks]]\nname = \"seoul\"\naddress = \"127.0.0.1:5999\"\n";
+    for (centers, reason) in [
+        (
+            "[[centers]]\nname = \"seoul\"\ncountry_code = 82\ntrunks = [\"sesoul\"]\n",
+            "center seoul: no trunk named sesoul",
+        ),
+        (
+            "[[centers]]\nname = \"a\"\ncountry_code = 82\ntrunks = [\"seoul\"]\n\
+             [[centers]]\nname = \"b\"\ncountry_code = 1\ntrunks = [\"seoul\"]\n",
+            "trunk seoul is owned by both a and b",
+        ),
+        (
+            "[[centers]]\nname = \"x\"\ncountry_code = 999\n",
+            "center x: no region for country code 999",
+        ),
+    ] {
+        std::fs::write(&config, format!("{trunk}{centers}")).unwrap();
+        let out = Command::new(binary())
+            .args(["serve", "--config", &config.to_string_lossy()])
+            .args(["--data", &work.path().join("data").to_string_lossy()])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(reason), "{reason}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_rate_deck_wins_over_the_configured_file() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
@@ -362,4 +395,149 @@ async fn an_imported_rate_deck_wins_over_the_configured_file() {
         "{reply}"
     );
     assert!(reply.contains("\"number\":\"0212345678\""), "{reply}");
+}
+
+/// A copy of scenario `name` in `dir` with `__KEY__` placeholders replaced.
+fn scenario_in(dir: &std::path::Path, name: &str, vars: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(switchboard_tests::scenarios_dir().join(name)).unwrap();
+    for (k, v) in vars {
+        text = text.replace(&format!("__{k}__"), v);
+    }
+    let out = dir.join(format!("{}-{name}", rand::random::<u32>()));
+    std::fs::write(&out, text).unwrap();
+    out
+}
+
+/// The value of the metric line starting with `name{labels}`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_trunk_metrics_count_attempts_answers_failures_and_channels() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (sip_port, http_port, trunk_port) = (free_port(), free_port(), free_port());
+    let deck = work.path().join("ny.csv");
+    std::fs::write(&deck, "prefix,per_minute\n1212,9000\n").unwrap();
+    let config = work.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
+             address = \"127.0.0.1:{trunk_port}\"\nformat = \"e164\"\nrates = \"{}\"\n\
+             options_interval_s = 0\n",
+            deck.display()
+        ),
+    )
+    .unwrap();
+    let dir = data.path().to_string_lossy().to_string();
+    let add = Command::new(binary())
+        .args([
+            "member",
+            "add",
+            "--number",
+            "100",
+            "--password",
+            &password("100"),
+        ])
+        .args(["--data", &dir])
+        .output()
+        .await
+        .unwrap();
+    assert!(add.status.success());
+    let mut serve = Command::new(binary())
+        .args([
+            "serve",
+            "--config",
+            &config.to_string_lossy(),
+            "--data",
+            &dir,
+        ])
+        .args(["--sip", &format!("127.0.0.1:{sip_port}")])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let csv = work.path().join("u.csv");
+    std::fs::write(&csv, format!("SEQUENTIAL\n100;{};3600;\n", password("100"))).unwrap();
+    let call = |scenario: &PathBuf| {
+        let mut s = Sipp::new(work.path(), scenario, free_port());
+        s.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
+            .args(["-ap", &password("100"), "-s", "+12125550100"])
+            .args([&format!("127.0.0.1:{sip_port}")]);
+        s
+    };
+    // One answered call, then one the trunk refuses with 486.
+    let sc = scenario_in(work.path(), "trunk_answer.xml", &[("RURI", "12125550100")]);
+    let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
+    call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "200")]))
+        .run()
+        .await
+        .unwrap();
+    trunk.wait().await.unwrap();
+    let sc = scenario_in(
+        work.path(),
+        "trunk_refuse.xml",
+        &[
+            ("RURI", "12125550100"),
+            ("STATUS", "486"),
+            ("REASON", "Busy Here"),
+        ],
+    );
+    let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
+    call(&scenario_in(
+        work.path(),
+        "uac_final.xml",
+        &[("FINAL", "486")],
+    ))
+    .run()
+    .await
+    .unwrap();
+    trunk.wait().await.unwrap();
+
+    let text = http_get(&format!("127.0.0.1:{http_port}"), "/metrics").await;
+    let m = |series: &str| metric(&text, series);
+    assert_eq!(
+        m("switchboard_trunk_attempts_total{trunk=\"ny\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        m("switchboard_trunk_answered_total{trunk=\"ny\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        m("switchboard_trunk_failures_total{trunk=\"ny\",code=\"486\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        m("switchboard_trunk_channels{trunk=\"ny\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    // Post-dial delay: both calls rang; duration: the answered one.
+    assert_eq!(
+        m("switchboard_trunk_post_dial_delay_seconds_count{trunk=\"ny\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        m("switchboard_trunk_call_seconds_count{trunk=\"ny\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    serve.kill().await.unwrap();
 }

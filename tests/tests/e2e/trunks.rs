@@ -438,3 +438,110 @@ async fn a_trunk_that_challenges_gets_the_configured_credentials() {
         .unwrap();
     a.wait().await.unwrap();
 }
+
+fn registering(a: &mut TrunkRoute) {
+    a.credentials = Some(("acme-customer".into(), "trunk-secret".into()));
+    a.register = Some(actors::config::TrunkRegistration {
+        user: "acme-customer".into(),
+        expires: std::time::Duration::from_secs(600),
+        retry: std::time::Duration::from_secs(30),
+    });
+}
+
+fn live(env: &Env, name: &str) -> Arc<actors::trunk::TrunkLive> {
+    env.node()
+        .transport
+        .trunks
+        .get(name)
+        .map(|l| l.clone())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_wants_registration_is_registered_with_digest_and_refreshed() {
+    let t = Trunks {
+        seoul_a: free_port(),
+        seoul_b: free_port(),
+        generic: free_port(),
+        carrier: free_port(),
+    };
+    // The registrar listens before the engine starts: the first REGISTER
+    // goes out at once.
+    let work = tempfile::tempdir().unwrap();
+    let sc = work.path().join("trunk_register.xml");
+    let text =
+        std::fs::read_to_string(switchboard_tests::scenarios_dir().join("trunk_register.xml"))
+            .unwrap()
+            .replace("__USER__", "acme-customer")
+            .replace("__PASSWORD__", "trunk-secret");
+    std::fs::write(&sc, text).unwrap();
+    let registrar = Sipp::new(work.path(), &sc, t.seoul_a).spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut r = routing(&t);
+    if let Some(a) = r.trunks.iter_mut().find(|x| x.name == "seoul-a") {
+        registering(a);
+    }
+    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+        .await
+        .unwrap();
+    // Challenge, credentials, 2 s grant, refresh at 1 s, challenge,
+    // credentials, one hour: the registrar's scenario checks each step.
+    registrar.wait().await.unwrap();
+    assert!(live(&env, "seoul-a").is_registered());
+    // Registered, it carries calls (the cheapest for 822).
+    let a = trunk(
+        &env,
+        t.seoul_a,
+        "trunk_answer.xml",
+        &[("RURI", "0212345678")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_refuses_registration_is_skipped() {
+    let t = Trunks {
+        seoul_a: free_port(),
+        seoul_b: free_port(),
+        generic: free_port(),
+        carrier: free_port(),
+    };
+    let work = tempfile::tempdir().unwrap();
+    let sc = switchboard_tests::scenarios_dir().join("trunk_register_refuse.xml");
+    let registrar = Sipp::new(work.path(), &sc, t.seoul_a).spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut r = routing(&t);
+    if let Some(a) = r.trunks.iter_mut().find(|x| x.name == "seoul-a") {
+        registering(a);
+    }
+    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+        .await
+        .unwrap();
+    registrar.wait().await.unwrap();
+    assert!(!live(&env, "seoul-a").is_registered());
+    // The next attempt is 30 s away: seoul-a is passed over for seoul-b.
+    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
+        .await
+        .unwrap();
+    let b = trunk(
+        &env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    b.wait().await.unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        watch.try_recv(&mut buf).is_err(),
+        "an unregistered trunk was offered a call: {}",
+        String::from_utf8_lossy(&buf)
+    );
+}
