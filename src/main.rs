@@ -195,6 +195,7 @@ struct RoutingSection {
 struct TrunkSection {
     name: String,
     address: SocketAddr,
+    transport: Option<String>,
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
@@ -509,6 +510,11 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             });
         }
         let mut route = actors::config::TrunkRoute::new(&t.name, t.address, translation);
+        route.tcp = match t.transport.as_deref() {
+            None | Some("udp") => false,
+            Some("tcp") => true,
+            Some(other) => bail!("trunk {}: transport {other:?}: udp or tcp", t.name),
+        };
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         route.priority = t.priority;

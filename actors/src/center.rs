@@ -371,12 +371,8 @@ impl CenterState {
             presented,
             route: None,
             credentials: trunk.credentials.clone(),
-            uri: Uri::sip(
-                Some(number),
-                &trunk.addr.ip().to_string(),
-                Some(trunk.addr.port()),
-            ),
-            flow: Flow::Udp(trunk.addr),
+            uri: trunk.uri(Some(number)),
+            flow: trunk.flow(),
             trunk: self
                 .transport
                 .trunks

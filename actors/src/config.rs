@@ -89,8 +89,10 @@ impl NodeConfig {
 pub struct TrunkRoute {
     /// Name (the key of its rate deck).
     pub name: String,
-    /// Where it listens (UDP).
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Over TCP rather than UDP (one connection, kept open and reused).
+    pub tcp: bool,
     /// How it wants numbers written.
     pub translation: Translation,
     /// Most calls it carries at once.
@@ -128,12 +130,31 @@ pub struct TrunkRegistration {
 }
 
 impl TrunkRoute {
+    /// How requests reach it.
+    pub fn flow(&self) -> crate::transport::Flow {
+        match self.tcp {
+            true => crate::transport::Flow::Tcp(self.addr),
+            false => crate::transport::Flow::Udp(self.addr),
+        }
+    }
+
+    /// A SIP URI at the trunk for `user` (with `;transport=tcp` over TCP).
+    pub fn uri(&self, user: Option<&str>) -> engine::sip::msg::Uri {
+        let mut uri =
+            engine::sip::msg::Uri::sip(user, &self.addr.ip().to_string(), Some(self.addr.port()));
+        if self.tcp {
+            uri.params.push(("transport".into(), Some("tcp".into())));
+        }
+        uri
+    }
+
     /// A trunk at `addr` with defaults: unlimited channels, OPTIONS every
     /// 30 s (2 s to answer, down after 3 misses).
     pub fn new(name: &str, addr: SocketAddr, translation: Translation) -> Self {
         TrunkRoute {
             name: name.to_owned(),
             addr,
+            tcp: false,
             translation,
             max_channels: u32::MAX,
             max_cps: u32::MAX,

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::TrunkRoute;
 use crate::metrics as m;
-use crate::transport::{Flow, Transport, dialog_key};
+use crate::transport::{Transport, dialog_key};
 
 /// A trunk's live state.
 #[derive(Debug)]
@@ -257,8 +257,9 @@ impl Actor for Trunk {
             let port = Some(args.route.addr.port());
             engine::sip::outbound::Outbound::new(
                 engine::sip::outbound::Config {
-                    registrar: Uri::sip(None, &host, port),
+                    registrar: args.route.uri(None),
                     aor: Uri::sip(Some(&r.user), &host, port),
+                    reliable: args.route.tcp,
                     contact: format!("<sip:{}@{local}>", r.user),
                     expires: r.expires,
                     credentials: args.route.credentials.clone(),
@@ -371,7 +372,7 @@ impl TrunkState {
     /// Makes the Via of a new request to the trunk (a fresh branch each).
     fn via_maker(&self) -> impl FnMut() -> String + use<> {
         let t = self.args.transport.clone();
-        let flow = Flow::Udp(self.args.route.addr);
+        let flow = self.args.route.flow();
         move || t.via(flow, &engine::ids::branch(&mut rand::thread_rng()))
     }
 
@@ -393,7 +394,7 @@ impl TrunkState {
                     metrics::counter!(m::SIP_OUT, "kind" => "REGISTER").increment(1);
                     self.args
                         .transport
-                        .send(Flow::Udp(self.args.route.addr), req.to_bytes())
+                        .send(self.args.route.flow(), req.to_bytes())
                         .await;
                 }
                 Action::Registered { expires } => {
@@ -428,16 +429,14 @@ impl TrunkState {
     /// Send one OPTIONS; returns the key its response is routed by.
     async fn send_options(&mut self, myself: &ActorRef<TrunkMsg>) -> String {
         let t = &self.args.transport;
-        let to = self.args.route.addr;
-        let flow = Flow::Udp(to);
+        let flow = self.args.route.flow();
         let local = t.local();
         let call_id = engine::ids::call_id(&mut rand::thread_rng(), &local.ip().to_string());
         let tag = engine::ids::tag(&mut rand::thread_rng());
         let branch = engine::ids::branch(&mut rand::thread_rng());
-        let host = to.ip().to_string();
         let mut req = Request {
             method: Method::Options,
-            uri: Uri::sip(None, &host, Some(to.port())),
+            uri: self.args.route.uri(None),
             headers: Default::default(),
             body: Bytes::new(),
         };

@@ -35,6 +35,8 @@ pub struct Config {
     pub retry: Duration,
     /// Retransmission timers.
     pub timers: Timers,
+    /// Over a reliable transport (TCP): no retransmissions (§17.1.2.2).
+    pub reliable: bool,
 }
 
 /// What the actor does next.
@@ -249,11 +251,16 @@ impl Outbound {
             req.headers.push(&name, value);
         }
         let t1 = self.cfg.timers.t1;
+        let give_up_at = now + t1 * 64;
         self.pending = Some(Pending {
             request: req.clone(),
-            resend_at: now + t1,
+            resend_at: if self.cfg.reliable {
+                give_up_at
+            } else {
+                now + t1
+            },
             interval: t1,
-            give_up_at: now + t1 * 64,
+            give_up_at,
             answered: auth.is_some(),
         });
         Action::Send(req)
@@ -274,6 +281,7 @@ mod tests {
             credentials: Some(("acme".into(), "secret".into())),
             retry: Duration::from_secs(30),
             timers: Timers::default(),
+            reliable: false,
         }
     }
 
@@ -405,6 +413,28 @@ mod tests {
                 .is_empty()
         );
         assert!(!o.is_registered());
+    }
+
+    #[test]
+    fn over_tcp_nothing_is_retransmitted() {
+        let t0 = crate::testing::epoch();
+        let mut via = via();
+        let mut o = Outbound::new(
+            Config {
+                reliable: true,
+                ..cfg()
+            },
+            "cid@x".into(),
+            "tag1".into(),
+            t0,
+        );
+        sent(&o.tick(t0, &mut via));
+        assert_eq!(
+            o.deadline(),
+            Some(t0 + Duration::from_secs(32)),
+            "Timer F only"
+        );
+        assert!(o.tick(t0 + Duration::from_secs(4), &mut via).is_empty());
     }
 
     #[test]

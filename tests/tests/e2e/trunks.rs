@@ -545,3 +545,21 @@ async fn a_trunk_that_refuses_registration_is_skipped() {
         String::from_utf8_lossy(&buf)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk_gets_its_calls_over_tcp() {
+    let (env, t) = env_with(|a| a.tcp = true).await;
+    // SIPp listening on TCP only: the INVITE, ACK and BYE must come over it.
+    let sc = env
+        .scenario("trunk_answer.xml", &[("RURI", "0212345678")])
+        .unwrap();
+    let mut a = Sipp::new(env.work.path(), &sc, t.seoul_a);
+    a.args(["-t", "t1"]);
+    let a = a.spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "300")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
+}
