@@ -197,6 +197,8 @@ struct TrunkSection {
     address: SocketAddr,
     transport: Option<String>,
     #[serde(default)]
+    codecs: Vec<String>,
+    #[serde(default)]
     format: Option<String>,
     #[serde(default)]
     strip: usize,
@@ -515,6 +517,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             Some("tcp") => true,
             Some(other) => bail!("trunk {}: transport {other:?}: udp or tcp", t.name),
         };
+        route.codecs = t.codecs.into();
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         route.priority = t.priority;

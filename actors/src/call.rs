@@ -54,6 +54,8 @@ pub struct Target {
     pub credentials: Option<(String, String)>,
     /// Why least-cost routing chose it, when it did.
     pub route: Option<RouteNote>,
+    /// Audio codecs the target accepts (a trunk's policy); empty: any.
+    pub codecs: Arc<[String]>,
 }
 
 /// A least-cost candidate's place and price, kept with its attempt.
@@ -79,8 +81,11 @@ pub struct Attempt {
     /// Its rank and price.
     pub route: Option<RouteNote>,
     /// How it ended: `None` while it runs, `Some(200)` answered, another
-    /// status failed, `Some(0)` never started (down or full by then).
+    /// status failed.
     pub status: Option<u16>,
+    /// Whether the INVITE went out (not when the trunk was full or down by
+    /// then, or has none of the offer's codecs).
+    pub sent: bool,
 }
 
 impl std::fmt::Display for Attempt {
@@ -96,10 +101,10 @@ impl std::fmt::Display for Attempt {
                 r.per_minute % 1_000_000
             )?;
         }
-        match self.status {
-            None => f.write_str(" → no final answer"),
-            Some(0) => f.write_str(" → not started (down or full)"),
-            Some(s) => write!(f, " → {s}"),
+        match (self.status, self.sent) {
+            (None, _) => f.write_str(" → no final answer"),
+            (Some(s), true) => write!(f, " → {s}"),
+            (Some(s), false) => write!(f, " → {s} (not sent)"),
         }
     }
 }
@@ -144,7 +149,19 @@ struct Branches {
 
 impl Branches {
     /// The INVITE of one branch: the caller as this target is to see it.
-    fn dial(&self, target: &Target) -> Dial {
+    /// The INVITE for `target`, or the status it fails with before it is
+    /// sent (488: the offer has none of the trunk's codecs).
+    fn dial(&self, target: &Target) -> Result<Dial, (u16, String)> {
+        let body = match &self.body {
+            Some((sdp, ct)) if !target.codecs.is_empty() => {
+                let text =
+                    std::str::from_utf8(sdp).map_err(|_| (488, "offer is not UTF-8".to_owned()))?;
+                let narrowed = engine::sdp::restrict_codecs(text, &target.codecs)
+                    .map_err(|e| (488, e.to_string()))?;
+                Some((bytes::Bytes::from(narrowed), ct.clone()))
+            }
+            other => other.clone(),
+        };
         let mut from = self.from.clone();
         let mut extra = Vec::new();
         if let Some(p) = &target.presented {
@@ -162,15 +179,15 @@ impl Branches {
                 extra.push(("Privacy", privacy.to_owned()));
             }
         }
-        Dial {
+        Ok(Dial {
             target: target.uri.clone(),
             from,
             to: self.to.clone(),
-            body: self.body.clone(),
+            body,
             max_forwards: self.max_forwards,
             extra,
             credentials: target.credentials.clone(),
-        }
+        })
     }
 
     async fn spawn(
@@ -178,14 +195,15 @@ impl Branches {
         myself: &ActorRef<CallMsg>,
         id: LegId,
         target: &Target,
-    ) -> Result<(ActorRef<LegMsg>, Option<ChannelGuard>), ActorProcessingErr> {
+    ) -> Result<(ActorRef<LegMsg>, Option<ChannelGuard>), (u16, String)> {
+        let dial = self.dial(target)?;
         let guard = match &target.trunk {
             Some((name, live)) => match live.try_acquire() {
                 Some(g) => {
                     metrics::counter!(m::TRUNK_ATTEMPTS, "trunk" => name.clone()).increment(1);
                     Some(g)
                 }
-                None => return Err(format!("trunk {name} is down or full").into()),
+                None => return Err((503, format!("trunk {name} is down or full"))),
             },
             None => None,
         };
@@ -193,7 +211,7 @@ impl Branches {
             .snapshots
             .get(id as usize)
             .cloned()
-            .ok_or("no snapshot for a branch")?;
+            .ok_or((500, "no snapshot for a branch".to_owned()))?;
         let (b, _) = Actor::spawn_linked(
             None,
             Leg,
@@ -203,12 +221,13 @@ impl Branches {
                 cfg: self.cfg.clone(),
                 transport: self.transport.clone(),
                 flow: target.flow,
-                role: Role::Uac(self.dial(target)),
+                role: Role::Uac(dial),
                 snapshot,
             },
             myself.get_cell(),
         )
-        .await?;
+        .await
+        .map_err(|e| (500, e.to_string()))?;
         Ok((b, guard))
     }
 }
@@ -337,7 +356,12 @@ impl Actor for Call {
         let hunting = args.hunt.is_some();
         while let Some((id, target)) = queue.pop_front() {
             let started = branches.spawn(&myself, id, &target).await;
-            note_attempt(&mut attempts, id, &target, started.is_ok());
+            note_attempt(
+                &mut attempts,
+                id,
+                &target,
+                started.as_ref().err().map(|e| e.0),
+            );
             match started {
                 Ok((b, guard)) => {
                     legs.insert(id, b);
@@ -349,9 +373,9 @@ impl Actor for Call {
                         break;
                     }
                 }
-                Err(e) => {
-                    debug!(error = %e, "branch not started");
-                    failures.push(503);
+                Err((status, why)) => {
+                    debug!(%why, status, "branch not started");
+                    failures.push(status);
                 }
             }
         }
@@ -452,14 +476,15 @@ impl Actor for Call {
 }
 
 /// Record a trunk attempt (members' phones are not attempts).
-fn note_attempt(attempts: &mut Vec<Attempt>, leg: LegId, target: &Target, started: bool) {
+fn note_attempt(attempts: &mut Vec<Attempt>, leg: LegId, target: &Target, refused: Option<u16>) {
     if let Some((trunk, _)) = &target.trunk {
         attempts.push(Attempt {
             leg,
             trunk: trunk.clone(),
             uri: target.uri.to_string(),
             route: target.route,
-            status: (!started).then_some(0),
+            status: refused,
+            sent: refused.is_none(),
         });
     }
 }
@@ -544,7 +569,12 @@ impl CallState {
     async fn next_branch(&mut self, myself: &ActorRef<CallMsg>) {
         while let Some((id, target)) = self.queue.pop_front() {
             let started = self.branches.spawn(myself, id, &target).await;
-            note_attempt(&mut self.attempts, id, &target, started.is_ok());
+            note_attempt(
+                &mut self.attempts,
+                id,
+                &target,
+                started.as_ref().err().map(|e| e.0),
+            );
             match started {
                 Ok((b, guard)) => {
                     info!(callee = %self.callee, leg = id, target = %target.uri, "trying the next trunk");
@@ -556,9 +586,9 @@ impl CallState {
                     self.leg_count += 1;
                     return;
                 }
-                Err(e) => {
-                    debug!(error = %e, "branch not started");
-                    self.failures.push(503);
+                Err((status, why)) => {
+                    debug!(%why, status, "branch not started");
+                    self.failures.push(status);
                 }
             }
         }
@@ -750,16 +780,18 @@ mod tests {
                 per_minute: 20_500,
             }),
             status: Some(503),
+            sent: true,
         };
         assert_eq!(
             a.to_string(),
             "seoul-a <sip:0212345678@127.0.0.1:5070> rank 1 prefix 3 0.020500/min → 503"
         );
         a.route = None;
-        a.status = Some(0);
+        a.status = Some(488);
+        a.sent = false;
         assert_eq!(
             a.to_string(),
-            "seoul-a <sip:0212345678@127.0.0.1:5070> → not started (down or full)"
+            "seoul-a <sip:0212345678@127.0.0.1:5070> → 488 (not sent)"
         );
     }
 }

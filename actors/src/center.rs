@@ -236,6 +236,7 @@ impl CenterState {
                     presented: None,
                     credentials: None,
                     route: None,
+                    codecs: Arc::from(Vec::new()),
                 })
             })
             .collect();
@@ -370,6 +371,7 @@ impl CenterState {
         Target {
             presented,
             route: None,
+            codecs: trunk.codecs.clone(),
             credentials: trunk.credentials.clone(),
             uri: trunk.uri(Some(number)),
             flow: trunk.flow(),

@@ -93,6 +93,10 @@ pub struct TrunkRoute {
     pub addr: SocketAddr,
     /// Over TCP rather than UDP (one connection, kept open and reused).
     pub tcp: bool,
+    /// Audio codecs it accepts (`PCMA`, `G729`…); an offer is narrowed to
+    /// them, and a call whose offer has none of them skips the trunk.
+    /// Empty: any.
+    pub codecs: Arc<[String]>,
     /// How it wants numbers written.
     pub translation: Translation,
     /// Most calls it carries at once.
@@ -155,6 +159,7 @@ impl TrunkRoute {
             name: name.to_owned(),
             addr,
             tcp: false,
+            codecs: Arc::from(Vec::new()),
             translation,
             max_channels: u32::MAX,
             max_cps: u32::MAX,

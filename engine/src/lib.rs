@@ -22,6 +22,7 @@ pub mod numbering;
 pub mod registrar;
 pub mod routing;
 pub mod sales;
+pub mod sdp;
 pub mod sip;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

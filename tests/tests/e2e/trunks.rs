@@ -563,3 +563,29 @@ async fn a_tcp_trunk_gets_its_calls_over_tcp() {
         .unwrap();
     a.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_without_a_codec_of_the_offer_is_skipped() {
+    // seoul-a takes G.711 A-law only; the caller offers PCMU and DTMF.
+    let (env, t) = env_with(|a| a.codecs = vec!["PCMA".to_owned()].into()).await;
+    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
+        .await
+        .unwrap();
+    let b = trunk(
+        &env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    b.wait().await.unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        watch.try_recv(&mut buf).is_err(),
+        "a trunk was offered codecs it does not take: {}",
+        String::from_utf8_lossy(&buf)
+    );
+}
