@@ -292,11 +292,7 @@ impl CenterState {
         use engine::routing::{Decision, Holder, OfficeTarget, decide};
         use schema::model::{NumberState, OfficeContact};
         let r = &self.cfg.routing;
-        let user = callee
-            .replace("%23", "#")
-            .replace("%2A", "*")
-            .replace("%2a", "*");
-        let dialled = engine::numbering::classify(&user, r.home, &r.plan).ok()?;
+        let dialled = r.classify_user(callee).ok()?;
         let key = match &dialled {
             Dialled::Individual(i) => i.canonical(),
             Dialled::Company(c) => c.base.clone(),

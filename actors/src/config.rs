@@ -327,14 +327,28 @@ impl Routing {
             .then(|| self.centers.get(owner).map(|c| c.name.as_str()))?
     }
 
+    /// What a Request-URI user dialled, read in the home region (`#` and
+    /// `*` may arrive escaped as `%23` and `%2A`).
+    pub fn classify_user(
+        &self,
+        user: &str,
+    ) -> Result<engine::numbering::Dialled, engine::numbering::Rejection> {
+        let user: std::borrow::Cow<'_, str> = if user.contains('%') {
+            user.replace("%23", "#")
+                .replace("%2A", "*")
+                .replace("%2a", "*")
+                .into()
+        } else {
+            user.into()
+        };
+        engine::numbering::classify(&user, self.home, &self.plan)
+    }
+
     /// The center that handles a call to the Request-URI user `user`.
     pub fn center_for(&self, user: &str) -> usize {
         use engine::routing::Handler;
-        let user = user
-            .replace("%23", "#")
-            .replace("%2A", "*")
-            .replace("%2a", "*");
-        match engine::numbering::classify(&user, self.home, &self.plan)
+        match self
+            .classify_user(user)
             .map(|d| engine::routing::handler(&d))
         {
             Ok(Handler::Country(cc)) => self.center_of_cc(cc),

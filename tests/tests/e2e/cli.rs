@@ -363,21 +363,7 @@ async fn an_imported_rate_deck_wins_over_the_configured_file() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("no trunk nope"));
 
     let http_port = free_port();
-    let mut serve = Command::new(binary())
-        .args(["serve", "--config", &cfg, "--data", &data_s])
-        .args(["--sip", &format!("127.0.0.1:{}", free_port())])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
+    let _serve = serve(&cfg, &data_s, free_port(), http_port).await;
     let addr = format!("127.0.0.1:{http_port}");
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.write_all(
@@ -395,6 +381,28 @@ async fn an_imported_rate_deck_wins_over_the_configured_file() {
         "{reply}"
     );
     assert!(reply.contains("\"number\":\"0212345678\""), "{reply}");
+}
+
+/// `switchboard serve` on loopback ports with `config` and `data`, once it
+/// has printed its banner (ENUM on an ephemeral port).
+async fn serve(config: &str, data: &str, sip_port: u16, http_port: u16) -> tokio::process::Child {
+    let mut serve = Command::new(binary())
+        .args(["serve", "--config", config, "--data", data])
+        .args(["--sip", &format!("127.0.0.1:{sip_port}")])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a banner line");
+    serve
 }
 
 /// A copy of scenario `name` in `dir` with `__KEY__` placeholders replaced.
@@ -447,28 +455,7 @@ async fn per_trunk_metrics_count_attempts_answers_failures_and_channels() {
         .await
         .unwrap();
     assert!(add.status.success());
-    let mut serve = Command::new(binary())
-        .args([
-            "serve",
-            "--config",
-            &config.to_string_lossy(),
-            "--data",
-            &dir,
-        ])
-        .args(["--sip", &format!("127.0.0.1:{sip_port}")])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
     let csv = work.path().join("u.csv");
     std::fs::write(&csv, format!("SEQUENTIAL\n100;{};3600;\n", password("100"))).unwrap();
     let call = |scenario: &PathBuf| {

@@ -85,22 +85,55 @@ fn routing(t: &Trunks) -> Routing {
     }
 }
 
-/// An engine with [`routing`], seoul-a adjusted by `seoul_a`.
-async fn env_with(seoul_a: impl FnOnce(&mut TrunkRoute)) -> (Env, Trunks) {
-    let t = Trunks {
+fn ports() -> Trunks {
+    Trunks {
         seoul_a: free_port(),
         seoul_b: free_port(),
         generic: free_port(),
         carrier: free_port(),
-    };
-    let mut r = routing(&t);
+    }
+}
+
+/// An engine with [`routing`] for trunks at `t`, seoul-a adjusted by `seoul_a`.
+async fn start(t: &Trunks, seoul_a: impl FnOnce(&mut TrunkRoute)) -> Env {
+    let mut r = routing(t);
     if let Some(a) = r.trunks.iter_mut().find(|x| x.name == "seoul-a") {
         seoul_a(a);
     }
-    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+    Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
+        .await
+        .unwrap()
+}
+
+/// An engine with [`routing`] on fresh ports, seoul-a adjusted by `seoul_a`.
+async fn env_with(seoul_a: impl FnOnce(&mut TrunkRoute)) -> (Env, Trunks) {
+    let t = ports();
+    (start(&t, seoul_a).await, t)
+}
+
+/// A call to a Seoul number is carried by seoul-b and seoul-a sees nothing
+/// of it (`why` seoul-a must be passed over).
+async fn passed_over_for_seoul_b(env: &Env, t: &Trunks, why: &str) {
+    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
         .await
         .unwrap();
-    (env, t)
+    let b = trunk(
+        env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    caller(env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    b.wait().await.unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        watch.try_recv(&mut buf).is_err(),
+        "{why}: {}",
+        String::from_utf8_lossy(&buf)
+    );
 }
 
 async fn env() -> (Env, Trunks) {
@@ -251,13 +284,7 @@ async fn a_trunk_with_two_channels_never_carries_a_third_call() {
     c.run().await.unwrap();
     a.wait().await.unwrap();
     b.wait().await.unwrap();
-    let live = env
-        .node()
-        .transport
-        .trunks
-        .get("seoul-a")
-        .map(|l| l.clone())
-        .unwrap();
+    let live = live(&env, "seoul-a");
     switchboard_tests::eventually(
         "channels given back",
         std::time::Duration::from_secs(5),
@@ -327,13 +354,7 @@ async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again(
             .await
             .unwrap(),
     );
-    let live = env
-        .node()
-        .transport
-        .trunks
-        .get("seoul-a")
-        .map(|l| l.clone())
-        .unwrap();
+    let live = live(&env, "seoul-a");
     let patience = std::time::Duration::from_secs(10);
     let l = live.clone();
     switchboard_tests::eventually("seoul-a marked down", patience, || {
@@ -459,12 +480,7 @@ fn live(env: &Env, name: &str) -> Arc<actors::trunk::TrunkLive> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_that_wants_registration_is_registered_with_digest_and_refreshed() {
-    let t = Trunks {
-        seoul_a: free_port(),
-        seoul_b: free_port(),
-        generic: free_port(),
-        carrier: free_port(),
-    };
+    let t = ports();
     // The registrar listens before the engine starts: the first REGISTER
     // goes out at once.
     let work = tempfile::tempdir().unwrap();
@@ -477,13 +493,7 @@ async fn a_trunk_that_wants_registration_is_registered_with_digest_and_refreshed
     std::fs::write(&sc, text).unwrap();
     let registrar = Sipp::new(work.path(), &sc, t.seoul_a).spawn().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let mut r = routing(&t);
-    if let Some(a) = r.trunks.iter_mut().find(|x| x.name == "seoul-a") {
-        registering(a);
-    }
-    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
-        .await
-        .unwrap();
+    let env = start(&t, registering).await;
     // Challenge, credentials, 2 s grant, refresh at 1 s, challenge,
     // credentials, one hour: the registrar's scenario checks each step.
     registrar.wait().await.unwrap();
@@ -504,46 +514,16 @@ async fn a_trunk_that_wants_registration_is_registered_with_digest_and_refreshed
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_that_refuses_registration_is_skipped() {
-    let t = Trunks {
-        seoul_a: free_port(),
-        seoul_b: free_port(),
-        generic: free_port(),
-        carrier: free_port(),
-    };
+    let t = ports();
     let work = tempfile::tempdir().unwrap();
     let sc = switchboard_tests::scenarios_dir().join("trunk_register_refuse.xml");
     let registrar = Sipp::new(work.path(), &sc, t.seoul_a).spawn().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let mut r = routing(&t);
-    if let Some(a) = r.trunks.iter_mut().find(|x| x.name == "seoul-a") {
-        registering(a);
-    }
-    let env = Env::start(&["100"], |cfg| cfg.routing = Arc::new(r))
-        .await
-        .unwrap();
+    let env = start(&t, registering).await;
     registrar.wait().await.unwrap();
     assert!(!live(&env, "seoul-a").is_registered());
     // The next attempt is 30 s away: seoul-a is passed over for seoul-b.
-    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
-        .await
-        .unwrap();
-    let b = trunk(
-        &env,
-        t.seoul_b,
-        "trunk_answer.xml",
-        &[("RURI", "82212345678")],
-    );
-    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
-        .run()
-        .await
-        .unwrap();
-    b.wait().await.unwrap();
-    let mut buf = [0u8; 2048];
-    assert!(
-        watch.try_recv(&mut buf).is_err(),
-        "an unregistered trunk was offered a call: {}",
-        String::from_utf8_lossy(&buf)
-    );
+    passed_over_for_seoul_b(&env, &t, "an unregistered trunk was offered a call").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,24 +548,5 @@ async fn a_tcp_trunk_gets_its_calls_over_tcp() {
 async fn a_trunk_without_a_codec_of_the_offer_is_skipped() {
     // seoul-a takes G.711 A-law only; the caller offers PCMU and DTMF.
     let (env, t) = env_with(|a| a.codecs = vec!["PCMA".to_owned()].into()).await;
-    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", t.seoul_a))
-        .await
-        .unwrap();
-    let b = trunk(
-        &env,
-        t.seoul_b,
-        "trunk_answer.xml",
-        &[("RURI", "82212345678")],
-    );
-    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
-        .run()
-        .await
-        .unwrap();
-    b.wait().await.unwrap();
-    let mut buf = [0u8; 2048];
-    assert!(
-        watch.try_recv(&mut buf).is_err(),
-        "a trunk was offered codecs it does not take: {}",
-        String::from_utf8_lossy(&buf)
-    );
+    passed_over_for_seoul_b(&env, &t, "a trunk was offered codecs it does not take").await;
 }
