@@ -9,6 +9,7 @@
 //! - [`sip`]: messages, framing, transactions, dialogs, digest auth.
 //! - [`registrar`]: REGISTER binding rules (RFC 3261 §10.3).
 //! - [`ids`]: generation of tags, branches and Call-IDs from an injected RNG.
+//! - [`media`]: RTP relay pieces, G.711, tones, prompts, DTMF.
 //! - [`lcr`]: rate decks and least-cost candidate ranking.
 //! - [`numbering`]: the worldwide number plan and dialled-string classification.
 //! - [`routing`]: routing decisions and number translation for trunks.
@@ -18,6 +19,7 @@
 
 pub mod ids;
 pub mod lcr;
+pub mod media;
 pub mod numbering;
 pub mod registrar;
 pub mod routing;
