@@ -168,6 +168,24 @@ struct FileConfig {
     trunks: Vec<TrunkSection>,
     #[serde(default)]
     centers: Vec<CenterSection>,
+    #[serde(default)]
+    media: MediaSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaSection {
+    /// Anchor calls' media (default true).
+    enabled: Option<bool>,
+    /// Address the RTP sockets bind to (default: the SIP address's).
+    address: Option<std::net::IpAddr>,
+    /// Address written into SDP (default: `address`, or the advertised SIP
+    /// address when `address` is unspecified).
+    advertise: Option<std::net::IpAddr>,
+    /// First and last port, e.g. `[30000, 39999]`.
+    ports: Option<(u16, u16)>,
+    /// A party silent this long once the call is up ends it (0: never).
+    rtp_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +458,21 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     }
     if let Some(v) = file.calls.max_duration_s {
         node.max_call_duration = Duration::from_secs(v);
+    }
+    let m = &mut node.media;
+    m.enabled = file.media.enabled.unwrap_or(m.enabled);
+    m.bind = file.media.address.unwrap_or(m.bind);
+    m.advertise = file.media.advertise.or(node.advertise.map(|a| a.ip()));
+    if let Some((first, last)) = file.media.ports {
+        if first >= last || last - first < 3 {
+            bail!(
+                "media.ports must be [first, last] with room for at least two pairs, not [{first}, {last}]"
+            );
+        }
+        m.ports = (first, last);
+    }
+    if let Some(v) = file.media.rtp_timeout_s {
+        m.rtp_timeout = Duration::from_secs(v);
     }
     let registrar = node.advertise.unwrap_or(node.sip_addr).to_string();
     let mut api = gateway::api::ApiConfig::new(registrar, node.realm.clone());

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 
 use crate::config::NodeConfig;
 use crate::leg::{Dial, Leg, LegArgs, LegEvent, LegId, LegMsg, Role, SharedSnapshot};
+use crate::media::{self, DtmfSource, MediaEvent, MediaReport, MediaSession};
 use crate::metrics as m;
 use crate::transport::{Flow, Transport};
 use crate::trunk::{ChannelGuard, TrunkLive};
@@ -35,6 +36,28 @@ pub enum CallMsg {
     MaxDuration,
     /// The node is shutting down: release every leg.
     Hangup,
+    /// The media relay heard something.
+    Media(MediaEvent),
+}
+
+/// What is known of a call when it is over: the seed of its CDR.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// Caller as authenticated.
+    pub caller: String,
+    /// Callee as dialled.
+    pub callee: String,
+    /// answered, busy, cancelled, failed, no_answer, released, rtp_timeout...
+    pub result: &'static str,
+    /// Why it ended, when the engine ended it.
+    pub cause: Option<String>,
+    /// Trunks tried.
+    pub attempts: Vec<Attempt>,
+    /// Media counters (anchored calls).
+    pub media: Option<MediaReport>,
+    /// DTMF digits heard, in order, with where (`A`/`B`) and how (`r`
+    /// RFC 4733, `i` INFO): e.g. `A:1r A:2i`.
+    pub digits: Vec<(usize, char, DtmfSource)>,
 }
 
 /// One branch of the fork.
@@ -269,6 +292,13 @@ pub struct CallState {
     /// Timer tasks (no answer, maximum duration); aborted when the call
     /// stops so that they do not keep the actor's cell alive.
     timers: Vec<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+    caller: String,
+    /// The anchored media; dropped (ports freed) when the call is over.
+    media: Option<MediaSession>,
+    /// Its counters, kept when the session is dropped.
+    media_report: Option<MediaReport>,
+    digits: Vec<(usize, char, DtmfSource)>,
+    cause: Option<String>,
 }
 
 const CALLER: LegId = 0;
@@ -323,7 +353,7 @@ impl Actor for Call {
             .and_then(|v| v.trim().parse::<u8>().ok())
             .unwrap_or(70)
             .saturating_sub(1);
-        let body = (!args.invite.body.is_empty()).then(|| {
+        let mut body = (!args.invite.body.is_empty()).then(|| {
             let ct = args
                 .invite
                 .headers
@@ -332,6 +362,35 @@ impl Actor for Call {
                 .to_owned();
             (args.invite.body.clone(), ct)
         });
+        // Anchor the media: the branches are offered the engine's side B.
+        let mut refused = None;
+        let mut session = None;
+        if let (Some(ports), Some((sdp, ct))) = (&args.transport.media, &body)
+            && ports.config().enabled
+            && is_sdp(ct)
+        {
+            match offered_audio(sdp) {
+                Ok(Some(audio)) => match MediaSession::start(ports, myself.clone()) {
+                    Ok(m) => {
+                        let text = String::from_utf8_lossy(sdp);
+                        let local = m.local(media::B);
+                        body = Some((
+                            bytes::Bytes::from(engine::sdp::anchor(
+                                &text,
+                                local.ip(),
+                                local.port(),
+                            )),
+                            ct.clone(),
+                        ));
+                        m.remote(media::A, audio);
+                        session = Some(m);
+                    }
+                    Err(e) => refused = Some((503, e.to_string())),
+                },
+                Ok(None) => {}
+                Err(e) => refused = Some((488, e)),
+            }
+        }
         let branches = Branches {
             cfg: args.cfg.clone(),
             transport: args.transport.clone(),
@@ -354,6 +413,11 @@ impl Actor for Call {
         let mut failures = Vec::new();
         let mut attempts = Vec::new();
         let hunting = args.hunt.is_some();
+        if let Some((status, why)) = &refused {
+            info!(callee = %args.callee, status, %why, "call refused before dialling");
+            failures.push(*status);
+            queue.clear();
+        }
         while let Some((id, target)) = queue.pop_front() {
             let started = branches.spawn(&myself, id, &target).await;
             note_attempt(
@@ -402,6 +466,11 @@ impl Actor for Call {
             calls: args.calls,
             legs,
             timers: vec![no_answer],
+            caller: args.caller,
+            media: session,
+            media_report: None,
+            digits: Vec::new(),
+            cause: refused.map(|r| r.1),
         };
         if st.legs.len() == 1 {
             // No branch could start (every trunk down or full).
@@ -442,6 +511,7 @@ impl Actor for Call {
                     st.answer_caller(408);
                 }
             }
+            CallMsg::Media(event) => st.on_media(event),
             CallMsg::MaxDuration | CallMsg::Hangup => {
                 if st.result == "answered" || st.winner.is_some() {
                     st.result = "released";
@@ -515,11 +585,99 @@ impl CallState {
             let tried: Vec<String> = self.attempts.iter().map(|a| a.to_string()).collect();
             info!(callee = %self.callee, result = self.result, attempts = %tried.join("; "), "trunk attempts");
         }
+        // The relay stops and its ports return to the pool now, not when
+        // the legs have finished absorbing retransmissions.
+        if let Some(m) = self.media.take() {
+            let r = m.report();
+            info!(
+                callee = %self.callee,
+                a_in = r[0].packets_in, a_relayed = r[0].relayed, a_lost = r[0].lost,
+                b_in = r[1].packets_in, b_relayed = r[1].relayed, b_lost = r[1].lost,
+                a_played = r[0].played, b_played = r[1].played,
+                "media"
+            );
+            self.media_report = Some(r);
+        }
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
-        let _ = self
-            .calls
-            .cast(crate::calls::CallsMsg::CallOver(myself.get_id()));
+        let report = CallReport {
+            caller: self.caller.clone(),
+            callee: self.callee.clone(),
+            result: self.result,
+            cause: self.cause.clone(),
+            attempts: self.attempts.clone(),
+            media: self.media_report.clone(),
+            digits: self.digits.clone(),
+        };
+        let _ = self.calls.cast(crate::calls::CallsMsg::CallOver(
+            myself.get_id(),
+            Box::new(report),
+        ));
+    }
+
+    fn on_media(&mut self, event: MediaEvent) {
+        match event {
+            MediaEvent::Dtmf {
+                side,
+                digit,
+                duration_ms,
+            } => self.on_digit(side, digit, Some(duration_ms), DtmfSource::Rfc4733),
+            MediaEvent::Timeout { side } => {
+                if self.over {
+                    return;
+                }
+                let who = if side == media::A { "caller" } else { "callee" };
+                info!(callee = %self.callee, who, "no RTP from the {who}: releasing the call");
+                metrics::counter!(m::RTP_TIMEOUTS).increment(1);
+                self.result = "rtp_timeout";
+                self.cause = Some(format!("no RTP from the {who}"));
+                self.hangup_all(408);
+            }
+            MediaEvent::PlayDone { .. } => {}
+        }
+    }
+
+    fn on_digit(&mut self, side: usize, digit: char, duration_ms: Option<u32>, source: DtmfSource) {
+        let label = match source {
+            DtmfSource::Rfc4733 => "rfc4733",
+            DtmfSource::Info => "info",
+        };
+        info!(callee = %self.callee, side, %digit, duration_ms, source = label, "dtmf");
+        metrics::counter!(m::DTMF_DIGITS, "source" => label).increment(1);
+        self.digits.push((side, digit, source));
+    }
+
+    /// A body from leg `id`'s party as the other party must see it: when
+    /// the media is anchored, its audio address is noted for the relay and
+    /// the body names the engine's side facing the other party.
+    fn anchor_body(
+        &mut self,
+        id: LegId,
+        body: Option<(bytes::Bytes, String)>,
+    ) -> Option<(bytes::Bytes, String)> {
+        let (Some(m), Some((sdp, ct))) = (&self.media, &body) else {
+            return body;
+        };
+        if !is_sdp(ct) {
+            return body;
+        }
+        let side = if id == CALLER { media::A } else { media::B };
+        match offered_audio(sdp) {
+            Ok(Some(audio)) => {
+                m.remote(side, audio);
+                let local = m.local(1 - side);
+                let text = String::from_utf8_lossy(sdp);
+                Some((
+                    bytes::Bytes::from(engine::sdp::anchor(&text, local.ip(), local.port())),
+                    ct.clone(),
+                ))
+            }
+            Ok(None) => body,
+            Err(why) => {
+                debug!(%why, "SDP not anchored");
+                body
+            }
+        }
     }
 
     fn send(&self, id: LegId, msg: LegMsg) {
@@ -600,6 +758,11 @@ impl CallState {
     fn on_leg(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) -> bool {
         match event {
             LegEvent::Progress { status, body } => {
+                let body = if self.winner.is_none() && !self.decided {
+                    self.anchor_body(id, body)
+                } else {
+                    body
+                };
                 if status > 100
                     && let Some(g) = self.channels.get_mut(&id)
                 {
@@ -615,6 +778,10 @@ impl CallState {
                 }
                 self.attempt_ended(id, 200);
                 if self.winner.is_none() && !self.decided {
+                    let body = self.anchor_body(id, body);
+                    if let Some(m) = &self.media {
+                        m.answered();
+                    }
                     self.winner = Some(id);
                     self.decided = true;
                     self.result = "answered";
@@ -671,6 +838,15 @@ impl CallState {
                 body,
             } => match self.peer(id) {
                 Some(peer) => {
+                    if method == Method::Info
+                        && let Some((b, ct)) = &body
+                        && let Some((digit, ms)) =
+                            engine::media::dtmf::parse_info(ct, &String::from_utf8_lossy(b))
+                    {
+                        let side = if id == CALLER { media::A } else { media::B };
+                        self.on_digit(side, digit, ms, DtmfSource::Info);
+                    }
+                    let body = self.anchor_body(id, body);
                     let ours = self.next_token;
                     self.next_token += 1;
                     self.forwards.insert(ours, (id, token));
@@ -701,6 +877,7 @@ impl CallState {
                 body,
             } => {
                 if let Some((origin, their)) = self.forwards.remove(&token) {
+                    let body = self.anchor_body(id, body);
                     self.send(
                         origin,
                         LegMsg::Reply {
@@ -730,6 +907,23 @@ impl CallState {
             }
         }
         false
+    }
+}
+
+fn is_sdp(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+/// The first audio stream of an SDP body (port 0: none to anchor).
+fn offered_audio(sdp: &[u8]) -> Result<Option<engine::sdp::AudioMedia>, String> {
+    let text = std::str::from_utf8(sdp).map_err(|_| "SDP is not UTF-8".to_owned())?;
+    match engine::sdp::audio(text) {
+        Ok(Some(a)) if a.port != 0 => Ok(Some(a)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 

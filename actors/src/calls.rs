@@ -36,7 +36,9 @@ pub enum CallsMsg {
     /// How many calls are in progress.
     Count(RpcReplyPort<usize>),
     /// Every leg of this call has ended (it may linger for retransmissions).
-    CallOver(ActorId),
+    CallOver(ActorId, Box<crate::call::CallReport>),
+    /// The reports of the most recent calls, oldest first.
+    Recent(RpcReplyPort<Vec<crate::call::CallReport>>),
     /// Periodic gauges.
     Sweep,
 }
@@ -47,7 +49,8 @@ impl std::fmt::Debug for CallsMsg {
             CallsMsg::Start(a) => write!(f, "Start(to {})", a.callee),
             CallsMsg::HangupAll => f.write_str("HangupAll"),
             CallsMsg::Count(_) => f.write_str("Count"),
-            CallsMsg::CallOver(id) => write!(f, "CallOver({id})"),
+            CallsMsg::CallOver(id, _) => write!(f, "CallOver({id})"),
+            CallsMsg::Recent(_) => f.write_str("Recent"),
             CallsMsg::Sweep => f.write_str("Sweep"),
         }
     }
@@ -78,7 +81,12 @@ pub struct CallsState {
     transport: Arc<Transport>,
     rng: StdRng,
     calls: HashMap<ActorId, CallRecord>,
+    /// Reports of the last [`RECENT`] calls that ended.
+    recent: std::collections::VecDeque<crate::call::CallReport>,
 }
+
+/// How many call reports a center keeps in memory.
+pub const RECENT: usize = 256;
 
 impl Actor for Calls {
     type Msg = CallsMsg;
@@ -96,6 +104,7 @@ impl Actor for Calls {
             transport: args.transport,
             rng: StdRng::from_entropy(),
             calls: HashMap::new(),
+            recent: std::collections::VecDeque::new(),
         })
     }
 
@@ -121,10 +130,17 @@ impl Actor for Calls {
                     .set(me.get_children().len() as f64);
                 metrics::gauge!(m::CENTER_CALLS, "center" => center).set(st.calls.len() as f64);
             }
-            CallsMsg::CallOver(id) => {
+            CallsMsg::CallOver(id, report) => {
                 if let Some(c) = st.calls.get_mut(&id) {
                     c.over = true;
                 }
+                if st.recent.len() == RECENT {
+                    st.recent.pop_front();
+                }
+                st.recent.push_back(*report);
+            }
+            CallsMsg::Recent(reply) => {
+                let _ = reply.send(st.recent.iter().cloned().collect());
             }
         }
         Ok(())

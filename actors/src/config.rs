@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub max_call_duration: Duration,
     /// Off-net routing: trunks, their rate decks, the number plan.
     pub routing: Arc<Routing>,
+    /// Media anchoring: address, port range, RTP timeout.
+    pub media: crate::media::MediaConfig,
     /// Test-only hook: a call to this number panics its Call actor once the
     /// caller's ACK arrives. Honoured only with the `testing` feature.
     pub panic_on_callee: Option<String>,
@@ -80,6 +82,10 @@ impl NodeConfig {
             panic_on_callee: None,
             panic_center_on: None,
             routing: Arc::new(Routing::default()),
+            media: crate::media::MediaConfig {
+                bind: sip_addr.ip(),
+                ..Default::default()
+            },
         }
     }
 }

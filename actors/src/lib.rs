@@ -22,6 +22,7 @@ pub mod center;
 pub mod clock;
 pub mod config;
 pub mod leg;
+pub mod media;
 pub mod metrics;
 pub mod node;
 pub mod registrar;

@@ -59,3 +59,23 @@ pub const TRUNK_CHANNELS: &str = "switchboard_trunk_channels";
 pub const TRUNK_PDD_SECONDS: &str = "switchboard_trunk_post_dial_delay_seconds";
 /// Duration of answered calls (its mean is the ACD), label `trunk`.
 pub const TRUNK_CALL_SECONDS: &str = "switchboard_trunk_call_seconds";
+/// Media port pairs leased to calls.
+pub const MEDIA_PORTS_LEASED: &str = "switchboard_media_ports_leased";
+/// Media port pairs free in the pool.
+pub const MEDIA_PORTS_FREE: &str = "switchboard_media_ports_free";
+/// Calls whose media the engine relays now.
+pub const MEDIA_SESSIONS: &str = "switchboard_media_sessions";
+/// RTP packets relayed between parties.
+pub const RTP_PACKETS: &str = "switchboard_rtp_relayed_packets_total";
+/// Bytes of those packets.
+pub const RTP_BYTES: &str = "switchboard_rtp_relayed_bytes_total";
+/// RTP packets lost on the way to the engine (by sequence number), added when a call ends.
+pub const RTP_LOST: &str = "switchboard_rtp_lost_total";
+/// RTP packets that arrived out of order, added when a call ends.
+pub const RTP_OUT_OF_ORDER: &str = "switchboard_rtp_out_of_order_total";
+/// Datagrams not relayed: not RTP, or from an address other than the latched one.
+pub const RTP_DROPPED: &str = "switchboard_rtp_dropped_total";
+/// DTMF digits heard, label `source` (rfc4733, info).
+pub const DTMF_DIGITS: &str = "switchboard_dtmf_digits_total";
+/// Calls ended because a party sent no RTP.
+pub const RTP_TIMEOUTS: &str = "switchboard_rtp_timeouts_total";

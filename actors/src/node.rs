@@ -403,6 +403,21 @@ impl NodeHandle {
         n
     }
 
+    /// Reports of the calls that ended most recently, per center, oldest
+    /// first (at most [`crate::calls::RECENT`] each).
+    pub async fn recent_calls(&self) -> Vec<crate::call::CallReport> {
+        let mut out = Vec::new();
+        for calls in ractor::call!(self.node, NodeMsg::Calls).unwrap_or_default() {
+            out.extend(ractor::call!(calls, CallsMsg::Recent).unwrap_or_default());
+        }
+        out
+    }
+
+    /// Media port pairs (free, leased), when media is anchored.
+    pub fn media_ports(&self) -> Option<(usize, usize)> {
+        self.transport.media.as_ref().map(|p| p.usage())
+    }
+
     /// The centers and their trunks as they run now.
     pub async fn tree(&self) -> Vec<CenterTree> {
         ractor::call!(self.node, NodeMsg::Tree).unwrap_or_default()

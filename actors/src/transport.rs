@@ -133,6 +133,8 @@ pub struct Transport {
     routing: Arc<crate::config::Routing>,
     local: SocketAddr,
     max_message: usize,
+    /// The media port pool, when calls' media is anchored.
+    pub media: Option<Arc<crate::media::Ports>>,
 }
 
 impl Transport {
@@ -147,7 +149,15 @@ impl Transport {
             match UdpSocket::bind(addr).await {
                 Ok(udp) => {
                     let local = cfg.advertise.unwrap_or(addr);
+                    let media = cfg.media.enabled.then(|| {
+                        let mut m = cfg.media.clone();
+                        if m.advertise.is_none() && m.bind.is_unspecified() {
+                            m.advertise = Some(local.ip());
+                        }
+                        crate::media::Ports::new(m)
+                    });
                     let t = Arc::new(Transport {
+                        media,
                         udp: Arc::new(udp),
                         tcp: DashMap::new(),
                         dialogs: DashMap::new(),

@@ -327,3 +327,89 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A packet capture on loopback (tcpdump), to count what really arrived.
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Start capturing UDP datagrams matching `filter` (pcap syntax) on
+    /// `lo`; returns once tcpdump is listening.
+    pub async fn start(dir: &Path, filter: &str) -> Result<Capture> {
+        use tokio::io::AsyncBufReadExt;
+        let file = dir.join(format!("capture-{}.pcap", rand::random::<u32>()));
+        let mut child = Command::new("tcpdump")
+            .args(["-i", "lo", "-U", "-n", "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("running tcpdump: install it (ops/install-test-deps.sh)")?;
+        let stderr = child.stderr.take().context("tcpdump stderr")?;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let listening = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.contains("listening on") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if listening != Ok(true) {
+            bail!("tcpdump did not start listening on lo");
+        }
+        Ok(Capture { child, file })
+    }
+
+    /// Stop and return one `(source, destination, UDP payload length)` per
+    /// datagram captured.
+    pub async fn finish(mut self) -> Result<Vec<(SocketAddr, SocketAddr, usize)>> {
+        // Let the last datagrams reach the file, then stop tcpdump.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        let out = Command::new("tcpdump")
+            .args(["-nr"])
+            .arg(&self.file)
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let addr = |s: &str| -> Option<SocketAddr> {
+            let s = s.trim_end_matches(':');
+            let (ip, port) = s.rsplit_once('.')?;
+            format!("{ip}:{port}").parse().ok()
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                // 12:00:00.000000 IP 127.0.0.1.6000 > 127.0.0.2.30000: UDP, length 252
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let i = f.iter().position(|w| *w == ">")?;
+                let len = f.last()?.parse().ok()?;
+                Some((addr(f.get(i - 1)?)?, addr(f.get(i + 1)?)?, len))
+            })
+            .collect())
+    }
+}
+
+/// A free even UDP port with the next one free too (an RTP/RTCP pair for
+/// SIPp's `-mp`; SIPp also takes `port + 2` for video).
+pub fn free_media_port() -> u16 {
+    for _ in 0..200 {
+        let p = 20000 + 2 * (rand::random::<u16>() % 4000);
+        if (0..4).all(|k| UdpSocket::bind(("127.0.0.1", p + k)).is_ok()) {
+            return p;
+        }
+    }
+    free_port()
+}

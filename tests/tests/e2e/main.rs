@@ -11,6 +11,7 @@ mod baresip;
 mod calls;
 mod centers;
 mod cli;
+mod media;
 mod numbering;
 mod onnet;
 mod registrar;

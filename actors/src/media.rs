@@ -1,0 +1,599 @@
+//! The media relay: the sockets and the loop that move a call's RTP and
+//! RTCP between its two parties, play the engine's prompts and tones into
+//! one of them, and hear DTMF.
+//!
+//! Each call that carries SDP gets one [`MediaSession`]: two port pairs
+//! (side A faces the caller, side B the callee's branches) from the node's
+//! [`Ports`], and one task that owns the four sockets. The Call actor
+//! drives it with [`MediaSession`] methods (where each party wants its
+//! audio, what to play, when the call is up) and hears back through
+//! [`CallMsg::Media`]. The task ends when the session is dropped: with
+//! the Call, whether it stopped or crashed, so its ports always return to
+//! the pool (the leases give them back when the sockets close).
+//!
+//! Per packet: parse (rtp-rs), latch the sender's address on the first
+//! packet after each SDP (symmetric RTP, RFC 4961: the party behind a NAT
+//! is answered where it sends from), count, detect telephone-events, and
+//! forward through the other side's socket unless the engine is playing
+//! to that party. RTCP is forwarded as it is.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::media::dtmf::{self, Detected};
+use engine::media::g711::Law;
+use engine::media::player::{FRAME, Item, Player};
+use engine::media::ports::PortPool;
+use engine::media::rtp::{self, Egress, StreamStats};
+use engine::sdp::AudioMedia;
+use parking_lot::Mutex;
+use ractor::ActorRef;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::call::CallMsg;
+use crate::metrics as m;
+
+/// Media settings of a node.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Anchor the media of calls (else SDP passes end to end).
+    pub enabled: bool,
+    /// Address the media sockets bind to.
+    pub bind: IpAddr,
+    /// Address written in the SDP the parties see; `bind` when unset.
+    pub advertise: Option<IpAddr>,
+    /// First and last port of the range (pairs: even RTP, odd RTCP).
+    pub ports: (u16, u16),
+    /// A party that sends no RTP for this long once the call is up ends
+    /// the call; zero disables the check.
+    pub rtp_timeout: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            enabled: true,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            advertise: None,
+            ports: (30000, 39999),
+            rtp_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Every pair of the range is leased (or could not be bound).
+    #[error("no free media ports")]
+    Exhausted,
+}
+
+/// The node's media ports.
+pub struct Ports {
+    pool: Mutex<PortPool>,
+    cfg: MediaConfig,
+}
+
+impl Ports {
+    /// The pool of `cfg`'s range.
+    pub fn new(cfg: MediaConfig) -> Arc<Ports> {
+        Arc::new(Ports {
+            pool: Mutex::new(PortPool::new(cfg.ports.0, cfg.ports.1)),
+            cfg,
+        })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &MediaConfig {
+        &self.cfg
+    }
+
+    /// Free and leased pairs.
+    pub fn usage(&self) -> (usize, usize) {
+        let p = self.pool.lock();
+        (p.free(), p.leased())
+    }
+
+    fn publish(&self, p: &PortPool) {
+        metrics::gauge!(m::MEDIA_PORTS_LEASED).set(p.leased() as f64);
+        metrics::gauge!(m::MEDIA_PORTS_FREE).set(p.free() as f64);
+    }
+
+    /// Lease a pair and bind both its sockets. A pair another process
+    /// holds is put back at the end of the pool and the next one tried.
+    fn lease(self: &Arc<Self>) -> Result<Endpoint, MediaError> {
+        let tries = self.pool.lock().free().min(64);
+        for _ in 0..tries {
+            let port = {
+                let mut p = self.pool.lock();
+                let port = p.take().ok_or(MediaError::Exhausted)?;
+                self.publish(&p);
+                port
+            };
+            let lease = Lease {
+                ports: self.clone(),
+                port,
+            };
+            match (bind(self.cfg.bind, port), bind(self.cfg.bind, port + 1)) {
+                (Ok(rtp), Ok(rtcp)) => return Ok(Endpoint { rtp, rtcp, lease }),
+                (r, c) => {
+                    let e = r.err().or(c.err());
+                    debug!(port, error = ?e, "media port pair busy, trying another");
+                }
+            }
+        }
+        Err(MediaError::Exhausted)
+    }
+}
+
+fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+/// A leased pair; given back when dropped.
+struct Lease {
+    ports: Arc<Ports>,
+    port: u16,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut p = self.ports.pool.lock();
+        p.give(self.port);
+        self.ports.publish(&p);
+    }
+}
+
+struct Endpoint {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    lease: Lease,
+}
+
+/// Side A faces the caller (or the first party dialled), side B the other.
+pub const A: usize = 0;
+/// The callee's side.
+pub const B: usize = 1;
+
+/// Where DTMF was heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfSource {
+    /// RFC 4733 telephone-event packets.
+    Rfc4733,
+    /// A SIP INFO.
+    Info,
+}
+
+/// What the relay tells the Call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A digit ended (key up) on `side`.
+    Dtmf {
+        /// Side it was heard on.
+        side: usize,
+        /// The key.
+        digit: char,
+        /// How long it was held, ms.
+        duration_ms: u32,
+    },
+    /// `side` has sent no RTP for the configured time.
+    Timeout {
+        /// The silent side.
+        side: usize,
+    },
+    /// What was played to `side` is over (or could not be played).
+    PlayDone {
+        /// The side.
+        side: usize,
+    },
+}
+
+/// One stream's counters as a call's report shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Packets received from this side's party.
+    pub packets_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Missing by sequence number.
+    pub lost: u64,
+    /// Arrived after a later one.
+    pub out_of_order: u64,
+    /// Packets relayed from this party to the other.
+    pub relayed: u64,
+    /// Their bytes.
+    pub relayed_bytes: u64,
+    /// Frames the engine played to this party.
+    pub played: u64,
+    /// Where this party's RTP was latched (symmetric RTP).
+    pub latched: Option<SocketAddr>,
+    /// The engine's RTP port facing this party.
+    pub local_port: u16,
+}
+
+/// A call's media report: side A then side B.
+pub type MediaReport = [StreamReport; 2];
+
+enum Cmd {
+    Remote(usize, AudioMedia),
+    Play(usize, Vec<Item>),
+    Stop(usize),
+    Answered,
+}
+
+/// A call's anchored media. Dropping it ends the relay and frees its ports.
+pub struct MediaSession {
+    tx: mpsc::UnboundedSender<Cmd>,
+    local: [SocketAddr; 2],
+    report: Arc<Mutex<MediaReport>>,
+}
+
+impl MediaSession {
+    /// Lease two port pairs and start relaying for `call`.
+    pub fn start(ports: &Arc<Ports>, call: ActorRef<CallMsg>) -> Result<MediaSession, MediaError> {
+        let a = ports.lease()?;
+        let b = ports.lease()?;
+        let advertise = ports.cfg.advertise.unwrap_or(ports.cfg.bind);
+        let local = [
+            SocketAddr::new(advertise, a.lease.port),
+            SocketAddr::new(advertise, b.lease.port),
+        ];
+        let report = Arc::new(Mutex::new(MediaReport::default()));
+        {
+            let mut r = report.lock();
+            r[A].local_port = a.lease.port;
+            r[B].local_port = b.lease.port;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let relay = Relay {
+            eps: [a, b],
+            sides: [Side::new(), Side::new()],
+            call,
+            report: report.clone(),
+            timeout: ports.cfg.rtp_timeout,
+            answered: false,
+        };
+        tokio::spawn(relay.run(rx));
+        Ok(MediaSession { tx, local, report })
+    }
+
+    /// The engine's address and RTP port facing `side`.
+    pub fn local(&self, side: usize) -> SocketAddr {
+        self.local[side]
+    }
+
+    /// Where `side`'s party wants its audio (from its SDP).
+    pub fn remote(&self, side: usize, media: AudioMedia) {
+        let _ = self.tx.send(Cmd::Remote(side, media));
+    }
+
+    /// Play `items` to `side` (instead of the other party's audio).
+    pub fn play(&self, side: usize, items: Vec<Item>) {
+        let _ = self.tx.send(Cmd::Play(side, items));
+    }
+
+    /// Stop playing to `side`: it hears the other party again.
+    pub fn stop(&self, side: usize) {
+        let _ = self.tx.send(Cmd::Stop(side));
+    }
+
+    /// The call is up: from now on a silent party times out.
+    pub fn answered(&self) {
+        let _ = self.tx.send(Cmd::Answered);
+    }
+
+    /// The counters so far.
+    pub fn report(&self) -> MediaReport {
+        self.report.lock().clone()
+    }
+}
+
+struct Side {
+    remote: Option<AudioMedia>,
+    latched_rtp: Option<SocketAddr>,
+    latched_rtcp: Option<SocketAddr>,
+    stats: StreamStats,
+    dtmf: Detector,
+    egress: Egress,
+    player: Option<(Player, u8)>,
+    last_rx: Option<Instant>,
+    timed_out: bool,
+}
+
+type Detector = dtmf::Detector;
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            remote: None,
+            latched_rtp: None,
+            latched_rtcp: None,
+            stats: StreamStats::default(),
+            dtmf: Detector::default(),
+            egress: Egress::new(8, (rand::random(), rand::random(), rand::random())),
+            player: None,
+            last_rx: None,
+            timed_out: false,
+        }
+    }
+
+    /// Where to send this party's RTP: the latched source, else its SDP.
+    fn rtp_dest(&self) -> Option<SocketAddr> {
+        let r = self.remote.as_ref()?;
+        if r.port == 0 || !r.direction.receives() {
+            return None;
+        }
+        self.latched_rtp.or(Some(SocketAddr::new(r.addr, r.port)))
+    }
+
+    fn rtcp_dest(&self) -> Option<SocketAddr> {
+        let r = self.remote.as_ref()?;
+        if r.port == 0 {
+            return None;
+        }
+        if let Some(a) = self.latched_rtcp {
+            return Some(a);
+        }
+        if r.rtcp_mux {
+            return self.rtp_dest();
+        }
+        Some(match self.latched_rtp {
+            Some(l) => SocketAddr::new(l.ip(), l.port().wrapping_add(1)),
+            None => SocketAddr::new(r.rtcp.0, r.rtcp.1),
+        })
+    }
+}
+
+struct Relay {
+    eps: [Endpoint; 2],
+    sides: [Side; 2],
+    call: ActorRef<CallMsg>,
+    report: Arc<Mutex<MediaReport>>,
+    timeout: Duration,
+    answered: bool,
+}
+
+/// Counters not yet added to the process metrics.
+#[derive(Default)]
+struct Unflushed {
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+}
+
+impl Relay {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        metrics::gauge!(m::MEDIA_SESSIONS).increment(1.0);
+        let mut bufs = [[0u8; 2048]; 4];
+        let mut frames = tokio::time::interval(Duration::from_millis(20));
+        frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut unflushed = Unflushed::default();
+        let [b0, b1, b2, b3] = &mut bufs;
+        loop {
+            let playing = self.sides.iter().any(|s| s.player.is_some());
+            tokio::select! {
+                r = self.eps[A].rtp.recv_from(b0) => if let Ok((n, from)) = r {
+                    self.on_rtp(A, &mut b0[..n], from, &mut unflushed).await;
+                },
+                r = self.eps[B].rtp.recv_from(b1) => if let Ok((n, from)) = r {
+                    self.on_rtp(B, &mut b1[..n], from, &mut unflushed).await;
+                },
+                r = self.eps[A].rtcp.recv_from(b2) => if let Ok((n, from)) = r {
+                    self.on_rtcp(A, &b2[..n], from).await;
+                },
+                r = self.eps[B].rtcp.recv_from(b3) => if let Ok((n, from)) = r {
+                    self.on_rtcp(B, &b3[..n], from).await;
+                },
+                cmd = rx.recv() => match cmd {
+                    Some(c) => self.on_cmd(c),
+                    None => break,
+                },
+                _ = frames.tick(), if playing => self.play_frames().await,
+                _ = check.tick() => {
+                    self.check_silence();
+                    flush(&mut unflushed);
+                }
+            }
+        }
+        flush(&mut unflushed);
+        let r = self.report.lock();
+        for s in r.iter() {
+            metrics::counter!(m::RTP_LOST).increment(s.lost);
+            metrics::counter!(m::RTP_OUT_OF_ORDER).increment(s.out_of_order);
+        }
+        metrics::gauge!(m::MEDIA_SESSIONS).decrement(1.0);
+    }
+
+    fn emit(&self, e: MediaEvent) {
+        let _ = self.call.cast(CallMsg::Media(e));
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Remote(side, media) => {
+                let s = &mut self.sides[side];
+                // A new SDP may move the party: latch again.
+                if s.remote.as_ref().map(|r| (r.addr, r.port)) != Some((media.addr, media.port)) {
+                    s.latched_rtp = None;
+                    s.latched_rtcp = None;
+                }
+                s.remote = Some(media);
+            }
+            Cmd::Play(side, items) => {
+                let s = &mut self.sides[side];
+                let law = s
+                    .remote
+                    .as_ref()
+                    .filter(|r| !r.secure)
+                    .and_then(|r| r.g711())
+                    .and_then(Law::of_payload_type);
+                match law {
+                    Some(law) => s.player = Some((Player::new(items, law), law.payload_type())),
+                    None => {
+                        warn!(side, "cannot play: the party has no G.711 or uses SRTP");
+                        self.emit(MediaEvent::PlayDone { side });
+                    }
+                }
+            }
+            Cmd::Stop(side) => self.sides[side].player = None,
+            Cmd::Answered => {
+                self.answered = true;
+                let now = Instant::now();
+                for s in &mut self.sides {
+                    s.last_rx = Some(now);
+                }
+            }
+        }
+    }
+
+    async fn on_rtp(&mut self, side: usize, pkt: &mut [u8], from: SocketAddr, u: &mut Unflushed) {
+        let now = Instant::now();
+        let peer = 1 - side;
+        {
+            let s = &mut self.sides[side];
+            match s.latched_rtp {
+                None => {
+                    s.latched_rtp = Some(from);
+                    self.report.lock()[side].latched = Some(from);
+                }
+                Some(l) if l != from => {
+                    // Not the party this side latched on: not relayed.
+                    u.dropped += 1;
+                    return;
+                }
+                Some(_) => {}
+            }
+            s.last_rx = Some(now);
+        }
+        if rtp::is_rtcp(pkt) {
+            // RTCP multiplexed on the RTP port (RFC 5761).
+            if let Some(dest) = self.sides[peer].rtp_dest() {
+                let _ = self.eps[peer].rtp.send_to(pkt, dest).await;
+            }
+            return;
+        }
+        let Ok((h, payload)) = rtp::parse(pkt) else {
+            u.dropped += 1;
+            return;
+        };
+        let s = &mut self.sides[side];
+        s.stats.update(&h, pkt.len());
+        let te = s.remote.as_ref().and_then(|r| r.telephone_event);
+        let mut digits = Vec::new();
+        if te == Some(h.payload_type) {
+            digits = s.dtmf.on_packet(h.timestamp, payload, 8);
+        }
+        {
+            let mut r = self.report.lock();
+            let st = &mut r[side];
+            st.packets_in = s.stats.packets;
+            st.bytes_in = s.stats.bytes;
+            st.lost = s.stats.lost();
+            st.out_of_order = s.stats.out_of_order;
+        }
+        for d in digits {
+            if let Detected::End { digit, duration_ms } = d {
+                self.emit(MediaEvent::Dtmf {
+                    side,
+                    digit,
+                    duration_ms,
+                });
+            }
+        }
+        let p = &mut self.sides[peer];
+        if p.player.is_some() {
+            return;
+        }
+        let Some(dest) = p.rtp_dest() else {
+            return;
+        };
+        p.egress.relay(now.into_std(), &h, pkt);
+        if self.eps[peer].rtp.send_to(pkt, dest).await.is_ok() {
+            u.packets += 1;
+            u.bytes += pkt.len() as u64;
+            let mut r = self.report.lock();
+            r[side].relayed += 1;
+            r[side].relayed_bytes += pkt.len() as u64;
+        }
+    }
+
+    async fn on_rtcp(&mut self, side: usize, pkt: &[u8], from: SocketAddr) {
+        let s = &mut self.sides[side];
+        if s.latched_rtcp.is_none() {
+            s.latched_rtcp = Some(from);
+        }
+        if s.latched_rtcp != Some(from) {
+            return;
+        }
+        let peer = 1 - side;
+        if let Some(dest) = self.sides[peer].rtcp_dest() {
+            let _ = self.eps[peer].rtcp.send_to(pkt, dest).await;
+        }
+    }
+
+    async fn play_frames(&mut self) {
+        let now = Instant::now();
+        let mut buf = Vec::with_capacity(12 + FRAME);
+        for side in [A, B] {
+            let s = &mut self.sides[side];
+            let Some((player, pt)) = s.player.as_mut() else {
+                continue;
+            };
+            let pt = *pt;
+            let Some(frame) = player.next_frame() else {
+                s.player = None;
+                self.emit(MediaEvent::PlayDone { side });
+                continue;
+            };
+            let h = s.egress.engine_frame(now.into_std(), pt, FRAME as u32);
+            rtp::build(&h, &frame, &mut buf);
+            if let Some(dest) = s.rtp_dest() {
+                let _ = self.eps[side].rtp.send_to(&buf, dest).await;
+                self.report.lock()[side].played += 1;
+            }
+        }
+    }
+
+    fn check_silence(&mut self) {
+        if !self.answered || self.timeout.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        for side in [A, B] {
+            let s = &mut self.sides[side];
+            let sends = s
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.port != 0 && r.direction.sends());
+            let silent = s
+                .last_rx
+                .is_some_and(|t| now.duration_since(t) >= self.timeout);
+            if !sends {
+                // On hold: silence is expected; count from when it resumes.
+                s.last_rx = Some(now);
+            } else if silent && !s.timed_out {
+                s.timed_out = true;
+                self.emit(MediaEvent::Timeout { side });
+            }
+        }
+    }
+}
+
+fn flush(u: &mut Unflushed) {
+    if u.packets > 0 {
+        metrics::counter!(m::RTP_PACKETS).increment(u.packets);
+        metrics::counter!(m::RTP_BYTES).increment(u.bytes);
+    }
+    if u.dropped > 0 {
+        metrics::counter!(m::RTP_DROPPED).increment(u.dropped);
+    }
+    *u = Unflushed::default();
+}

@@ -1,0 +1,342 @@
+//! Anchored media: SIPp phones with RTP (pcap replay, echo) through the
+//! engine's relay, checked by what tcpdump sees arrive on loopback and by
+//! the call's media report.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actors::call::CallReport;
+use actors::media::{A, B, DtmfSource};
+use switchboard_tests::{Capture, Env, Sipp, SippChild, eventually, free_media_port, free_port};
+
+/// The engine's media address in these tests: not the phones' 127.0.0.1,
+/// so that an SDP naming it can only come from the engine.
+const MEDIA_IP: &str = "127.0.0.2";
+const G711A: &str = "/usr/share/sip-tester/g711a.pcap";
+/// Datagrams in g711a.pcap (30 ms A-law frames, 252 bytes each).
+const G711A_PACKETS: u64 = 236;
+const DIGIT_1: &str = "/usr/share/sip-tester/dtmf_2833_1.pcap";
+
+async fn media_env(members: &[&str], tweak: impl FnOnce(&mut actors::NodeConfig)) -> Env {
+    Env::start(members, |c| {
+        c.media.bind = MEDIA_IP.parse().unwrap();
+        c.media.ports = (31000, 31999);
+        tweak(c);
+    })
+    .await
+    .unwrap()
+}
+
+/// Register `number` and start a media callee there; returns it and its
+/// media port.
+async fn callee(env: &Env, number: &str, scenario: &str, echo: bool) -> (SippChild, u16) {
+    ringing_callee(env, number, scenario, echo, 0).await
+}
+
+async fn ringing_callee(
+    env: &Env,
+    number: &str,
+    scenario: &str,
+    echo: bool,
+    ring_ms: u32,
+) -> (SippChild, u16) {
+    let port = free_port();
+    env.register(number, port).await.unwrap();
+    let ring = ring_ms.to_string();
+    let sc = env
+        .scenario(
+            scenario,
+            &[("MEDIA_IP", MEDIA_IP), ("WAIT", "20000"), ("RING", &ring)],
+        )
+        .unwrap();
+    let mp = free_media_port();
+    let mut s = Sipp::new(env.work.path(), &sc, port);
+    s.args(["-mp", &mp.to_string()]);
+    if echo {
+        s.args(["-rtp_echo"]);
+    }
+    (s.spawn().unwrap(), mp)
+}
+
+/// A media caller sending `pcap`; its SDP names `sdp_port` (`None`: its
+/// real media port).
+fn caller(env: &Env, to: &str, pcap: &str, hold: u32, sdp_port: Option<u16>) -> (Sipp, u16) {
+    let mp = free_media_port();
+    let sdp = sdp_port.map_or("[media_port]".to_owned(), |p| p.to_string());
+    let sender = if sdp_port.is_some() {
+        "      m=audio [media_port] RTP/AVP 8\n"
+    } else {
+        ""
+    };
+    let sc = env
+        .scenario(
+            "uac_media.xml",
+            &[
+                ("MEDIA_IP", MEDIA_IP),
+                ("PCAP", pcap),
+                ("HOLD", &hold.to_string()),
+                ("SDP_PORT", &sdp),
+                ("SENDER_LINE", sender),
+            ],
+        )
+        .unwrap();
+    let mut s = env.sipp_as(&sc, "100", free_port()).unwrap();
+    s.args(["-s", to, "-mp", &mp.to_string()]);
+    (s, mp)
+}
+
+async fn last_report(env: &Env, callee: &str) -> CallReport {
+    for _ in 0..500 {
+        let found = env
+            .node()
+            .recent_calls()
+            .await
+            .into_iter()
+            .rev()
+            .find(|r| r.callee == callee);
+        if let Some(r) = found {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no report of the call to {callee}");
+}
+
+async fn ports_all_free(env: &Env) {
+    let r = eventually(
+        "media ports back in the pool",
+        Duration::from_secs(10),
+        || async {
+            env.node()
+                .media_ports()
+                .is_some_and(|(_, leased)| leased == 0)
+        },
+    )
+    .await;
+    assert!(
+        r.is_ok(),
+        "ports still leased: {:?}",
+        env.node().media_ports()
+    );
+}
+
+fn arrivals(captured: &[(SocketAddr, SocketAddr, usize)], to_port: u16) -> Vec<usize> {
+    captured
+        .iter()
+        .filter(|(src, dst, _)| src.ip().to_string() == MEDIA_IP && dst.port() == to_port)
+        .map(|(_, _, len)| *len)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_is_relayed_both_ways_through_the_engines_address() {
+    let env = media_env(&["100", "200"], |_| {}).await;
+    let total = env.node().media_ports().unwrap().0;
+    let (uas, callee_mp) = callee(&env, "200", "uas_media.xml", true).await;
+    let cap = Capture::start(
+        env.work.path(),
+        "udp and host 127.0.0.2 and portrange 31000-31999",
+    )
+    .await
+    .unwrap();
+    // Both scenarios check that the SDP they receive names 127.0.0.2 and a
+    // port of the engine's range.
+    let (c, caller_mp) = caller(&env, "200", G711A, 8000, None);
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
+    let seen = cap.finish().await.unwrap();
+    let to_callee = arrivals(&seen, callee_mp);
+    let to_caller = arrivals(&seen, caller_mp);
+    assert_eq!(to_callee.len() as u64, G711A_PACKETS, "caller → callee");
+    assert_eq!(
+        to_caller.len() as u64,
+        G711A_PACKETS,
+        "callee's echo → caller"
+    );
+    assert!(
+        to_callee.iter().chain(&to_caller).all(|l| *l == 252),
+        "whole packets"
+    );
+    let r = last_report(&env, "200").await;
+    let m = r.media.expect("media report");
+    assert_eq!(
+        (m[A].packets_in, m[A].relayed, m[A].lost),
+        (G711A_PACKETS, G711A_PACKETS, 0)
+    );
+    assert_eq!(
+        (m[B].packets_in, m[B].relayed, m[B].lost),
+        (G711A_PACKETS, G711A_PACKETS, 0)
+    );
+    assert_eq!(m[A].out_of_order + m[B].out_of_order, 0);
+    assert!((31000..=31999).contains(&m[A].local_port) && m[A].local_port % 2 == 0);
+    ports_all_free(&env).await;
+    assert_eq!(
+        env.node().media_ports().unwrap().0,
+        total,
+        "every pair back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_sending_from_another_port_than_its_sdp_still_gets_audio() {
+    let env = media_env(&["100", "200"], |_| {}).await;
+    let (uas, _) = callee(&env, "200", "uas_media.xml", true).await;
+    let cap = Capture::start(
+        env.work.path(),
+        "udp and host 127.0.0.2 and portrange 31000-31999",
+    )
+    .await
+    .unwrap();
+    // The SDP says port `wrong`; SIPp sends (and listens) on its media port.
+    let wrong = free_media_port();
+    let (c, real) = caller(&env, "200", G711A, 8000, Some(wrong));
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
+    let seen = cap.finish().await.unwrap();
+    let r = last_report(&env, "200").await;
+    let m = r.media.unwrap();
+    assert_eq!(
+        arrivals(&seen, real).len() as u64,
+        G711A_PACKETS,
+        "sent where it sends from ({real}; SDP {wrong}; latched {:?}): {:?}",
+        m[A].latched,
+        seen.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(
+        arrivals(&seen, wrong).is_empty(),
+        "nothing to the SDP's port after latching"
+    );
+    assert_eq!(m[A].latched, Some(SocketAddr::from(([127, 0, 0, 1], real))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc4733_digits_reach_the_call_once_and_pass_to_the_other_party() {
+    let env = media_env(&["100", "200"], |_| {}).await;
+    let (uas, callee_mp) = callee(&env, "200", "uas_media.xml", true).await;
+    let cap = Capture::start(
+        env.work.path(),
+        "udp and host 127.0.0.2 and portrange 31000-31999",
+    )
+    .await
+    .unwrap();
+    let (c, _) = caller(&env, "200", DIGIT_1, 1500, None);
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
+    let seen = cap.finish().await.unwrap();
+    // dtmf_2833_1.pcap: ten telephone-event packets (three of them end
+    // packets) of one press of 1.
+    assert_eq!(
+        arrivals(&seen, callee_mp).len(),
+        10,
+        "every event packet relayed"
+    );
+    let r = last_report(&env, "200").await;
+    // The caller's digit, once; the callee's echo of it, once.
+    assert_eq!(
+        r.digits,
+        vec![(A, '1', DtmfSource::Rfc4733), (B, '1', DtmfSource::Rfc4733)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_info_digits_reach_the_call_and_the_other_party() {
+    let env = media_env(&["100", "200"], |_| {}).await;
+    let (uas, _) = callee(&env, "200", "uas_info.xml", false).await;
+    let sc = env.scenario("uac_info.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    // uas_info.xml checks the INFO it receives carries Signal=5.
+    uas.wait().await.unwrap();
+    let r = last_report(&env, "200").await;
+    assert_eq!(r.digits, vec![(A, '5', DtmfSource::Info)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_call_is_released_with_its_cause() {
+    let env = media_env(&["100", "200"], |c| {
+        c.media.rtp_timeout = Duration::from_secs(2)
+    })
+    .await;
+    // Neither SIPp sends RTP: both wait for the engine's BYE.
+    let (uas, _) = callee(&env, "200", "uas_media.xml", false).await;
+    let sc = env.scenario("uac_released.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
+    let r = last_report(&env, "200").await;
+    assert_eq!(r.result, "rtp_timeout");
+    // Both are silent: whichever the relay checks first is named.
+    let cause = r.cause.unwrap_or_default();
+    assert!(
+        ["no RTP from the caller", "no RTP from the callee"].contains(&cause.as_str()),
+        "{cause}"
+    );
+    ports_all_free(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_call_gives_its_ports_back() {
+    let env = media_env(&["100", "666"], |c| c.panic_on_callee = Some("666".into())).await;
+    let (free, _) = env.node().media_ports().unwrap();
+    let (uas, _) = ringing_callee(&env, "666", "uas_media.xml", false, 1000).await;
+    let sc = env.scenario("uac_released.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "666"]);
+    let c = c.spawn().unwrap();
+    // While it rings the call holds two pairs; it panics once answered.
+    eventually(
+        "the call's ports leased",
+        Duration::from_secs(5),
+        || async { env.node().media_ports() == Some((free - 2, 2)) },
+    )
+    .await
+    .unwrap();
+    c.wait().await.unwrap();
+    uas.wait().await.unwrap();
+    ports_all_free(&env).await;
+    assert_eq!(env.node().media_ports().unwrap().0, free);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_short_calls_leak_no_port() {
+    let env = media_env(&["100", "200"], |_| {}).await;
+    let (free, _) = env.node().media_ports().unwrap();
+    let port = free_port();
+    env.register("200", port).await.unwrap();
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    let mut uas = Sipp::new(env.work.path(), &sc, port);
+    uas.args(["-m", "1000", "-mp", &free_media_port().to_string()]);
+    let uas = uas.spawn().unwrap();
+    let sc = env.scenario("uac.xml", &[("HOLD", "0")]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args([
+        "-s",
+        "200",
+        "-m",
+        "1000",
+        "-r",
+        "100",
+        "-l",
+        "50",
+        "-mp",
+        &free_media_port().to_string(),
+    ]);
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
+    ports_all_free(&env).await;
+    assert_eq!(env.node().media_ports().unwrap().0, free);
+    let answered = env
+        .node()
+        .recent_calls()
+        .await
+        .iter()
+        .filter(|r| r.result == "answered" && r.media.is_some())
+        .count();
+    assert_eq!(
+        answered,
+        actors::calls::RECENT,
+        "the last calls were anchored"
+    );
+}
