@@ -24,6 +24,8 @@ use crate::media::{self, DtmfSource, MediaEvent, MediaReport, MediaSession};
 use crate::metrics as m;
 use crate::transport::{Flow, Transport};
 use crate::trunk::{ChannelGuard, TrunkLive};
+use engine::media::player::{Item, Prompt};
+use engine::media::tone::Cadence;
 
 /// Messages of a Call.
 #[derive(Debug)]
@@ -132,15 +134,37 @@ impl std::fmt::Display for Attempt {
     }
 }
 
+/// How a call begins.
+pub enum Start {
+    /// A caller's INVITE: leg 0 answers it.
+    Invite(Request),
+    /// The engine calls a first party itself (leg 0 dials it), then the
+    /// targets (RFC 3725 third-party call control).
+    Originate(Box<FirstParty>),
+}
+
+/// The party an originated call dials first, and what it hears.
+pub struct FirstParty {
+    /// Where to reach it.
+    pub target: Target,
+    /// Its number as asked.
+    pub number: String,
+    /// Played once it answers.
+    pub prompt: Option<Prompt>,
+    /// Then this ringback until the other party answers.
+    pub ringback: &'static Cadence,
+}
+
 /// What a Call is started with.
 pub struct CallArgs {
     /// Node configuration.
     pub cfg: Arc<NodeConfig>,
     /// Transport.
     pub transport: Arc<Transport>,
-    /// The caller's INVITE.
-    pub invite: Request,
-    /// Where it came from.
+    /// The caller's INVITE, or the party the engine dials first.
+    pub start: Start,
+    /// Where the caller's INVITE came from (the first party's flow when
+    /// the engine dials it).
     pub flow: Flow,
     /// Caller's number.
     pub caller: String,
@@ -175,7 +199,17 @@ impl Branches {
     /// The INVITE for `target`, or the status it fails with before it is
     /// sent (488: the offer has none of the trunk's codecs).
     fn dial(&self, target: &Target) -> Result<Dial, (u16, String)> {
-        let body = match &self.body {
+        self.dial_with(target, &self.to, self.body.as_ref())
+    }
+
+    /// The INVITE for `target` addressed `to`, offering `body`.
+    fn dial_with(
+        &self,
+        target: &Target,
+        to: &NameAddr,
+        body: Option<&(bytes::Bytes, String)>,
+    ) -> Result<Dial, (u16, String)> {
+        let body = match body {
             Some((sdp, ct)) if !target.codecs.is_empty() => {
                 let text =
                     std::str::from_utf8(sdp).map_err(|_| (488, "offer is not UTF-8".to_owned()))?;
@@ -183,7 +217,7 @@ impl Branches {
                     .map_err(|e| (488, e.to_string()))?;
                 Some((bytes::Bytes::from(narrowed), ct.clone()))
             }
-            other => other.clone(),
+            other => other.cloned(),
         };
         let mut from = self.from.clone();
         let mut extra = Vec::new();
@@ -205,7 +239,7 @@ impl Branches {
         Ok(Dial {
             target: target.uri.clone(),
             from,
-            to: self.to.clone(),
+            to: to.clone(),
             body,
             max_forwards: self.max_forwards,
             extra,
@@ -299,6 +333,8 @@ pub struct CallState {
     media_report: Option<MediaReport>,
     digits: Vec<(usize, char, DtmfSource)>,
     cause: Option<String>,
+    /// An originated call: the party dialled first (leg 0) and what it hears.
+    first: Option<Box<FirstParty>>,
 }
 
 const CALLER: LegId = 0;
@@ -313,29 +349,18 @@ impl Actor for Call {
         myself: ActorRef<CallMsg>,
         args: CallArgs,
     ) -> Result<CallState, ActorProcessingErr> {
+        let (invite, first) = match args.start {
+            Start::Invite(r) => (Some(r), None),
+            Start::Originate(f) => (None, Some(f)),
+        };
         metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
         let mut legs = HashMap::new();
-        let (a, _) = Actor::spawn_linked(
-            None,
-            Leg,
-            LegArgs {
-                id: CALLER,
-                call: myself.clone(),
-                cfg: args.cfg.clone(),
-                transport: args.transport.clone(),
-                flow: args.flow,
-                role: Role::Uas(args.invite.clone()),
-                snapshot: args.snapshots[0].clone(),
-            },
-            myself.get_cell(),
-        )
-        .await?;
-        legs.insert(CALLER, a);
-
         let local = args.transport.local();
         let host = local.ip().to_string();
-        let caller_from = args.invite.from_hdr();
-        let display = caller_from.and_then(|f| f.display);
+        let display = invite
+            .as_ref()
+            .and_then(|i| i.from_hdr())
+            .and_then(|f| f.display);
         let from = NameAddr {
             display,
             uri: Uri::sip(Some(&args.caller), &host, Some(local.port())),
@@ -346,21 +371,19 @@ impl Actor for Call {
             uri: Uri::sip(Some(&args.callee), &host, Some(local.port())),
             params: Vec::new(),
         };
-        let max_forwards = args
-            .invite
-            .headers
-            .get("Max-Forwards")
+        let max_forwards = invite
+            .as_ref()
+            .and_then(|i| i.headers.get("Max-Forwards"))
             .and_then(|v| v.trim().parse::<u8>().ok())
             .unwrap_or(70)
             .saturating_sub(1);
-        let mut body = (!args.invite.body.is_empty()).then(|| {
-            let ct = args
-                .invite
+        let mut body = invite.as_ref().filter(|i| !i.body.is_empty()).map(|i| {
+            let ct = i
                 .headers
                 .get("Content-Type")
                 .unwrap_or("application/sdp")
                 .to_owned();
-            (args.invite.body.clone(), ct)
+            (i.body.clone(), ct)
         });
         // Anchor the media: the branches are offered the engine's side B.
         let mut refused = None;
@@ -391,7 +414,7 @@ impl Actor for Call {
                 Err(e) => refused = Some((488, e)),
             }
         }
-        let branches = Branches {
+        let mut branches = Branches {
             cfg: args.cfg.clone(),
             transport: args.transport.clone(),
             from,
@@ -400,6 +423,67 @@ impl Actor for Call {
             max_forwards,
             snapshots: args.snapshots.clone(),
         };
+        let mut channels = HashMap::new();
+        let mut attempts = Vec::new();
+        let role = match (&invite, &first) {
+            (Some(i), _) => Role::Uas(i.clone()),
+            (None, Some(f)) => {
+                // The engine offers the first party its own audio on side A.
+                let m = match (&args.transport.media, &session) {
+                    (_, Some(m)) => m,
+                    (Some(ports), None) => {
+                        session = Some(MediaSession::start(ports, myself.clone())?);
+                        session.as_ref().ok_or("media session")?
+                    }
+                    (None, None) => return Err("media is not anchored on this node".into()),
+                };
+                let a = m.local(media::A);
+                let offer =
+                    engine::sdp::offer(a.ip(), a.port(), rand::random::<u32>().into(), &[0, 8]);
+                let to = NameAddr {
+                    display: None,
+                    uri: Uri::sip(Some(&f.number), &host, Some(local.port())),
+                    params: Vec::new(),
+                };
+                let dial = branches
+                    .dial_with(
+                        &f.target,
+                        &to,
+                        Some(&(bytes::Bytes::from(offer), "application/sdp".to_owned())),
+                    )
+                    .map_err(|(_, why)| why)?;
+                if let Some((name, live)) = &f.target.trunk {
+                    let g = live
+                        .try_acquire()
+                        .ok_or_else(|| format!("trunk {name} is down or full"))?;
+                    channels.insert(CALLER, g);
+                }
+                note_attempt(&mut attempts, CALLER, &f.target, None);
+                Role::Uac(dial)
+            }
+            (None, None) => return Err("a call needs an INVITE or a first party".into()),
+        };
+        // The first party's offer is the engine's; the branches' comes when
+        // it has answered.
+        if first.is_some() {
+            branches.body = None;
+        }
+        let (a, _) = Actor::spawn_linked(
+            None,
+            Leg,
+            LegArgs {
+                id: CALLER,
+                call: myself.clone(),
+                cfg: args.cfg.clone(),
+                transport: args.transport.clone(),
+                flow: args.flow,
+                role,
+                snapshot: args.snapshots[0].clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        legs.insert(CALLER, a);
         let mut pending = HashSet::new();
         let mut queue: VecDeque<(LegId, Target)> = args
             .targets
@@ -409,16 +493,19 @@ impl Actor for Call {
             .collect();
         // Forking starts every branch; hunting starts the first that can
         // take the call (a trunk may have filled up since it was ranked).
-        let mut channels = HashMap::new();
+        // An originated call starts them once its first party answers.
         let mut failures = Vec::new();
-        let mut attempts = Vec::new();
         let hunting = args.hunt.is_some();
+        if first.is_some() {
+            pending.clear();
+        }
+        let dial_now = first.is_none();
         if let Some((status, why)) = &refused {
             info!(callee = %args.callee, status, %why, "call refused before dialling");
             failures.push(*status);
             queue.clear();
         }
-        while let Some((id, target)) = queue.pop_front() {
+        while dial_now && let Some((id, target)) = queue.pop_front() {
             let started = branches.spawn(&myself, id, &target).await;
             note_attempt(
                 &mut attempts,
@@ -471,8 +558,9 @@ impl Actor for Call {
             media_report: None,
             digits: Vec::new(),
             cause: refused.map(|r| r.1),
+            first,
         };
-        if st.legs.len() == 1 {
+        if st.legs.len() == 1 && st.first.is_none() {
             // No branch could start (every trunk down or full).
             let status = best_failure(&st.failures);
             st.answer_caller(status);
@@ -689,8 +777,51 @@ impl CallState {
     fn answer_caller(&mut self, status: u16) {
         if !self.decided {
             self.decided = true;
-            self.send(CALLER, LegMsg::Answer { status, body: None });
+            self.tell_caller(status, None);
         }
+    }
+
+    /// Tell leg 0 how the branches fare: the caller's INVITE is answered
+    /// with it; a first party the engine called stops hearing the prompt
+    /// and ringback on 200 (it is bridged) and is hung up on a failure.
+    fn tell_caller(&mut self, status: u16, body: Option<(bytes::Bytes, String)>) {
+        if self.first.is_none() {
+            self.send(CALLER, LegMsg::Answer { status, body });
+        } else if status == 200 {
+            if let Some(m) = &self.media {
+                m.stop(media::A);
+            }
+        } else if status >= 300 {
+            self.send(CALLER, LegMsg::Hangup { status });
+        }
+    }
+
+    /// The first party of an originated call answered: it hears the
+    /// prompt and ringback, and the other party is dialled with an offer
+    /// in the codec it chose.
+    fn first_answered(&mut self, body: Option<(bytes::Bytes, String)>) {
+        let chosen = body
+            .as_ref()
+            .and_then(|(b, _)| offered_audio(b).ok().flatten())
+            .and_then(|a| a.g711());
+        let _ = self.anchor_body(CALLER, body);
+        let (Some(m), Some(f)) = (&self.media, &self.first) else {
+            return;
+        };
+        let mut items = Vec::new();
+        if let Some(p) = f.prompt {
+            match p.samples() {
+                Ok(s) => items.push(Item::Samples(s)),
+                Err(e) => tracing::warn!(error = %e, "prompt not played"),
+            }
+        }
+        items.push(Item::tone(f.ringback));
+        m.play(media::A, items);
+        let b = m.local(media::B);
+        let pts: Vec<u8> = chosen.into_iter().collect();
+        let offer = engine::sdp::offer(b.ip(), b.port(), rand::random::<u32>().into(), &pts);
+        self.branches.body = Some((bytes::Bytes::from(offer), "application/sdp".to_owned()));
+        info!(first = %f.number, callee = %self.callee, "first party answered; dialling");
     }
 
     /// Hang up every branch except `keep`.
@@ -725,6 +856,8 @@ impl CallState {
     /// Start the next target of a hunt; when it cannot start, the caller
     /// gets the best failure so far.
     async fn next_branch(&mut self, myself: &ActorRef<CallMsg>) {
+        let hunting = self.hunt.is_some();
+        let mut any = false;
         while let Some((id, target)) = self.queue.pop_front() {
             let started = self.branches.spawn(myself, id, &target).await;
             note_attempt(
@@ -742,7 +875,10 @@ impl CallState {
                         self.channels.insert(id, g);
                     }
                     self.leg_count += 1;
-                    return;
+                    any = true;
+                    if hunting {
+                        return;
+                    }
                 }
                 Err((status, why)) => {
                     debug!(%why, status, "branch not started");
@@ -750,12 +886,57 @@ impl CallState {
                 }
             }
         }
-        let status = best_failure(&self.failures);
-        self.answer_caller(status);
+        if !any {
+            let status = best_failure(&self.failures);
+            self.answer_caller(status);
+        }
     }
 
     /// Handle a leg's event; `true` when the next target of a hunt is due.
     fn on_leg(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) -> bool {
+        if id == CALLER && self.first.is_some() {
+            match event {
+                LegEvent::Progress { status, .. } => {
+                    if status > 100
+                        && let Some(g) = self.channels.get_mut(&id)
+                    {
+                        g.progressed();
+                    }
+                    return false;
+                }
+                LegEvent::Answered { body } => {
+                    if let Some(g) = self.channels.get_mut(&id) {
+                        g.answered();
+                    }
+                    self.attempt_ended(id, 200);
+                    if self.decided {
+                        self.send(CALLER, LegMsg::Hangup { status: 487 });
+                        return false;
+                    }
+                    self.first_answered(body);
+                    return true;
+                }
+                LegEvent::Failed { status } => {
+                    if let Some(g) = self.channels.get_mut(&id) {
+                        g.failed(status);
+                    }
+                    self.attempt_ended(id, status);
+                    self.result = if matches!(status, 486 | 600) {
+                        "busy"
+                    } else {
+                        "failed"
+                    };
+                    self.cause = Some(format!("the first party answered {status}"));
+                    self.decided = true;
+                    return false;
+                }
+                other => return self.on_leg_event(myself, id, other),
+            }
+        }
+        self.on_leg_event(myself, id, event)
+    }
+
+    fn on_leg_event(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) -> bool {
         match event {
             LegEvent::Progress { status, body } => {
                 let body = if self.winner.is_none() && !self.decided {
@@ -769,7 +950,7 @@ impl CallState {
                     g.progressed();
                 }
                 if self.winner.is_none() && !self.decided && status > 100 {
-                    self.send(CALLER, LegMsg::Answer { status, body });
+                    self.tell_caller(status, body);
                 }
             }
             LegEvent::Answered { body } => {
@@ -786,7 +967,7 @@ impl CallState {
                     self.decided = true;
                     self.result = "answered";
                     self.pending.remove(&id);
-                    self.send(CALLER, LegMsg::Answer { status: 200, body });
+                    self.tell_caller(200, body);
                     self.hangup_branches(Some(id));
                     let t = myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
                     self.timers.push(t);

@@ -179,7 +179,11 @@ impl Actor for Calls {
 impl CallsState {
     async fn start(&mut self, me: &ActorRef<CallsMsg>, args: CallArgs) {
         let snapshots = args.snapshots.clone();
-        let (request, flow) = (args.invite.clone(), args.flow);
+        let request = match &args.start {
+            crate::call::Start::Invite(r) => Some(r.clone()),
+            crate::call::Start::Originate(_) => None,
+        };
+        let flow = args.flow;
         match Actor::spawn_linked(None, Call, args, me.get_cell()).await {
             Ok((actor, _)) => {
                 self.calls.insert(
@@ -201,10 +205,11 @@ impl CallsState {
                     }
                     self.release(snap).await;
                 }
-                if !self
-                    .transport
-                    .invites
-                    .contains_key(&key::server(&request).unwrap_or_default())
+                if let Some(request) = request
+                    && !self
+                        .transport
+                        .invites
+                        .contains_key(&key::server(&request).unwrap_or_default())
                 {
                     self.transport
                         .respond(&request, 500, flow, Some("call failed to start"))

@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use schema::store::Store;
 use tracing::warn;
 
-use crate::call::{CallArgs, Target};
+use crate::call::{CallArgs, Start, Target};
 use crate::calls::CallsMsg;
 use crate::clock;
 use crate::config::NodeConfig;
@@ -39,6 +39,21 @@ struct CallerFacts {
     region: engine::numbering::RegionId,
 }
 
+/// A call the engine places between two parties.
+#[derive(Debug, Clone)]
+pub struct Originate {
+    /// Who pays and is shown as calling (a member's SIP user).
+    pub caller: String,
+    /// Dialled first (the visitor of a card): a member, an on-net or a PSTN number.
+    pub first: String,
+    /// Dialled once `first` has answered.
+    pub second: String,
+    /// Played to `first` before ringback.
+    pub prompt: Option<engine::media::player::Prompt>,
+    /// Country code whose ringback `first` hears.
+    pub ringback_cc: String,
+}
+
 /// Messages of a Center.
 #[derive(Debug)]
 #[allow(
@@ -48,6 +63,11 @@ struct CallerFacts {
 pub enum CenterMsg {
     /// A new out-of-dialog INVITE.
     Invite(Request, Flow),
+    /// Place a call from the engine (click to call).
+    Originate(
+        Box<Originate>,
+        ractor::RpcReplyPort<Result<(), (u16, String)>>,
+    ),
     /// Periodic housekeeping: expired nonces, gauges.
     Sweep,
 }
@@ -110,6 +130,10 @@ impl Actor for Center {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             CenterMsg::Invite(request, flow) => st.on_invite(request, flow).await,
+            CenterMsg::Originate(o, reply) => {
+                let r = st.originate(*o).await;
+                let _ = reply.send(r);
+            }
             CenterMsg::Sweep => {
                 st.nonces.purge(clock::now());
                 metrics::gauge!(m::NONCES, "center" => st.spec().name.clone())
@@ -157,42 +181,12 @@ impl CenterState {
                 .await;
             return;
         }
-        let (targets, hunt) = match self.store.member(&callee).await {
-            Ok(Some(_)) => match self.member_targets(&callee).await {
-                Ok(t) => (t, None),
-                Err((status, why)) => {
-                    self.transport
-                        .respond(&request, status, flow, Some(why))
-                        .await;
-                    return;
-                }
-            },
-            Ok(None) => {
-                let ident = self.caller_facts(&caller, &request).await;
-                match self.onnet_targets(&callee, &ident).await {
-                    Some(Ok(t)) => t,
-                    Some(Err((status, why))) => {
-                        self.transport
-                            .respond(&request, status, flow, Some(&why))
-                            .await;
-                        return;
-                    }
-                    None => match self.trunk_targets(&callee, &ident) {
-                        Ok(t) => (t, Some(self.cfg.routing.failover.clone())),
-                        Err((status, why)) => {
-                            metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
-                            self.transport
-                                .respond(&request, status, flow, Some(&why))
-                                .await;
-                            return;
-                        }
-                    },
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "store unavailable");
+        let ident = self.caller_facts(&caller, Some(&request)).await;
+        let (targets, hunt) = match self.resolve(&callee, &ident).await {
+            Ok(t) => t,
+            Err((status, why)) => {
                 self.transport
-                    .respond(&request, 500, flow, Some("store unavailable"))
+                    .respond(&request, status, flow, Some(&why))
                     .await;
                 return;
             }
@@ -201,7 +195,7 @@ impl CenterState {
         let args = CallArgs {
             cfg: self.cfg.clone(),
             transport: self.transport.clone(),
-            invite: request.clone(),
+            start: Start::Invite(request.clone()),
             flow,
             caller,
             callee,
@@ -215,6 +209,75 @@ impl CenterState {
                 .respond(&request, 503, flow, Some("calls supervisor restarting"))
                 .await;
         }
+    }
+
+    /// Where a call to `callee` goes: a member's phones (forked), an on-net
+    /// number's holder, office or forward, or the least-cost trunks
+    /// (hunted, with the failover statuses); or the status that refuses it.
+    async fn resolve(
+        &self,
+        callee: &str,
+        ident: &CallerFacts,
+    ) -> Result<(Vec<Target>, Option<Vec<u16>>), (u16, String)> {
+        match self.store.member(callee).await {
+            Ok(Some(_)) => self
+                .member_targets(callee)
+                .await
+                .map(|t| (t, None))
+                .map_err(|(s, w)| (s, w.to_owned())),
+            Ok(None) => match self.onnet_targets(callee, ident).await {
+                Some(r) => r,
+                None => match self.trunk_targets(callee, ident) {
+                    Ok(t) => Ok((t, Some(self.cfg.routing.failover.clone()))),
+                    Err(e) => {
+                        metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+                        Err(e)
+                    }
+                },
+            },
+            Err(e) => {
+                warn!(error = %e, "store unavailable");
+                Err((500, "store unavailable".to_owned()))
+            }
+        }
+    }
+
+    /// A call the engine places itself (RFC 3725): `first` is dialled and,
+    /// once it answers, hears the prompt and ringback while `second` is
+    /// dialled; the two are bridged when `second` answers.
+    async fn originate(&mut self, o: Originate) -> Result<(), (u16, String)> {
+        if self.transport.media.is_none() {
+            return Err((503, "media is not anchored on this node".into()));
+        }
+        let ident = self.caller_facts(&o.caller, None).await;
+        let (first, _) = self.resolve(&o.first, &ident).await?;
+        let first = first
+            .into_iter()
+            .next()
+            .ok_or((480, format!("{} cannot be reached", o.first)))?;
+        let (targets, hunt) = self.resolve(&o.second, &ident).await?;
+        let flow = first.flow;
+        let snapshots = crate::calls::snapshots(flow, targets.len());
+        let args = CallArgs {
+            cfg: self.cfg.clone(),
+            transport: self.transport.clone(),
+            start: Start::Originate(Box::new(crate::call::FirstParty {
+                target: first,
+                number: o.first.clone(),
+                prompt: o.prompt,
+                ringback: engine::media::tone::ringback(&o.ringback_cc),
+            })),
+            flow,
+            caller: o.caller,
+            callee: o.second,
+            targets,
+            snapshots,
+            calls: self.calls.clone(),
+            hunt,
+        };
+        self.calls
+            .cast(CallsMsg::Start(Box::new(args)))
+            .map_err(|_| (503, "calls supervisor restarting".to_owned()))
     }
 
     /// The registered contacts of a member, or why there are none.
@@ -250,7 +313,7 @@ impl CenterState {
     /// What routing needs of the caller, from one read of its account: its
     /// PSTN number (shown to trunks), the privacy it asked for (`Privacy:
     /// id`, RFC 3323) and its country (its number's, else the node's).
-    async fn caller_facts(&self, caller: &str, request: &Request) -> CallerFacts {
+    async fn caller_facts(&self, caller: &str, request: Option<&Request>) -> CallerFacts {
         use engine::numbering::Dialled;
         let r = &self.cfg.routing;
         let e164 = match self.store.account(caller).await {
@@ -265,8 +328,7 @@ impl CenterState {
             })
             .unwrap_or(self.spec().region);
         let hidden = request
-            .headers
-            .get("Privacy")
+            .and_then(|r| r.headers.get("Privacy"))
             .is_some_and(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
         let privacy = if hidden {
             engine::routing::Privacy::Id

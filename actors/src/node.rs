@@ -413,6 +413,22 @@ impl NodeHandle {
         out
     }
 
+    /// Place a call from the engine: `o.first` is dialled, hears the prompt
+    /// and ringback once it answers, and is bridged with `o.second` when
+    /// that answers. The center that takes calls to `o.second` runs it.
+    /// `Err((status, reason))` when it cannot be placed at all.
+    pub async fn originate(&self, o: crate::center::Originate) -> Result<(), (u16, String)> {
+        let center = self
+            .transport
+            .center_for(&o.second)
+            .ok_or((503, "center restarting".to_owned()))?;
+        ractor::call!(center, |reply| crate::center::CenterMsg::Originate(
+            Box::new(o),
+            reply
+        ))
+        .map_err(|e| (503, e.to_string()))?
+    }
+
     /// Media port pairs (free, leased), when media is anchored.
     pub fn media_ports(&self) -> Option<(usize, usize)> {
         self.transport.media.as_ref().map(|p| p.usage())

@@ -180,6 +180,12 @@ impl Transport {
         Err(last_err.unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP")))
     }
 
+    /// The running center that takes calls to Request-URI user `user`.
+    pub fn center_for(&self, user: &str) -> Option<ActorRef<CenterMsg>> {
+        let index = self.routing.center_for(user);
+        self.centers.read().get(index).cloned().flatten()
+    }
+
     /// The address written into Via and Contact.
     pub fn local(&self) -> SocketAddr {
         self.local
@@ -434,12 +440,7 @@ impl Transport {
                 }
             }
             Method::Invite => {
-                let index = request
-                    .uri
-                    .user
-                    .as_deref()
-                    .map_or(0, |u| self.routing.center_for(u));
-                let c = self.centers.read().get(index).cloned().flatten();
+                let c = self.center_for(request.uri.user.as_deref().unwrap_or(""));
                 match c {
                     Some(c) if c.cast(CenterMsg::Invite(request.clone(), flow)).is_ok() => {}
                     _ => {

@@ -325,6 +325,35 @@ pub fn audio(sdp: &str) -> Result<Option<AudioMedia>, SdpError> {
     Ok(Some(a))
 }
 
+/// The engine's own audio offer (RFC 3264) for a party it calls itself:
+/// `payload_types` among 0 (PCMU) and 8 (PCMA), in order of preference,
+/// plus telephone-event 101, on `addr`:`port`, 20 ms packets.
+pub fn offer(addr: std::net::IpAddr, port: u16, session: u64, payload_types: &[u8]) -> String {
+    let family = if addr.is_ipv6() { "IP6" } else { "IP4" };
+    let pts: Vec<u8> = payload_types
+        .iter()
+        .copied()
+        .filter(|pt| *pt == 0 || *pt == 8)
+        .collect();
+    let pts = if pts.is_empty() { vec![0, 8] } else { pts };
+    let mut out = format!(
+        "v=0\r\no=switchboard {session} {session} IN {family} {addr}\r\ns=switchboard\r\n\
+         c=IN {family} {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+    );
+    for pt in &pts {
+        out.push_str(&format!(" {pt}"));
+    }
+    out.push_str(" 101\r\n");
+    for pt in &pts {
+        let name = if *pt == 0 { "PCMU" } else { "PCMA" };
+        out.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+    }
+    out.push_str(
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+    );
+    out
+}
+
 /// ICE attributes (RFC 8839): they name the party's own candidates, which
 /// would route media around the engine, so an anchored body drops them.
 fn is_ice(line: &str) -> bool {
@@ -516,5 +545,23 @@ mod tests {
             8,
         );
         assert_eq!(v6, "v=0\nc=IN IP6 ::1\nm=audio 8 RTP/AVP 0\n");
+    }
+
+    #[test]
+    fn the_engines_offer_reads_back_as_g711_with_dtmf() {
+        let o = offer("192.0.2.9".parse().unwrap(), 30010, 7, &[8]);
+        let a = audio(&o).unwrap().unwrap();
+        assert_eq!((a.addr.to_string().as_str(), a.port), ("192.0.2.9", 30010));
+        assert_eq!(a.payload_types, vec![8, 101]);
+        assert_eq!((a.telephone_event, a.g711()), (Some(101), Some(8)));
+        assert!(o.contains("a=rtpmap:8 PCMA/8000\r\n") && o.ends_with("a=sendrecv\r\n"));
+        let both = audio(&offer("192.0.2.9".parse().unwrap(), 2, 1, &[96]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            both.payload_types,
+            vec![0, 8, 101],
+            "no G.711 asked: both offered"
+        );
     }
 }

@@ -340,3 +340,154 @@ async fn a_thousand_short_calls_leak_no_port() {
         "the last calls were anchored"
     );
 }
+
+/// One RTP packet as the first party received it.
+#[derive(Debug, Clone, Copy)]
+struct Got {
+    pt: u8,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    len: usize,
+    first_byte: u8,
+    /// Samples that are not µ-law silence.
+    loud: usize,
+}
+
+fn read_rtp(b: &[u8]) -> Option<Got> {
+    (b.len() >= 12 && b[0] >> 6 == 2).then(|| Got {
+        pt: b[1] & 0x7F,
+        marker: b[1] & 0x80 != 0,
+        seq: u16::from_be_bytes([b[2], b[3]]),
+        ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        len: b.len() - 12,
+        first_byte: b.get(12).copied().unwrap_or(0),
+        loud: b[12..]
+            .iter()
+            .filter(|c| !matches!(**c, 0xFF | 0x7F))
+            .count(),
+    })
+}
+
+/// The engine calls 300 first: once it answers it hears "please wait,
+/// connecting your call" and North American ringback in PCMU (20 ms, one
+/// SSRC, consecutive sequence numbers, timestamps +160, marker on the
+/// first) while 200 is dialled; when 200 answers, 300 hears 200 on the same
+/// RTP line (same SSRC, next sequence number, marker set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_party_hears_the_prompt_and_ringback_then_the_other_party() {
+    let env = media_env(&["100", "200", "300"], |c| {
+        c.max_call_duration = Duration::from_secs(8);
+    })
+    .await;
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let first_sip = free_port();
+    env.register("300", first_sip).await.unwrap();
+    let sc = env
+        .scenario(
+            "uas_first.xml",
+            &[
+                ("MEDIA_IP", MEDIA_IP),
+                ("WAIT", "20000"),
+                ("RTP_PORT", &rtp_port),
+            ],
+        )
+        .unwrap();
+    let first = Sipp::new(env.work.path(), &sc, first_sip).spawn().unwrap();
+    // 200 rings for 3.5 s, then answers and echoes what it hears.
+    let (second, _) = ringing_callee(&env, "200", "uas_media.xml", true, 3500).await;
+    env.node()
+        .originate(actors::center::Originate {
+            caller: "100".into(),
+            first: "300".into(),
+            second: "200".into(),
+            prompt: Some(engine::media::player::Prompt::Connecting),
+            ringback_cc: "1".into(),
+        })
+        .await
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got: Vec<Got> = Vec::new();
+    let mut engine_addr = None;
+    // The prompt (2.6 s) and the start of the ringback.
+    while got.len() < 150 {
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), rtp.recv_from(&mut buf))
+            .await
+            .expect("the first party hears the engine")
+            .unwrap();
+        engine_addr = Some(from);
+        got.extend(read_rtp(&buf[..n]));
+    }
+    let ssrc = got[0].ssrc;
+    assert!(got[0].marker, "the first packet carries the marker bit");
+    for w in got.windows(2) {
+        assert_eq!((w[1].pt, w[1].ssrc, w[1].len), (0, ssrc, 160), "{w:?}");
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{w:?}");
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160), "{w:?}");
+        assert!(!w[1].marker, "{w:?}");
+    }
+    // Speech first (µ-law silence is 0xFF), then the 440+480 Hz tone.
+    assert!(
+        got[..100].iter().filter(|g| g.loud > 80).count() > 30,
+        "speech"
+    );
+    assert!(
+        got[140..].iter().all(|g| g.loud > 150),
+        "ringback is on: {:?}",
+        &got[140..]
+    );
+    // 300 talks (payload 0x55); once 200 answers, its echo comes back.
+    let to = engine_addr.unwrap();
+    let mut seq = 1000u16;
+    let mut ts = 50_000u32;
+    let mut last = *got.last().unwrap();
+    let bridged = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+                    p[2..4].copy_from_slice(&seq.to_be_bytes());
+                    p[4..8].copy_from_slice(&ts.to_be_bytes());
+                    p.extend_from_slice(&[0x55; 160]);
+                    rtp.send_to(&p, to).await.unwrap();
+                    seq = seq.wrapping_add(1);
+                    ts = ts.wrapping_add(160);
+                }
+                r = rtp.recv_from(&mut buf) => {
+                    let (n, _) = r.unwrap();
+                    let Some(g) = read_rtp(&buf[..n]) else { continue };
+                    if g.first_byte == 0x55 {
+                        return (last, g);
+                    }
+                    last = g;
+                }
+            }
+        }
+    })
+    .await;
+    let (before, after) = bridged.expect("the other party's audio reaches the first");
+    assert_eq!(after.ssrc, ssrc, "one SSRC across the switch");
+    assert_eq!(
+        after.seq,
+        before.seq.wrapping_add(1),
+        "{before:?} → {after:?}"
+    );
+    assert!(after.marker, "the switch is marked");
+    assert!(after.ts.wrapping_sub(before.ts) >= 160 && after.ts.wrapping_sub(before.ts) < 8000 * 2);
+    // The engine releases both at the maximum duration.
+    first.wait().await.unwrap();
+    second.wait().await.unwrap();
+    let r = last_report(&env, "200").await;
+    assert_eq!(r.result, "released");
+    let m = r.media.unwrap();
+    assert!(m[A].played >= 150, "{m:?}");
+    assert!(
+        m[B].relayed > 0 && m[A].relayed > 0,
+        "bridged both ways: {m:?}"
+    );
+    ports_all_free(&env).await;
+}
