@@ -49,3 +49,66 @@ async fn baresip_registers_and_answers_a_call() {
     caller.run().await.unwrap();
     let _ = baresip.kill().await;
 }
+
+/// baresip in a call through the engine exchanges audio with a SIPp
+/// party: SIPp's A-law reaches baresip, whose audio bridge plays what it
+/// hears back into its microphone, so baresip sends audio that the engine
+/// relays to SIPp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
+    let env = Env::start(&["100", "500"], |c| {
+        c.media.bind = "127.0.0.2".parse().unwrap();
+        c.media.ports = (32000, 32999);
+    })
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    write_config(home.path(), free_port(), env.sip(), "500");
+    // A-law first: SIPp's pcap is A-law.
+    let account = std::fs::read_to_string(home.path().join("accounts"))
+        .unwrap()
+        .replace("audio_codecs=PCMU", "audio_codecs=PCMA,PCMU");
+    std::fs::write(home.path().join("accounts"), account).unwrap();
+    let mut baresip = Command::new("baresip")
+        .args(["-4", "-f", &home.path().to_string_lossy(), "-t", "40"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running baresip: install the baresip package (ops/install-test-deps.sh)");
+    eventually("baresip registered", Duration::from_secs(15), || async {
+        env.bindings("500").await.unwrap() == 1
+    })
+    .await
+    .unwrap();
+    let sc = env
+        .scenario(
+            "uac_media.xml",
+            &[
+                ("MEDIA_IP", "127.0.0.2"),
+                ("PCAP", "/usr/share/sip-tester/g711a.pcap"),
+                ("HOLD", "8000"),
+                ("SDP_PORT", "[media_port]"),
+                ("SENDER_LINE", ""),
+            ],
+        )
+        .unwrap();
+    let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "500", "-mp", &switchboard_tests::free_media_port().to_string()]);
+    caller.run().await.unwrap();
+    let _ = baresip.kill().await;
+    let report = env
+        .node()
+        .recent_calls()
+        .await
+        .into_iter()
+        .find(|r| r.callee == "500")
+        .expect("the call's report");
+    let m = report.media.expect("anchored");
+    assert_eq!((m[0].packets_in, m[0].relayed), (236, 236), "SIPp → baresip: {m:?}");
+    // baresip sends 20 ms packets for as long as it hears SIPp (7 s).
+    assert!(m[1].packets_in >= 100, "baresip sent audio: {m:?}");
+    assert_eq!(m[1].relayed, m[1].packets_in, "all of it relayed to SIPp: {m:?}");
+    assert_eq!(m[1].lost, 0, "{m:?}");
+}
