@@ -95,7 +95,12 @@ async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
         )
         .unwrap();
     let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
-    caller.args(["-s", "500", "-mp", &switchboard_tests::free_media_port().to_string()]);
+    caller.args([
+        "-s",
+        "500",
+        "-mp",
+        &switchboard_tests::free_media_port().to_string(),
+    ]);
     caller.run().await.unwrap();
     let _ = baresip.kill().await;
     let report = env
@@ -106,9 +111,16 @@ async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
         .find(|r| r.callee == "500")
         .expect("the call's report");
     let m = report.media.expect("anchored");
-    assert_eq!((m[0].packets_in, m[0].relayed), (236, 236), "SIPp → baresip: {m:?}");
+    assert_eq!(
+        (m[0].packets_in, m[0].relayed),
+        (236, 236),
+        "SIPp → baresip: {m:?}"
+    );
     // baresip sends 20 ms packets for as long as it hears SIPp (7 s).
     assert!(m[1].packets_in >= 100, "baresip sent audio: {m:?}");
-    assert_eq!(m[1].relayed, m[1].packets_in, "all of it relayed to SIPp: {m:?}");
+    assert_eq!(
+        m[1].relayed, m[1].packets_in,
+        "all of it relayed to SIPp: {m:?}"
+    );
     assert_eq!(m[1].lost, 0, "{m:?}");
 }
