@@ -597,3 +597,39 @@ fn flush(u: &mut Unflushed) {
     }
     *u = Unflushed::default();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(sdp: &str) -> Side {
+        let mut s = Side::new();
+        s.remote = engine::sdp::audio(sdp).ok().flatten();
+        s
+    }
+
+    #[test]
+    fn rtp_and_rtcp_go_where_the_party_said_until_it_is_heard_from() {
+        let mut s = side("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n");
+        assert_eq!(s.rtp_dest(), Some("192.0.2.1:4000".parse().unwrap()));
+        assert_eq!(s.rtcp_dest(), Some("192.0.2.1:4001".parse().unwrap()));
+        // Behind a NAT: RTP came from elsewhere, so RTCP goes beside it.
+        s.latched_rtp = Some("198.51.100.7:61000".parse().unwrap());
+        assert_eq!(s.rtp_dest(), Some("198.51.100.7:61000".parse().unwrap()));
+        assert_eq!(s.rtcp_dest(), Some("198.51.100.7:61001".parse().unwrap()));
+        s.latched_rtcp = Some("198.51.100.7:62000".parse().unwrap());
+        assert_eq!(s.rtcp_dest(), Some("198.51.100.7:62000".parse().unwrap()));
+    }
+
+    #[test]
+    fn muxed_rtcp_shares_the_rtp_port_and_a_held_party_gets_no_rtp() {
+        let s = side("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+        assert_eq!(s.rtcp_dest(), Some("192.0.2.1:4000".parse().unwrap()));
+        let held = side("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n");
+        assert_eq!(held.rtp_dest(), None, "it does not want to receive");
+        assert!(held.rtcp_dest().is_some(), "RTCP still flows on hold");
+        let refused = side("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 0 RTP/AVP 0\r\n");
+        assert_eq!((refused.rtp_dest(), refused.rtcp_dest()), (None, None));
+        assert_eq!(Side::new().rtp_dest(), None, "nothing known yet");
+    }
+}

@@ -75,6 +75,23 @@ enum Cmd {
         #[command(flatten)]
         load: Load,
     },
+    /// RTP through a media relay: two 50 packet/s G.711 streams per call,
+    /// to the relay addresses of each line of --pairs (`A_ADDR B_ADDR`);
+    /// reports packets relayed per second and the one-way time through it.
+    Media {
+        /// File of `A_ADDR B_ADDR` lines, one per call.
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Seconds sent before measuring (the relay learns the senders).
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay the SIP dialogs of a pcap/pcapng capture against the target.
     Pcap {
         /// The capture.
@@ -214,6 +231,42 @@ fn rows_of(users: &Users, to: Option<&str>) -> Result<Rows> {
 /// Returns whether every call succeeded.
 async fn go(cli: Cli) -> Result<bool> {
     let (scenario, rows, load, echo) = match cli.cmd {
+        Cmd::Media {
+            pairs,
+            warmup,
+            seconds,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&pairs)
+                .with_context(|| format!("reading {}", pairs.display()))?;
+            let pairs =
+                switchboard_loadtest::media::parse_pairs(&text).map_err(anyhow::Error::msg)?;
+            if seconds == 0 || seconds > 3600 || warmup > 60 {
+                bail!("--seconds must be 1..=3600 and --warmup at most 60");
+            }
+            let r = switchboard_loadtest::media::run(
+                &pairs,
+                Duration::from_secs(warmup),
+                Duration::from_secs(seconds),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} calls, {:.0} packets/s relayed ({} of {} received), one way p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                    r.calls,
+                    r.relayed_per_second,
+                    r.received,
+                    r.sent,
+                    r.p50_us,
+                    r.p90_us,
+                    r.p99_us,
+                    r.max_us
+                );
+            }
+            return Ok(r.received == r.sent);
+        }
         Cmd::Dump { name } => {
             let xml = match name.as_str() {
                 "register" => builtin::register(3600),
