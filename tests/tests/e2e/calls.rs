@@ -26,6 +26,15 @@ async fn no_calls_left(env: &Env) {
     })
     .await
     .unwrap();
+    // Every path that ends a call (BYE, CANCEL, failure, crash, shutdown)
+    // gives its media ports back.
+    eventually("media ports released", Duration::from_secs(10), || async {
+        env.node()
+            .media_ports()
+            .is_some_and(|(_, leased)| leased == 0)
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +111,7 @@ async fn busy_callee_gives_486() {
         .await
         .unwrap();
     uas.wait().await.unwrap();
+    no_calls_left(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
