@@ -12,6 +12,7 @@
 //! - [`media`]: RTP relay pieces, G.711, tones, prompts, DTMF.
 //! - [`lcr`]: rate decks and least-cost candidate ranking.
 //! - [`numbering`]: the worldwide number plan and dialled-string classification.
+//! - [`rating`]: sell plans, charges, affordable durations.
 //! - [`routing`]: routing decisions and number translation for trunks.
 //! - [`sales`]: number sales decisions (approve, hold, confirm).
 
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod lcr;
 pub mod media;
 pub mod numbering;
+pub mod rating;
 pub mod registrar;
 pub mod routing;
 pub mod sales;
