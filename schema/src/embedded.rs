@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
-    Account, Binding, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState, Posted, Session,
+    Account, Binding, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState,
+    Posted, Session,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -87,6 +88,14 @@ CREATE TABLE IF NOT EXISTS rates (
     csv TEXT NOT NULL,
     version INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cdrs (
+    call_id TEXT PRIMARY KEY,
+    payer TEXT NOT NULL,
+    setup_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cdrs_by_payer ON cdrs (payer, setup_ms, call_id);
+CREATE INDEX IF NOT EXISTS cdrs_by_time ON cdrs (setup_ms, call_id);
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     account TEXT NOT NULL,
@@ -586,6 +595,55 @@ impl Store for Embedded {
         )
         .map(|v| v.max(0) as u64)
         .map_err(unavailable)
+    }
+
+    async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {
+        let doc = serde_json::to_string(cdr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "INSERT INTO cdrs (call_id, payer, setup_ms, doc) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(call_id) DO NOTHING",
+                params![cdr.call_id, cdr.payer, cdr.setup_ms as i64, doc],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn cdrs(&self, q: &CdrQuery) -> Result<Vec<Cdr>> {
+        let conn = self.conn.lock();
+        let (after_ms, after_id) = q
+            .after
+            .clone()
+            .map_or((-1i64, String::new()), |(ms, id)| (ms as i64, id));
+        let limit = q.limit.min(10_000) as i64;
+        let sql = if q.payer.is_some() {
+            "SELECT doc FROM cdrs WHERE payer = ?1 AND setup_ms >= ?2 AND setup_ms < ?3 \
+             AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
+        } else {
+            "SELECT doc FROM cdrs WHERE ?1 IS NULL AND setup_ms >= ?2 AND setup_ms < ?3 \
+             AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.payer,
+                    q.from_ms as i64,
+                    q.to_ms.min(i64::MAX as u64) as i64,
+                    after_ms,
+                    after_id,
+                    limit
+                ],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(unavailable)?;
+        rows.map(|r| {
+            let doc = r.map_err(unavailable)?;
+            serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
     }
 
     async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>> {

@@ -283,3 +283,104 @@ pub enum Posted {
     /// A debit that would take the balance below zero; nothing written.
     Insufficient(i64),
 }
+
+/// One trunk tried for a call, as its CDR keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteAttempt {
+    /// The trunk.
+    pub trunk: String,
+    /// The Request-URI it was sent (the number as translated for it).
+    pub uri: String,
+    /// Its final status (200 answered); 0 when it had none.
+    pub status: u16,
+}
+
+/// Media counters of an anchored call, per side (caller, callee).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrMedia {
+    /// RTP packets received from the caller and from the callee.
+    pub packets_in: [u64; 2],
+    /// Bytes of those.
+    pub bytes_in: [u64; 2],
+    /// Packets relayed from each to the other.
+    pub relayed: [u64; 2],
+    /// Lost (by sequence number) on the way from each.
+    pub lost: [u64; 2],
+    /// Out of order from each.
+    pub out_of_order: [u64; 2],
+    /// Frames the engine played to each.
+    pub played: [u64; 2],
+}
+
+/// A call detail record: one per call attempt, answered or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cdr {
+    /// Unique per call attempt; a second write with it is ignored.
+    pub call_id: String,
+    /// The member charged (the caller, or a card's owner).
+    pub payer: String,
+    /// Caller as authenticated.
+    pub caller: String,
+    /// Callee as dialled.
+    pub callee: String,
+    /// The communication center that took it.
+    pub center: String,
+    /// answered, busy, cancelled, failed, no_answer, released, crashed, …
+    pub result: String,
+    /// Final SIP status to the caller (200 when answered).
+    pub status: u16,
+    /// Why the engine ended it, or the Q.850 cause of a Reason header.
+    pub cause: Option<String>,
+    /// Who hung up: `caller`, `callee` or `engine`.
+    pub disconnect: Option<String>,
+    /// Trunks tried, in order.
+    pub attempts: Vec<RouteAttempt>,
+    /// Setup (INVITE), first ringing, answer and end, Unix milliseconds.
+    pub setup_ms: u64,
+    /// First 18x.
+    pub ring_ms: Option<u64>,
+    /// The 200.
+    pub answer_ms: Option<u64>,
+    /// The end.
+    pub end_ms: u64,
+    /// Answered seconds billed (after increments and minimum).
+    pub billed_secs: u32,
+    /// Charged to the payer, minor units.
+    pub price: i64,
+    /// Owed to the trunk, micro-units.
+    pub cost_micros: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Media counters when anchored.
+    pub media: Option<CdrMedia>,
+    /// DTMF digits heard.
+    pub digits: String,
+}
+
+impl Cdr {
+    /// Seconds from setup to end.
+    pub fn total_secs(&self) -> u64 {
+        self.end_ms.saturating_sub(self.setup_ms) / 1000
+    }
+
+    /// Seconds from answer to end (0 unanswered).
+    pub fn talk_secs(&self) -> u64 {
+        self.answer_ms
+            .map_or(0, |a| self.end_ms.saturating_sub(a) / 1000)
+    }
+}
+
+/// A page of CDRs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrQuery {
+    /// Only this payer's; `None`: every payer's.
+    pub payer: Option<String>,
+    /// Setup at or after, Unix ms.
+    pub from_ms: u64,
+    /// Setup before, Unix ms.
+    pub to_ms: u64,
+    /// Continue after this `(setup_ms, call_id)` (the last of the previous page).
+    pub after: Option<(u64, String)>,
+    /// At most this many.
+    pub limit: usize,
+}

@@ -12,7 +12,8 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    Account, Binding, LedgerEntry, Member, NumberQuery, NumberRecord, Posted, Session,
+    Account, Binding, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord, Posted,
+    Session,
 };
 
 /// What a backend can fail with.
@@ -108,4 +109,10 @@ pub trait Store: Send + Sync + 'static {
     async fn put_rates(&self, trunk: &str, csv: &str) -> Result<u64>;
     /// A trunk's stored rate deck and its version.
     async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>>;
+
+    /// Write a CDR once: `false` when one with its `call_id` exists (it is
+    /// left as it was). One partition: the call id.
+    async fn put_cdr(&self, cdr: &Cdr) -> Result<bool>;
+    /// CDRs by setup time (oldest first), a page at a time.
+    async fn cdrs(&self, query: &CdrQuery) -> Result<Vec<Cdr>>;
 }

@@ -344,6 +344,74 @@ async fn ledger_suite(store: &dyn Store) {
     assert_eq!(keys, ["top-up-1", "buy-1"]);
 }
 
+fn cdr(id: &str, payer: &str, setup_ms: u64) -> schema::model::Cdr {
+    schema::model::Cdr {
+        call_id: id.into(),
+        payer: payer.into(),
+        caller: payer.into(),
+        callee: "+12125550100".into(),
+        center: "new-york".into(),
+        result: "answered".into(),
+        status: 200,
+        cause: None,
+        disconnect: Some("caller".into()),
+        attempts: vec![schema::model::RouteAttempt {
+            trunk: "ny-a".into(),
+            uri: "sip:12125550100@127.0.0.1".into(),
+            status: 200,
+        }],
+        setup_ms,
+        ring_ms: Some(setup_ms + 100),
+        answer_ms: Some(setup_ms + 2000),
+        end_ms: setup_ms + 62_000,
+        billed_secs: 60,
+        price: 6,
+        cost_micros: 20_000,
+        currency: "USD".into(),
+        media: None,
+        digits: String::new(),
+    }
+}
+
+/// CDRs: written once per call id, read back whole by payer and time,
+/// page after page.
+async fn cdr_suite(store: &dyn Store) {
+    let first = cdr("c1", "1001", 1_000);
+    assert!(store.put_cdr(&first).await.unwrap());
+    let mut again = first.clone();
+    again.price = 999;
+    assert!(!store.put_cdr(&again).await.unwrap(), "a second write is ignored");
+    for (id, payer, at) in [("c2", "1001", 2_000), ("c3", "1002", 2_000), ("c4", "1001", 3_000)] {
+        assert!(store.put_cdr(&cdr(id, payer, at)).await.unwrap());
+    }
+    let q = |payer: Option<&str>, after: Option<(u64, String)>, limit| schema::model::CdrQuery {
+        payer: payer.map(str::to_owned),
+        from_ms: 0,
+        to_ms: 10_000,
+        after,
+        limit,
+    };
+    let all = store.cdrs(&q(Some("1001"), None, 10)).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(ids, ["c1", "c2", "c4"]);
+    assert_eq!(all[0], first, "the first write stands, every field kept");
+    let page1 = store.cdrs(&q(Some("1001"), None, 2)).await.unwrap();
+    let last = page1.last().map(|c| (c.setup_ms, c.call_id.clone()));
+    let page2 = store.cdrs(&q(Some("1001"), last, 2)).await.unwrap();
+    assert_eq!(
+        (page1.len(), page2.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>()),
+        (2, vec!["c4"])
+    );
+    assert_eq!(store.cdrs(&q(None, None, 10)).await.unwrap().len(), 4);
+    let window = schema::model::CdrQuery {
+        from_ms: 2_000,
+        to_ms: 3_000,
+        ..q(None, None, 10)
+    };
+    let ids: Vec<_> = store.cdrs(&window).await.unwrap().into_iter().map(|c| c.call_id).collect();
+    assert_eq!(ids, ["c2", "c3"], "setup in [from, to)");
+}
+
 #[tokio::test]
 async fn embedded_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,6 +420,7 @@ async fn embedded_backend_conforms() {
     accounts_suite(&store).await;
     numbers_suite(&store).await;
     ledger_suite(&store).await;
+    cdr_suite(&store).await;
     assert_eq!(store.rates("t").await.unwrap(), None);
     assert_eq!(
         store
