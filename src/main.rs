@@ -170,6 +170,26 @@ struct FileConfig {
     centers: Vec<CenterSection>,
     #[serde(default)]
     media: MediaSection,
+    #[serde(default)]
+    billing: BillingSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingSection {
+    /// The sell plan: a rate deck CSV (prefix, per-minute price, connection
+    /// fee, increments). Unset: calls are not charged.
+    plan: Option<PathBuf>,
+    /// Shortest billed duration of an answered call, seconds.
+    minimum_s: Option<u32>,
+    /// Price of on-net calls per minute, micro-units (unset: free).
+    onnet_per_minute: Option<i64>,
+    /// Talk time a call holds at a time.
+    chunk_s: Option<u64>,
+    /// Warning before a call is cut for lack of funds.
+    warn_s: Option<u64>,
+    /// How far below zero a member may go, minor units.
+    credit_limit: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -486,6 +506,47 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     api.hold_secs = file.api.hold_s.unwrap_or(api.hold_secs);
     api.session_secs = file.api.session_s.unwrap_or(api.session_secs);
     api.currency = file.api.currency.unwrap_or(api.currency);
+    let b = &file.billing;
+    node.billing.currency = api.currency.clone();
+    if let Some(path) = &b.plan {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("billing.plan {}", path.display()))?;
+        let deck = gateway::rates::parse_deck(&text)
+            .map_err(|e| anyhow::anyhow!("billing.plan {}: {e}", path.display()))?;
+        let onnet = match b.onnet_per_minute {
+            None | Some(0) => engine::rating::OnNet::Free,
+            Some(p) if p < 0 => bail!("billing.onnet_per_minute cannot be negative"),
+            Some(p) => engine::rating::OnNet::Priced(engine::lcr::Rate {
+                per_minute: p,
+                connect_fee: 0,
+                first_increment: 60,
+                next_increment: 60,
+            }),
+        };
+        node.billing.plan = Some(std::sync::Arc::new(engine::rating::Plan {
+            name: path
+                .file_stem()
+                .map_or("plan".into(), |s| s.to_string_lossy().into_owned()),
+            deck,
+            minimum_secs: b.minimum_s.unwrap_or(0),
+            onnet,
+        }));
+    }
+    if let Some(v) = b.chunk_s {
+        if v == 0 {
+            bail!("billing.chunk_s must be at least 1");
+        }
+        node.billing.chunk = Duration::from_secs(v);
+    }
+    if let Some(v) = b.warn_s {
+        node.billing.warn_before = Duration::from_secs(v);
+    }
+    if let Some(v) = b.credit_limit {
+        if v < 0 {
+            bail!("billing.credit_limit cannot be negative");
+        }
+        node.billing.credit_limit = v;
+    }
     api.prices.standard = file.api.price_standard.unwrap_or(api.prices.standard);
     api.prices.premium = file.api.price_premium.unwrap_or(api.prices.premium);
     api.signin_per_login = file.api.signin_per_minute.unwrap_or(api.signin_per_login);

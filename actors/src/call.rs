@@ -40,11 +40,37 @@ pub enum CallMsg {
     Hangup,
     /// The media relay heard something.
     Media(MediaEvent),
+    /// Time to extend the call's prepaid hold.
+    Funds,
+    /// The funds run out soon: warn the payer.
+    FundsWarning,
+    /// The funds have run out: release the call.
+    FundsOut,
 }
 
 /// What is known of a call when it is over: the seed of its CDR.
 #[derive(Debug, Clone)]
 pub struct CallReport {
+    /// Unique per call attempt.
+    pub call_id: String,
+    /// Who pays and at what price, when it is charged.
+    pub charge: Option<crate::billing::Charge>,
+    /// Seconds from answer to end.
+    pub talked_secs: u32,
+    /// Owed to the trunk that carried it, micro-units.
+    pub cost_micros: i64,
+    /// Setup, first ringing, answer, end: Unix ms.
+    pub setup_ms: u64,
+    /// First 18x.
+    pub ring_ms: Option<u64>,
+    /// Answer.
+    pub answer_ms: Option<u64>,
+    /// End.
+    pub end_ms: u64,
+    /// Final status to the caller.
+    pub status: u16,
+    /// Who hung up.
+    pub disconnect: Option<&'static str>,
     /// Caller as authenticated.
     pub caller: String,
     /// Callee as dialled.
@@ -181,6 +207,17 @@ pub struct CallArgs {
     /// targets one after another (trunk hunting), moving on after a final
     /// status in `codes`.
     pub hunt: Option<Vec<u16>>,
+    /// Unique per call attempt (CDR key, ledger key, hold key).
+    pub call_id: String,
+    /// Who pays, at what price, and the seconds its authorisation holds.
+    pub billing: Option<(crate::billing::Charge, u32)>,
+    /// The ledger.
+    pub store: Arc<dyn schema::store::Store>,
+    /// Prepaid holds.
+    pub wallets: Arc<crate::billing::Wallets>,
+    /// The answer time (Unix ms, 0 before), shared with the supervisor so
+    /// that a crashed call is still charged for what it talked.
+    pub answered_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What every outgoing branch of a call shares.
@@ -335,7 +372,27 @@ pub struct CallState {
     cause: Option<String>,
     /// An originated call: the party dialled first (leg 0) and what it hears.
     first: Option<Box<FirstParty>>,
+    call_id: String,
+    billing: Option<Billing>,
+    store: Arc<dyn schema::store::Store>,
+    wallets: Arc<crate::billing::Wallets>,
+    answered_ms: Arc<std::sync::atomic::AtomicU64>,
+    setup_ms: u64,
+    ring_ms: Option<u64>,
+    answered_at: Option<tokio::time::Instant>,
+    status: Option<u16>,
+    disconnect: Option<&'static str>,
 }
+
+/// A charged call's prepaid state.
+struct Billing {
+    charge: crate::billing::Charge,
+    /// Talk time its hold covers, from the answer.
+    held_secs: u32,
+}
+
+/// How long before its hold runs out a call tries to extend it.
+const EXTEND_MARGIN: u32 = 10;
 
 const CALLER: LegId = 0;
 
@@ -559,6 +616,18 @@ impl Actor for Call {
             digits: Vec::new(),
             cause: refused.map(|r| r.1),
             first,
+            call_id: args.call_id,
+            billing: args
+                .billing
+                .map(|(charge, held_secs)| Billing { charge, held_secs }),
+            store: args.store,
+            wallets: args.wallets,
+            answered_ms: args.answered_ms,
+            setup_ms: crate::clock::unix_ms(),
+            ring_ms: None,
+            answered_at: None,
+            status: None,
+            disconnect: None,
         };
         if st.legs.len() == 1 && st.first.is_none() {
             // No branch could start (every trunk down or full).
@@ -600,10 +669,26 @@ impl Actor for Call {
                 }
             }
             CallMsg::Media(event) => st.on_media(event),
+            CallMsg::Funds => st.extend_hold(&myself).await,
+            CallMsg::FundsWarning => {
+                if let (Some(m), false) = (&st.media, st.over) {
+                    m.play(media::A, vec![Item::Samples(Prompt::BalanceLow.samples()?)]);
+                }
+            }
+            CallMsg::FundsOut => {
+                if !st.over {
+                    info!(callee = %st.callee, "funds exhausted: releasing the call");
+                    st.result = "balance_exhausted";
+                    st.cause = Some("the payer's balance ran out".into());
+                    st.disconnect.get_or_insert("engine");
+                    st.hangup_all(503);
+                }
+            }
             CallMsg::MaxDuration | CallMsg::Hangup => {
                 if st.result == "answered" || st.winner.is_some() {
                     st.result = "released";
                 }
+                st.disconnect.get_or_insert("engine");
                 st.hangup_all(503);
             }
         }
@@ -688,7 +773,33 @@ impl CallState {
         }
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
+        let end_ms = crate::clock::unix_ms();
+        // A started second counts; a charged call never talks longer than
+        // it held (the release at the end of its hold takes milliseconds).
+        let talked_secs = self
+            .answered_at
+            .map_or(0, |a| a.elapsed().as_secs_f64().ceil() as u32)
+            .min(self.billing.as_ref().map_or(u32::MAX, |b| b.held_secs));
+        let cost_micros = self
+            .winner
+            .and_then(|w| self.attempts.iter().find(|a| a.leg == w))
+            .and_then(|a| a.route)
+            .map_or(0, |r| r.per_minute * i64::from(talked_secs) / 60);
         let report = CallReport {
+            call_id: self.call_id.clone(),
+            charge: self.billing.as_ref().map(|b| b.charge.clone()),
+            talked_secs,
+            cost_micros,
+            setup_ms: self.setup_ms,
+            ring_ms: self.ring_ms,
+            answer_ms: self
+                .answered_at
+                .map(|_| self.answered_ms.load(std::sync::atomic::Ordering::Relaxed)),
+            end_ms,
+            status: self
+                .status
+                .unwrap_or(if self.answered_at.is_some() { 200 } else { 0 }),
+            disconnect: self.disconnect,
             caller: self.caller.clone(),
             callee: self.callee.clone(),
             result: self.result,
@@ -701,6 +812,75 @@ impl CallState {
             myself.get_id(),
             Box::new(report),
         ));
+    }
+
+    /// The call is answered: the talk time starts, and a charged call
+    /// extends its hold before what it holds runs out.
+    fn start_billing(&mut self, myself: &ActorRef<CallMsg>) {
+        let now = tokio::time::Instant::now();
+        self.answered_at = Some(now);
+        self.answered_ms.store(
+            crate::clock::unix_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Some(b) = &self.billing {
+            let at = extend_at(b.held_secs);
+            let t = myself.send_after(std::time::Duration::from_secs(at.into()), || CallMsg::Funds);
+            self.timers.push(t);
+        }
+    }
+
+    /// Hold the next chunk; when the funds do not allow more, warn the
+    /// payer and release the call when what it holds is used up.
+    async fn extend_hold(&mut self, myself: &ActorRef<CallMsg>) {
+        let (Some(b), Some(answered)) = (&mut self.billing, self.answered_at) else {
+            return;
+        };
+        if self.over {
+            return;
+        }
+        let cfg = &self.cfg.billing;
+        let elapsed = answered.elapsed().as_secs() as u32;
+        let chunk = u32::try_from(cfg.chunk.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let want = elapsed + EXTEND_MARGIN + chunk;
+        let held = match self
+            .wallets
+            .hold(
+                self.store.as_ref(),
+                cfg.credit_limit,
+                &b.charge,
+                &self.call_id,
+                want,
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "ledger unavailable: the call keeps what it holds");
+                b.held_secs
+            }
+        };
+        if held > b.held_secs {
+            b.held_secs = held;
+            let at = extend_at(held).saturating_sub(elapsed).max(1);
+            let t = myself.send_after(std::time::Duration::from_secs(at.into()), || CallMsg::Funds);
+            self.timers.push(t);
+            return;
+        }
+        let left = b.held_secs.saturating_sub(elapsed);
+        let warn = u32::try_from(cfg.warn_before.as_secs()).unwrap_or(u32::MAX);
+        info!(callee = %self.callee, left, "funds run out");
+        let w = myself.send_after(
+            std::time::Duration::from_secs(left.saturating_sub(warn).into()),
+            || CallMsg::FundsWarning,
+        );
+        let o = myself.send_after(std::time::Duration::from_secs(left.into()), || {
+            CallMsg::FundsOut
+        });
+        self.timers.push(w);
+        self.timers.push(o);
     }
 
     fn on_media(&mut self, event: MediaEvent) {
@@ -718,6 +898,7 @@ impl CallState {
                 info!(callee = %self.callee, who, "no RTP from the {who}: releasing the call");
                 metrics::counter!(m::RTP_TIMEOUTS).increment(1);
                 self.result = "rtp_timeout";
+                self.disconnect.get_or_insert("engine");
                 self.cause = Some(format!("no RTP from the {who}"));
                 self.hangup_all(408);
             }
@@ -785,6 +966,9 @@ impl CallState {
     /// with it; a first party the engine called stops hearing the prompt
     /// and ringback on 200 (it is bridged) and is hung up on a failure.
     fn tell_caller(&mut self, status: u16, body: Option<(bytes::Bytes, String)>) {
+        if status >= 200 {
+            self.status.get_or_insert(status);
+        }
         if self.first.is_none() {
             self.send(CALLER, LegMsg::Answer { status, body });
         } else if status == 200 {
@@ -939,6 +1123,9 @@ impl CallState {
     fn on_leg_event(&mut self, myself: &ActorRef<CallMsg>, id: LegId, event: LegEvent) -> bool {
         match event {
             LegEvent::Progress { status, body } => {
+                if status > 100 {
+                    self.ring_ms.get_or_insert_with(crate::clock::unix_ms);
+                }
                 let body = if self.winner.is_none() && !self.decided {
                     self.anchor_body(id, body)
                 } else {
@@ -971,6 +1158,7 @@ impl CallState {
                     self.hangup_branches(Some(id));
                     let t = myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
                     self.timers.push(t);
+                    self.start_billing(myself);
                     info!(callee = %self.callee, leg = id, "call answered");
                 } else {
                     // A second branch answered: release it (§16.7 for a B2BUA).
@@ -1077,6 +1265,8 @@ impl CallState {
                 }
             }
             LegEvent::Bye => {
+                self.disconnect
+                    .get_or_insert(if id == CALLER { "caller" } else { "callee" });
                 if id == CALLER {
                     self.hangup_branches(None);
                     if let Some(w) = self.winner {
@@ -1088,6 +1278,15 @@ impl CallState {
             }
         }
         false
+    }
+}
+
+/// Seconds after the answer at which a hold of `held` seconds is extended.
+fn extend_at(held: u32) -> u32 {
+    if held > 2 * EXTEND_MARGIN {
+        held - EXTEND_MARGIN
+    } else {
+        held / 2
     }
 }
 

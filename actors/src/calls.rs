@@ -62,6 +62,19 @@ struct CallRecord {
     actor: ActorRef<CallMsg>,
     /// The call reported itself over; only retransmission absorption remains.
     over: bool,
+    /// Enough to charge it and write its CDR if it crashes.
+    facts: Facts,
+}
+
+/// A call as its supervisor knows it.
+#[derive(Clone)]
+struct Facts {
+    call_id: String,
+    caller: String,
+    callee: String,
+    charge: Option<crate::billing::Charge>,
+    setup_ms: u64,
+    answered_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The Calls actor.
@@ -73,12 +86,21 @@ pub struct CallsArgs {
     pub center: String,
     /// Transport.
     pub transport: Arc<Transport>,
+    /// Where CDRs and charges are written.
+    pub store: Arc<dyn schema::store::Store>,
+    /// Prepaid holds.
+    pub wallets: Arc<crate::billing::Wallets>,
+    /// Currency of prices.
+    pub currency: String,
 }
 
 /// The Calls supervisor's state.
 pub struct CallsState {
     center: String,
     transport: Arc<Transport>,
+    store: Arc<dyn schema::store::Store>,
+    wallets: Arc<crate::billing::Wallets>,
+    currency: String,
     rng: StdRng,
     calls: HashMap<ActorId, CallRecord>,
     /// Reports of the last [`RECENT`] calls that ended.
@@ -102,6 +124,9 @@ impl Actor for Calls {
         Ok(CallsState {
             center: args.center,
             transport: args.transport,
+            store: args.store,
+            wallets: args.wallets,
+            currency: args.currency,
             rng: StdRng::from_entropy(),
             calls: HashMap::new(),
             recent: std::collections::VecDeque::new(),
@@ -134,6 +159,7 @@ impl Actor for Calls {
                 if let Some(c) = st.calls.get_mut(&id) {
                     c.over = true;
                 }
+                st.account(&report).await;
                 if st.recent.len() == RECENT {
                     st.recent.pop_front();
                 }
@@ -163,6 +189,8 @@ impl Actor for Calls {
                     if !record.over {
                         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
                         metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
+                        st.account_crash(&record.facts, &format!("the call crashed: {err}"))
+                            .await;
                     }
                     for snap in &record.snapshots {
                         let snap = snap.lock().clone();
@@ -177,8 +205,159 @@ impl Actor for Calls {
 }
 
 impl CallsState {
+    /// A call is over: charge its payer for what it talked (once, under
+    /// its id), drop its hold, and write its CDR (once, under its id).
+    async fn account(&mut self, r: &crate::call::CallReport) {
+        let price = match &r.charge {
+            Some(c) => self.settle(c, &r.call_id, r.talked_secs).await,
+            None => 0,
+        };
+        let billed = r
+            .charge
+            .as_ref()
+            .map_or(0, |c| c.tariff.billed_secs(r.talked_secs));
+        let media = r.media.as_ref().map(|m| schema::model::CdrMedia {
+            packets_in: [m[0].packets_in, m[1].packets_in],
+            bytes_in: [m[0].bytes_in, m[1].bytes_in],
+            relayed: [m[0].relayed, m[1].relayed],
+            lost: [m[0].lost, m[1].lost],
+            out_of_order: [m[0].out_of_order, m[1].out_of_order],
+            played: [m[0].played, m[1].played],
+        });
+        let cdr = schema::model::Cdr {
+            call_id: r.call_id.clone(),
+            payer: r
+                .charge
+                .as_ref()
+                .map_or_else(|| r.caller.clone(), |c| c.payer.clone()),
+            caller: r.caller.clone(),
+            callee: r.callee.clone(),
+            center: self.center.clone(),
+            result: r.result.to_owned(),
+            status: r.status,
+            cause: r.cause.clone(),
+            disconnect: r.disconnect.map(str::to_owned),
+            attempts: r
+                .attempts
+                .iter()
+                .map(|a| schema::model::RouteAttempt {
+                    trunk: a.trunk.clone(),
+                    uri: a.uri.clone(),
+                    status: a.status.unwrap_or(0),
+                })
+                .collect(),
+            setup_ms: r.setup_ms,
+            ring_ms: r.ring_ms,
+            answer_ms: r.answer_ms,
+            end_ms: r.end_ms,
+            billed_secs: billed,
+            price,
+            cost_micros: r.cost_micros,
+            currency: self.currency.clone(),
+            media,
+            digits: r.digits.iter().map(|d| d.1).collect(),
+        };
+        self.write_cdr(&cdr).await;
+    }
+
+    /// A call died without reporting: charge what it talked until now and
+    /// write a failure CDR from what its supervisor knows.
+    async fn account_crash(&mut self, f: &Facts, why: &str) {
+        let now = crate::clock::unix_ms();
+        let answered = f.answered_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let talked = if answered > 0 {
+            u32::try_from(now.saturating_sub(answered).div_ceil(1000)).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
+        let price = match &f.charge {
+            Some(c) => self.settle(c, &f.call_id, talked).await,
+            None => 0,
+        };
+        let cdr = schema::model::Cdr {
+            call_id: f.call_id.clone(),
+            payer: f
+                .charge
+                .as_ref()
+                .map_or_else(|| f.caller.clone(), |c| c.payer.clone()),
+            caller: f.caller.clone(),
+            callee: f.callee.clone(),
+            center: self.center.clone(),
+            result: "crashed".into(),
+            status: 500,
+            cause: Some(why.to_owned()),
+            disconnect: Some("engine".into()),
+            attempts: Vec::new(),
+            setup_ms: f.setup_ms,
+            ring_ms: None,
+            answer_ms: (answered > 0).then_some(answered),
+            end_ms: now,
+            billed_secs: f
+                .charge
+                .as_ref()
+                .map_or(0, |c| c.tariff.billed_secs(talked)),
+            price,
+            cost_micros: 0,
+            currency: self.currency.clone(),
+            media: None,
+            digits: String::new(),
+        };
+        self.write_cdr(&cdr).await;
+    }
+
+    async fn settle(&self, c: &crate::billing::Charge, call_id: &str, talked: u32) -> i64 {
+        match self
+            .wallets
+            .settle(
+                self.store.as_ref(),
+                c,
+                call_id,
+                talked,
+                crate::clock::unix_now(),
+            )
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                // The hold stays (the funds stay reserved) and the CDR says
+                // what was owed; an operator settles it from the CDR.
+                error!(call = call_id, error = %e, "charge not posted");
+                c.tariff.charge(talked)
+            }
+        }
+    }
+
+    async fn write_cdr(&self, cdr: &schema::model::Cdr) {
+        // A store that refuses is retried a few times; the CDR is logged
+        // whole if it still cannot be written, so it can be replayed.
+        for attempt in 0..3u64 {
+            match self.store.put_cdr(cdr).await {
+                Ok(_) => {
+                    metrics::counter!(m::CDRS, "result" => "written").increment(1);
+                    return;
+                }
+                Err(e) if attempt < 2 => {
+                    tracing::warn!(call = %cdr.call_id, error = %e, "CDR write failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+                }
+                Err(e) => {
+                    metrics::counter!(m::CDRS, "result" => "failed").increment(1);
+                    error!(call = %cdr.call_id, error = %e, cdr = ?cdr, "CDR not written");
+                }
+            }
+        }
+    }
+
     async fn start(&mut self, me: &ActorRef<CallsMsg>, args: CallArgs) {
         let snapshots = args.snapshots.clone();
+        let facts = Facts {
+            call_id: args.call_id.clone(),
+            caller: args.caller.clone(),
+            callee: args.callee.clone(),
+            charge: args.billing.as_ref().map(|b| b.0.clone()),
+            setup_ms: crate::clock::unix_ms(),
+            answered_ms: args.answered_ms.clone(),
+        };
         let request = match &args.start {
             crate::call::Start::Invite(r) => Some(r.clone()),
             crate::call::Start::Originate(_) => None,
@@ -192,12 +371,14 @@ impl CallsState {
                         snapshots,
                         actor,
                         over: false,
+                        facts,
                     },
                 );
             }
             Err(e) => {
                 error!(error = %e, "call failed to start");
                 metrics::counter!(m::CALLS_CRASHED).increment(1);
+                self.account_crash(&facts, "the call failed to start").await;
                 for snap in &snapshots {
                     let snap = snap.lock().clone();
                     if snap.dialog_key.is_empty() {

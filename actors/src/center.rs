@@ -87,6 +87,8 @@ pub struct CenterArgs {
     pub transport: Arc<Transport>,
     /// The supervisor of its calls.
     pub calls: ActorRef<CallsMsg>,
+    /// Prepaid holds.
+    pub wallets: Arc<crate::billing::Wallets>,
 }
 
 /// The Center's state.
@@ -98,6 +100,7 @@ pub struct CenterState {
     nonces: Nonces,
     rng: StdRng,
     calls: ActorRef<CallsMsg>,
+    wallets: Arc<crate::billing::Wallets>,
 }
 
 impl Actor for Center {
@@ -115,6 +118,7 @@ impl Actor for Center {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
             rng: StdRng::from_entropy(),
             calls: args.calls,
+            wallets: args.wallets,
             index: args.index,
             cfg: args.cfg,
             store: args.store,
@@ -191,11 +195,28 @@ impl CenterState {
                 return;
             }
         };
+        let call_id = ids::call_id(&mut self.rng, "call");
+        let billing = match self.authorise(&caller, &callee, &call_id).await {
+            Ok(b) => b,
+            Err((status, why)) => {
+                self.transport
+                    .respond_with_reason(&request, status, flow, &why)
+                    .await;
+                self.refused_cdr(&call_id, &caller, &callee, status, &why)
+                    .await;
+                return;
+            }
+        };
         let snapshots = crate::calls::snapshots(flow, targets.len());
         let args = CallArgs {
             cfg: self.cfg.clone(),
             transport: self.transport.clone(),
             start: Start::Invite(request.clone()),
+            call_id,
+            billing,
+            store: self.store.clone(),
+            wallets: self.wallets.clone(),
+            answered_ms: Default::default(),
             flow,
             caller,
             callee,
@@ -204,10 +225,117 @@ impl CenterState {
             calls: self.calls.clone(),
             hunt,
         };
+        let held = args
+            .billing
+            .as_ref()
+            .map(|b| (b.0.clone(), args.call_id.clone()));
         if self.calls.cast(CallsMsg::Start(Box::new(args))).is_err() {
+            self.release_hold(held).await;
             self.transport
                 .respond(&request, 503, flow, Some("calls supervisor restarting"))
                 .await;
+        }
+    }
+
+    /// Who pays for a call from `caller` to `callee` and at what price,
+    /// and the hold that authorises it (seconds); `None` when it is free.
+    /// A destination the plan does not sell is refused (403), and so is a
+    /// payer whose funds do not cover the first billing increment (402).
+    async fn authorise(
+        &self,
+        caller: &str,
+        callee: &str,
+        call_id: &str,
+    ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
+        use engine::numbering::Dialled;
+        let b = &self.cfg.billing;
+        let Some(plan) = &b.plan else {
+            return Ok(None);
+        };
+        let r = &self.cfg.routing;
+        let tariff = match r.classify_user(callee) {
+            Ok(Dialled::Pstn(p)) => Some(plan.pstn(&p.e164).ok_or_else(|| {
+                (
+                    403,
+                    format!("{} is not a destination of plan {}", p.e164, plan.name),
+                )
+            })?),
+            _ => plan.onnet(),
+        };
+        let Some(tariff) = tariff else {
+            return Ok(None);
+        };
+        let charge = crate::billing::Charge {
+            payer: caller.to_owned(),
+            tariff,
+        };
+        let chunk = u32::try_from(b.chunk.as_secs()).unwrap_or(u32::MAX).max(1);
+        match self
+            .wallets
+            .authorise(self.store.as_ref(), b.credit_limit, &charge, call_id, chunk)
+            .await
+        {
+            Ok(secs) => Ok(Some((charge, secs))),
+            Err(crate::billing::Refusal::Insufficient { available, needed }) => {
+                metrics::counter!(m::CALLS, "result" => "refused_balance").increment(1);
+                tracing::info!(
+                    payer = caller,
+                    available,
+                    needed,
+                    "call refused: insufficient balance"
+                );
+                Err((402, "insufficient balance".to_owned()))
+            }
+            Err(crate::billing::Refusal::Store(e)) => {
+                warn!(error = %e, "ledger unavailable");
+                Err((503, "ledger unavailable".to_owned()))
+            }
+        }
+    }
+
+    /// Give back the hold of a call that could not be started.
+    async fn release_hold(&self, held: Option<(crate::billing::Charge, String)>) {
+        if let Some((charge, call_id)) = held {
+            let _ = self
+                .wallets
+                .settle(self.store.as_ref(), &charge, &call_id, 0, clock::unix_now())
+                .await;
+        }
+    }
+
+    /// The CDR of a call refused before it started (no funds, a
+    /// destination the plan does not sell).
+    async fn refused_cdr(&self, call_id: &str, caller: &str, callee: &str, status: u16, why: &str) {
+        let now = clock::unix_ms();
+        let cdr = schema::model::Cdr {
+            call_id: call_id.to_owned(),
+            payer: caller.to_owned(),
+            caller: caller.to_owned(),
+            callee: callee.to_owned(),
+            center: self.spec().name.clone(),
+            result: if status == 402 {
+                "refused_balance"
+            } else {
+                "refused"
+            }
+            .into(),
+            status,
+            cause: Some(why.to_owned()),
+            disconnect: Some("engine".into()),
+            attempts: Vec::new(),
+            setup_ms: now,
+            ring_ms: None,
+            answer_ms: None,
+            end_ms: now,
+            billed_secs: 0,
+            price: 0,
+            cost_micros: 0,
+            currency: self.cfg.billing.currency.clone(),
+            media: None,
+            digits: String::new(),
+        };
+        if let Err(e) = self.store.put_cdr(&cdr).await {
+            warn!(call = call_id, error = %e, cdr = ?cdr, "CDR not written");
         }
     }
 
@@ -257,10 +385,24 @@ impl CenterState {
             .ok_or((480, format!("{} cannot be reached", o.first)))?;
         let (targets, hunt) = self.resolve(&o.second, &ident).await?;
         let flow = first.flow;
+        let call_id = ids::call_id(&mut self.rng, "call");
+        let billing = match self.authorise(&o.caller, &o.second, &call_id).await {
+            Ok(b) => b,
+            Err((status, why)) => {
+                self.refused_cdr(&call_id, &o.caller, &o.second, status, &why)
+                    .await;
+                return Err((status, why));
+            }
+        };
         let snapshots = crate::calls::snapshots(flow, targets.len());
         let args = CallArgs {
             cfg: self.cfg.clone(),
             transport: self.transport.clone(),
+            call_id,
+            billing,
+            store: self.store.clone(),
+            wallets: self.wallets.clone(),
+            answered_ms: Default::default(),
             start: Start::Originate(Box::new(crate::call::FirstParty {
                 target: first,
                 number: o.first.clone(),
@@ -275,9 +417,15 @@ impl CenterState {
             calls: self.calls.clone(),
             hunt,
         };
-        self.calls
-            .cast(CallsMsg::Start(Box::new(args)))
-            .map_err(|_| (503, "calls supervisor restarting".to_owned()))
+        let held = args
+            .billing
+            .as_ref()
+            .map(|b| (b.0.clone(), args.call_id.clone()));
+        if self.calls.cast(CallsMsg::Start(Box::new(args))).is_err() {
+            self.release_hold(held).await;
+            return Err((503, "calls supervisor restarting".to_owned()));
+        }
+        Ok(())
     }
 
     /// The registered contacts of a member, or why there are none.

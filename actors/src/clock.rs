@@ -14,3 +14,11 @@ pub fn unix_now() -> u64 {
 pub fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// Milliseconds since the Unix epoch (CDR times).
+#[allow(clippy::disallowed_methods)]
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -53,6 +53,8 @@ pub struct NodeConfig {
     pub routing: Arc<Routing>,
     /// Media anchoring: address, port range, RTP timeout.
     pub media: crate::media::MediaConfig,
+    /// Prepaid charging: the sell plan, chunks, warning, credit.
+    pub billing: crate::billing::BillingConfig,
     /// Test-only hook: a call to this number panics its Call actor once the
     /// caller's ACK arrives. Honoured only with the `testing` feature.
     pub panic_on_callee: Option<String>,
@@ -82,6 +84,7 @@ impl NodeConfig {
             panic_on_callee: None,
             panic_center_on: None,
             routing: Arc::new(Routing::default()),
+            billing: crate::billing::BillingConfig::default(),
             media: crate::media::MediaConfig {
                 bind: sip_addr.ip(),
                 ..Default::default()

@@ -79,3 +79,5 @@ pub const RTP_DROPPED: &str = "switchboard_rtp_dropped_total";
 pub const DTMF_DIGITS: &str = "switchboard_dtmf_digits_total";
 /// Calls ended because a party sent no RTP.
 pub const RTP_TIMEOUTS: &str = "switchboard_rtp_timeouts_total";
+/// CDRs, label `result` (written, failed).
+pub const CDRS: &str = "switchboard_cdrs_total";

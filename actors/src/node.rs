@@ -67,6 +67,8 @@ pub struct NodeArgs {
     pub store: Arc<dyn Store>,
     /// Transport.
     pub transport: Arc<Transport>,
+    /// Prepaid holds of the calls in progress.
+    pub wallets: Arc<crate::billing::Wallets>,
 }
 
 /// The Node's state.
@@ -152,6 +154,9 @@ async fn spawn_calls(
     let args = CallsArgs {
         center: a.cfg.routing.centers[index].name.clone(),
         transport: a.transport.clone(),
+        store: a.store.clone(),
+        wallets: a.wallets.clone(),
+        currency: a.cfg.billing.currency.clone(),
     };
     let (c, _) = Actor::spawn_linked(None, Calls, args, me.get_cell()).await?;
     Ok(c)
@@ -169,6 +174,7 @@ async fn spawn_center(
         cfg: a.cfg.clone(),
         store: a.store.clone(),
         transport: a.transport.clone(),
+        wallets: a.wallets.clone(),
     };
     let (c, _) = Actor::spawn_linked(None, Center, args, me.get_cell()).await?;
     a.transport.set_center(index, c.clone());
@@ -361,6 +367,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         cfg: cfg.clone(),
         store,
         transport: transport.clone(),
+        wallets: crate::billing::Wallets::new(),
     };
     let (node, _) = Actor::spawn(None, Node, args)
         .await

@@ -180,6 +180,25 @@ impl Transport {
         Err(last_err.unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP")))
     }
 
+    /// Answer `request` statelessly with `status` and a `Reason` header
+    /// (RFC 3326) saying why in words.
+    pub async fn respond_with_reason(
+        self: &Arc<Self>,
+        request: &Request,
+        status: u16,
+        flow: Flow,
+        why: &str,
+    ) {
+        let tag = stateless_tag(request);
+        let mut response = request.response(status, Some(&tag));
+        let text = why.replace('"', "'");
+        response
+            .headers
+            .push("Reason", format!("SIP;cause={status};text=\"{text}\""));
+        self.send_response(&response, response_flow(&response, flow))
+            .await;
+    }
+
     /// The running center that takes calls to Request-URI user `user`.
     pub fn center_for(&self, user: &str) -> Option<ActorRef<CenterMsg>> {
         let index = self.routing.center_for(user);

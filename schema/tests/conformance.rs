@@ -380,8 +380,15 @@ async fn cdr_suite(store: &dyn Store) {
     assert!(store.put_cdr(&first).await.unwrap());
     let mut again = first.clone();
     again.price = 999;
-    assert!(!store.put_cdr(&again).await.unwrap(), "a second write is ignored");
-    for (id, payer, at) in [("c2", "1001", 2_000), ("c3", "1002", 2_000), ("c4", "1001", 3_000)] {
+    assert!(
+        !store.put_cdr(&again).await.unwrap(),
+        "a second write is ignored"
+    );
+    for (id, payer, at) in [
+        ("c2", "1001", 2_000),
+        ("c3", "1002", 2_000),
+        ("c4", "1001", 3_000),
+    ] {
         assert!(store.put_cdr(&cdr(id, payer, at)).await.unwrap());
     }
     let q = |payer: Option<&str>, after: Option<(u64, String)>, limit| schema::model::CdrQuery {
@@ -399,7 +406,10 @@ async fn cdr_suite(store: &dyn Store) {
     let last = page1.last().map(|c| (c.setup_ms, c.call_id.clone()));
     let page2 = store.cdrs(&q(Some("1001"), last, 2)).await.unwrap();
     assert_eq!(
-        (page1.len(), page2.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>()),
+        (
+            page1.len(),
+            page2.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>()
+        ),
         (2, vec!["c4"])
     );
     assert_eq!(store.cdrs(&q(None, None, 10)).await.unwrap().len(), 4);
@@ -408,7 +418,13 @@ async fn cdr_suite(store: &dyn Store) {
         to_ms: 3_000,
         ..q(None, None, 10)
     };
-    let ids: Vec<_> = store.cdrs(&window).await.unwrap().into_iter().map(|c| c.call_id).collect();
+    let ids: Vec<_> = store
+        .cdrs(&window)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
     assert_eq!(ids, ["c2", "c3"], "setup in [from, to)");
 }
 

@@ -8,6 +8,7 @@
 )]
 
 mod baresip;
+mod billing;
 mod calls;
 mod centers;
 mod cli;

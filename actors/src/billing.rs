@@ -1,0 +1,210 @@
+//! Prepaid balances while calls run: authorisation and holds.
+//!
+//! A member's available funds are its ledger balance (plus an optional
+//! credit limit) minus what its live calls hold. A call is authorised by
+//! holding the charge of its first stretch (one `chunk`, or less if that
+//! is all the funds allow, but at least the first billing increment); as
+//! it runs it extends its hold a chunk at a time, and when no more can be
+//! held it is warned and released at the end of what it holds. When it
+//! ends, the charge of the seconds it talked (never more than it held) is
+//! posted to the ledger under the call's id and the hold is dropped, both
+//! under the member's lock, so concurrent calls of one member can never
+//! together spend more than its funds.
+//!
+//! Holds live in this node's memory: a member's calls are taken by one
+//! node at a time here (the ScyllaDB backend will keep them in the store,
+//! with a conditional update per member, issue 9).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use engine::rating::{Plan, Tariff};
+use schema::model::{LedgerEntry, Posted};
+use schema::store::{Store, StoreError};
+use tracing::{error, warn};
+
+/// Billing settings of a node.
+#[derive(Debug, Clone)]
+pub struct BillingConfig {
+    /// The sell plan every member is charged by; `None`: calls are free.
+    pub plan: Option<Arc<Plan>>,
+    /// ISO 4217 code of balances and prices.
+    pub currency: String,
+    /// How much talk time a call holds at a time.
+    pub chunk: Duration,
+    /// A call that cannot hold more is warned this long before it is released.
+    pub warn_before: Duration,
+    /// How far below zero a member may go (minor units).
+    pub credit_limit: i64,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            plan: None,
+            currency: "USD".into(),
+            chunk: Duration::from_secs(60),
+            warn_before: Duration::from_secs(15),
+            credit_limit: 0,
+        }
+    }
+}
+
+/// Who pays for a call and at what price.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    /// The member charged.
+    pub payer: String,
+    /// The price of this destination.
+    pub tariff: Tariff,
+}
+
+/// Why a call was not authorised.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The funds do not cover the first billing increment.
+    #[error("insufficient balance: {available} available, {needed} needed")]
+    Insufficient {
+        /// Available funds, minor units.
+        available: i64,
+        /// The least the call must hold.
+        needed: i64,
+    },
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One member's holds, by call id: (minor units, seconds they cover).
+#[derive(Debug, Default)]
+struct Purse {
+    holds: HashMap<String, (i64, u32)>,
+}
+
+/// The holds of every member with a live call.
+#[derive(Default)]
+pub struct Wallets {
+    purses: DashMap<String, Arc<tokio::sync::Mutex<Purse>>>,
+}
+
+impl Wallets {
+    /// No holds.
+    pub fn new() -> Arc<Wallets> {
+        Arc::new(Wallets::default())
+    }
+
+    fn purse(&self, payer: &str) -> Arc<tokio::sync::Mutex<Purse>> {
+        self.purses.entry(payer.to_owned()).or_default().clone()
+    }
+
+    /// Hold, for `call`, the charge of up to `want` seconds (in whole
+    /// increments) that the payer's funds allow besides its other calls'
+    /// holds; a hold never shrinks. Returns the seconds now held.
+    pub async fn hold(
+        &self,
+        store: &dyn Store,
+        credit_limit: i64,
+        charge: &Charge,
+        call: &str,
+        want: u32,
+    ) -> Result<u32, StoreError> {
+        let purse = self.purse(&charge.payer);
+        let mut p = purse.lock().await;
+        let balance = store.balance(&charge.payer).await?;
+        let others: i64 = p
+            .holds
+            .iter()
+            .filter(|(id, _)| id.as_str() != call)
+            .map(|(_, (amount, _))| amount)
+            .sum();
+        let current = p.holds.get(call).map_or(0, |h| h.1);
+        let available = balance + credit_limit - others;
+        let secs = want
+            .min(charge.tariff.affordable_secs(available))
+            .max(current);
+        if secs > 0 {
+            p.holds
+                .insert(call.to_owned(), (charge.tariff.charge(secs), secs));
+        }
+        Ok(secs)
+    }
+
+    /// Authorise a new call: hold its first `chunk` (or what the funds
+    /// allow, at least the first increment).
+    pub async fn authorise(
+        &self,
+        store: &dyn Store,
+        credit_limit: i64,
+        charge: &Charge,
+        call: &str,
+        chunk: u32,
+    ) -> Result<u32, Refusal> {
+        let secs = self.hold(store, credit_limit, charge, call, chunk).await?;
+        if secs == 0 {
+            let available =
+                store.balance(&charge.payer).await? + credit_limit - self.held(&charge.payer).await;
+            return Err(Refusal::Insufficient {
+                available,
+                needed: charge.tariff.minimum_charge(),
+            });
+        }
+        Ok(secs)
+    }
+
+    /// What `payer`'s live calls hold, minor units.
+    pub async fn held(&self, payer: &str) -> i64 {
+        let purse = self.purse(payer);
+        let p = purse.lock().await;
+        p.holds.values().map(|h| h.0).sum()
+    }
+
+    /// The call is over after `talked` seconds: post its charge (never more
+    /// than it held) to the ledger once, under key `call:<id>`, and drop its
+    /// hold. Returns the amount charged.
+    pub async fn settle(
+        &self,
+        store: &dyn Store,
+        charge: &Charge,
+        call: &str,
+        talked: u32,
+        at: u64,
+    ) -> Result<i64, StoreError> {
+        let purse = self.purse(&charge.payer);
+        let mut p = purse.lock().await;
+        let held = p.holds.get(call).map_or(0, |h| h.0);
+        let amount = charge.tariff.charge(talked).min(held);
+        if amount > 0 {
+            let entry = LedgerEntry {
+                account: charge.payer.clone(),
+                key: format!("call:{call}"),
+                amount: -amount,
+                reason: format!("call {call}"),
+                at,
+            };
+            match store.post(&entry).await? {
+                Posted::Posted(_) | Posted::Duplicate(_) => {}
+                Posted::Insufficient(balance) => {
+                    // Only an operator's adjustment during the call can do
+                    // this: take what is there, and say so.
+                    error!(call, payer = %charge.payer, amount, balance, "charge exceeds the balance");
+                    if balance > 0 {
+                        let rest = LedgerEntry {
+                            amount: -balance,
+                            ..entry
+                        };
+                        let _ = store.post(&rest).await?;
+                    }
+                }
+            }
+        }
+        // The purse itself stays: removing it could let a call that holds
+        // the old one and a call that makes a new one hold twice the funds.
+        p.holds.remove(call);
+        if talked > 0 && amount == 0 && held == 0 {
+            warn!(call, "answered call without a hold");
+        }
+        Ok(amount)
+    }
+}

@@ -1,0 +1,239 @@
+//! Prepaid charging: authorisation against the balance, holds shared by a
+//! member's concurrent calls, release when the funds run out, and a CDR for
+//! every call attempt (refused, crashed and released ones included).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::lcr::{Deck, Rate};
+use engine::rating::{OnNet, Plan};
+use schema::model::{Cdr, CdrQuery, LedgerEntry};
+use schema::store::Store;
+use switchboard_tests::{Env, Sipp, eventually, free_port};
+
+/// On-net calls at `cents_per_sec`, billed by the second.
+fn per_second(cents_per_sec: i64) -> Arc<Plan> {
+    Arc::new(Plan {
+        name: "test".into(),
+        deck: Deck::from_rows(Vec::<(&str, Rate)>::new()).unwrap(),
+        minimum_secs: 0,
+        onnet: OnNet::Priced(Rate {
+            per_minute: cents_per_sec * 60 * engine::rating::MICROS_PER_MINOR,
+            connect_fee: 0,
+            first_increment: 1,
+            next_increment: 1,
+        }),
+    })
+}
+
+async fn env(cents_per_sec: i64, chunk_s: u64, members: &[&str]) -> Env {
+    Env::start(members, |c| {
+        c.billing.plan = Some(per_second(cents_per_sec));
+        c.billing.chunk = Duration::from_secs(chunk_s);
+        c.billing.warn_before = Duration::from_secs(1);
+    })
+    .await
+    .unwrap()
+}
+
+async fn top_up(env: &Env, member: &str, cents: i64) {
+    env.store
+        .post(&LedgerEntry {
+            account: member.into(),
+            key: format!("topup:{member}"),
+            amount: cents,
+            reason: "test top-up".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+async fn cdrs(env: &Env, payer: &str) -> Vec<Cdr> {
+    env.store
+        .cdrs(&CdrQuery {
+            payer: Some(payer.into()),
+            from_ms: 0,
+            to_ms: u64::MAX / 2,
+            after: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+}
+
+/// The ledger is the balance: every entry summed, nothing held back.
+async fn ledger_adds_up(env: &Env, member: &str) -> i64 {
+    let balance = env.store.balance(member).await.unwrap();
+    let sum: i64 = env
+        .store
+        .ledger(member)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.amount)
+        .sum();
+    assert_eq!(sum, balance, "balance = sum of the ledger");
+    balance
+}
+
+async fn uas(env: &Env, number: &str, calls: u32) -> switchboard_tests::SippChild {
+    let port = free_port();
+    env.register(number, port).await.unwrap();
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    let mut s = Sipp::new(env.work.path(), &sc, port);
+    s.args([
+        "-m",
+        &calls.to_string(),
+        "-mp",
+        &switchboard_tests::free_media_port().to_string(),
+    ]);
+    s.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_balance_cannot_cover_is_refused_with_402_and_a_cdr() {
+    let env = env(1, 60, &["100", "200"]).await;
+    // 200 is registered; no call reaches it.
+    env.register("200", free_port()).await.unwrap();
+    // uac_refused.xml checks the 402 and its Reason text.
+    let sc = env.scenario("uac_refused.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    let all = cdrs(&env, "100").await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        (all[0].result.as_str(), all[0].status, all[0].price),
+        ("refused_balance", 402, 0)
+    );
+    assert_eq!(ledger_adds_up(&env, "100").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_released_when_the_balance_runs_out() {
+    // 5 cents at 1 cent a second: five seconds of talk.
+    let env = env(1, 2, &["100", "200"]).await;
+    top_up(&env, "100", 5).await;
+    let callee = uas(&env, "200", 1).await;
+    let sc = env.scenario("uac_released.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    callee.wait().await.unwrap();
+    eventually("the CDR", Duration::from_secs(5), || async {
+        cdrs(&env, "100").await.len() == 1
+    })
+    .await
+    .unwrap();
+    let cdr = cdrs(&env, "100").await.remove(0);
+    assert_eq!(cdr.result, "balance_exhausted", "{cdr:?}");
+    assert_eq!(cdr.disconnect.as_deref(), Some("engine"));
+    assert_eq!((cdr.price, cdr.billed_secs), (5, 5), "{cdr:?}");
+    assert!((4..=6).contains(&cdr.talk_secs()), "{cdr:?}");
+    assert_eq!(
+        ledger_adds_up(&env, "100").await,
+        0,
+        "all of it spent, no more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_calls_never_spend_more_than_the_balance() {
+    // Ten minutes in total at 1 cent a second, shared by 50 calls that
+    // would all talk for ever: each gets about 12 seconds.
+    let env = env(1, 3, &["100", "200"]).await;
+    top_up(&env, "100", 600).await;
+    let callee = uas(&env, "200", 50).await;
+    let sc = env.scenario("uac_released.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args([
+        "-s",
+        "200",
+        "-m",
+        "50",
+        "-l",
+        "50",
+        "-r",
+        "50",
+        "-recv_timeout",
+        "40000",
+        "-timeout",
+        "60s",
+        "-mp",
+        &switchboard_tests::free_media_port().to_string(),
+    ]);
+    c.run().await.unwrap();
+    callee.wait().await.unwrap();
+    eventually("50 CDRs", Duration::from_secs(10), || async {
+        cdrs(&env, "100").await.len() == 50
+    })
+    .await
+    .unwrap();
+    let all = cdrs(&env, "100").await;
+    let spent: i64 = all.iter().map(|c| c.price).sum();
+    let balance = ledger_adds_up(&env, "100").await;
+    assert!(balance >= 0, "never overdrawn: {balance}");
+    assert_eq!(spent, 600 - balance, "every charge is in the ledger once");
+    assert!(spent >= 550, "the funds were used: {spent}");
+    assert!(
+        all.iter().all(|c| c.result == "balance_exhausted"),
+        "{:?}",
+        all.iter().map(|c| c.result.as_str()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_attempt_has_one_cdr_including_a_crashed_one() {
+    let env = Env::start(&["100", "200", "666"], |c| {
+        c.panic_on_callee = Some("666".into())
+    })
+    .await
+    .unwrap();
+    let callee = uas(&env, "200", 5).await;
+    let sc = env.scenario("uac.xml", &[("HOLD", "100")]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args([
+        "-s",
+        "200",
+        "-m",
+        "5",
+        "-l",
+        "5",
+        "-mp",
+        &switchboard_tests::free_media_port().to_string(),
+    ]);
+    c.run().await.unwrap();
+    callee.wait().await.unwrap();
+    let crash = uas(&env, "666", 1).await;
+    let sc = env.scenario("uac_released.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "666"]);
+    c.run().await.unwrap();
+    crash.wait().await.unwrap();
+    eventually("6 CDRs", Duration::from_secs(10), || async {
+        cdrs(&env, "100").await.len() == 6
+    })
+    .await
+    .unwrap();
+    let all = cdrs(&env, "100").await;
+    let mut results: Vec<_> = all.iter().map(|c| c.result.as_str()).collect();
+    results.sort_unstable();
+    assert_eq!(
+        results,
+        [
+            "answered", "answered", "answered", "answered", "answered", "crashed"
+        ]
+    );
+    let crashed = all.iter().find(|c| c.result == "crashed").unwrap();
+    assert_eq!((crashed.callee.as_str(), crashed.status), ("666", 500));
+    let ok = all.iter().find(|c| c.result == "answered").unwrap();
+    assert!(
+        ok.answer_ms.is_some() && ok.ring_ms.is_some() && ok.media.is_some(),
+        "{ok:?}"
+    );
+    assert_eq!(ok.disconnect.as_deref(), Some("caller"));
+    // Nothing more arrives later: one CDR per attempt.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cdrs(&env, "100").await.len(), 6);
+}
