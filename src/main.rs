@@ -56,6 +56,30 @@ enum Command {
         #[command(subcommand)]
         command: RatesCommand,
     },
+    /// Call detail records.
+    Cdrs {
+        #[command(subcommand)]
+        command: CdrsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CdrsCommand {
+    /// Write CDRs as CSV to standard output (the API's columns), oldest
+    /// first, every page (works while `serve` runs).
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// Only this payer's.
+        #[arg(long)]
+        payer: Option<String>,
+        /// Setup at or after, Unix seconds.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Setup before, Unix seconds.
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -760,6 +784,43 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+async fn cdrs(cmd: CdrsCommand) -> Result<()> {
+    use std::io::Write as _;
+    let CdrsCommand::Export {
+        common,
+        payer,
+        from,
+        to,
+    } = cmd;
+    let settings = load(&common, None, None)?;
+    let store = open_store(&settings.data)?;
+    let from = from.map(|v| v.to_string());
+    let to = to.map(|v| v.to_string());
+    let mut q = gateway::cdrs::query(payer, from.as_deref(), to.as_deref(), None, Some("1000"))
+        .map_err(|(field, why)| anyhow::anyhow!("--{field}: {why}"))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(gateway::cdrs::CSV_HEADER.as_bytes())?;
+    out.write_all(b"\r\n")?;
+    let mut n = 0usize;
+    loop {
+        let page = store.cdrs(&q).await?;
+        for c in &page {
+            out.write_all(gateway::cdrs::csv_row(c).as_bytes())?;
+            out.write_all(b"\r\n")?;
+        }
+        n += page.len();
+        match page.last() {
+            Some(last) if page.len() == q.limit => {
+                q.after = Some((last.setup_ms, last.call_id.clone()));
+            }
+            _ => break,
+        }
+    }
+    out.flush()?;
+    eprintln!("{n} CDRs");
+    Ok(())
+}
+
 async fn rates(cmd: RatesCommand) -> Result<()> {
     let RatesCommand::Import {
         common,
@@ -950,6 +1011,7 @@ fn main() -> Result<()> {
             Command::Member { command } => member(command).await,
             Command::Numbers { command } => numbers(command).await,
             Command::Rates { command } => rates(command).await,
+            Command::Cdrs { command } => cdrs(command).await,
         }
     })
 }

@@ -585,6 +585,16 @@ impl Api {
                 let a = self.target(req, id).await?;
                 ok(&ledger(self, &a).await?)
             }
+            ("GET", ["members", id, "cdrs"]) => {
+                let a = self.target(req, id).await?;
+                cdr_page(self, Some(a.id), &req.query).await
+            }
+            ("GET", ["cdrs"]) => {
+                self.operator(req).await?;
+                let pairs = query_pairs(&req.query);
+                let payer = query_get(&pairs, "payer").map(str::to_owned);
+                cdr_page(self, payer, &req.query).await
+            }
             ("POST", ["members", id, "topups"]) => {
                 self.operator(req).await?;
                 let a = self.account(id).await?;
@@ -688,6 +698,38 @@ impl Api {
 /// A 200 with a JSON body.
 fn ok<T: Serialize>(body: &T) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// A page of CDRs: JSON `{"cdrs": [...], "next": cursor}` or, with
+/// `format=csv`, CSV with the next cursor in `X-Next-Cursor`.
+async fn cdr_page(api: &Api, payer: Option<String>, query: &str) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query);
+    let get = |k| query_get(&pairs, k);
+    let q = crate::cdrs::query(payer, get("from"), get("to"), get("after"), get("limit"))
+        .map_err(|(field, why)| ApiError::invalid(field, why))?;
+    let page = api.store.cdrs(&q).await?;
+    let next = (page.len() == q.limit)
+        .then(|| page.last().map(crate::cdrs::cursor))
+        .flatten();
+    match get("format") {
+        None | Some("json") => ok(&serde_json::json!({ "cdrs": page, "next": next })),
+        Some("csv") => {
+            let mut r = Response::new(crate::cdrs::csv(&page).into());
+            let h = r.headers_mut();
+            h.insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            if let Some(n) = next.and_then(|n| warp::http::HeaderValue::from_str(&n).ok()) {
+                h.insert("x-next-cursor", n);
+            }
+            Ok(r)
+        }
+        Some(other) => Err(ApiError::invalid(
+            "format",
+            format!("{other:?}: json or csv"),
+        )),
+    }
 }
 
 fn no_content() -> Response {

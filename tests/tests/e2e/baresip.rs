@@ -103,13 +103,20 @@ async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
     ]);
     caller.run().await.unwrap();
     let _ = baresip.kill().await;
-    let report = env
-        .node()
-        .recent_calls()
-        .await
-        .into_iter()
-        .find(|r| r.callee == "500")
-        .expect("the call's report");
+    let mut report = None;
+    for _ in 0..250 {
+        report = env
+            .node()
+            .recent_calls()
+            .await
+            .into_iter()
+            .find(|r| r.callee == "500");
+        if report.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = report.expect("the call's report");
     let m = report.media.expect("anchored");
     assert_eq!(
         (m[0].packets_in, m[0].relayed),

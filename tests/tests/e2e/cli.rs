@@ -528,3 +528,73 @@ async fn per_trunk_metrics_count_attempts_answers_failures_and_channels() {
     );
     serve.kill().await.unwrap();
 }
+
+/// `switchboard cdrs export` writes every CDR of a payer as CSV, across
+/// pages, and its prices add up to the store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdrs_export_writes_every_record_as_csv_that_adds_up() {
+    use schema::store::Store as _;
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = schema::embedded::Embedded::open(data.path()).unwrap();
+        for i in 0..2500u64 {
+            let payer = if i % 10 == 0 { "200" } else { "100" };
+            let cdr = schema::model::Cdr {
+                call_id: format!("call-{i}"),
+                payer: payer.into(),
+                caller: payer.into(),
+                callee: "300".into(),
+                center: "us".into(),
+                result: "answered".into(),
+                status: 200,
+                cause: None,
+                disconnect: Some("callee".into()),
+                attempts: vec![],
+                setup_ms: 1_700_000_000_000 + i,
+                ring_ms: None,
+                answer_ms: Some(1_700_000_000_000 + i),
+                end_ms: 1_700_000_060_000 + i,
+                billed_secs: 60,
+                price: (i % 7) as i64,
+                cost_micros: 0,
+                currency: "USD".into(),
+                media: None,
+                digits: String::new(),
+            };
+            store.put_cdr(&cdr).await.unwrap();
+        }
+    }
+    let out = Command::new(binary())
+        .args([
+            "cdrs",
+            "export",
+            "--payer",
+            "100",
+            "--data",
+            &data.path().to_string_lossy(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let price = header.iter().position(|h| *h == "price").unwrap();
+    let ids = header.iter().position(|h| *h == "call_id").unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2250, "every one of 100's, across three pages");
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+    let mut unique: Vec<&str> = rows.iter().map(|r| r[ids]).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 2250, "none twice");
+    let total: i64 = rows.iter().map(|r| r[price].parse::<i64>().unwrap()).sum();
+    let want: i64 = (0..2500i64).filter(|i| i % 10 != 0).map(|i| i % 7).sum();
+    assert_eq!(total, want);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2250 CDRs"));
+}
