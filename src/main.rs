@@ -226,7 +226,7 @@ struct MediaSection {
     /// Address written into SDP (default: `address`, or the advertised SIP
     /// address when `address` is unspecified).
     advertise: Option<std::net::IpAddr>,
-    /// First and last port, e.g. `[30000, 39999]`.
+    /// First and last port, e.g. `[16384, 32767]`.
     ports: Option<(u16, u16)>,
     /// A party silent this long once the call is up ends it (0: never).
     rtp_timeout_s: Option<u64>,

@@ -456,8 +456,10 @@ impl NodeHandle {
             }
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
-                // Dialog routes disappear as legs finish their BYE transactions.
-                if self.transport.dialogs.is_empty() {
+                // Dialog routes disappear as legs finish their BYE
+                // transactions; a call stops counting once its supervisor
+                // has charged it and written its CDR.
+                if self.transport.dialogs.is_empty() && self.active_calls().await == 0 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

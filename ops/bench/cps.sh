@@ -9,8 +9,10 @@
 # step is bounded in calls and time; everything runs on 127.0.0.1.
 #
 # Prints, per step: rate, calls, failures, achieved rate, engine CPU share
-# (of one core) and CPU microseconds per call; then the highest passing rate
-# and the engine's peak memory. rss_MB is the engine's resident memory at the
+# (of one core), CPU microseconds per call and the CDRs written per second
+# (every call writes one to the embedded store as it ends); then the highest
+# passing rate, the engine's peak memory, and whether every call placed has
+# exactly one CDR. rss_MB is the engine's resident memory at the
 # end of each step (calls of the step still lingering included).
 #
 # With LCR=1 the callee is a carrier trunk instead: the UAC dials the PSTN
@@ -20,7 +22,9 @@
 #
 # Usage: ops/bench/cps.sh [rates...]   (default: 200 400 800 1200 1600 2000 2500 3000 3500 4000)
 # Env:   STEP_S (seconds per step, default 20, as in the Kamailio reference runs), HOLD_MS (default 1000),
-#        LCR (1: calls to a PSTN number through least-cost routing to a SIPp trunk)
+#        LCR (1: calls to a PSTN number through least-cost routing to a SIPp trunk),
+#        MEDIA (0: SDP passes end to end instead of the media being anchored),
+#        MEDIA_PORTS (the relay's port range, e.g. "30000, 39999"; default: the engine's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v sipp >/dev/null || ./ops/install-test-deps.sh
@@ -81,6 +85,13 @@ TOML
   CONFIG=(--config "$WORK/switchboard.toml")
   DIAL=+82212345678
 fi
+touch "$WORK/switchboard.toml"
+if [ "${MEDIA:-1}" = 0 ]; then
+  printf '[media]\nenabled = false\n' >>"$WORK/switchboard.toml"
+elif [ -n "${MEDIA_PORTS:-}" ]; then
+  printf '[media]\nports = [%s]\n' "$MEDIA_PORTS" >>"$WORK/switchboard.toml"
+fi
+CONFIG=(--config "$WORK/switchboard.toml")
 RUST_LOG=error $BIN serve "${CONFIG[@]}" --data "$WORK/data" --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT >"$WORK/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 300); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
@@ -98,17 +109,24 @@ fi
 (cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $UAS_PORT -nostdin -max_socket 65000 >/dev/null 2>&1) &
 
 cpu_ticks() { awk '{print $14+$15}' /proc/$PID/stat; }
+cdrs() {
+  python3 -c "import urllib.request, re
+t = urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/metrics').read().decode()
+m = re.search(r'switchboard_cdrs_total\{result=\"written\"\} (\d+)', t)
+print(m.group(1) if m else 0)"
+}
 HZ=$(getconf CLK_TCK)
 best=0
-printf '%8s %8s %8s %10s %9s %12s %9s\n' rate calls failed achieved cpu% us/call rss_MB
+printf '%8s %8s %8s %10s %9s %12s %9s %8s\n' rate calls failed achieved cpu% us/call rss_MB cdr/s
+placed=0
 for rate in "${RATES[@]}"; do
   calls=$((rate * STEP_S))
-  t0=$(date +%s.%N); c0=$(cpu_ticks)
+  t0=$(date +%s.%N); c0=$(cpu_ticks); d0=$(cdrs)
   rm -f "$WORK"/uac_*_.csv "$WORK"/*.csv.stat 2>/dev/null || true
   (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s "$DIAL" \
     -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * 4)) -recv_timeout 8000 \
     -nostdin -trace_stat -stf step.csv -fd 1 127.0.0.1:$SIP_PORT >/dev/null 2>&1) || true
-  t1=$(date +%s.%N); c1=$(cpu_ticks)
+  t1=$(date +%s.%N); c1=$(cpu_ticks); d1=$(cdrs)
   read -r ok failed < <(python3 - "$WORK/step.csv" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
@@ -127,9 +145,13 @@ uspc=1e6*ticks/max(ok,1)
 passed=(failed+(calls-ok-failed))<=calls*0.001 and achieved>=0.95*rate
 print(f'{achieved:.0f} {cpu:.0f} {uspc:.0f} {int(passed)}')")
   rss=$(awk '/VmRSS/ {printf "%d", $2/1024}' /proc/$PID/status)
-  printf '%8s %8s %8s %10s %9s %12s %9s %s\n' "$rate" "$calls" "$((calls - ok))" "$achieved" "$cpu" "$uspc" "$rss" "$([ "$pass" = 1 ] && echo pass || echo FAIL)"
+  cdrps=$(python3 -c "print(f'{($d1 - $d0) / ($t1 - $t0):.0f}')")
+  placed=$((placed + ok + failed))
+  printf '%8s %8s %8s %10s %9s %12s %9s %8s %s\n' "$rate" "$calls" "$((calls - ok))" "$achieved" "$cpu" "$uspc" "$rss" "$cdrps" "$([ "$pass" = 1 ] && echo pass || echo FAIL)"
   [ "$pass" = 1 ] || break
   best=$rate
 done
+sleep 3
+echo "CDRs written: $(cdrs) for $placed calls placed (SIPp's successful + failed count)"
 peak=$(awk '/VmHWM/ {print $2" "$3}' /proc/$PID/status)
 echo "highest passing rate: $best calls/s (step ${STEP_S}s, hold ${HOLD_MS}ms); engine peak memory: $peak"

@@ -237,3 +237,43 @@ async fn every_call_attempt_has_one_cdr_including_a_crashed_one() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(cdrs(&env, "100").await.len(), 6);
 }
+
+/// Calls up across a restart of the engine: the stopping engine releases
+/// them, charges each once and writes each CDR once; the restarted engine
+/// adds nothing and loses nothing, and the ledger still sums to the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_calls_loses_and_duplicates_nothing() {
+    let mut env = env(1, 60, &["100", "200"]).await;
+    top_up(&env, "100", 10_000).await;
+    let callee = uas(&env, "200", 10).await;
+    let sc = env.scenario("uac_released.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args([
+        "-s", "200", "-m", "10", "-l", "10", "-r", "20",
+        "-mp", &switchboard_tests::free_media_port().to_string(),
+    ]);
+    let caller = c.spawn().unwrap();
+    eventually("ten calls up", Duration::from_secs(10), || async {
+        env.node().active_calls().await == 10
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.restart().await.unwrap();
+    caller.wait().await.unwrap();
+    callee.wait().await.unwrap();
+    let all = cdrs(&env, "100").await;
+    assert_eq!(all.len(), 10, "{:?}", all.iter().map(|c| &c.result).collect::<Vec<_>>());
+    assert!(all.iter().all(|c| c.result == "released" && c.price >= 2), "{all:?}");
+    let spent: i64 = all.iter().map(|c| c.price).sum();
+    assert_eq!(ledger_adds_up(&env, "100").await, 10_000 - spent);
+    let charges = env
+        .store
+        .ledger("100")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.key.starts_with("call:"))
+        .count();
+    assert_eq!(charges, 10, "one charge per call");
+}
