@@ -249,8 +249,16 @@ async fn a_restart_in_the_middle_of_calls_loses_and_duplicates_nothing() {
     let sc = env.scenario("uac_released.xml", &[]).unwrap();
     let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
     c.args([
-        "-s", "200", "-m", "10", "-l", "10", "-r", "20",
-        "-mp", &switchboard_tests::free_media_port().to_string(),
+        "-s",
+        "200",
+        "-m",
+        "10",
+        "-l",
+        "10",
+        "-r",
+        "20",
+        "-mp",
+        &switchboard_tests::free_media_port().to_string(),
     ]);
     let caller = c.spawn().unwrap();
     eventually("ten calls up", Duration::from_secs(10), || async {
@@ -263,8 +271,16 @@ async fn a_restart_in_the_middle_of_calls_loses_and_duplicates_nothing() {
     caller.wait().await.unwrap();
     callee.wait().await.unwrap();
     let all = cdrs(&env, "100").await;
-    assert_eq!(all.len(), 10, "{:?}", all.iter().map(|c| &c.result).collect::<Vec<_>>());
-    assert!(all.iter().all(|c| c.result == "released" && c.price >= 2), "{all:?}");
+    assert_eq!(
+        all.len(),
+        10,
+        "{:?}",
+        all.iter().map(|c| &c.result).collect::<Vec<_>>()
+    );
+    assert!(
+        all.iter().all(|c| c.result == "released" && c.price >= 2),
+        "{all:?}"
+    );
     let spent: i64 = all.iter().map(|c| c.price).sum();
     assert_eq!(ledger_adds_up(&env, "100").await, 10_000 - spent);
     let charges = env
