@@ -423,7 +423,8 @@ pub struct InventoryBody {
     paths(
         sign_up, sign_in, sign_out, resolve, search, hold, confirm, members, member_get,
         member_patch, alias_put, alias_delete, sip_put, provisioning, provisioning_svg,
-        member_numbers, number_release, ledger, top_up, inventory_post, route_preview, rates_put
+        member_numbers, number_release, ledger, top_up, inventory_post, route_preview, rates_put,
+        member_cdrs_doc, cdrs_doc, invoice, adjust, settlement
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
@@ -589,6 +590,19 @@ impl Api {
                 let a = self.target(req, id).await?;
                 cdr_page(self, Some(a.id), &req.query).await
             }
+            ("GET", ["members", id, "invoice"]) => {
+                let a = self.target(req, id).await?;
+                invoice(self, &a, &req.query).await
+            }
+            ("POST", ["members", id, "adjustments"]) => {
+                self.operator(req).await?;
+                let a = self.account(id).await?;
+                ok(&adjust(self, &a, body(req)?).await?)
+            }
+            ("GET", ["settlement"]) => {
+                self.operator(req).await?;
+                settlement(self, &req.query).await
+            }
             ("GET", ["cdrs"]) => {
                 self.operator(req).await?;
                 let pairs = query_pairs(&req.query);
@@ -699,6 +713,161 @@ impl Api {
 fn ok<T: Serialize>(body: &T) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, body))
 }
+
+/// Every CDR of `payer` (or everyone's) in `[from, to)` seconds, all pages.
+async fn all_cdrs(
+    api: &Api,
+    payer: Option<String>,
+    from: u64,
+    to: u64,
+) -> Result<Vec<schema::model::Cdr>, ApiError> {
+    let mut q = schema::model::CdrQuery {
+        payer,
+        from_ms: from.saturating_mul(1000),
+        to_ms: to.saturating_mul(1000),
+        after: None,
+        limit: crate::cdrs::MAX_PAGE,
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = api.store.cdrs(&q).await?;
+        let full = page.len() == q.limit;
+        q.after = page.last().map(|c| (c.setup_ms, c.call_id.clone()));
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// `from` and `to` (Unix seconds) of a period; `to` defaults to now.
+fn period(api: &Api, query: &str) -> Result<(u64, u64), ApiError> {
+    let pairs = query_pairs(query);
+    let secs = |k: &str, default: u64| -> Result<u64, ApiError> {
+        query_get(&pairs, k).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| ApiError::invalid(k, format!("{v:?} is not Unix seconds")))
+        })
+    };
+    let from = secs("from", 0)?;
+    let to = secs("to", api.now().saturating_add(1))?;
+    if to <= from {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    Ok((from, to))
+}
+
+/// A member's invoice for a period: JSON, or a printable page with
+/// `format=html`.
+#[utoipa::path(get, path = "/api/v1/members/{id}/invoice",
+    params(("id" = String, Path), ("from" = Option<u64>, Query, description = "Unix seconds"),
+        ("to" = Option<u64>, Query, description = "Unix seconds, exclusive; default now"),
+        ("format" = Option<String>, Query, description = "json (default) or html")),
+    responses((status = 200, body = crate::billing::Invoice), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn invoice(api: &Api, a: &Account, query: &str) -> Result<Response, ApiError> {
+    let (from, to) = period(api, query)?;
+    let ledger = api.store.ledger(&a.id).await?;
+    let cdrs = all_cdrs(api, Some(a.id.clone()), from, to).await?;
+    let inv = crate::billing::invoice(&a.id, &api.cfg.currency, from, to, &ledger, &cdrs);
+    let pairs = query_pairs(query);
+    match query_get(&pairs, "format") {
+        None | Some("json") => ok(&inv),
+        Some("html") => {
+            let mut r = Response::new(crate::billing::invoice_html(&inv).into());
+            r.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        Some(other) => Err(ApiError::invalid(
+            "format",
+            format!("{other:?}: json or html"),
+        )),
+    }
+}
+
+/// What each trunk's carrier is owed for a period (operator).
+#[utoipa::path(get, path = "/api/v1/settlement",
+    params(("from" = Option<u64>, Query), ("to" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<crate::billing::TrunkSettlement>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+async fn settlement(api: &Api, query: &str) -> Result<Response, ApiError> {
+    let (from, to) = period(api, query)?;
+    let cdrs = all_cdrs(api, None, from, to).await?;
+    ok(&serde_json::json!({
+        "from": from,
+        "to": to,
+        "currency": api.cfg.currency,
+        "trunks": crate::billing::settlement(&cdrs),
+    }))
+}
+
+/// An operator's adjustment of a member's balance.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adjustment {
+    /// Idempotency key: the same key is posted once.
+    pub key: String,
+    /// Minor units, positive credits, negative debits.
+    pub amount: i64,
+    /// Why (shown on the invoice).
+    pub reason: String,
+}
+
+/// An operator's credit or debit (idempotent by key).
+#[utoipa::path(post, path = "/api/v1/members/{id}/adjustments", params(("id" = String, Path)), request_body = Adjustment,
+    responses((status = 200, body = TopUpResult), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn adjust(api: &Api, a: &Account, b: Adjustment) -> Result<TopUpResult, ApiError> {
+    if b.key.is_empty() || b.key.len() > 100 {
+        return Err(ApiError::invalid("key", "1 to 100 characters"));
+    }
+    if b.amount == 0 {
+        return Err(ApiError::invalid("amount", "cannot be zero"));
+    }
+    if b.reason.trim().is_empty() || b.reason.len() > 200 {
+        return Err(ApiError::invalid("reason", "1 to 200 characters"));
+    }
+    let entry = LedgerEntry {
+        account: a.id.clone(),
+        key: format!("adjust:{}", b.key),
+        amount: b.amount,
+        reason: b.reason,
+        at: api.now(),
+    };
+    match api.store.post(&entry).await? {
+        Posted::Posted(balance) => Ok(TopUpResult {
+            balance,
+            posted: true,
+        }),
+        Posted::Duplicate(balance) => Ok(TopUpResult {
+            balance,
+            posted: false,
+        }),
+        Posted::Insufficient(balance) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "insufficient_balance",
+            format!("the balance is {balance}; a debit cannot take it below zero"),
+        )),
+    }
+}
+
+/// A member's CDRs, a page at a time (`next` is the cursor of the next).
+#[utoipa::path(get, path = "/api/v1/members/{id}/cdrs",
+    params(("id" = String, Path), ("from" = Option<u64>, Query, description = "Unix seconds"),
+        ("to" = Option<u64>, Query), ("after" = Option<String>, Query, description = "cursor"),
+        ("limit" = Option<usize>, Query, description = "1 to 1000, default 100"),
+        ("format" = Option<String>, Query, description = "json (default) or csv")),
+    responses((status = 200, description = "{cdrs, next} or CSV"), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+#[allow(dead_code, reason = "documents a route served by cdr_page")]
+fn member_cdrs_doc() {}
+
+/// Every payer's CDRs (operator; `payer` narrows to one).
+#[utoipa::path(get, path = "/api/v1/cdrs",
+    params(("payer" = Option<String>, Query), ("from" = Option<u64>, Query), ("to" = Option<u64>, Query),
+        ("after" = Option<String>, Query), ("limit" = Option<usize>, Query), ("format" = Option<String>, Query)),
+    responses((status = 200, description = "{cdrs, next} or CSV"), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[allow(dead_code, reason = "documents a route served by cdr_page")]
+fn cdrs_doc() {}
 
 /// A page of CDRs: JSON `{"cdrs": [...], "next": cursor}` or, with
 /// `format=csv`, CSV with the next cursor in `X-Next-Cursor`.

@@ -931,6 +931,11 @@ async fn the_openapi_document_lists_every_route() {
         "/api/v1/inventory",
         "/api/v1/routes/{number}",
         "/api/v1/trunks/{name}/rates",
+        "/api/v1/members/{id}/cdrs",
+        "/api/v1/cdrs",
+        "/api/v1/members/{id}/invoice",
+        "/api/v1/members/{id}/adjustments",
+        "/api/v1/settlement",
     ] {
         assert!(
             paths.contains_key(p),
@@ -1181,4 +1186,161 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+/// The invoice adds up to the balance; adjustments are the operator's and
+/// idempotent; the settlement pays each trunk for what it carried.
+#[tokio::test]
+async fn invoice_settlement_and_adjustments() {
+    let t = T::new();
+    let (a, ta) = t.sign_up("inv@example.com", "individual", None).await;
+    t.top_up(&a, "first", 1_000).await;
+    let now = t.clock.load(Ordering::SeqCst);
+    for (i, price) in [(1u64, 30i64), (2, 12)] {
+        let mut c = cdr(&format!("call-{i}"), &a, now * 1000 + i, price);
+        c.attempts = vec![
+            schema::model::RouteAttempt {
+                trunk: "seoul-a".into(),
+                uri: "u".into(),
+                status: 503,
+            },
+            schema::model::RouteAttempt {
+                trunk: "seoul-b".into(),
+                uri: "u".into(),
+                status: 200,
+            },
+        ];
+        t.store.put_cdr(&c).await.unwrap();
+        t.store
+            .post(&schema::model::LedgerEntry {
+                account: a.clone(),
+                key: format!("call:call-{i}"),
+                amount: -price,
+                reason: format!("call call-{i}"),
+                at: now,
+            })
+            .await
+            .unwrap();
+    }
+    let adj = json!({"key": "goodwill", "amount": 25, "reason": "sorry <3"});
+    let (s, _) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/adjustments"),
+            Some(&ta),
+            Some(adj.clone()),
+        )
+        .await;
+    assert_eq!(s, 403, "members cannot adjust their own balance");
+    let (s, v) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/adjustments"),
+            Some(ADMIN),
+            Some(adj.clone()),
+        )
+        .await;
+    assert_eq!(
+        (s, v["posted"].as_bool(), v["balance"].as_i64()),
+        (200, Some(true), Some(983))
+    );
+    let (_, v) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/adjustments"),
+            Some(ADMIN),
+            Some(adj),
+        )
+        .await;
+    assert_eq!(
+        (v["posted"].as_bool(), v["balance"].as_i64()),
+        (Some(false), Some(983)),
+        "once"
+    );
+    let too_much = json!({"key": "oops", "amount": -5_000, "reason": "error"});
+    let (s, v) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/adjustments"),
+            Some(ADMIN),
+            Some(too_much),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("insufficient_balance")));
+
+    let (s, v) = t
+        .call(
+            "GET",
+            &format!("/api/v1/members/{a}/invoice"),
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["opening_balance"], 0);
+    assert_eq!(
+        (
+            v["top_ups"].as_i64(),
+            v["call_charges"].as_i64(),
+            v["adjustments"].as_i64()
+        ),
+        (Some(1_000), Some(42), Some(25))
+    );
+    assert_eq!(
+        v["closing_balance"].as_i64(),
+        Some(983),
+        "the invoice ends at the balance"
+    );
+    assert_eq!(
+        (
+            v["calls"].as_u64(),
+            v["answered"].as_u64(),
+            v["talk_seconds"].as_u64()
+        ),
+        (Some(2), Some(2), Some(120))
+    );
+    let (s, _, html) = t
+        .raw(
+            "GET",
+            &format!("/api/v1/members/{a}/invoice?format=html"),
+            Some(&ta),
+            vec![],
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("<th>Closing balance</th><td class=n>9.83 USD</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("sorry &lt;3") && !html.contains("sorry <3"),
+        "escaped"
+    );
+
+    let (s, _) = t.call("GET", "/api/v1/settlement", Some(&ta), None).await;
+    assert_eq!(s, 403);
+    let (s, v) = t.call("GET", "/api/v1/settlement", Some(ADMIN), None).await;
+    assert_eq!(s, 200, "{v}");
+    let trunks = v["trunks"].as_array().unwrap();
+    assert_eq!(trunks.len(), 2);
+    assert_eq!(
+        (
+            trunks[0]["trunk"].as_str(),
+            trunks[0]["attempts"].as_u64(),
+            trunks[0]["answered"].as_u64()
+        ),
+        (Some("seoul-a"), Some(2), Some(0))
+    );
+    assert_eq!(
+        (
+            trunks[1]["seconds"].as_u64(),
+            trunks[1]["cost_micros"].as_i64(),
+            trunks[1]["cost"].as_i64()
+        ),
+        (Some(120), Some(20_000), Some(2))
+    );
+    let (s, v) = t
+        .call("GET", "/api/v1/settlement?from=10&to=5", Some(ADMIN), None)
+        .await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_field")));
 }
