@@ -6,6 +6,7 @@
 #   curl         HTTP checks in scripts
 #   tcpdump      captures SIP on loopback for the load tool's replay tests
 #   dnsutils     dig, queries the ENUM responder for NAPTR records
+#   python3-aiosmtpd  a real SMTP server on loopback that receives billing notices
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
@@ -14,6 +15,7 @@ command -v kill >/dev/null || need+=(procps)
 command -v curl >/dev/null || need+=(curl)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v dig >/dev/null || need+=(dnsutils)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -196,6 +196,19 @@ struct FileConfig {
     media: MediaSection,
     #[serde(default)]
     billing: BillingSection,
+    #[serde(default)]
+    mail: MailSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailSection {
+    /// An SMTP relay `host:port` (plain); unset: mail goes to `outbox`.
+    smtp: Option<String>,
+    /// Folder of `.eml` files when there is no relay (default `<data>/outbox`).
+    outbox: Option<PathBuf>,
+    /// Sender address.
+    from: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +227,10 @@ struct BillingSection {
     warn_s: Option<u64>,
     /// How far below zero a member may go, minor units.
     credit_limit: Option<i64>,
+    /// At most one refusal e-mail, and one low-balance e-mail, per member in this many seconds.
+    notice_period_s: Option<u64>,
+    /// A balance falling below this (minor units) gets a warning e-mail.
+    low_balance: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -405,6 +422,9 @@ struct Settings {
     node: NodeConfig,
     http: SocketAddr,
     data: PathBuf,
+    mail: gateway::mail::Transport,
+    mail_from: String,
+    notice_period_s: u64,
     api: gateway::api::ApiConfig,
     enum_dns: Option<(SocketAddr, String)>,
 }
@@ -565,6 +585,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     if let Some(v) = b.warn_s {
         node.billing.warn_before = Duration::from_secs(v);
     }
+    node.billing.low_balance = b.low_balance;
     if let Some(v) = b.credit_limit {
         if v < 0 {
             bail!("billing.credit_limit cannot be negative");
@@ -703,12 +724,35 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             file.enum_dns.zone.unwrap_or_else(|| "e164.arpa.".into()),
         )
     });
+    let mail = match &file.mail.smtp {
+        Some(relay) => {
+            let (host, port) = relay
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .with_context(|| format!("mail.smtp {relay:?} is not host:port"))?;
+            gateway::mail::Transport::Smtp { host, port }
+        }
+        None => gateway::mail::Transport::Outbox(
+            file.mail
+                .outbox
+                .clone()
+                .unwrap_or_else(|| data.join("outbox")),
+        ),
+    };
+    let mail_from = file
+        .mail
+        .from
+        .clone()
+        .unwrap_or_else(|| "switchboard@localhost".to_owned());
     Ok(Settings {
         node,
         http,
         data,
         api,
         enum_dns,
+        mail,
+        mail_from,
+        notice_period_s: file.billing.notice_period_s.unwrap_or(3600),
     })
 }
 
@@ -723,7 +767,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let routing = settings.node.routing.clone();
     let mut known = std::collections::HashMap::new();
     load_stored_rates(store.as_ref(), &routing, &mut known).await;
-    let node = actors::start(settings.node, store.clone()).await?;
+    let mut node_cfg = settings.node;
+    let mailer = Arc::new(
+        gateway::mail::Mailer::new(&settings.mail_from, settings.mail.clone())
+            .context("mail settings")?,
+    );
+    node_cfg.billing.notify = Some(actors::billing::Notifier(Arc::new(
+        gateway::mail::BillingNotices::new(
+            store.clone(),
+            mailer,
+            settings.notice_period_s,
+            node_cfg.billing.currency.clone(),
+            gateway::api::system_clock(),
+        ),
+    )));
+    let node = actors::start(node_cfg, store.clone()).await?;
     let reloader = {
         let (store, routing) = (store.clone(), routing.clone());
         tokio::spawn(async move {

@@ -25,6 +25,25 @@ use schema::model::{LedgerEntry, Posted};
 use schema::store::{Store, StoreError};
 use tracing::{error, warn};
 
+/// Who tells members about their money (e-mail, in the gateway).
+pub trait Notify: Send + Sync {
+    /// A call of `payer` to `callee` was refused: `available` minor units
+    /// do not cover its first increment.
+    fn refused(&self, payer: &str, callee: &str, available: i64);
+    /// `payer`'s balance has just fallen below the warning threshold.
+    fn balance_low(&self, payer: &str, balance: i64);
+}
+
+/// A [`Notify`] in the configuration.
+#[derive(Clone)]
+pub struct Notifier(pub Arc<dyn Notify>);
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifier")
+    }
+}
+
 /// Billing settings of a node.
 #[derive(Debug, Clone)]
 pub struct BillingConfig {
@@ -38,6 +57,10 @@ pub struct BillingConfig {
     pub warn_before: Duration,
     /// How far below zero a member may go (minor units).
     pub credit_limit: i64,
+    /// Tells members of refusals and low balances.
+    pub notify: Option<Notifier>,
+    /// A balance falling below this (minor units) is worth a warning.
+    pub low_balance: Option<i64>,
 }
 
 impl Default for BillingConfig {
@@ -48,6 +71,8 @@ impl Default for BillingConfig {
             chunk: Duration::from_secs(60),
             warn_before: Duration::from_secs(15),
             credit_limit: 0,
+            notify: None,
+            low_balance: None,
         }
     }
 }
@@ -170,10 +195,11 @@ impl Wallets {
         call: &str,
         talked: u32,
         at: u64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(i64, Option<i64>), StoreError> {
         let purse = self.purse(&charge.payer);
         let mut p = purse.lock().await;
         let held = p.holds.get(call).map_or(0, |h| h.0);
+        let mut after = None;
         let amount = charge.tariff.charge(talked).min(held);
         if amount > 0 {
             let entry = LedgerEntry {
@@ -184,7 +210,8 @@ impl Wallets {
                 at,
             };
             match store.post(&entry).await? {
-                Posted::Posted(_) | Posted::Duplicate(_) => {}
+                Posted::Posted(b) => after = Some(b),
+                Posted::Duplicate(_) => {}
                 Posted::Insufficient(balance) => {
                     // Only an operator's adjustment during the call can do
                     // this: take what is there, and say so.
@@ -205,6 +232,6 @@ impl Wallets {
         if talked > 0 && amount == 0 && held == 0 {
             warn!(call, "answered call without a hold");
         }
-        Ok(amount)
+        Ok((amount, after))
     }
 }

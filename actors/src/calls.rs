@@ -92,6 +92,8 @@ pub struct CallsArgs {
     pub wallets: Arc<crate::billing::Wallets>,
     /// Currency of prices.
     pub currency: String,
+    /// Billing settings (notices).
+    pub billing: crate::billing::BillingConfig,
 }
 
 /// The Calls supervisor's state.
@@ -101,6 +103,7 @@ pub struct CallsState {
     store: Arc<dyn schema::store::Store>,
     wallets: Arc<crate::billing::Wallets>,
     currency: String,
+    billing: crate::billing::BillingConfig,
     rng: StdRng,
     calls: HashMap<ActorId, CallRecord>,
     /// Reports of the last [`RECENT`] calls that ended.
@@ -127,6 +130,7 @@ impl Actor for Calls {
             store: args.store,
             wallets: args.wallets,
             currency: args.currency,
+            billing: args.billing,
             rng: StdRng::from_entropy(),
             calls: HashMap::new(),
             recent: std::collections::VecDeque::new(),
@@ -317,7 +321,16 @@ impl CallsState {
             )
             .await
         {
-            Ok(p) => p,
+            Ok((p, after)) => {
+                let b = &self.billing;
+                if let (Some(n), Some(limit), Some(after)) = (&b.notify, b.low_balance, after)
+                    && after < limit
+                    && after + p >= limit
+                {
+                    n.0.balance_low(&c.payer, after);
+                }
+                p
+            }
             Err(e) => {
                 // The hold stays (the funds stay reserved) and the CDR says
                 // what was owed; an operator settles it from the CDR.

@@ -278,6 +278,9 @@ impl CenterState {
             Ok(secs) => Ok(Some((charge, secs))),
             Err(crate::billing::Refusal::Insufficient { available, needed }) => {
                 metrics::counter!(m::CALLS, "result" => "refused_balance").increment(1);
+                if let Some(n) = &b.notify {
+                    n.0.refused(caller, callee, available);
+                }
                 tracing::info!(
                     payer = caller,
                     available,

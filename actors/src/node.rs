@@ -157,6 +157,7 @@ async fn spawn_calls(
         store: a.store.clone(),
         wallets: a.wallets.clone(),
         currency: a.cfg.billing.currency.clone(),
+        billing: a.cfg.billing.clone(),
     };
     let (c, _) = Actor::spawn_linked(None, Calls, args, me.get_cell()).await?;
     Ok(c)

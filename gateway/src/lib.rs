@@ -13,6 +13,7 @@ pub mod directory;
 pub mod enum_dns;
 pub mod error;
 pub mod inventory;
+pub mod mail;
 pub mod rates;
 
 use std::convert::Infallible;

@@ -69,6 +69,15 @@ impl Env {
     /// Start an engine on 127.0.0.1 (ephemeral port) with `members`
     /// (password from [`password`]) and `tweak` applied to the defaults.
     pub async fn start(members: &[&str], tweak: impl FnOnce(&mut NodeConfig)) -> Result<Env> {
+        Env::start_with(members, |c, _| tweak(c)).await
+    }
+
+    /// [`Env::start`] whose `tweak` also sees the store (for settings that
+    /// read it, such as billing notices).
+    pub async fn start_with(
+        members: &[&str],
+        tweak: impl FnOnce(&mut NodeConfig, &Arc<Embedded>),
+    ) -> Result<Env> {
         init_tracing();
         let data = tempfile::tempdir()?;
         let work = tempfile::tempdir()?;
@@ -78,7 +87,7 @@ impl Env {
         }
         let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         cfg.timers.t1 = Duration::from_millis(250);
-        tweak(&mut cfg);
+        tweak(&mut cfg, &store);
         let node = actors::start(cfg.clone(), store.clone() as Arc<dyn Store>).await?;
         Ok(Env {
             node: Some(node),

@@ -112,8 +112,41 @@ async fn a_call_the_balance_cannot_cover_is_refused_with_402_and_a_cdr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_is_released_when_the_balance_runs_out() {
-    // 5 cents at 1 cent a second: five seconds of talk.
-    let env = env(1, 2, &["100", "200"]).await;
+    // 5 cents at 1 cent a second: five seconds of talk. Below 3 cents the
+    // member is warned by e-mail (into an outbox folder here).
+    let outbox = tempfile::tempdir().unwrap();
+    let mailer = Arc::new(
+        gateway::mail::Mailer::new(
+            "billing@switchboard.test",
+            gateway::mail::Transport::Outbox(outbox.path().into()),
+        )
+        .unwrap(),
+    );
+    let env = Env::start_with(&["100", "200"], |c, store| {
+        c.billing.plan = Some(per_second(1));
+        c.billing.chunk = Duration::from_secs(2);
+        c.billing.warn_before = Duration::from_secs(1);
+        c.billing.low_balance = Some(3);
+        let store: Arc<dyn Store> = store.clone();
+        c.billing.notify = Some(actors::billing::Notifier(Arc::new(
+            gateway::mail::BillingNotices::new(
+                store,
+                mailer,
+                3600,
+                "USD".into(),
+                gateway::api::system_clock(),
+            ),
+        )));
+    })
+    .await
+    .unwrap();
+    let owner = schema::model::Account::new(
+        "100",
+        "owner@example.com",
+        schema::model::AccountKind::Individual,
+        "Owner",
+    );
+    env.store.insert_account(&owner).await.unwrap();
     top_up(&env, "100", 5).await;
     let callee = uas(&env, "200", 1).await;
     let sc = env.scenario("uac_released.xml", &[]).unwrap();
@@ -135,6 +168,22 @@ async fn a_call_is_released_when_the_balance_runs_out() {
         ledger_adds_up(&env, "100").await,
         0,
         "all of it spent, no more"
+    );
+    eventually("the low-balance e-mail", Duration::from_secs(5), || async {
+        std::fs::read_dir(outbox.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 1
+    })
+    .await
+    .unwrap();
+    let mail = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect::<String>();
+    assert!(
+        mail.contains("running low") && mail.contains("0.00 USD"),
+        "{mail}"
     );
 }
 
@@ -292,4 +341,119 @@ async fn a_restart_in_the_middle_of_calls_loses_and_duplicates_nothing() {
         .filter(|e| e.key.starts_with("call:"))
         .count();
     assert_eq!(charges, 10, "one charge per call");
+}
+
+/// A real SMTP server on loopback (aiosmtpd, Debian python3-aiosmtpd)
+/// storing what it receives in a maildir.
+struct SmtpServer {
+    _child: tokio::process::Child,
+    port: u16,
+    maildir: std::path::PathBuf,
+}
+
+impl SmtpServer {
+    async fn start(dir: &std::path::Path) -> SmtpServer {
+        let port = free_port();
+        let maildir = dir.join("maildir");
+        let child = tokio::process::Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("running aiosmtpd: install python3-aiosmtpd (ops/install-test-deps.sh)");
+        eventually(
+            "the SMTP server listening",
+            Duration::from_secs(10),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await
+        .unwrap();
+        SmtpServer {
+            _child: child,
+            port,
+            maildir,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.maildir.join("new"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A refused call gets 402 on SIP and its payer one e-mail at a real SMTP
+/// server, however many calls are refused within the notice period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payer_of_a_refused_call_gets_one_email() {
+    let work = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(work.path()).await;
+    let clock: gateway::api::Clock = gateway::api::system_clock();
+    let mailer = Arc::new(
+        gateway::mail::Mailer::new(
+            "billing@switchboard.test",
+            gateway::mail::Transport::Smtp {
+                host: "127.0.0.1".into(),
+                port: smtp.port,
+            },
+        )
+        .unwrap(),
+    );
+    let env = Env::start_with(&["100", "200"], |c, store| {
+        c.billing.plan = Some(per_second(1));
+        // The notices read the payer's e-mail from the engine's store.
+        let store: Arc<dyn Store> = store.clone();
+        c.billing.notify = Some(actors::billing::Notifier(Arc::new(
+            gateway::mail::BillingNotices::new(store, mailer, 3600, "USD".into(), clock),
+        )));
+    })
+    .await
+    .unwrap();
+    let owner = schema::model::Account::new(
+        "100",
+        "owner@example.com",
+        schema::model::AccountKind::Individual,
+        "Owner",
+    );
+    env.store.insert_account(&owner).await.unwrap();
+    env.register("200", free_port()).await.unwrap();
+    for _ in 0..2 {
+        let sc = env.scenario("uac_refused.xml", &[]).unwrap();
+        let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+        c.args(["-s", "200"]);
+        c.run().await.unwrap();
+    }
+    eventually("the e-mail", Duration::from_secs(10), || async {
+        !smtp.messages().is_empty()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1, "one notice per period, not one per call");
+    let m = &msgs[0];
+    assert!(m.contains("To: owner@example.com"), "{m}");
+    assert!(m.contains("insufficient balance"), "{m}");
+    assert!(
+        m.contains("text/html") && m.contains("text/plain"),
+        "both parts"
+    );
+    assert_eq!(cdrs(&env, "100").await.len(), 2, "each refusal has its CDR");
 }
