@@ -85,8 +85,10 @@ pub struct Ports {
 impl Ports {
     /// The pool of `cfg`'s range.
     pub fn new(cfg: MediaConfig) -> Arc<Ports> {
+        let mut pool = PortPool::new(cfg.ports.0, cfg.ports.1);
+        pool.rotate(rand::random::<u32>() as usize);
         Arc::new(Ports {
-            pool: Mutex::new(PortPool::new(cfg.ports.0, cfg.ports.1)),
+            pool: Mutex::new(pool),
             cfg,
         })
     }
@@ -110,7 +112,7 @@ impl Ports {
     /// Lease a pair and bind both its sockets. A pair another process
     /// holds is put back at the end of the pool and the next one tried.
     fn lease(self: &Arc<Self>) -> Result<Endpoint, MediaError> {
-        let tries = self.pool.lock().free().min(64);
+        let tries = self.pool.lock().free().min(1024);
         for _ in 0..tries {
             let port = {
                 let mut p = self.pool.lock();

@@ -412,10 +412,11 @@ impl Capture {
 }
 
 /// A free even UDP port with the next one free too (an RTP/RTCP pair for
-/// SIPp's `-mp`; SIPp also takes `port + 2` for video).
+/// SIPp's `-mp`; SIPp also takes `port + 2` for video). Below the engine's
+/// default media range (16384+), so that phones and engine never contend.
 pub fn free_media_port() -> u16 {
     for _ in 0..200 {
-        let p = 20000 + 2 * (rand::random::<u16>() % 4000);
+        let p = 10000 + 2 * (rand::random::<u16>() % 3000);
         if (0..4).all(|k| UdpSocket::bind(("127.0.0.1", p + k)).is_ok()) {
             return p;
         }

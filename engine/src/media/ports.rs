@@ -38,6 +38,16 @@ impl PortPool {
         }
     }
 
+    /// Start handing out pairs `n` places into the range (the others
+    /// follow, then wrap): several engines on one host then do not all
+    /// contend for the first ports.
+    pub fn rotate(&mut self, n: usize) {
+        if !self.free.is_empty() {
+            let n = n % self.free.len();
+            self.free.rotate_left(n);
+        }
+    }
+
     /// Free pairs.
     pub fn free(&self) -> usize {
         self.free.len()
@@ -68,5 +78,13 @@ mod tests {
         assert_eq!(p.take(), None);
         p.give(12345);
         assert_eq!(p.free(), 0, "a stranger's port is not added");
+        let mut r = PortPool::new(100, 109);
+        r.rotate(7);
+        // Five pairs (100..=108); 7 % 5 = 2 places in, then on and around.
+        assert_eq!((r.take(), r.take(), r.free()), (Some(104), Some(106), 3));
+        assert_eq!(
+            (r.take(), r.take(), r.take()),
+            (Some(108), Some(100), Some(102))
+        );
     }
 }
