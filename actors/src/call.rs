@@ -1264,9 +1264,14 @@ impl CallState {
                     self.finish(myself);
                 }
             }
-            LegEvent::Bye => {
+            LegEvent::Bye { reason } => {
                 self.disconnect
                     .get_or_insert(if id == CALLER { "caller" } else { "callee" });
+                if let Some(r) = reason
+                    && self.cause.is_none()
+                {
+                    self.cause = Some(r);
+                }
                 if id == CALLER {
                     self.hangup_branches(None);
                     if let Some(w) = self.winner {

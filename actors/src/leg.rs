@@ -123,7 +123,10 @@ pub enum LegEvent {
         body: Option<(Bytes, String)>,
     },
     /// The peer hung up (BYE received and answered).
-    Bye,
+    Bye {
+        /// Its `Reason` header (RFC 3326), e.g. `Q.850;cause=16`.
+        reason: Option<String>,
+    },
     /// This leg is over for the call (released, failed, cancelled or hung
     /// up); it may linger to absorb retransmissions.
     Ended,
@@ -687,6 +690,7 @@ impl LegState {
         match request.method {
             Method::Bye => {
                 let mut t = ServerNonInvite::new(reliable, self.cfg.timers);
+                let reason = request.headers.get("Reason").map(|r| r.trim().to_owned());
                 t.send_response(now, &request.response(200, None));
                 self.txns.insert(
                     skey,
@@ -699,7 +703,7 @@ impl LegState {
                 );
                 if !self.ending {
                     self.set_ending();
-                    self.emit(LegEvent::Bye);
+                    self.emit(LegEvent::Bye { reason });
                 }
                 // A BYE ends any pending re-INVITE or forwarded request of ours.
                 self.update_snapshot();
@@ -1159,7 +1163,9 @@ impl LegState {
                 // §13.3.1.4: no ACK for our 2xx: the dialog is over.
                 self.dialog = None;
                 self.set_ending();
-                self.emit(LegEvent::Bye);
+                self.emit(LegEvent::Bye {
+                    reason: Some("SIP;cause=408;text=\"no ACK for the 2xx\"".into()),
+                });
                 self.update_snapshot();
             }
             _ => {}

@@ -457,3 +457,27 @@ async fn the_payer_of_a_refused_call_gets_one_email() {
     );
     assert_eq!(cdrs(&env, "100").await.len(), 2, "each refusal has its CDR");
 }
+
+/// The CDR keeps who hung up and the Q.850 cause of their Reason header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cdr_keeps_the_q850_cause_of_the_hang_up() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let callee = uas(&env, "200", 1).await;
+    let sc = env.scenario("uac_reason.xml", &[("HOLD", "200")]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    callee.wait().await.unwrap();
+    eventually("the CDR", Duration::from_secs(5), || async {
+        cdrs(&env, "100").await.len() == 1
+    })
+    .await
+    .unwrap();
+    let cdr = cdrs(&env, "100").await.remove(0);
+    assert_eq!(cdr.disconnect.as_deref(), Some("caller"));
+    assert_eq!(
+        cdr.cause.as_deref(),
+        Some("Q.850;cause=16;text=\"Normal call clearing\"")
+    );
+    assert_eq!((cdr.result.as_str(), cdr.status), ("answered", 200));
+}
