@@ -56,10 +56,31 @@ enum Command {
         #[command(subcommand)]
         command: RatesCommand,
     },
+    /// Sell plans members are charged by.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
     /// Call detail records.
     Cdrs {
         #[command(subcommand)]
         command: CdrsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlansCommand {
+    /// Store (or replace, whole) a sell plan from a rate-deck CSV of sell
+    /// prices (micro-units). A running `serve` loads it within 10 seconds;
+    /// assign it to members with `PUT /api/v1/members/{id}/plan`.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// The plan's name.
+        #[arg(long)]
+        name: String,
+        /// The CSV file.
+        file: PathBuf,
     },
 }
 
@@ -425,6 +446,7 @@ struct Settings {
     mail: gateway::mail::Transport,
     mail_from: String,
     notice_period_s: u64,
+    plan_minimum_s: u32,
     api: gateway::api::ApiConfig,
     enum_dns: Option<(SocketAddr, String)>,
 }
@@ -753,6 +775,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         mail,
         mail_from,
         notice_period_s: file.billing.notice_period_s.unwrap_or(3600),
+        plan_minimum_s: file.billing.minimum_s.unwrap_or(0),
     })
 }
 
@@ -768,6 +791,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut known = std::collections::HashMap::new();
     load_stored_rates(store.as_ref(), &routing, &mut known).await;
     let mut node_cfg = settings.node;
+    let plans = node_cfg.billing.plans.clone();
+    let plan_terms = (
+        settings.plan_minimum_s,
+        node_cfg
+            .billing
+            .plan
+            .as_ref()
+            .map_or(engine::rating::OnNet::Free, |p| p.onnet),
+    );
+    let mut known_plans = std::collections::HashMap::new();
+    load_stored_plans(store.as_ref(), &plans, plan_terms, &mut known_plans).await;
     let mailer = Arc::new(
         gateway::mail::Mailer::new(&settings.mail_from, settings.mail.clone())
             .context("mail settings")?,
@@ -789,6 +823,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             loop {
                 tick.tick().await;
                 load_stored_rates(store.as_ref(), &routing, &mut known).await;
+                load_stored_plans(store.as_ref(), &plans, plan_terms, &mut known_plans).await;
             }
         })
     };
@@ -839,6 +874,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(mut s) = enum_server {
         let _ = s.shutdown_gracefully().await;
     }
+    Ok(())
+}
+
+async fn plans(cmd: PlansCommand) -> Result<()> {
+    let PlansCommand::Import { common, name, file } = cmd;
+    let settings = load(&common, None, None)?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let deck = gateway::rates::parse_deck(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let store = open_store(&settings.data)?;
+    let version = store.put_plan(&name, &text).await?;
+    println!(
+        "stored plan {name}: {} prefixes (version {version}); a running serve loads it within 10 s",
+        deck.len()
+    );
     Ok(())
 }
 
@@ -905,6 +956,53 @@ async fn rates(cmd: RatesCommand) -> Result<()> {
 }
 
 /// Swap in the stored decks newer than the ones in use (versions in `known`).
+/// Load the sell plans stored with `switchboard plans import` (or the
+/// API) whose version changed, and swap the set in whole.
+async fn load_stored_plans(
+    store: &dyn Store,
+    plans: &actors::billing::PlanSet,
+    (minimum_secs, onnet): (u32, engine::rating::OnNet),
+    known: &mut std::collections::HashMap<String, u64>,
+) {
+    let stored = match store.plans().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the stored plans");
+            return;
+        }
+    };
+    let mut next = (**plans.load()).clone();
+    let mut changed = false;
+    for (name, version) in stored {
+        if known.get(&name) == Some(&version) {
+            continue;
+        }
+        let Ok(Some((csv, version))) = store.plan(&name).await else {
+            continue;
+        };
+        match gateway::rates::parse_deck(&csv) {
+            Ok(deck) => {
+                tracing::info!(plan = %name, version, prefixes = deck.len(), "sell plan loaded");
+                next.insert(
+                    name.clone(),
+                    Arc::new(engine::rating::Plan {
+                        name: name.clone(),
+                        deck,
+                        minimum_secs,
+                        onnet,
+                    }),
+                );
+                changed = true;
+            }
+            Err(e) => tracing::warn!(plan = %name, error = %e, "stored plan refused"),
+        }
+        known.insert(name, version);
+    }
+    if changed {
+        plans.store(Arc::new(next));
+    }
+}
+
 async fn load_stored_rates(
     store: &dyn Store,
     routing: &actors::config::Routing,
@@ -1070,6 +1168,7 @@ fn main() -> Result<()> {
             Command::Numbers { command } => numbers(command).await,
             Command::Rates { command } => rates(command).await,
             Command::Cdrs { command } => cdrs(command).await,
+            Command::Plans { command } => plans(command).await,
         }
     })
 }

@@ -25,6 +25,9 @@ use schema::model::{LedgerEntry, Posted};
 use schema::store::{Store, StoreError};
 use tracing::{error, warn};
 
+/// Named sell plans, swapped whole.
+pub type PlanSet = arc_swap::ArcSwap<HashMap<String, Arc<Plan>>>;
+
 /// Who tells members about their money (e-mail, in the gateway).
 pub trait Notify: Send + Sync {
     /// A call of `payer` to `callee` was refused: `available` minor units
@@ -47,8 +50,12 @@ impl std::fmt::Debug for Notifier {
 /// Billing settings of a node.
 #[derive(Debug, Clone)]
 pub struct BillingConfig {
-    /// The sell plan every member is charged by; `None`: calls are free.
+    /// The sell plan members without one of their own are charged by;
+    /// `None`: their calls are free.
     pub plan: Option<Arc<Plan>>,
+    /// Named plans members are assigned (`Account::plan`), swapped whole
+    /// when one is imported.
+    pub plans: Arc<PlanSet>,
     /// ISO 4217 code of balances and prices.
     pub currency: String,
     /// How much talk time a call holds at a time.
@@ -67,6 +74,7 @@ impl Default for BillingConfig {
     fn default() -> Self {
         BillingConfig {
             plan: None,
+            plans: Arc::default(),
             currency: "USD".into(),
             chunk: Duration::from_secs(60),
             warn_before: Duration::from_secs(15),

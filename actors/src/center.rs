@@ -249,7 +249,7 @@ impl CenterState {
     ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
         use engine::numbering::Dialled;
         let b = &self.cfg.billing;
-        let Some(plan) = &b.plan else {
+        let Some(plan) = self.plan_for(caller).await? else {
             return Ok(None);
         };
         let r = &self.cfg.routing;
@@ -339,6 +339,36 @@ impl CenterState {
         };
         if let Err(e) = self.store.put_cdr(&cdr).await {
             warn!(call = call_id, error = %e, cdr = ?cdr, "CDR not written");
+        }
+    }
+
+    /// The sell plan of `payer`: its own, else the node's default. A plan
+    /// named on the account but not loaded is an error (503): charging by
+    /// another plan, or not at all, would be wrong either way.
+    async fn plan_for(
+        &self,
+        payer: &str,
+    ) -> Result<Option<Arc<engine::rating::Plan>>, (u16, String)> {
+        let b = &self.cfg.billing;
+        if b.plan.is_none() && b.plans.load().is_empty() {
+            return Ok(None);
+        }
+        let own = match self.store.account(payer).await {
+            Ok(a) => a.and_then(|a| a.plan),
+            Err(e) => {
+                warn!(error = %e, "store unavailable");
+                return Err((503, "store unavailable".into()));
+            }
+        };
+        match own {
+            None => Ok(b.plan.clone()),
+            Some(name) => match b.plans.load().get(&name) {
+                Some(p) => Ok(Some(p.clone())),
+                None => {
+                    warn!(payer, plan = %name, "the member's plan is not loaded");
+                    Err((503, format!("plan {name} is not loaded")))
+                }
+            },
         }
     }
 

@@ -424,7 +424,7 @@ pub struct InventoryBody {
         sign_up, sign_in, sign_out, resolve, search, hold, confirm, members, member_get,
         member_patch, alias_put, alias_delete, sip_put, provisioning, provisioning_svg,
         member_numbers, number_release, ledger, top_up, inventory_post, route_preview, rates_put,
-        member_cdrs_doc, cdrs_doc, invoice, adjust, settlement
+        member_cdrs_doc, cdrs_doc, invoice, adjust, settlement, plan_put, member_plan
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
@@ -479,7 +479,8 @@ impl Api {
     /// Largest accepted body for a path under `/api/v1/` (rate decks are
     /// files of many megabytes).
     pub fn max_body(&self, path: &str) -> usize {
-        if path.trim_end_matches('/').ends_with("/rates") {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/rates") || path.starts_with("plans/") {
             self.cfg.max_rates_body
         } else {
             self.cfg.max_body
@@ -598,6 +599,15 @@ impl Api {
                 self.operator(req).await?;
                 let a = self.account(id).await?;
                 ok(&adjust(self, &a, body(req)?).await?)
+            }
+            ("PUT", ["plans", name]) => {
+                self.operator(req).await?;
+                ok(&plan_put(self, name, &req.body).await?)
+            }
+            ("PUT", ["members", id, "plan"]) => {
+                self.operator(req).await?;
+                let a = self.account(id).await?;
+                ok(&member_plan(self, a, body(req)?).await?)
             }
             ("GET", ["settlement"]) => {
                 self.operator(req).await?;
@@ -1847,6 +1857,71 @@ fn route_preview(api: &Api, n: &str, query: &str) -> Result<RoutePreview, ApiErr
         e164,
         candidates,
     })
+}
+
+/// A stored sell plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanStored {
+    /// Its name.
+    pub plan: String,
+    /// Prefixes it prices.
+    pub prefixes: usize,
+    /// The stored plan's version (a running node swaps it in within 10 s).
+    pub version: u64,
+}
+
+/// Store or replace a sell plan (operator): the body is a rate-deck CSV of
+/// sell prices; a bad row refuses the whole file, naming the row.
+#[utoipa::path(put, path = "/api/v1/plans/{name}", params(("name" = String, Path)),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = PlanStored), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn plan_put(api: &Api, name: &str, body: &[u8]) -> Result<PlanStored, ApiError> {
+    if name.is_empty()
+        || name.len() > 40
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::invalid("name", "1 to 40 letters, digits, - or _"));
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::invalid("plan", "the CSV is not UTF-8"))?;
+    let deck = crate::rates::parse_deck(text).map_err(|e| ApiError::invalid("plan", e))?;
+    let version = api.store.put_plan(name, text).await?;
+    Ok(PlanStored {
+        plan: name.to_owned(),
+        prefixes: deck.len(),
+        version,
+    })
+}
+
+/// The plan a member's calls are charged by.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPlan {
+    /// A stored plan's name; `null`: the node's default plan.
+    pub plan: Option<String>,
+}
+
+/// Assign a member its sell plan (operator).
+#[utoipa::path(put, path = "/api/v1/members/{id}/plan", params(("id" = String, Path)), request_body = MemberPlan,
+    responses((status = 200, body = MemberPlan), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn member_plan(api: &Api, mut a: Account, b: MemberPlan) -> Result<MemberPlan, ApiError> {
+    if let Some(name) = &b.plan
+        && api.store.plan(name).await?.is_none()
+    {
+        return Err(ApiError::invalid("plan", format!("no plan {name}")));
+    }
+    let expected = a.version;
+    a.plan = b.plan.clone();
+    if !api.store.update_account(&a, expected).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the member changed meanwhile; read and retry",
+        ));
+    }
+    Ok(b)
 }
 
 /// A replaced rate deck.

@@ -936,6 +936,8 @@ async fn the_openapi_document_lists_every_route() {
         "/api/v1/members/{id}/invoice",
         "/api/v1/members/{id}/adjustments",
         "/api/v1/settlement",
+        "/api/v1/plans/{name}",
+        "/api/v1/members/{id}/plan",
     ] {
         assert!(
             paths.contains_key(p),
@@ -1343,4 +1345,84 @@ async fn invoice_settlement_and_adjustments() {
         .call("GET", "/api/v1/settlement?from=10&to=5", Some(ADMIN), None)
         .await;
     assert_eq!((s, v["code"].as_str()), (422, Some("invalid_field")));
+}
+
+/// Sell plans: stored whole from CSV (a bad row refuses the file and is
+/// named), replaced with a new version, assigned to a member by the operator.
+#[tokio::test]
+async fn sell_plans_are_imported_whole_and_assigned() {
+    let t = T::new();
+    let (a, ta) = t.sign_up("plan@example.com", "individual", None).await;
+    let put = |body: &'static str, token: &'static str| {
+        let t = &t;
+        async move {
+            t.raw(
+                "PUT",
+                "/api/v1/plans/gold",
+                Some(token),
+                body.as_bytes().to_vec(),
+            )
+            .await
+        }
+    };
+    let (s, _, text) = put("prefix,per_minute\n82,100\n82,200\n", ADMIN).await;
+    assert_eq!(s, 422, "{text}");
+    assert!(text.contains("row 2"), "{text}");
+    assert_eq!(t.store.plan("gold").await.unwrap(), None, "nothing stored");
+    let (s, v, _) = put("prefix,per_minute\n82,100\n8210,300\n", ADMIN).await;
+    assert_eq!(
+        (s, v["version"].as_u64(), v["prefixes"].as_u64()),
+        (200, Some(1), Some(2))
+    );
+    let (_, v, _) = put("prefix,per_minute\n82,150\n", ADMIN).await;
+    assert_eq!(
+        (v["version"].as_u64(), v["prefixes"].as_u64()),
+        (Some(2), Some(1)),
+        "replaced whole"
+    );
+    let (s, _, _) = t
+        .raw(
+            "PUT",
+            "/api/v1/plans/gold",
+            Some(&ta),
+            b"prefix,per_minute\n1,1\n".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/plan"),
+            Some(ADMIN),
+            Some(json!({"plan": "silver"})),
+        )
+        .await;
+    assert_eq!(s, 422, "no such plan");
+    let (s, _) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/plan"),
+            Some(ADMIN),
+            Some(json!({"plan": "gold"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        t.store.account(&a).await.unwrap().unwrap().plan.as_deref(),
+        Some("gold")
+    );
+    let (s, _) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/plan"),
+            Some(ADMIN),
+            Some(json!({"plan": null})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        t.store.account(&a).await.unwrap().unwrap().plan,
+        None,
+        "back to the default"
+    );
 }

@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS rates (
     csv TEXT NOT NULL,
     version INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plans (
+    name TEXT PRIMARY KEY,
+    csv TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cdrs (
     call_id TEXT PRIMARY KEY,
     payer TEXT NOT NULL,
@@ -595,6 +600,49 @@ impl Store for Embedded {
         )
         .map(|v| v.max(0) as u64)
         .map_err(unavailable)
+    }
+
+    async fn put_plan(&self, name: &str, csv: &str) -> Result<u64> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT INTO plans (name, csv, version) VALUES (?1, ?2, 1) \
+             ON CONFLICT(name) DO UPDATE SET csv = excluded.csv, version = version + 1",
+            params![name, csv],
+        )
+        .map_err(unavailable)?;
+        conn.query_row(
+            "SELECT version FROM plans WHERE name = ?1",
+            params![name],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|v| v.max(0) as u64)
+        .map_err(unavailable)
+    }
+
+    async fn plan(&self, name: &str) -> Result<Option<(String, u64)>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT csv, version FROM plans WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    async fn plans(&self) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT name, version FROM plans ORDER BY name")
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .map_err(unavailable)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {

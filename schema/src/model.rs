@@ -134,6 +134,9 @@ pub struct Account {
     /// its phones is registered.
     #[serde(default)]
     pub forward_to_pstn: bool,
+    /// The sell plan its calls are charged by; `None`: the node's default.
+    #[serde(default)]
+    pub plan: Option<String>,
     /// Argon2id hash in PHC string form.
     pub password_hash: String,
     /// Creation time, Unix seconds.
@@ -158,6 +161,7 @@ impl Account {
             offices: Vec::new(),
             default_office: None,
             forward_to_pstn: false,
+            plan: None,
             password_hash: String::new(),
             created_at: 0,
             version: 0,

@@ -110,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
     /// A trunk's stored rate deck and its version.
     async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>>;
 
+    /// Store (or replace, whole) the sell plan `name` (rate-deck CSV);
+    /// returns its new version.
+    async fn put_plan(&self, name: &str, csv: &str) -> Result<u64>;
+    /// A sell plan's CSV and version.
+    async fn plan(&self, name: &str) -> Result<Option<(String, u64)>>;
+    /// Every stored plan's name and version.
+    async fn plans(&self) -> Result<Vec<(String, u64)>>;
+
     /// Write a CDR once: `false` when one with its `call_id` exists (it is
     /// left as it was). One partition: the call id.
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool>;

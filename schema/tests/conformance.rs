@@ -437,6 +437,37 @@ async fn embedded_backend_conforms() {
     numbers_suite(&store).await;
     ledger_suite(&store).await;
     cdr_suite(&store).await;
+    assert_eq!(store.plan("gold").await.unwrap(), None);
+    assert_eq!(
+        store
+            .put_plan("gold", "prefix,per_minute\n1,5\n")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .put_plan("gold", "prefix,per_minute\n1,6\n")
+            .await
+            .unwrap(),
+        2,
+        "replaced whole"
+    );
+    assert_eq!(
+        store
+            .put_plan("basic", "prefix,per_minute\n1,9\n")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.plan("gold").await.unwrap(),
+        Some(("prefix,per_minute\n1,6\n".into(), 2))
+    );
+    assert_eq!(
+        store.plans().await.unwrap(),
+        vec![("basic".into(), 1), ("gold".into(), 2)]
+    );
     assert_eq!(store.rates("t").await.unwrap(), None);
     assert_eq!(
         store

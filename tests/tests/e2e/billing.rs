@@ -481,3 +481,45 @@ async fn the_cdr_keeps_the_q850_cause_of_the_hang_up() {
     );
     assert_eq!((cdr.result.as_str(), cdr.status), ("answered", 200));
 }
+
+/// A member is charged by its own plan; a member without one by the
+/// node's default (here none: free).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_charged_by_its_own_plan() {
+    let env = Env::start(&["100", "101", "200"], |c| {
+        c.billing.plan = None;
+        let mut plans = std::collections::HashMap::new();
+        plans.insert("premium".to_owned(), per_second(1));
+        c.billing.plans.store(Arc::new(plans));
+    })
+    .await
+    .unwrap();
+    let mut premium = schema::model::Account::new(
+        "100",
+        "premium@example.com",
+        schema::model::AccountKind::Individual,
+        "Premium",
+    );
+    premium.plan = Some("premium".into());
+    env.store.insert_account(&premium).await.unwrap();
+    let callee = uas(&env, "200", 1).await;
+    // 100 has no funds and a priced plan: refused.
+    let sc = env.scenario("uac_refused.xml", &[]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    // 101 has no funds either, but no plan and no default: free.
+    let sc = env.scenario("uac.xml", &[("HOLD", "200")]).unwrap();
+    let mut c = env.sipp_as(&sc, "101", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    callee.wait().await.unwrap();
+    eventually("both CDRs", Duration::from_secs(5), || async {
+        cdrs(&env, "100").await.len() == 1 && cdrs(&env, "101").await.len() == 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(cdrs(&env, "100").await[0].result, "refused_balance");
+    let free = cdrs(&env, "101").await.remove(0);
+    assert_eq!((free.result.as_str(), free.price), ("answered", 0));
+}

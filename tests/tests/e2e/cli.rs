@@ -598,3 +598,45 @@ async fn cdrs_export_writes_every_record_as_csv_that_adds_up() {
     assert_eq!(total, want);
     assert!(String::from_utf8_lossy(&out.stderr).contains("2250 CDRs"));
 }
+
+/// `switchboard plans import` stores a sell plan whole, or refuses the file
+/// naming the bad row and storing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_import_stores_a_whole_plan_or_names_the_bad_row() {
+    use schema::store::Store as _;
+    let data = tempfile::tempdir().unwrap();
+    let csv = data.path().join("gold.csv");
+    let run = || {
+        Command::new(binary())
+            .args([
+                "plans",
+                "import",
+                "--name",
+                "gold",
+                "--data",
+                &data.path().to_string_lossy(),
+            ])
+            .arg(&csv)
+            .output()
+    };
+    std::fs::write(&csv, "prefix,per_minute\n82,100\nx1,5\n").unwrap();
+    let out = run().await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("row 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&csv, "prefix,per_minute,connect_fee,first_increment,next_increment\n82,100,0,30,6\n1,20,0,60,60\n").unwrap();
+    let out = run().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 prefixes (version 1)"));
+    let store = schema::embedded::Embedded::open(data.path()).unwrap();
+    let (text, version) = store.plan("gold").await.unwrap().unwrap();
+    assert_eq!(version, 1);
+    assert!(text.contains("82,100,0,30,6"));
+}
