@@ -118,6 +118,8 @@ pub struct RouteNote {
     pub prefix_len: usize,
     /// Rated cost per minute, micro-units.
     pub per_minute: i64,
+    /// The trunk's whole rate (fee and increments), for the call's cost.
+    pub rate: engine::lcr::Rate,
 }
 
 /// One trunk tried for a call, as the call's log (and its CDR) shows it.
@@ -784,7 +786,7 @@ impl CallState {
             .winner
             .and_then(|w| self.attempts.iter().find(|a| a.leg == w))
             .and_then(|a| a.route)
-            .map_or(0, |r| r.per_minute * i64::from(talked_secs) / 60);
+            .map_or(0, |r| r.rate.cost(talked_secs));
         let report = CallReport {
             call_id: self.call_id.clone(),
             charge: self.billing.as_ref().map(|b| b.charge.clone()),
@@ -1357,6 +1359,12 @@ mod tests {
                 rank: 1,
                 prefix_len: 3,
                 per_minute: 20_500,
+                rate: engine::lcr::Rate {
+                    per_minute: 20_500,
+                    connect_fee: 0,
+                    first_increment: 60,
+                    next_increment: 60,
+                },
             }),
             status: Some(503),
             sent: true,

@@ -249,7 +249,8 @@ impl CenterState {
     ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
         use engine::numbering::Dialled;
         let b = &self.cfg.billing;
-        let Some(plan) = self.plan_for(caller).await? else {
+        let (plan, currency) = self.plan_for(caller).await?;
+        let Some(plan) = plan else {
             return Ok(None);
         };
         let r = &self.cfg.routing;
@@ -265,6 +266,19 @@ impl CenterState {
         let Some(tariff) = tariff else {
             return Ok(None);
         };
+        // Plans price in the node's currency; an account kept in another
+        // cannot be charged from them.
+        if let Some(c) = currency
+            && !c.eq_ignore_ascii_case(&b.currency)
+        {
+            return Err((
+                403,
+                format!(
+                    "the account is kept in {c}; calls here are priced in {}",
+                    b.currency
+                ),
+            ));
+        }
         let charge = crate::billing::Charge {
             payer: caller.to_owned(),
             tariff,
@@ -345,25 +359,27 @@ impl CenterState {
     /// The sell plan of `payer`: its own, else the node's default. A plan
     /// named on the account but not loaded is an error (503): charging by
     /// another plan, or not at all, would be wrong either way.
+    /// Also the account's currency, when it names one.
     async fn plan_for(
         &self,
         payer: &str,
-    ) -> Result<Option<Arc<engine::rating::Plan>>, (u16, String)> {
+    ) -> Result<(Option<Arc<engine::rating::Plan>>, Option<String>), (u16, String)> {
         let b = &self.cfg.billing;
         if b.plan.is_none() && b.plans.load().is_empty() {
-            return Ok(None);
+            return Ok((None, None));
         }
-        let own = match self.store.account(payer).await {
-            Ok(a) => a.and_then(|a| a.plan),
+        let (own, currency) = match self.store.account(payer).await {
+            Ok(Some(a)) => (a.plan, a.currency),
+            Ok(None) => (None, None),
             Err(e) => {
                 warn!(error = %e, "store unavailable");
                 return Err((503, "store unavailable".into()));
             }
         };
         match own {
-            None => Ok(b.plan.clone()),
+            None => Ok((b.plan.clone(), currency)),
             Some(name) => match b.plans.load().get(&name) {
-                Some(p) => Ok(Some(p.clone())),
+                Some(p) => Ok((Some(p.clone()), currency)),
                 None => {
                     warn!(payer, plan = %name, "the member's plan is not loaded");
                     Err((503, format!("plan {name} is not loaded")))
@@ -677,6 +693,7 @@ impl CenterState {
                             rank: i + 1,
                             prefix_len: c.prefix_len,
                             per_minute: c.rate.per_minute,
+                            rate: c.rate,
                         });
                         Some(t)
                     })

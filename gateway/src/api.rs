@@ -778,7 +778,8 @@ async fn invoice(api: &Api, a: &Account, query: &str) -> Result<Response, ApiErr
     let (from, to) = period(api, query)?;
     let ledger = api.store.ledger(&a.id).await?;
     let cdrs = all_cdrs(api, Some(a.id.clone()), from, to).await?;
-    let inv = crate::billing::invoice(&a.id, &api.cfg.currency, from, to, &ledger, &cdrs);
+    let currency = a.currency.as_deref().unwrap_or(&api.cfg.currency);
+    let inv = crate::billing::invoice(&a.id, currency, from, to, &ledger, &cdrs);
     let pairs = query_pairs(query);
     match query_get(&pairs, "format") {
         None | Some("json") => ok(&inv),
@@ -1895,12 +1896,16 @@ async fn plan_put(api: &Api, name: &str, body: &[u8]) -> Result<PlanStored, ApiE
     })
 }
 
-/// The plan a member's calls are charged by.
+/// The plan a member's calls are charged by, and the currency its
+/// balance is kept in.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberPlan {
     /// A stored plan's name; `null`: the node's default plan.
     pub plan: Option<String>,
+    /// ISO 4217 code its balance is kept in; absent: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// Assign a member its sell plan (operator).
@@ -1912,8 +1917,19 @@ async fn member_plan(api: &Api, mut a: Account, b: MemberPlan) -> Result<MemberP
     {
         return Err(ApiError::invalid("plan", format!("no plan {name}")));
     }
+    if let Some(c) = &b.currency
+        && (c.len() != 3 || !c.bytes().all(|x| x.is_ascii_uppercase()))
+    {
+        return Err(ApiError::invalid(
+            "currency",
+            "an ISO 4217 code such as USD",
+        ));
+    }
     let expected = a.version;
     a.plan = b.plan.clone();
+    if let Some(c) = &b.currency {
+        a.currency = Some(c.clone());
+    }
     if !api.store.update_account(&a, expected).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

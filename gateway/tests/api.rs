@@ -1425,4 +1425,45 @@ async fn sell_plans_are_imported_whole_and_assigned() {
         None,
         "back to the default"
     );
+    let (s, _) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/plan"),
+            Some(ADMIN),
+            Some(json!({"plan": null, "currency": "eur"})),
+        )
+        .await;
+    assert_eq!(s, 422, "ISO 4217 codes are upper case");
+    let (s, _) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/plan"),
+            Some(ADMIN),
+            Some(json!({"plan": null, "currency": "EUR"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        t.store
+            .account(&a)
+            .await
+            .unwrap()
+            .unwrap()
+            .currency
+            .as_deref(),
+        Some("EUR")
+    );
+    let (_, v) = t
+        .call(
+            "GET",
+            &format!("/api/v1/members/{a}/invoice"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["currency"].as_str(),
+        Some("EUR"),
+        "the invoice speaks the account's currency"
+    );
 }

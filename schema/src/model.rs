@@ -137,6 +137,9 @@ pub struct Account {
     /// The sell plan its calls are charged by; `None`: the node's default.
     #[serde(default)]
     pub plan: Option<String>,
+    /// ISO 4217 code of its balance and charges; `None`: the node's.
+    #[serde(default)]
+    pub currency: Option<String>,
     /// Argon2id hash in PHC string form.
     pub password_hash: String,
     /// Creation time, Unix seconds.
@@ -162,6 +165,7 @@ impl Account {
             default_office: None,
             forward_to_pstn: false,
             plan: None,
+            currency: None,
             password_hash: String::new(),
             created_at: 0,
             version: 0,

@@ -523,3 +523,36 @@ async fn a_member_is_charged_by_its_own_plan() {
     let free = cdrs(&env, "101").await.remove(0);
     assert_eq!((free.result.as_str(), free.price), ("answered", 0));
 }
+
+/// An account kept in another currency than the node prices in cannot be
+/// charged: its calls are refused (403 with the reason) and recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_in_another_currency_is_refused() {
+    let env = env(1, 60, &["100", "200"]).await;
+    let mut euro = schema::model::Account::new(
+        "100",
+        "euro@example.com",
+        schema::model::AccountKind::Individual,
+        "Euro",
+    );
+    euro.currency = Some("EUR".into());
+    env.store.insert_account(&euro).await.unwrap();
+    top_up(&env, "100", 10_000).await;
+    env.register("200", free_port()).await.unwrap();
+    let sc = env.scenario("uac_final.xml", &[("FINAL", "403")]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    let all = cdrs(&env, "100").await;
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].result.as_str(), all[0].status), ("refused", 403));
+    assert!(
+        all[0]
+            .cause
+            .as_deref()
+            .unwrap_or("")
+            .contains("kept in EUR"),
+        "{:?}",
+        all[0].cause
+    );
+}
