@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
-    Account, Binding, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState,
-    Posted, Session,
+    Account, Binding, Card, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord,
+    NumberState, Posted, Session,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -88,6 +88,15 @@ CREATE TABLE IF NOT EXISTS rates (
     csv TEXT NOT NULL,
     version INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cards (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cards_by_owner ON cards (owner, updated_at);
 CREATE TABLE IF NOT EXISTS plans (
     name TEXT PRIMARY KEY,
     csv TEXT NOT NULL,
@@ -600,6 +609,101 @@ impl Store for Embedded {
         )
         .map(|v| v.max(0) as u64)
         .map_err(unavailable)
+    }
+
+    async fn insert_card(&self, c: &Card) -> Result<bool> {
+        let doc = to_doc(c)?;
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "INSERT INTO cards (id, owner, token, version, updated_at, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![
+                    c.id,
+                    c.owner,
+                    c.token,
+                    c.version as i64,
+                    c.updated_at as i64,
+                    doc
+                ],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn update_card(&self, c: &Card, expected: u64) -> Result<bool> {
+        let mut next = c.clone();
+        next.version = expected + 1;
+        let doc = to_doc(&next)?;
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "UPDATE cards SET version = ?3, updated_at = ?4, doc = ?5 \
+                 WHERE id = ?1 AND version = ?2",
+                params![
+                    c.id,
+                    expected as i64,
+                    next.version as i64,
+                    c.updated_at as i64,
+                    doc
+                ],
+            )
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn card(&self, id: &str) -> Result<Option<Card>> {
+        let doc: Option<String> = self
+            .conn
+            .lock()
+            .query_row("SELECT doc FROM cards WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(unavailable)?;
+        doc.map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn card_by_token(&self, token: &str) -> Result<Option<Card>> {
+        let doc: Option<String> = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT doc FROM cards WHERE token = ?1",
+                params![token],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        doc.map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn cards_of(&self, owner: &str) -> Result<Vec<Card>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT doc FROM cards WHERE owner = ?1 ORDER BY updated_at DESC, id")
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![owner], |r| r.get::<_, String>(0))
+            .map_err(unavailable)?;
+        rows.map(|r| {
+            let d = r.map_err(unavailable)?;
+            serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+    }
+
+    async fn delete_card(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .lock()
+            .execute("DELETE FROM cards WHERE id = ?1", params![id])
+            .map_err(unavailable)?;
+        Ok(n == 1)
     }
 
     async fn put_plan(&self, name: &str, csv: &str) -> Result<u64> {

@@ -392,3 +392,99 @@ pub struct CdrQuery {
     /// At most this many.
     pub limit: usize,
 }
+
+/// A phone number on a card: a call button with its own stored ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardPhone {
+    /// What the button says ("Mobile", "Office").
+    pub label: String,
+    /// The number as the owner typed it (E.164 or an on-net number).
+    pub number: String,
+    /// The button's ID, stable across versions while the number stays.
+    pub button_id: String,
+}
+
+/// What a card says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardInfo {
+    /// Full name.
+    pub name: String,
+    /// Job title.
+    #[serde(default)]
+    pub title: String,
+    /// Company.
+    #[serde(default)]
+    pub company: String,
+    /// Phone numbers, each a call button.
+    #[serde(default)]
+    pub phones: Vec<CardPhone>,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: String,
+    /// Website.
+    #[serde(default)]
+    pub website: String,
+    /// Postal address.
+    #[serde(default)]
+    pub address: String,
+    /// Photo or logo (an https URL).
+    #[serde(default)]
+    pub photo_url: String,
+    /// Free text.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// One block of a card's layout and where it sits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardBlock {
+    /// `photo`, `name`, `title`, `company`, `phones`, `email`, `website`,
+    /// `address`, `text`, `extra`.
+    pub kind: String,
+    /// Column (0: left, 1: right) on wide screens.
+    #[serde(default)]
+    pub column: u8,
+}
+
+/// How a card looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardDesign {
+    /// The sample it started from.
+    pub sample: String,
+    /// Blocks in order.
+    pub layout: Vec<CardBlock>,
+    /// Background colour (`#rrggbb`).
+    pub background: String,
+    /// Text colour.
+    pub color: String,
+    /// Button colour.
+    pub accent: String,
+    /// Font family (one of the offered names).
+    pub font_family: String,
+    /// Base font size, px.
+    pub font_size: u8,
+    /// Extra text shown on the card.
+    #[serde(default)]
+    pub extra_text: String,
+}
+
+/// A member's business card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    /// Its ID.
+    pub id: String,
+    /// The member who owns (and pays for) it.
+    pub owner: String,
+    /// Unguessable token of its public link.
+    pub token: String,
+    /// Bumped by every save (compare-and-set).
+    pub version: u64,
+    /// What it says.
+    pub info: CardInfo,
+    /// How it looks.
+    pub design: CardDesign,
+    /// Created, Unix seconds.
+    pub created_at: u64,
+    /// Last saved, Unix seconds.
+    pub updated_at: u64,
+}

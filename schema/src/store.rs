@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    Account, Binding, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord, Posted,
+    Account, Binding, Card, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord, Posted,
     Session,
 };
 
@@ -117,6 +117,21 @@ pub trait Store: Send + Sync + 'static {
     async fn plan(&self, name: &str) -> Result<Option<(String, u64)>>;
     /// Every stored plan's name and version.
     async fn plans(&self) -> Result<Vec<(String, u64)>>;
+
+    /// Insert a new card (its `version` must be 1); `false` if its ID or
+    /// token is taken.
+    async fn insert_card(&self, card: &Card) -> Result<bool>;
+    /// Save a card over version `expected` (its `version` becomes
+    /// `expected + 1`); `false` when it changed meanwhile or is gone.
+    async fn update_card(&self, card: &Card, expected: u64) -> Result<bool>;
+    /// A card by ID.
+    async fn card(&self, id: &str) -> Result<Option<Card>>;
+    /// A card by its public token (always the latest version).
+    async fn card_by_token(&self, token: &str) -> Result<Option<Card>>;
+    /// A member's cards, newest first.
+    async fn cards_of(&self, owner: &str) -> Result<Vec<Card>>;
+    /// Delete a card (its link stops working); `false` if it was not there.
+    async fn delete_card(&self, id: &str) -> Result<bool>;
 
     /// Write a CDR once: `false` when one with its `call_id` exists (it is
     /// left as it was). One partition: the call id.

@@ -428,6 +428,84 @@ async fn cdr_suite(store: &dyn Store) {
     assert_eq!(ids, ["c2", "c3"], "setup in [from, to)");
 }
 
+fn card(id: &str, owner: &str, token: &str, at: u64) -> schema::model::Card {
+    schema::model::Card {
+        id: id.into(),
+        owner: owner.into(),
+        token: token.into(),
+        version: 1,
+        info: schema::model::CardInfo {
+            name: "Kim Min-jun".into(),
+            phones: vec![schema::model::CardPhone {
+                label: "Mobile".into(),
+                number: "+821012345678".into(),
+                button_id: "b1".into(),
+            }],
+            ..Default::default()
+        },
+        design: schema::model::CardDesign::default(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Cards: inserted once per ID and token, saved by compare-and-set, read
+/// by ID, token (always the latest) and owner, deleted with their link.
+async fn card_suite(store: &dyn Store) {
+    let c1 = card("card1", "1001", "tok-a", 10);
+    assert!(store.insert_card(&c1).await.unwrap());
+    assert!(!store.insert_card(&c1).await.unwrap(), "same ID");
+    assert!(
+        !store
+            .insert_card(&card("card9", "1001", "tok-a", 10))
+            .await
+            .unwrap(),
+        "same token"
+    );
+    assert!(
+        store
+            .insert_card(&card("card2", "1001", "tok-b", 20))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_card(&card("card3", "1002", "tok-c", 30))
+            .await
+            .unwrap()
+    );
+    let mut next = c1.clone();
+    next.info.name = "Kim Min-jun, CEO".into();
+    next.updated_at = 40;
+    assert!(store.update_card(&next, 1).await.unwrap());
+    assert!(
+        !store.update_card(&next, 1).await.unwrap(),
+        "stale version refused"
+    );
+    let live = store.card_by_token("tok-a").await.unwrap().unwrap();
+    assert_eq!(
+        (live.version, live.info.name.as_str()),
+        (2, "Kim Min-jun, CEO")
+    );
+    assert_eq!(store.card("card1").await.unwrap().unwrap(), live);
+    let ids: Vec<String> = store
+        .cards_of("1001")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["card1", "card2"], "newest first");
+    assert!(store.delete_card("card1").await.unwrap());
+    assert!(!store.delete_card("card1").await.unwrap());
+    assert_eq!(
+        store.card_by_token("tok-a").await.unwrap(),
+        None,
+        "the link dies with the card"
+    );
+    assert_eq!(store.cards_of("1001").await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn embedded_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -437,6 +515,7 @@ async fn embedded_backend_conforms() {
     numbers_suite(&store).await;
     ledger_suite(&store).await;
     cdr_suite(&store).await;
+    card_suite(&store).await;
     assert_eq!(store.plan("gold").await.unwrap(), None);
     assert_eq!(
         store
