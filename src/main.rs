@@ -405,6 +405,8 @@ struct SipSection {
 #[serde(deny_unknown_fields)]
 struct HttpSection {
     listen: Option<SocketAddr>,
+    /// Base URL of the public card pages (default `http://<listen>`).
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -562,6 +564,11 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     }
     let registrar = node.advertise.unwrap_or(node.sip_addr).to_string();
     let mut api = gateway::api::ApiConfig::new(registrar, node.realm.clone());
+    api.public_url = file
+        .http
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http}"));
     if let Some(d) = node.domains.first() {
         api.directory.sip_domain = d.clone();
     }

@@ -68,6 +68,8 @@ pub struct ApiConfig {
     pub max_body: usize,
     /// Largest rate deck upload, bytes.
     pub max_rates_body: usize,
+    /// Base URL of the public pages (card links), e.g. `https://cards.example`.
+    pub public_url: String,
 }
 
 impl ApiConfig {
@@ -95,6 +97,7 @@ impl ApiConfig {
             signin_per_addr: 30,
             max_body: 64 * 1024,
             max_rates_body: 64 * 1024 * 1024,
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -609,6 +612,42 @@ impl Api {
                 let a = self.account(id).await?;
                 ok(&member_plan(self, a, body(req)?).await?)
             }
+            ("GET", ["card-samples"]) => ok(&crate::cards::samples()),
+            ("GET", ["members", id, "cards"]) => {
+                let a = self.target(req, id).await?;
+                let cards = self.store.cards_of(&a.id).await?;
+                ok(&cards.iter().map(|c| self.card_view(c)).collect::<Vec<_>>())
+            }
+            ("POST", ["members", id, "cards"]) => {
+                let a = self.target(req, id).await?;
+                ok(&self.card_create(&a, body(req)?).await?)
+            }
+            ("GET", ["members", id, "cards", card]) => {
+                let a = self.target(req, id).await?;
+                ok(&self.card_view(&self.owned_card(&a, card).await?))
+            }
+            ("PUT", ["members", id, "cards", card]) => {
+                let a = self.target(req, id).await?;
+                let c = self.owned_card(&a, card).await?;
+                ok(&self.card_save(c, body(req)?).await?)
+            }
+            ("DELETE", ["members", id, "cards", card]) => {
+                let a = self.target(req, id).await?;
+                let c = self.owned_card(&a, card).await?;
+                self.store.delete_card(&c.id).await?;
+                Ok(no_content())
+            }
+            ("POST", ["members", id, "cards", card, "duplicate"]) => {
+                let a = self.target(req, id).await?;
+                let c = self.owned_card(&a, card).await?;
+                let copy = CardInput {
+                    sample: None,
+                    version: None,
+                    info: c.info.clone(),
+                    design: Some(c.design.clone()),
+                };
+                ok(&self.card_create(&a, copy).await?)
+            }
             ("GET", ["settlement"]) => {
                 self.operator(req).await?;
                 settlement(self, &req.query).await
@@ -722,6 +761,182 @@ impl Api {
 /// A 200 with a JSON body.
 fn ok<T: Serialize>(body: &T) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// A card as the API shows it: the record and its public link.
+#[derive(Debug, Serialize)]
+pub struct CardView {
+    /// The card.
+    #[serde(flatten)]
+    pub card: schema::model::Card,
+    /// Its public link.
+    pub link: String,
+}
+
+/// A card to create or save.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardInput {
+    /// The sample to start from (creation; default `classic`).
+    #[serde(default)]
+    pub sample: Option<String>,
+    /// The version being saved over (saves; required).
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// What it says.
+    pub info: schema::model::CardInfo,
+    /// How it looks (default: the sample's).
+    #[serde(default)]
+    pub design: Option<schema::model::CardDesign>,
+}
+
+impl Api {
+    /// A card's public link.
+    pub fn card_link(&self, token: &str) -> String {
+        format!("{}/c/{token}", self.cfg.public_url.trim_end_matches('/'))
+    }
+
+    fn card_view(&self, c: &schema::model::Card) -> CardView {
+        CardView {
+            card: c.clone(),
+            link: self.card_link(&c.token),
+        }
+    }
+
+    async fn owned_card(&self, a: &Account, id: &str) -> Result<schema::model::Card, ApiError> {
+        match self.store.card(id).await? {
+            Some(c) if c.owner == a.id => Ok(c),
+            _ => Err(ApiError::not_found(format!("no card {id}"))),
+        }
+    }
+
+    async fn card_create(&self, a: &Account, mut b: CardInput) -> Result<CardView, ApiError> {
+        let sample = b.sample.as_deref().unwrap_or("classic");
+        let design = match b.design.take() {
+            Some(d) => d,
+            None => crate::cards::sample(sample)
+                .ok_or_else(|| ApiError::invalid("sample", format!("no sample {sample}")))?,
+        };
+        crate::cards::validate(&mut b.info, &design)
+            .map_err(|e| ApiError::invalid(&e.field, e.why))?;
+        if self.store.cards_of(&a.id).await?.len() >= 50 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_cards",
+                "at most 50 cards",
+            ));
+        }
+        let now = self.now();
+        let card = {
+            let mut rng = rand::thread_rng();
+            crate::cards::assign_buttons(&mut b.info, None, &mut rng);
+            schema::model::Card {
+                id: crate::cards::token(&mut rng, 8),
+                owner: a.id.clone(),
+                // 128 bits: the link cannot be guessed.
+                token: crate::cards::token(&mut rng, 16),
+                version: 1,
+                info: b.info,
+                design,
+                created_at: now,
+                updated_at: now,
+            }
+        };
+        if !self.store.insert_card(&card).await? {
+            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "try again"));
+        }
+        Ok(self.card_view(&card))
+    }
+
+    async fn card_save(
+        &self,
+        mut c: schema::model::Card,
+        mut b: CardInput,
+    ) -> Result<CardView, ApiError> {
+        let expected = b
+            .version
+            .ok_or_else(|| ApiError::invalid("version", "the version being saved over"))?;
+        let design = b.design.take().unwrap_or_else(|| c.design.clone());
+        crate::cards::validate(&mut b.info, &design)
+            .map_err(|e| ApiError::invalid(&e.field, e.why))?;
+        crate::cards::assign_buttons(&mut b.info, Some(&c.info), &mut rand::thread_rng());
+        c.info = b.info;
+        c.design = design;
+        c.updated_at = self.now();
+        if !self.store.update_card(&c, expected).await? {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the card changed meanwhile; read and retry",
+            ));
+        }
+        c.version = expected + 1;
+        Ok(self.card_view(&c))
+    }
+
+    /// The public page of a card link: `/c/{token}` (HTML), `/c/{token}.vcf`
+    /// (vCard 4) or `/c/{token}/qr.svg`; a friendly 404 page otherwise.
+    pub async fn card_page(&self, path: &str) -> Response {
+        use askama::Template as _;
+        let (token, kind) = if let Some(t) = path.strip_suffix(".vcf") {
+            (t, "vcf")
+        } else if let Some(t) = path.strip_suffix("/qr.svg") {
+            (t, "qr")
+        } else {
+            (path.trim_end_matches('/'), "html")
+        };
+        let valid = token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit());
+        let card = if valid {
+            match self.store.card_by_token(token).await {
+                Ok(c) => c,
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        } else {
+            None
+        };
+        let reply = |status: StatusCode, ctype: &'static str, body: String| {
+            let mut r = Response::new(body.into());
+            *r.status_mut() = status;
+            let h = r.headers_mut();
+            h.insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static(ctype),
+            );
+            // Always the card as it is now (claim 13).
+            h.insert(
+                warp::http::header::CACHE_CONTROL,
+                warp::http::HeaderValue::from_static("no-store"),
+            );
+            h.insert(
+                "x-content-type-options",
+                warp::http::HeaderValue::from_static("nosniff"),
+            );
+            r
+        };
+        let Some(card) = card else {
+            let page = crate::cards::MissingPage.render().unwrap_or_default();
+            return reply(StatusCode::NOT_FOUND, "text/html; charset=utf-8", page);
+        };
+        let link = self.card_link(&card.token);
+        match kind {
+            "vcf" => reply(
+                StatusCode::OK,
+                "text/vcard; charset=utf-8",
+                crate::cards::vcard(&card.info, &link),
+            ),
+            "qr" => match crate::cards::qr_svg(&link) {
+                Ok(svg) => reply(StatusCode::OK, "image/svg+xml", svg),
+                Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr", e).into_response(),
+            },
+            _ => match crate::cards::CardPage::new(&card, &link).render() {
+                Ok(html) => reply(StatusCode::OK, "text/html; charset=utf-8", html),
+                Err(e) => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "template", e.to_string())
+                        .into_response()
+                }
+            },
+        }
+    }
 }
 
 /// Every CDR of `payer` (or everyone's) in `[from, to)` seconds, all pages.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod cards;
 pub mod cdrs;
 pub mod csvfile;
 pub mod directory;
@@ -137,10 +138,16 @@ pub fn routes(
             "text/plain; version=0.0.4",
         )
     });
-    health
-        .or(metrics)
-        .or(api_filter(api))
-        .recover(|_rejection: warp::Rejection| async move {
+    let pages = api.clone();
+    let cards = warp::path("c")
+        .and(warp::get())
+        .and(warp::path::tail())
+        .and_then(move |tail: warp::path::Tail| {
+            let api = pages.clone();
+            async move { Ok::<_, warp::Rejection>(api.card_page(tail.as_str()).await) }
+        });
+    health.or(metrics).or(cards).or(api_filter(api)).recover(
+        |_rejection: warp::Rejection| async move {
             let body = ApiError {
                 code: "not_found",
                 message: "no such resource".into(),
@@ -149,7 +156,8 @@ pub fn routes(
                 warp::reply::json(&body),
                 StatusCode::NOT_FOUND,
             ))
-        })
+        },
+    )
 }
 
 /// Serve on `addr`; returns the bound address and the server future.

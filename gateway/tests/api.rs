@@ -1467,3 +1467,161 @@ async fn sell_plans_are_imported_whole_and_assigned() {
         "the invoice speaks the account's currency"
     );
 }
+
+/// Cards over the API and their public link: made from a sample, saved as
+/// new versions (stale saves refused), duplicated and deleted; the live
+/// page is always the latest version, escapes what the member typed, has a
+/// vCard 4 and a QR code; an unknown or deleted link is a friendly 404.
+#[tokio::test]
+async fn cards_are_made_saved_and_shown_live() {
+    let t = T::new();
+    let (a, ta) = t.sign_up("cards@example.com", "individual", None).await;
+    let (_, tb) = t.sign_up("other@example.com", "individual", None).await;
+    let (s, samples) = t.call("GET", "/api/v1/card-samples", None, None).await;
+    assert_eq!(s, 200);
+    assert!(samples.as_array().unwrap().len() >= 4);
+    let info = json!({
+        "name": "Kim <b>Min-jun</b>",
+        "title": "CEO",
+        "phones": [{"label": "Mobile", "number": "+82 10-1234-5678", "button_id": ""}],
+        "text": "<script>alert('x')</script>"
+    });
+    let (s, v) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/cards"),
+            Some(&ta),
+            Some(json!({"sample": "split", "info": info})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let link = v["link"].as_str().unwrap().to_owned();
+    let button = v["info"]["phones"][0]["button_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(v["info"]["phones"][0]["number"], "+821012345678");
+    assert_eq!(
+        (v["version"].as_u64(), v["design"]["sample"].as_str()),
+        (Some(1), Some("split"))
+    );
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(token.len(), 32, "128-bit token");
+    // Bad input names its field.
+    let (s, v) = t
+        .call("POST", &format!("/api/v1/members/{a}/cards"), Some(&ta), Some(json!({"info": {"name": "x", "phones": [{"label": "a", "number": "call me", "button_id": ""}]}})))
+        .await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_field")));
+    // Another member cannot read or change it.
+    let (s, _) = t
+        .call(
+            "GET",
+            &format!("/api/v1/members/{a}/cards/{id}"),
+            Some(&tb),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    // The live page: escaped, with the call button.
+    let page = |path: String| {
+        let api = t.api.clone();
+        async move {
+            let r = api.card_page(&path).await;
+            let status = r.status().as_u16();
+            let body = warp::hyper::body::to_bytes(r.into_body()).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (s, html) = page(token.clone()).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("data-version=\"1\""));
+    assert!(
+        !html.contains("<script>alert") && !html.contains("<b>Min-jun"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("data-button=\"{button}\"")));
+    // Save a new version; the page follows at once; a stale save is refused.
+    let mut info2 = info.clone();
+    info2["name"] = json!("Kim Min-jun");
+    info2["phones"] = json!([
+        {"label": "Mobile", "number": "+821012345678", "button_id": ""},
+        {"label": "Office", "number": "+8225550100", "button_id": ""}
+    ]);
+    let design = json!({"sample": "bold", "layout": [{"kind": "name", "column": 0}, {"kind": "phones", "column": 0}],
+        "background": "#000000", "color": "#ffffff", "accent": "#ff0000", "font_family": "Verdana", "font_size": 20, "extra_text": "Hi"});
+    let (s, v) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/cards/{id}"),
+            Some(&ta),
+            Some(json!({"version": 1, "info": info2, "design": design})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["version"].as_u64(), Some(2));
+    assert_eq!(
+        v["info"]["phones"][0]["button_id"].as_str(),
+        Some(button.as_str()),
+        "the button keeps its ID"
+    );
+    let (s, _) = t
+        .call(
+            "PUT",
+            &format!("/api/v1/members/{a}/cards/{id}"),
+            Some(&ta),
+            Some(json!({"version": 1, "info": info2})),
+        )
+        .await;
+    assert_eq!(s, 409, "saved over a stale version");
+    let (_, html) = page(token.clone()).await;
+    assert!(
+        html.contains("data-version=\"2\"")
+            && html.contains("#ff0000")
+            && html.contains("Call Office"),
+        "{html}"
+    );
+    // vCard and QR code.
+    let (s, vcf) = page(format!("{token}.vcf")).await;
+    assert_eq!(s, 200);
+    assert!(
+        vcf.starts_with("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Kim Min-jun\r\n") && vcf.contains(&link),
+        "{vcf}"
+    );
+    let (s, svg) = page(format!("{token}/qr.svg")).await;
+    assert!(s == 200 && svg.contains("<svg"));
+    // Duplicate, list, delete.
+    let (s, dup) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/cards/{id}/duplicate"),
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{dup}");
+    assert_ne!(dup["link"], json!(link));
+    let (_, list) = t
+        .call(
+            "GET",
+            &format!("/api/v1/members/{a}/cards"),
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (s, _) = t
+        .call(
+            "DELETE",
+            &format!("/api/v1/members/{a}/cards/{id}"),
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, html) = page(token.clone()).await;
+    assert_eq!(s, 404);
+    assert!(html.contains("This card is not here"));
+    let (s, _) = page("0123".into()).await;
+    assert_eq!(s, 404, "a malformed token too");
+}
