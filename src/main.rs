@@ -816,7 +816,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     node_cfg.billing.notify = Some(actors::billing::Notifier(Arc::new(
         gateway::mail::BillingNotices::new(
             store.clone(),
-            mailer,
+            mailer.clone(),
             settings.notice_period_s,
             node_cfg.billing.currency.clone(),
             gateway::api::system_clock(),
@@ -843,7 +843,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             settings.api.clone(),
             gateway::api::system_clock(),
         )
-        .with_routes(routing, health),
+        .with_routes(routing, health)
+        .with_mailer(mailer),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (http_addr, http) = gateway::serve(settings.http, metrics, api.clone(), async {

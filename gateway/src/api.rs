@@ -68,6 +68,8 @@ pub struct ApiConfig {
     pub max_body: usize,
     /// Largest rate deck upload, bytes.
     pub max_rates_body: usize,
+    /// Card e-mails a member may send in 24 hours.
+    pub card_sends_per_day: u64,
     /// Base URL of the public pages (card links), e.g. `https://cards.example`.
     pub public_url: String,
 }
@@ -97,6 +99,7 @@ impl ApiConfig {
             signin_per_addr: 30,
             max_body: 64 * 1024,
             max_rates_body: 64 * 1024 * 1024,
+            card_sends_per_day: 100,
             public_url: "http://127.0.0.1:8080".into(),
         }
     }
@@ -104,6 +107,7 @@ impl ApiConfig {
 
 /// The API's state.
 pub struct Api {
+    mailer: Option<Arc<crate::mail::Mailer>>,
     store: Arc<dyn Store>,
     cfg: ApiConfig,
     limiter: SignInLimiter,
@@ -455,12 +459,19 @@ impl Api {
     pub fn new(store: Arc<dyn Store>, cfg: ApiConfig, clock: Clock) -> Self {
         let limiter = SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr);
         Api {
+            mailer: None,
             store,
             cfg,
             limiter,
             clock,
             routes: None,
         }
+    }
+
+    /// Send mail (cards) through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<crate::mail::Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
     }
 
     /// Enable route previews over the node's routing and its trunks' health.
@@ -637,6 +648,11 @@ impl Api {
                 self.store.delete_card(&c.id).await?;
                 Ok(no_content())
             }
+            ("POST", ["members", id, "cards", card, "send"]) => {
+                let a = self.target(req, id).await?;
+                let c = self.owned_card(&a, card).await?;
+                ok(&self.card_send(&a, &c, body(req)?).await?)
+            }
             ("POST", ["members", id, "cards", card, "duplicate"]) => {
                 let a = self.target(req, id).await?;
                 let c = self.owned_card(&a, card).await?;
@@ -773,6 +789,23 @@ pub struct CardView {
     pub link: String,
 }
 
+/// Where to send a card.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSend {
+    /// E-mail addresses, 1 to 20.
+    pub to: Vec<String>,
+}
+
+/// What a send did.
+#[derive(Debug, Serialize)]
+pub struct CardSent {
+    /// Messages handed to the mail relay or outbox.
+    pub sent: usize,
+    /// Sends left in the member's 24-hour allowance.
+    pub remaining_today: u64,
+}
+
 /// A card to create or save.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -846,6 +879,77 @@ impl Api {
             return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "try again"));
         }
         Ok(self.card_view(&card))
+    }
+
+    async fn card_send(
+        &self,
+        a: &Account,
+        c: &schema::model::Card,
+        b: CardSend,
+    ) -> Result<CardSent, ApiError> {
+        use askama::Template as _;
+        let Some(mailer) = &self.mailer else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_mail",
+                "this edge sends no mail",
+            ));
+        };
+        if b.to.is_empty() || b.to.len() > 20 {
+            return Err(ApiError::invalid("to", "1 to 20 addresses"));
+        }
+        // Every address is checked before anything is sent; lettre's parser
+        // refuses line breaks, so no header can be injected.
+        for (i, to) in b.to.iter().enumerate() {
+            if to.len() > 254
+                || to.parse::<lettre::message::Mailbox>().is_err()
+                || !to.contains('@')
+            {
+                return Err(ApiError::invalid(
+                    &format!("to[{i}]"),
+                    format!("{to:?} is not an e-mail address"),
+                ));
+            }
+        }
+        let now = self.now();
+        let used = self
+            .store
+            .card_sends_since(&a.id, now.saturating_sub(24 * 3600))
+            .await?;
+        let allowance = self.cfg.card_sends_per_day;
+        if used + b.to.len() as u64 > allowance {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "send_limit",
+                format!("{used} of {allowance} card e-mails sent in the last 24 hours"),
+            ));
+        }
+        let link = self.card_link(&c.token);
+        let html = crate::cards::CardEmail {
+            card: c,
+            link: &link,
+        }
+        .render()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "template", e.to_string()))?;
+        let text = crate::cards::card_text(c, &link);
+        let subject = format!("{}'s business card", c.info.name.replace(['\r', '\n'], " "));
+        let mut sent = 0;
+        for to in &b.to {
+            mailer
+                .send(to, &subject, text.clone(), html.clone())
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::BAD_GATEWAY, "mail_failed", e.to_string())
+                })?;
+            self.store
+                .record_card_send(&a.id, &c.id, c.version, to, now)
+                .await?;
+            sent += 1;
+        }
+        Ok(CardSent {
+            sent,
+            remaining_today: allowance.saturating_sub(used + sent as u64),
+        })
     }
 
     async fn card_save(

@@ -333,6 +333,49 @@ impl<'a> CardPage<'a> {
     }
 }
 
+/// A card as an e-mail's HTML part (inline styles: mail readers drop
+/// style sheets); its buttons and "View card" open the live card.
+#[derive(Template)]
+#[template(path = "card_email.html")]
+pub struct CardEmail<'a> {
+    /// The card.
+    pub card: &'a Card,
+    /// Its public link.
+    pub link: &'a str,
+}
+
+/// The same card as the e-mail's plain-text part.
+pub fn card_text(card: &Card, link: &str) -> String {
+    let i = &card.info;
+    let mut out = vec![i.name.clone()];
+    for v in [&i.title, &i.company] {
+        if !v.is_empty() {
+            out.push(v.clone());
+        }
+    }
+    out.push(String::new());
+    for p in &i.phones {
+        out.push(format!(
+            "{}: {} (call from the card: {link}#call-{})",
+            p.label, p.number, p.button_id
+        ));
+    }
+    for v in [
+        &i.email,
+        &i.website,
+        &i.address,
+        &i.text,
+        &card.design.extra_text,
+    ] {
+        if !v.is_empty() {
+            out.push(v.clone());
+        }
+    }
+    out.push(String::new());
+    out.push(format!("View card: {link}"));
+    out.join("\n")
+}
+
 /// The page for a link that leads nowhere.
 #[derive(Template)]
 #[template(path = "card_missing.html")]

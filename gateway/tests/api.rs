@@ -1625,3 +1625,105 @@ async fn cards_are_made_saved_and_shown_live() {
     let (s, _) = page("0123".into()).await;
     assert_eq!(s, 404, "a malformed token too");
 }
+
+/// Sending a card: every address checked first (no header injection), one
+/// HTML + text message per address with the live link and the buttons,
+/// what the member typed inert, each send recorded, a daily allowance.
+#[tokio::test]
+async fn cards_are_sent_by_email_within_a_daily_allowance() {
+    let outbox = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Embedded::open(dir.path()).unwrap());
+    let mut cfg = ApiConfig::new("127.0.0.1:5060".into(), "switchboard".into());
+    cfg.admin_token = Some(ADMIN.into());
+    cfg.card_sends_per_day = 3;
+    cfg.public_url = "https://cards.example".into();
+    let mailer = Arc::new(
+        gateway::mail::Mailer::new(
+            "cards@switchboard.test",
+            gateway::mail::Transport::Outbox(outbox.path().into()),
+        )
+        .unwrap(),
+    );
+    let api = Arc::new(
+        Api::new(
+            store.clone() as Arc<dyn Store>,
+            cfg,
+            gateway::api::system_clock(),
+        )
+        .with_mailer(mailer),
+    );
+    let t = T {
+        api,
+        store,
+        clock: Arc::new(AtomicU64::new(0)),
+        _dir: dir,
+    };
+    let (a, ta) = t.sign_up("sender@example.com", "individual", None).await;
+    let info = json!({"name": "Lee <img src=x onerror=alert(1)>", "phones": [{"label": "Mobile", "number": "+821012345678", "button_id": ""}]});
+    let (_, card) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/cards"),
+            Some(&ta),
+            Some(json!({"info": info})),
+        )
+        .await;
+    let id = card["id"].as_str().unwrap();
+    let link = card["link"].as_str().unwrap();
+    assert!(link.starts_with("https://cards.example/c/"));
+    let path = format!("/api/v1/members/{a}/cards/{id}/send");
+    let send = |to: Value| t.call("POST", &path, Some(&ta), Some(json!({"to": to})));
+    let (s, v) = send(json!([
+        "ok@example.com",
+        "evil@example.com\r\nBcc: victim@example.com"
+    ]))
+    .await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_field")), "{v}");
+    assert_eq!(
+        std::fs::read_dir(outbox.path()).unwrap().count(),
+        0,
+        "nothing sent when one address is bad"
+    );
+    let (s, v) = send(json!(["one@example.com", "two@example.com"])).await;
+    assert_eq!(
+        (s, v["sent"].as_u64(), v["remaining_today"].as_u64()),
+        (200, Some(2), Some(1)),
+        "{v}"
+    );
+    let mails: Vec<String> = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    assert_eq!(mails.len(), 2);
+    for m in &mails {
+        assert!(m.contains("multipart/alternative"), "{m}");
+        // The HTML part, quoted-printable undone: the name is text there.
+        let plain = m.replace("=\r\n", "").replace("=3D", "=");
+        let html = &plain[plain.find("Content-Type: text/html").unwrap()..];
+        assert!(!html.contains("<img src=x"), "the name is inert: {html}");
+        assert!(
+            html.contains("&#60;img") || html.contains("&lt;img"),
+            "{html}"
+        );
+        assert!(!m.contains("victim"), "{m}");
+    }
+    let all = mails.concat();
+    assert!(all.contains("To: one@example.com") && all.contains("To: two@example.com"));
+    let button = card["info"]["phones"][0]["button_id"].as_str().unwrap();
+    assert!(
+        all.replace("=\r\n", "")
+            .contains(&format!("#call-{button}")),
+        "the button opens the live card"
+    );
+    let sends = t.store.card_sends(id).await.unwrap();
+    assert_eq!(
+        sends
+            .iter()
+            .map(|s| (s.0.as_str(), s.1))
+            .collect::<Vec<_>>(),
+        [("one@example.com", 1), ("two@example.com", 1)]
+    );
+    let (s, v) = send(json!(["three@example.com", "four@example.com"])).await;
+    assert_eq!((s, v["code"].as_str()), (429, Some("send_limit")));
+}

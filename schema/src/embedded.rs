@@ -97,6 +97,16 @@ CREATE TABLE IF NOT EXISTS cards (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cards_by_owner ON cards (owner, updated_at);
+CREATE TABLE IF NOT EXISTS card_sends (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    card TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    to_addr TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS card_sends_by_owner ON card_sends (owner, at);
+CREATE INDEX IF NOT EXISTS card_sends_by_card ON card_sends (card, seq);
 CREATE TABLE IF NOT EXISTS plans (
     name TEXT PRIMARY KEY,
     csv TEXT NOT NULL,
@@ -704,6 +714,56 @@ impl Store for Embedded {
             .execute("DELETE FROM cards WHERE id = ?1", params![id])
             .map_err(unavailable)?;
         Ok(n == 1)
+    }
+
+    async fn record_card_send(
+        &self,
+        owner: &str,
+        card: &str,
+        version: u64,
+        to: &str,
+        at: u64,
+    ) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO card_sends (owner, card, version, to_addr, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![owner, card, version as i64, to, at as i64],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn card_sends_since(&self, owner: &str, since: u64) -> Result<u64> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM card_sends WHERE owner = ?1 AND at >= ?2",
+                params![owner, since as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(unavailable)
+    }
+
+    async fn card_sends(&self, card: &str) -> Result<Vec<(String, u64, u64)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT to_addr, version, at FROM card_sends WHERE card = ?1 ORDER BY seq",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![card], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                ))
+            })
+            .map_err(unavailable)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
     }
 
     async fn put_plan(&self, name: &str, csv: &str) -> Result<u64> {

@@ -132,6 +132,19 @@ pub trait Store: Send + Sync + 'static {
     async fn cards_of(&self, owner: &str) -> Result<Vec<Card>>;
     /// Delete a card (its link stops working); `false` if it was not there.
     async fn delete_card(&self, id: &str) -> Result<bool>;
+    /// Record that a card (at `version`) was sent to `to` at `at`.
+    async fn record_card_send(
+        &self,
+        owner: &str,
+        card: &str,
+        version: u64,
+        to: &str,
+        at: u64,
+    ) -> Result<()>;
+    /// How many card e-mails `owner` has sent since `since` (Unix seconds).
+    async fn card_sends_since(&self, owner: &str, since: u64) -> Result<u64>;
+    /// A card's sends, oldest first: (to, version, at).
+    async fn card_sends(&self, card: &str) -> Result<Vec<(String, u64, u64)>>;
 
     /// Write a CDR once: `false` when one with its `call_id` exists (it is
     /// left as it was). One partition: the call id.

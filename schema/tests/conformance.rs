@@ -504,6 +504,21 @@ async fn card_suite(store: &dyn Store) {
         "the link dies with the card"
     );
     assert_eq!(store.cards_of("1001").await.unwrap().len(), 1);
+    for (to, at) in [
+        ("a@example.com", 100),
+        ("b@example.com", 200),
+        ("c@example.com", 300),
+    ] {
+        store
+            .record_card_send("1001", "card2", 1, to, at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.card_sends_since("1001", 150).await.unwrap(), 2);
+    assert_eq!(store.card_sends_since("1002", 0).await.unwrap(), 0);
+    let sends = store.card_sends("card2").await.unwrap();
+    assert_eq!(sends[0], ("a@example.com".into(), 1, 100));
+    assert_eq!(sends.len(), 3);
 }
 
 #[tokio::test]
