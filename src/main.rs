@@ -844,7 +844,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             gateway::api::system_clock(),
         )
         .with_routes(routing, health)
-        .with_mailer(mailer),
+        .with_mailer(mailer)
+        .with_dialer(node.dialer()),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (http_addr, http) = gateway::serve(settings.http, metrics, api.clone(), async {

@@ -52,6 +52,8 @@ pub struct Originate {
     pub prompt: Option<engine::media::player::Prompt>,
     /// Country code whose ringback `first` hears.
     pub ringback_cc: String,
+    /// The call's ID when the edge chose it (idempotent requests); else new.
+    pub call_id: Option<String>,
 }
 
 /// Messages of a Center.
@@ -66,7 +68,7 @@ pub enum CenterMsg {
     /// Place a call from the engine (click to call).
     Originate(
         Box<Originate>,
-        ractor::RpcReplyPort<Result<(), (u16, String)>>,
+        ractor::RpcReplyPort<Result<String, (u16, String)>>,
     ),
     /// Periodic housekeeping: expired nonces, gauges.
     Sweep,
@@ -422,7 +424,7 @@ impl CenterState {
     /// A call the engine places itself (RFC 3725): `first` is dialled and,
     /// once it answers, hears the prompt and ringback while `second` is
     /// dialled; the two are bridged when `second` answers.
-    async fn originate(&mut self, o: Originate) -> Result<(), (u16, String)> {
+    async fn originate(&mut self, o: Originate) -> Result<String, (u16, String)> {
         if self.transport.media.is_none() {
             return Err((503, "media is not anchored on this node".into()));
         }
@@ -434,7 +436,10 @@ impl CenterState {
             .ok_or((480, format!("{} cannot be reached", o.first)))?;
         let (targets, hunt) = self.resolve(&o.second, &ident).await?;
         let flow = first.flow;
-        let call_id = ids::call_id(&mut self.rng, "call");
+        let call_id = o
+            .call_id
+            .clone()
+            .unwrap_or_else(|| ids::call_id(&mut self.rng, "call"));
         let billing = match self.authorise(&o.caller, &o.second, &call_id).await {
             Ok(b) => b,
             Err((status, why)) => {
@@ -470,11 +475,12 @@ impl CenterState {
             .billing
             .as_ref()
             .map(|b| (b.0.clone(), args.call_id.clone()));
+        let call_id = args.call_id.clone();
         if self.calls.cast(CallsMsg::Start(Box::new(args))).is_err() {
             self.release_hold(held).await;
             return Err((503, "calls supervisor restarting".to_owned()));
         }
-        Ok(())
+        Ok(call_id)
     }
 
     /// The registered contacts of a member, or why there are none.

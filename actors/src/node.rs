@@ -37,6 +37,28 @@ pub enum NodeMsg {
     Tree(ractor::RpcReplyPort<Vec<CenterTree>>),
 }
 
+/// Places calls from the engine (click to call); the center that takes
+/// calls to the second party runs each.
+#[derive(Clone)]
+pub struct Dialer {
+    transport: Arc<Transport>,
+}
+
+impl Dialer {
+    /// Place `o`: its call id, or why it cannot be placed at all.
+    pub async fn originate(&self, o: crate::center::Originate) -> Result<String, (u16, String)> {
+        let center = self
+            .transport
+            .center_for(&o.second)
+            .ok_or((503, "center restarting".to_owned()))?;
+        ractor::call!(center, |reply| crate::center::CenterMsg::Originate(
+            Box::new(o),
+            reply
+        ))
+        .map_err(|e| (503, e.to_string()))?
+    }
+}
+
 /// A center and its trunks as they run now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CenterTree {
@@ -425,16 +447,15 @@ impl NodeHandle {
     /// and ringback once it answers, and is bridged with `o.second` when
     /// that answers. The center that takes calls to `o.second` runs it.
     /// `Err((status, reason))` when it cannot be placed at all.
-    pub async fn originate(&self, o: crate::center::Originate) -> Result<(), (u16, String)> {
-        let center = self
-            .transport
-            .center_for(&o.second)
-            .ok_or((503, "center restarting".to_owned()))?;
-        ractor::call!(center, |reply| crate::center::CenterMsg::Originate(
-            Box::new(o),
-            reply
-        ))
-        .map_err(|e| (503, e.to_string()))?
+    pub async fn originate(&self, o: crate::center::Originate) -> Result<String, (u16, String)> {
+        self.dialer().originate(o).await
+    }
+
+    /// A handle the edge keeps to place calls.
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            transport: self.transport.clone(),
+        }
     }
 
     /// Media port pairs (free, leased), when media is anchored.

@@ -107,6 +107,7 @@ impl ApiConfig {
 
 /// The API's state.
 pub struct Api {
+    dialer: Option<actors::node::Dialer>,
     mailer: Option<Arc<crate::mail::Mailer>>,
     store: Arc<dyn Store>,
     cfg: ApiConfig,
@@ -459,6 +460,7 @@ impl Api {
     pub fn new(store: Arc<dyn Store>, cfg: ApiConfig, clock: Clock) -> Self {
         let limiter = SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr);
         Api {
+            dialer: None,
             mailer: None,
             store,
             cfg,
@@ -466,6 +468,12 @@ impl Api {
             clock,
             routes: None,
         }
+    }
+
+    /// Place click-to-call calls through the node's `dialer`.
+    pub fn with_dialer(mut self, dialer: actors::node::Dialer) -> Self {
+        self.dialer = Some(dialer);
+        self
     }
 
     /// Send mail (cards) through `mailer`.
@@ -624,6 +632,20 @@ impl Api {
                 ok(&member_plan(self, a, body(req)?).await?)
             }
             ("GET", ["card-samples"]) => ok(&crate::cards::samples()),
+            ("POST", ["members", id, "api-keys"]) => {
+                let a = self.target(req, id).await?;
+                let (key, hash) = auth::new_token();
+                let expires_at = self.now() + 10 * 365 * 24 * 3600;
+                self.store
+                    .put_session(&Session {
+                        token_hash: hash,
+                        account: a.id.clone(),
+                        expires_at,
+                    })
+                    .await?;
+                ok(&serde_json::json!({ "key": key, "expires_at": expires_at }))
+            }
+            ("POST", ["calls"]) => self.click(req, body(req)?).await,
             ("GET", ["members", id, "cards"]) => {
                 let a = self.target(req, id).await?;
                 let cards = self.store.cards_of(&a.id).await?;
@@ -787,6 +809,127 @@ pub struct CardView {
     pub card: schema::model::Card,
     /// Its public link.
     pub link: String,
+}
+
+/// A click to call: the card, the button, and the visitor's number.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickRequest {
+    /// The card's ID.
+    pub card: String,
+    /// The call button's ID.
+    pub button: String,
+    /// The number to call back (the visitor's phone).
+    pub callback: String,
+    /// A retried request with the same key places no second call.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl Api {
+    /// `POST /api/v1/calls`: the card's owner (its API key or a session)
+    /// places a call that rings `callback` first, says "please wait,
+    /// connecting your call" with ringback, then rings the number behind
+    /// the button and bridges the two.
+    async fn click(&self, req: &Request, b: ClickRequest) -> Result<Response, ApiError> {
+        let Some(dialer) = &self.dialer else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_node",
+                "this edge places no calls",
+            ));
+        };
+        let card = self
+            .store
+            .card(&b.card)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no card {}", b.card)))?;
+        match self.caller(req).await? {
+            Caller::Anonymous => return Err(ApiError::unauthorized()),
+            Caller::Member(a) if a.id != card.owner => {
+                return Err(ApiError::forbidden(
+                    "only the card's owner places its calls",
+                ));
+            }
+            _ => {}
+        }
+        let phone = card
+            .info
+            .phones
+            .iter()
+            .find(|p| p.button_id == b.button)
+            .ok_or_else(|| {
+                ApiError::invalid("button", format!("no button {} on this card", b.button))
+            })?;
+        let dir = &self.cfg.directory;
+        let (callback, cc) = match numbering::classify(&b.callback, dir.home, &dir.plan) {
+            Ok(Dialled::Pstn(p)) => (p.e164.clone(), p.cc.to_string()),
+            Ok(Dialled::Individual(_) | Dialled::Company(_)) => (
+                b.callback.trim().to_owned(),
+                numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
+            ),
+            // A member's SIP user (its registered phones) is a callback too.
+            Ok(_) | Err(_) if self.store.member(b.callback.trim()).await?.is_some() => (
+                b.callback.trim().to_owned(),
+                numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
+            ),
+            Ok(_) | Err(_) => {
+                return Err(ApiError::invalid(
+                    "callback",
+                    format!("{:?} is not a phone number", b.callback),
+                ));
+            }
+        };
+        let (call_id, fresh) = match &b.idempotency_key {
+            Some(k) if k.is_empty() || k.len() > 100 => {
+                return Err(ApiError::invalid("idempotency_key", "1 to 100 characters"));
+            }
+            Some(k) => {
+                let mine = format!("{}@click", crate::cards::token(&mut rand::thread_rng(), 16));
+                let held = self
+                    .store
+                    .claim_idempotency(&card.owner, k, &mine, self.now())
+                    .await?;
+                let fresh = held == mine;
+                (held, fresh)
+            }
+            None => (
+                format!("{}@click", crate::cards::token(&mut rand::thread_rng(), 16)),
+                true,
+            ),
+        };
+        if !fresh {
+            return Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "call_id": call_id, "status": "duplicate" }),
+            ));
+        }
+        let o = actors::center::Originate {
+            caller: card.owner.clone(),
+            first: callback,
+            second: phone.number.clone(),
+            prompt: Some(engine::media::player::Prompt::Connecting),
+            ringback_cc: cc,
+            call_id: Some(call_id),
+        };
+        match dialer.originate(o).await {
+            Ok(id) => Ok(json_response(
+                StatusCode::CREATED,
+                &serde_json::json!({ "call_id": id, "status": "initiated" }),
+            )),
+            Err((402, why)) => Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_balance",
+                why,
+            )),
+            Err((status, why)) => Err(ApiError::new(
+                StatusCode::from_u16(if status >= 500 { 503 } else { 422 })
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "call_refused",
+                format!("{status}: {why}"),
+            )),
+        }
+    }
 }
 
 /// Where to send a card.

@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS cards (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cards_by_owner ON cards (owner, updated_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 CREATE TABLE IF NOT EXISTS card_sends (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT NOT NULL,
@@ -714,6 +721,28 @@ impl Store for Embedded {
             .execute("DELETE FROM cards WHERE id = ?1", params![id])
             .map_err(unavailable)?;
         Ok(n == 1)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        owner: &str,
+        key: &str,
+        call_id: &str,
+        at: u64,
+    ) -> Result<String> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT INTO idempotency (owner, key, call_id, at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(owner, key) DO NOTHING",
+            params![owner, key, call_id, at as i64],
+        )
+        .map_err(unavailable)?;
+        conn.query_row(
+            "SELECT call_id FROM idempotency WHERE owner = ?1 AND key = ?2",
+            params![owner, key],
+            |r| r.get::<_, String>(0),
+        )
+        .map_err(unavailable)
     }
 
     async fn record_card_send(

@@ -132,6 +132,15 @@ pub trait Store: Send + Sync + 'static {
     async fn cards_of(&self, owner: &str) -> Result<Vec<Card>>;
     /// Delete a card (its link stops working); `false` if it was not there.
     async fn delete_card(&self, id: &str) -> Result<bool>;
+    /// Remember that `owner`'s request with idempotency `key` placed call
+    /// `call_id`, unless one was remembered: returns the call id that holds.
+    async fn claim_idempotency(
+        &self,
+        owner: &str,
+        key: &str,
+        call_id: &str,
+        at: u64,
+    ) -> Result<String>;
     /// Record that a card (at `version`) was sent to `to` at `at`.
     async fn record_card_send(
         &self,

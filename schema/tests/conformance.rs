@@ -519,6 +519,29 @@ async fn card_suite(store: &dyn Store) {
     let sends = store.card_sends("card2").await.unwrap();
     assert_eq!(sends[0], ("a@example.com".into(), 1, 100));
     assert_eq!(sends.len(), 3);
+    assert_eq!(
+        store
+            .claim_idempotency("1001", "k1", "call-a", 1)
+            .await
+            .unwrap(),
+        "call-a"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("1001", "k1", "call-b", 2)
+            .await
+            .unwrap(),
+        "call-a",
+        "first wins"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("1002", "k1", "call-c", 3)
+            .await
+            .unwrap(),
+        "call-c",
+        "per owner"
+    );
 }
 
 #[tokio::test]

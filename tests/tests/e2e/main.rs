@@ -12,6 +12,7 @@ mod billing;
 mod calls;
 mod centers;
 mod cli;
+mod click;
 mod media;
 mod numbering;
 mod onnet;

@@ -406,6 +406,7 @@ async fn the_first_party_hears_the_prompt_and_ringback_then_the_other_party() {
             second: "200".into(),
             prompt: Some(engine::media::player::Prompt::Connecting),
             ringback_cc: "1".into(),
+            call_id: None,
         })
         .await
         .unwrap();

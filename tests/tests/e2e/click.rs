@@ -1,0 +1,164 @@
+//! Click to call through the REST API: the card's owner (with an API key)
+//! asks for a call; the engine rings the visitor's number first, then the
+//! number behind the button, and bridges them. Both phones are SIPp UASs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schema::store::Store;
+use serde_json::{Value, json};
+use switchboard_tests::{Env, Sipp, free_media_port, free_port};
+
+const MEDIA_IP: &str = "127.0.0.2";
+
+async fn api_call(
+    api: &gateway::api::Api,
+    method: warp::http::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let r = api
+        .handle(gateway::api::Request {
+            method,
+            path: path.to_owned(),
+            query: String::new(),
+            authorization: token.map(|t| format!("Bearer {t}")),
+            remote: Some("127.0.0.1:40000".parse().unwrap()),
+            body: serde_json::to_vec(&body).unwrap().into(),
+        })
+        .await;
+    let status = r.status().as_u16();
+    let bytes = warp::hyper::body::to_bytes(r.into_body()).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn phone(env: &Env, number: &str) -> switchboard_tests::SippChild {
+    let port = free_port();
+    env.register(number, port).await.unwrap();
+    let sc = env
+        .scenario(
+            "uas_media.xml",
+            &[("MEDIA_IP", MEDIA_IP), ("WAIT", "20000"), ("RING", "500")],
+        )
+        .unwrap();
+    let mut s = Sipp::new(env.work.path(), &sc, port);
+    s.args(["-mp", &free_media_port().to_string()]);
+    s.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key() {
+    let env = Env::start(&["100", "200", "300"], |c| {
+        c.media.bind = MEDIA_IP.parse().unwrap();
+        c.media.ports = (33000, 33999);
+        c.max_call_duration = Duration::from_secs(3);
+    })
+    .await
+    .unwrap();
+    // 100 owns a card whose button rings its phone 200; 300 is the visitor.
+    let owner = schema::model::Account::new(
+        "100",
+        "owner@example.com",
+        schema::model::AccountKind::Individual,
+        "Owner",
+    );
+    env.store.insert_account(&owner).await.unwrap();
+    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
+    cfg.admin_token = Some("operator-secret-0123456789".into());
+    let api = gateway::api::Api::new(
+        env.store.clone() as Arc<dyn Store>,
+        cfg,
+        gateway::api::system_clock(),
+    )
+    .with_dialer(env.node().dialer());
+    let admin = Some("operator-secret-0123456789");
+    let (s, key) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/api-keys",
+        admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 200, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    let info =
+        json!({"name": "Owner", "phones": [{"label": "Desk", "number": "200", "button_id": ""}]});
+    let (s, card) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/cards",
+        Some(&key),
+        json!({"info": info}),
+    )
+    .await;
+    assert_eq!(s, 200, "{card}");
+    let button = card["info"]["phones"][0]["button_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let card_id = card["id"].as_str().unwrap().to_owned();
+
+    let visitor = phone(&env, "300").await;
+    let owner_phone = phone(&env, "200").await;
+    let click =
+        json!({"card": card_id, "button": button, "callback": "300", "idempotency_key": "click-1"});
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&key),
+        click.clone(),
+    )
+    .await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("initiated")), "{v}");
+    let call_id = v["call_id"].as_str().unwrap().to_owned();
+    // The same request again (a client's retry): no second call.
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
+    assert_eq!(
+        (s, v["call_id"].as_str(), v["status"].as_str()),
+        (200, Some(call_id.as_str()), Some("duplicate"))
+    );
+    // Both phones check the engine's offer and are released at the end.
+    visitor.wait().await.unwrap();
+    owner_phone.wait().await.unwrap();
+    let mut report = None;
+    for _ in 0..250 {
+        report = env
+            .node()
+            .recent_calls()
+            .await
+            .into_iter()
+            .find(|r| r.call_id == call_id);
+        if report.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = report.expect("the call's report");
+    assert_eq!(
+        (r.caller.as_str(), r.callee.as_str(), r.result),
+        ("100", "200", "released")
+    );
+    let m = r.media.expect("anchored");
+    assert!(m[0].played > 0, "the visitor heard the prompt: {m:?}");
+    assert_eq!(
+        env.node().recent_calls().await.len(),
+        1,
+        "one call for two requests"
+    );
+    // Bad requests are refused with a reason.
+    let bad = json!({"card": card_id, "button": "nope", "callback": "300"});
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), bad).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("invalid_field")));
+    let bad = json!({"card": card_id, "button": button, "callback": "not a number"});
+    let (s, _) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), bad).await;
+    assert_eq!(s, 422);
+    let anon = json!({"card": card_id, "button": button, "callback": "300"});
+    let (s, _) = api_call(&api, warp::http::Method::POST, "calls", None, anon).await;
+    assert_eq!(s, 401);
+}
