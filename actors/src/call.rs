@@ -631,6 +631,7 @@ impl Actor for Call {
             status: None,
             disconnect: None,
         };
+        st.status(crate::events::Status::CallingYou, None, None);
         if st.legs.len() == 1 && st.first.is_none() {
             // No branch could start (every trunk down or full).
             let status = best_failure(&st.failures);
@@ -810,6 +811,19 @@ impl CallState {
             media: self.media_report.clone(),
             digits: self.digits.clone(),
         };
+        if report.answer_ms.is_some() {
+            self.status(
+                crate::events::Status::Ended,
+                report.disconnect.map(str::to_owned),
+                Some(u64::from(talked_secs)),
+            );
+        } else {
+            self.status(
+                crate::events::Status::Failed,
+                Some(self.result.to_owned()),
+                None,
+            );
+        }
         let _ = self.calls.cast(crate::calls::CallsMsg::CallOver(
             myself.get_id(),
             Box::new(report),
@@ -982,6 +996,17 @@ impl CallState {
         }
     }
 
+    /// Tell the edge where an originated call is (normal calls have no
+    /// watchers).
+    fn status(&self, s: crate::events::Status, reason: Option<String>, secs: Option<u64>) {
+        if self.first.is_some() {
+            self.branches
+                .transport
+                .events
+                .publish(&self.call_id, s, reason, secs);
+        }
+    }
+
     /// The first party of an originated call answered: it hears the
     /// prompt and ringback, and the other party is dialled with an offer
     /// in the codec it chose.
@@ -1008,6 +1033,7 @@ impl CallState {
         let offer = engine::sdp::offer(b.ip(), b.port(), rand::random::<u32>().into(), &pts);
         self.branches.body = Some((bytes::Bytes::from(offer), "application/sdp".to_owned()));
         info!(first = %f.number, callee = %self.callee, "first party answered; dialling");
+        self.status(crate::events::Status::Connecting, None, None);
     }
 
     /// Hang up every branch except `keep`.
@@ -1161,6 +1187,7 @@ impl CallState {
                     let t = myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
                     self.timers.push(t);
                     self.start_billing(myself);
+                    self.status(crate::events::Status::Connected, None, None);
                     info!(callee = %self.callee, leg = id, "call answered");
                 } else {
                     // A second branch answered: release it (§16.7 for a B2BUA).

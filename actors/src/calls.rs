@@ -267,6 +267,14 @@ impl CallsState {
     /// A call died without reporting: charge what it talked until now and
     /// write a failure CDR from what its supervisor knows.
     async fn account_crash(&mut self, f: &Facts, why: &str) {
+        // A placed call's watchers learn how it ended (others have none;
+        // the feed is dropped after a while).
+        self.transport.events.publish(
+            &f.call_id,
+            crate::events::Status::Failed,
+            Some("crashed".into()),
+            None,
+        );
         let now = crate::clock::unix_ms();
         let answered = f.answered_ms.load(std::sync::atomic::Ordering::Relaxed);
         let talked = if answered > 0 {

@@ -22,6 +22,7 @@ pub mod calls;
 pub mod center;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod leg;
 pub mod media;
 pub mod metrics;

@@ -45,6 +45,11 @@ pub struct Dialer {
 }
 
 impl Dialer {
+    /// The live status of the calls it places.
+    pub fn events(&self) -> Arc<crate::events::CallEvents> {
+        self.transport.events.clone()
+    }
+
     /// Place `o`: its call id, or why it cannot be placed at all.
     pub async fn originate(&self, o: crate::center::Originate) -> Result<String, (u16, String)> {
         let center = self

@@ -135,6 +135,8 @@ pub struct Transport {
     max_message: usize,
     /// The media port pool, when calls' media is anchored.
     pub media: Option<Arc<crate::media::Ports>>,
+    /// Live status of the calls the engine places.
+    pub events: Arc<crate::events::CallEvents>,
 }
 
 impl Transport {
@@ -158,6 +160,7 @@ impl Transport {
                     });
                     let t = Arc::new(Transport {
                         media,
+                        events: crate::events::CallEvents::new(),
                         udp: Arc::new(udp),
                         tcp: DashMap::new(),
                         dialogs: DashMap::new(),

@@ -646,6 +646,7 @@ impl Api {
                 ok(&serde_json::json!({ "key": key, "expires_at": expires_at }))
             }
             ("POST", ["calls"]) => self.click(req, body(req)?).await,
+            ("GET", ["calls", id, "events"]) => self.call_events(id),
             ("GET", ["members", id, "cards"]) => {
                 let a = self.target(req, id).await?;
                 let cards = self.store.cards_of(&a.id).await?;
@@ -929,6 +930,82 @@ impl Api {
                 format!("{status}: {why}"),
             )),
         }
+    }
+}
+
+/// One status event as JSON.
+pub fn event_json(call: &str, e: &actors::events::Event) -> serde_json::Value {
+    serde_json::json!({
+        "call_id": call,
+        "seq": e.seq,
+        "status": e.status.as_str(),
+        "at_ms": e.at_ms,
+        "reason": e.reason,
+        "duration_secs": e.duration_secs,
+    })
+}
+
+impl Api {
+    /// `GET /api/v1/calls/{id}/events`: the call's status as server-sent
+    /// events, from its first event to its terminal one. The call id (128
+    /// random bits) is the capability: the page that placed the call has it.
+    fn call_events(&self, id: &str) -> Result<Response, ApiError> {
+        use futures_util::StreamExt as _;
+        let Some(dialer) = &self.dialer else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_node",
+                "this edge places no calls",
+            ));
+        };
+        let (history, rx) = dialer
+            .events()
+            .subscribe(id)
+            .ok_or_else(|| ApiError::not_found(format!("no call {id}")))?;
+        let call = id.to_owned();
+        let frame = move |e: &actors::events::Event| {
+            format!(
+                "id: {}\nevent: status\ndata: {}\n\n",
+                e.seq,
+                event_json(&call, e)
+            )
+        };
+        let done = history.last().is_some_and(|e| e.status.is_terminal());
+        let last = history.last().map_or(0, |e| e.seq);
+        let first: Vec<String> = history.iter().map(&frame).collect();
+        let live = futures_util::stream::unfold((rx, last, done), move |(mut rx, last, done)| {
+            let frame = frame.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(e) if e.seq <= last => continue,
+                        Ok(e) => {
+                            let done = e.status.is_terminal();
+                            return Some((frame(&e), (rx, e.seq, done)));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
+                    }
+                }
+            }
+        });
+        let stream = futures_util::stream::iter(first)
+            .chain(live)
+            .map(|s| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(s)));
+        let mut r = Response::new(warp::hyper::Body::wrap_stream(stream));
+        let h = r.headers_mut();
+        h.insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(
+            warp::http::header::CACHE_CONTROL,
+            warp::http::HeaderValue::from_static("no-store"),
+        );
+        Ok(r)
     }
 }
 

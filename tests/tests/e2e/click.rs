@@ -117,6 +117,21 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     .await;
     assert_eq!((s, v["status"].as_str()), (201, Some("initiated")), "{v}");
     let call_id = v["call_id"].as_str().unwrap().to_owned();
+    // The page's status stream, from the first event to the last.
+    let events = {
+        let r = api
+            .handle(gateway::api::Request {
+                method: warp::http::Method::GET,
+                path: format!("calls/{call_id}/events"),
+                query: String::new(),
+                authorization: None,
+                remote: None,
+                body: Default::default(),
+            })
+            .await;
+        assert_eq!(r.status().as_u16(), 200);
+        tokio::spawn(async move { warp::hyper::body::to_bytes(r.into_body()).await.unwrap() })
+    };
     // The same request again (a client's retry): no second call.
     let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
     assert_eq!(
@@ -151,6 +166,25 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
         1,
         "one call for two requests"
     );
+    let stream = tokio::time::timeout(Duration::from_secs(10), events)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stream);
+    let got: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let statuses: Vec<&str> = got.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["calling_you", "connecting", "connected", "ended"],
+        "{text}"
+    );
+    let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert!(got[3]["duration_secs"].as_u64().unwrap() >= 2, "{}", got[3]);
     // Bad requests are refused with a reason.
     let bad = json!({"card": card_id, "button": "nope", "callback": "300"});
     let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), bad).await;
