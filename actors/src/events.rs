@@ -89,6 +89,12 @@ impl CallEvents {
             .clone()
     }
 
+    /// Make `call` known before its first event, so that a subscriber that
+    /// comes at once is not told it does not exist.
+    pub fn open(&self, call: &str) {
+        let _ = self.feed(call);
+    }
+
     /// Record `status` for `call` (ignored after its terminal event).
     pub fn publish(
         self: &Arc<Self>,

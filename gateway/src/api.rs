@@ -825,6 +825,9 @@ pub struct ClickRequest {
     /// A retried request with the same key places no second call.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// An http URL that receives every status event, signed.
+    #[serde(default)]
+    pub status_callback: Option<String>,
 }
 
 impl Api {
@@ -881,6 +884,12 @@ impl Api {
                 ));
             }
         };
+        let callback_url = b
+            .status_callback
+            .as_deref()
+            .map(crate::webhooks::check_url)
+            .transpose()
+            .map_err(|why| ApiError::invalid("status_callback", why))?;
         let (call_id, fresh) = match &b.idempotency_key {
             Some(k) if k.is_empty() || k.len() > 100 => {
                 return Err(ApiError::invalid("idempotency_key", "1 to 100 characters"));
@@ -914,10 +923,25 @@ impl Api {
             call_id: Some(call_id),
         };
         match dialer.originate(o).await {
-            Ok(id) => Ok(json_response(
-                StatusCode::CREATED,
-                &serde_json::json!({ "call_id": id, "status": "initiated" }),
-            )),
+            Ok(id) => {
+                let events = dialer.events();
+                events.open(&id);
+                if let Some(url) = callback_url {
+                    // The API key that placed the call signs its events.
+                    let key = req
+                        .authorization
+                        .as_deref()
+                        .and_then(|h| h.strip_prefix("Bearer "))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    crate::webhooks::spawn(events, id.clone(), url, key, self.clock.clone());
+                }
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &serde_json::json!({ "call_id": id, "status": "initiated" }),
+                ))
+            }
             Err((402, why)) => Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_balance",

@@ -16,6 +16,7 @@ pub mod error;
 pub mod inventory;
 pub mod mail;
 pub mod rates;
+pub mod webhooks;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -105,8 +105,30 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
 
     let visitor = phone(&env, "300").await;
     let owner_phone = phone(&env, "200").await;
-    let click =
-        json!({"card": card_id, "button": button, "callback": "300", "idempotency_key": "click-1"});
+    // The client's status webhook receiver: refuses its first delivery
+    // (the sender must retry), then records every POST with its headers.
+    let hook_log: Arc<parking_lot::Mutex<Vec<(String, String, String)>>> = Default::default();
+    let hook = {
+        use warp::Filter as _;
+        let got = hook_log.clone();
+        let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let route = warp::post()
+            .and(warp::header::<String>("x-switchboard-timestamp"))
+            .and(warp::header::<String>("x-switchboard-signature"))
+            .and(warp::body::bytes())
+            .map(move |ts: String, sig: String, body: bytes::Bytes| {
+                if !refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return warp::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                got.lock()
+                    .push((ts, sig, String::from_utf8_lossy(&body).into_owned()));
+                warp::http::StatusCode::NO_CONTENT
+            });
+        let (addr, server) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
+        tokio::spawn(server);
+        format!("http://{addr}/status")
+    };
+    let click = json!({"card": card_id, "button": button, "callback": "300", "idempotency_key": "click-1", "status_callback": hook});
     let (s, v) = api_call(
         &api,
         warp::http::Method::POST,
@@ -185,6 +207,42 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     assert!(got[3]["duration_secs"].as_u64().unwrap() >= 2, "{}", got[3]);
+    // The webhook got the same four events, in order, each signed with the
+    // API key over "timestamp.body", the first after a retry.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let hooks = loop {
+        let h = hooks_of(&hook_log);
+        if h.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let statuses: Vec<String> = hooks
+        .iter()
+        .map(|(_, _, b)| {
+            serde_json::from_str::<Value>(b).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["calling_you", "connecting", "connected", "ended"]
+    );
+    for (ts, sig, body) in &hooks {
+        assert_eq!(
+            sig,
+            &gateway::webhooks::sign(&key, ts.parse().unwrap(), body),
+            "verifiable"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hooks_of(&hook_log).len(),
+        4,
+        "exactly one terminal event, nothing after"
+    );
     // Bad requests are refused with a reason.
     let bad = json!({"card": card_id, "button": "nope", "callback": "300"});
     let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), bad).await;
@@ -195,4 +253,10 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     let anon = json!({"card": card_id, "button": button, "callback": "300"});
     let (s, _) = api_call(&api, warp::http::Method::POST, "calls", None, anon).await;
     assert_eq!(s, 401);
+}
+
+fn hooks_of(
+    log: &parking_lot::Mutex<Vec<(String, String, String)>>,
+) -> Vec<(String, String, String)> {
+    log.lock().clone()
 }
