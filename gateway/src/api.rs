@@ -70,6 +70,8 @@ pub struct ApiConfig {
     pub max_rates_body: usize,
     /// Card e-mails a member may send in 24 hours.
     pub card_sends_per_day: u64,
+    /// Click-to-call abuse limits.
+    pub clicks: crate::clicks::Limits,
     /// Base URL of the public pages (card links), e.g. `https://cards.example`.
     pub public_url: String,
 }
@@ -100,6 +102,7 @@ impl ApiConfig {
             max_body: 64 * 1024,
             max_rates_body: 64 * 1024 * 1024,
             card_sends_per_day: 100,
+            clicks: crate::clicks::Limits::default(),
             public_url: "http://127.0.0.1:8080".into(),
         }
     }
@@ -107,6 +110,7 @@ impl ApiConfig {
 
 /// The API's state.
 pub struct Api {
+    click_guard: Arc<crate::clicks::Guard>,
     dialer: Option<actors::node::Dialer>,
     mailer: Option<Arc<crate::mail::Mailer>>,
     store: Arc<dyn Store>,
@@ -460,6 +464,7 @@ impl Api {
     pub fn new(store: Arc<dyn Store>, cfg: ApiConfig, clock: Clock) -> Self {
         let limiter = SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr);
         Api {
+            click_guard: Arc::default(),
             dialer: None,
             mailer: None,
             store,
@@ -914,6 +919,31 @@ impl Api {
                 &serde_json::json!({ "call_id": call_id, "status": "duplicate" }),
             ));
         }
+        let home_cc = numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string());
+        let allowed = match self.store.account(&card.owner).await? {
+            Some(o) if !o.click_countries.is_empty() => o.click_countries,
+            _ => vec![home_cc],
+        };
+        let pstn_cc = callback.starts_with('+').then_some(cc.as_str());
+        let admitted = self
+            .click_guard
+            .admit(
+                &self.cfg.clicks,
+                self.now().saturating_mul(1000),
+                req.remote.map(|r| r.ip()),
+                &card.id,
+                &card.owner,
+                &callback,
+                pstn_cc,
+                &allowed,
+            )
+            .map_err(|r| {
+                let status = match r.code {
+                    "country_not_allowed" | "blocked_destination" => StatusCode::FORBIDDEN,
+                    _ => StatusCode::TOO_MANY_REQUESTS,
+                };
+                ApiError::new(status, r.code, r.message)
+            })?;
         let o = actors::center::Originate {
             caller: card.owner.clone(),
             first: callback,
@@ -926,6 +956,22 @@ impl Api {
             Ok(id) => {
                 let events = dialer.events();
                 events.open(&id);
+                // The call holds its card's and owner's line until it ends.
+                let keys = admitted.started();
+                if let Some((_, mut rx)) = events.subscribe(&id) {
+                    let guard = self.click_guard.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            match rx.recv().await {
+                                Ok(e) if e.status.is_terminal() => break,
+                                Ok(_)
+                                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        guard.ended(&keys);
+                    });
+                }
                 if let Some(url) = callback_url {
                     // The API key that placed the call signs its events.
                     let key = req

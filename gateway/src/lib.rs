@@ -9,6 +9,7 @@ pub mod auth;
 pub mod billing;
 pub mod cards;
 pub mod cdrs;
+pub mod clicks;
 pub mod csvfile;
 pub mod directory;
 pub mod enum_dns;

@@ -140,6 +140,10 @@ pub struct Account {
     /// ISO 4217 code of its balance and charges; `None`: the node's.
     #[serde(default)]
     pub currency: Option<String>,
+    /// Country codes its cards' buttons may call back; empty: the node's
+    /// home country only.
+    #[serde(default)]
+    pub click_countries: Vec<String>,
     /// Argon2id hash in PHC string form.
     pub password_hash: String,
     /// Creation time, Unix seconds.
@@ -166,6 +170,7 @@ impl Account {
             forward_to_pstn: false,
             plan: None,
             currency: None,
+            click_countries: Vec::new(),
             password_hash: String::new(),
             created_at: 0,
             version: 0,

@@ -260,3 +260,98 @@ fn hooks_of(
 ) -> Vec<(String, String, String)> {
     log.lock().clone()
 }
+
+/// Each abuse limit refuses a click with its own code and words, before
+/// any phone rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abuse_limits_refuse_clicks_with_their_reason() {
+    let env = Env::start(&["100", "300"], |_| {}).await.unwrap();
+    let owner = schema::model::Account::new(
+        "100",
+        "owner@example.com",
+        schema::model::AccountKind::Individual,
+        "Owner",
+    );
+    env.store.insert_account(&owner).await.unwrap();
+    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
+    cfg.admin_token = Some("operator-secret-0123456789".into());
+    cfg.clicks.per_address_per_minute = 1;
+    let api = gateway::api::Api::new(
+        env.store.clone() as Arc<dyn Store>,
+        cfg,
+        gateway::api::system_clock(),
+    )
+    .with_dialer(env.node().dialer());
+    let (_, key) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/api-keys",
+        Some("operator-secret-0123456789"),
+        Value::Null,
+    )
+    .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let info =
+        json!({"name": "Owner", "phones": [{"label": "Desk", "number": "100", "button_id": ""}]});
+    let (_, card) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/cards",
+        Some(&key),
+        json!({"info": info}),
+    )
+    .await;
+    let click = |callback: &str| json!({"card": card["id"], "button": card["info"]["phones"][0]["button_id"], "callback": callback});
+    // The node's home is the US (+1): Korea is not allowed, +1 900 is premium rate.
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&key),
+        click("+821012345678"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (403, Some("country_not_allowed")),
+        "{v}"
+    );
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&key),
+        click("+19005550100"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (403, Some("blocked_destination")),
+        "{v}"
+    );
+    // One click a minute from this address: the first is let through (its
+    // callback has no phone, so the call fails), the second is refused.
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&key),
+        click("300"),
+    )
+    .await;
+    assert_ne!(v["code"].as_str(), Some("too_many_clicks"), "{s} {v}");
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&key),
+        click("300"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (429, Some("too_many_clicks")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("try again"));
+}

@@ -1,0 +1,304 @@
+//! Abuse protection of click to call, so that a card's button cannot be
+//! turned into a free dialler (toll fraud): rate limits per visitor
+//! address and per card, concurrent calls per card and per owner, callback
+//! numbers only in the countries the owner allows and never premium-rate or
+//! high-risk prefixes, and the same callback number only so often an hour.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use parking_lot::Mutex;
+
+/// The limits (every one configurable; these defaults are safe).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Clicks a minute from one visitor address.
+    pub per_address_per_minute: usize,
+    /// Clicks a minute on one card.
+    pub per_card_per_minute: usize,
+    /// Calls an hour to one callback number.
+    pub per_callback_per_hour: usize,
+    /// Calls up at once per card.
+    pub concurrent_per_card: usize,
+    /// Calls up at once per owner.
+    pub concurrent_per_owner: usize,
+    /// E.164 prefixes never called back (premium rate, satellite,
+    /// international shared-cost and other high-risk ranges).
+    pub blocked_prefixes: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_address_per_minute: 5,
+            per_card_per_minute: 20,
+            per_callback_per_hour: 3,
+            concurrent_per_card: 5,
+            concurrent_per_owner: 10,
+            blocked_prefixes: [
+                "1900", "1976", "881", "882", "883", "8816", "979", "808", "4470", "4487", "4490",
+                "4491", "4498", "3389", "3908", "4990", "4919",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        }
+    }
+}
+
+/// Why a click is refused: a stable code and words for the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Metric label and API error code.
+    pub code: &'static str,
+    /// What the visitor reads.
+    pub message: String,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    metrics::counter!("switchboard_clicks_refused_total", "reason" => code).increment(1);
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Sliding windows and live calls.
+#[derive(Default)]
+pub struct Guard {
+    windows: Mutex<HashMap<String, VecDeque<u64>>>,
+    live: Mutex<HashMap<String, usize>>,
+}
+
+/// A click let through: counts as a live call until dropped.
+pub struct Admitted<'a> {
+    guard: &'a Guard,
+    keys: [String; 2],
+}
+
+impl Admitted<'_> {
+    /// The call really started: it counts until [`Guard::ended`].
+    pub fn started(self) -> [String; 2] {
+        let keys = self.keys.clone();
+        std::mem::forget(self);
+        keys
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.guard.ended(&self.keys);
+    }
+}
+
+impl Guard {
+    fn hit(&self, key: String, now_ms: u64, window_ms: u64, max: usize) -> bool {
+        let mut w = self.windows.lock();
+        let q = w.entry(key).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= window_ms)
+        {
+            q.pop_front();
+        }
+        if q.len() >= max {
+            return false;
+        }
+        q.push_back(now_ms);
+        true
+    }
+
+    /// A placed call ended: it no longer counts for its card and owner.
+    pub fn ended(&self, keys: &[String; 2]) {
+        let mut live = self.live.lock();
+        for k in keys {
+            if let Some(n) = live.get_mut(k) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    live.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Check one click; `callback` is E.164 digits (with `+`) or an
+    /// on-net number (`None`: not a PSTN number), `allowed` the country
+    /// codes the owner lets its buttons call.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, every input named"
+    )]
+    pub fn admit(
+        &self,
+        limits: &Limits,
+        now_ms: u64,
+        address: Option<IpAddr>,
+        card: &str,
+        owner: &str,
+        callback: &str,
+        callback_cc: Option<&str>,
+        allowed: &[String],
+    ) -> Result<Admitted<'_>, Refusal> {
+        let digits = callback.trim_start_matches('+');
+        if let Some(cc) = callback_cc {
+            if !allowed.iter().any(|a| a == cc) {
+                return Err(refuse(
+                    "country_not_allowed",
+                    format!("This card does not call numbers in country +{cc}."),
+                ));
+            }
+            if limits
+                .blocked_prefixes
+                .iter()
+                .any(|p| digits.starts_with(p.as_str()))
+            {
+                return Err(refuse(
+                    "blocked_destination",
+                    "This number cannot be called back.",
+                ));
+            }
+        }
+        if let Some(ip) = address
+            && !self.hit(
+                format!("ip:{ip}"),
+                now_ms,
+                60_000,
+                limits.per_address_per_minute,
+            )
+        {
+            return Err(refuse(
+                "too_many_clicks",
+                "Too many calls from your network; try again in a minute.",
+            ));
+        }
+        if !self.hit(
+            format!("card:{card}"),
+            now_ms,
+            60_000,
+            limits.per_card_per_minute,
+        ) {
+            return Err(refuse(
+                "card_busy",
+                "This card is taking many calls; try again in a minute.",
+            ));
+        }
+        if !self.hit(
+            format!("cb:{digits}"),
+            now_ms,
+            3_600_000,
+            limits.per_callback_per_hour,
+        ) {
+            return Err(refuse(
+                "number_called_too_often",
+                "This number was called back too often; try again later.",
+            ));
+        }
+        let keys = [format!("card:{card}"), format!("owner:{owner}")];
+        let mut live = self.live.lock();
+        if live.get(&keys[0]).copied().unwrap_or(0) >= limits.concurrent_per_card {
+            return Err(refuse(
+                "card_in_use",
+                "All lines of this card are in use; try again shortly.",
+            ));
+        }
+        if live.get(&keys[1]).copied().unwrap_or(0) >= limits.concurrent_per_owner {
+            return Err(refuse(
+                "owner_busy",
+                "The owner is on too many calls; try again shortly.",
+            ));
+        }
+        for k in &keys {
+            *live.entry(k.clone()).or_default() += 1;
+        }
+        Ok(Admitted { guard: self, keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([192, 0, 2, n]))
+    }
+
+    #[test]
+    fn each_limit_refuses_with_its_code() {
+        let l = Limits {
+            per_address_per_minute: 2,
+            per_card_per_minute: 4,
+            per_callback_per_hour: 1,
+            concurrent_per_card: 2,
+            concurrent_per_owner: 10,
+            ..Limits::default()
+        };
+        let g = Guard::default();
+        let us = ["1".to_owned()];
+        let kr = ["82".to_owned()];
+        let code = |r: Result<Admitted<'_>, Refusal>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(g.admit(&l, 0, ip(1), "c", "o", "+821012345678", Some("82"), &us)),
+            Some("country_not_allowed")
+        );
+        assert_eq!(
+            code(g.admit(&l, 0, ip(1), "c", "o", "+19005550100", Some("1"), &us)),
+            Some("blocked_destination")
+        );
+        let a = g
+            .admit(&l, 0, ip(1), "c", "o", "+821012345678", Some("82"), &kr)
+            .unwrap()
+            .started();
+        assert_eq!(
+            code(g.admit(&l, 1, ip(1), "c", "o", "+821012345678", Some("82"), &kr)),
+            Some("number_called_too_often")
+        );
+        assert_eq!(
+            code(g.admit(&l, 2, ip(1), "c", "o", "+821011111111", Some("82"), &kr)),
+            Some("too_many_clicks")
+        );
+        let b = g
+            .admit(&l, 3, ip(2), "c", "o", "+821022222222", Some("82"), &kr)
+            .unwrap()
+            .started();
+        assert_eq!(
+            code(g.admit(&l, 4, ip(3), "c", "o", "+821033333333", Some("82"), &kr)),
+            Some("card_in_use")
+        );
+        g.ended(&a);
+        // The card's minute is spent (4 clicks counted, refused ones too).
+        assert_eq!(
+            code(g.admit(&l, 5, ip(4), "c", "o", "+821044444444", Some("82"), &kr)),
+            Some("card_busy")
+        );
+        assert!(
+            g.admit(
+                &l,
+                60_006,
+                ip(4),
+                "c",
+                "o",
+                "+821044444444",
+                Some("82"),
+                &kr
+            )
+            .is_ok(),
+            "a minute later"
+        );
+        g.ended(&b);
+        // A refused or unstarted click does not hold a line.
+        let held = g
+            .admit(
+                &l,
+                60_007,
+                ip(5),
+                "d",
+                "o",
+                "+821055555555",
+                Some("82"),
+                &kr,
+            )
+            .unwrap();
+        drop(held);
+        assert!(g.live.lock().get("card:d").is_none());
+    }
+}
