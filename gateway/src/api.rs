@@ -72,6 +72,8 @@ pub struct ApiConfig {
     pub card_sends_per_day: u64,
     /// Click-to-call abuse limits.
     pub clicks: crate::clicks::Limits,
+    /// Key of the card pages' form tokens (random per process when unset).
+    pub form_secret: String,
     /// Base URL of the public pages (card links), e.g. `https://cards.example`.
     pub public_url: String,
 }
@@ -103,6 +105,7 @@ impl ApiConfig {
             max_rates_body: 64 * 1024 * 1024,
             card_sends_per_day: 100,
             clicks: crate::clicks::Limits::default(),
+            form_secret: crate::cards::token(&mut rand::thread_rng(), 32),
             public_url: "http://127.0.0.1:8080".into(),
         }
     }
@@ -841,13 +844,13 @@ impl Api {
     /// connecting your call" with ringback, then rings the number behind
     /// the button and bridges the two.
     async fn click(&self, req: &Request, b: ClickRequest) -> Result<Response, ApiError> {
-        let Some(dialer) = &self.dialer else {
+        if self.dialer.is_none() {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_node",
                 "this edge places no calls",
             ));
-        };
+        }
         let card = self
             .store
             .card(&b.card)
@@ -862,6 +865,30 @@ impl Api {
             }
             _ => {}
         }
+        let key = req
+            .authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(|k| k.trim().to_owned());
+        self.place_click(card, b, req.remote, key).await
+    }
+
+    /// Place a click's call for `card`: checks, abuse limits, idempotency,
+    /// the call, its status feed and webhook (signed with `key`).
+    async fn place_click(
+        &self,
+        card: schema::model::Card,
+        b: ClickRequest,
+        remote: Option<SocketAddr>,
+        key: Option<String>,
+    ) -> Result<Response, ApiError> {
+        let Some(dialer) = &self.dialer else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_node",
+                "this edge places no calls",
+            ));
+        };
         let phone = card
             .info
             .phones
@@ -930,7 +957,7 @@ impl Api {
             .admit(
                 &self.cfg.clicks,
                 self.now().saturating_mul(1000),
-                req.remote.map(|r| r.ip()),
+                remote.map(|r| r.ip()),
                 &card.id,
                 &card.owner,
                 &callback,
@@ -972,15 +999,8 @@ impl Api {
                         guard.ended(&keys);
                     });
                 }
-                if let Some(url) = callback_url {
+                if let (Some(url), Some(key)) = (callback_url, key) {
                     // The API key that placed the call signs its events.
-                    let key = req
-                        .authorization
-                        .as_deref()
-                        .and_then(|h| h.strip_prefix("Bearer "))
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned();
                     crate::webhooks::spawn(events, id.clone(), url, key, self.clock.clone());
                 }
                 Ok(json_response(
@@ -1268,6 +1288,76 @@ impl Api {
         Ok(self.card_view(&c))
     }
 
+    /// The form token of a card page served at `now` (Unix seconds):
+    /// `issued.mac`, valid ten minutes, so that clicks come from a page this
+    /// edge served, not from a script elsewhere.
+    pub fn form_token(&self, card_token: &str, now: u64) -> String {
+        let mac = crate::webhooks::sign(&self.cfg.form_secret, now, card_token);
+        format!("{now}.{}", &mac[7..39])
+    }
+
+    fn form_token_ok(&self, card_token: &str, form: &str) -> bool {
+        let Some((issued, _)) = form.split_once('.') else {
+            return false;
+        };
+        let Ok(issued) = issued.parse::<u64>() else {
+            return false;
+        };
+        let now = self.now();
+        issued <= now + 60
+            && now.saturating_sub(issued) <= 600
+            && auth::same_secret(form, &self.form_token(card_token, issued))
+    }
+
+    /// `POST /c/{token}/call`: a visitor's click on the live page (the
+    /// card's owner pays); the form token of the page is required.
+    pub async fn card_click(
+        &self,
+        path: &str,
+        body: &[u8],
+        remote: Option<SocketAddr>,
+    ) -> Response {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Click {
+            button: String,
+            callback: String,
+            form_token: String,
+        }
+        let token = path.trim_end_matches("/call");
+        let result = async {
+            let c: Click = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the click is not JSON of button, callback, form_token: {e}"
+                ))
+            })?;
+            let card = self
+                .store
+                .card_by_token(token)
+                .await?
+                .ok_or_else(|| ApiError::not_found("this card is not here"))?;
+            if !self.form_token_ok(&card.token, &c.form_token) {
+                metrics::counter!("switchboard_clicks_refused_total", "reason" => "form_expired")
+                    .increment(1);
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "form_expired",
+                    "This page is too old; reload it and try again.",
+                ));
+            }
+            let req = ClickRequest {
+                card: card.id.clone(),
+                button: c.button,
+                callback: c.callback,
+                idempotency_key: None,
+                status_callback: None,
+            };
+            self.place_click(card, req, remote, None).await
+        }
+        .await;
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
     /// The public page of a card link: `/c/{token}` (HTML), `/c/{token}.vcf`
     /// (vCard 4) or `/c/{token}/qr.svg`; a friendly 404 page otherwise.
     pub async fn card_page(&self, path: &str) -> Response {
@@ -1322,7 +1412,13 @@ impl Api {
                 Ok(svg) => reply(StatusCode::OK, "image/svg+xml", svg),
                 Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr", e).into_response(),
             },
-            _ => match crate::cards::CardPage::new(&card, &link).render() {
+            _ => match crate::cards::CardPage::new(
+                &card,
+                &link,
+                self.form_token(&card.token, self.now()),
+            )
+            .render()
+            {
                 Ok(html) => reply(StatusCode::OK, "text/html; charset=utf-8", html),
                 Err(e) => {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "template", e.to_string())

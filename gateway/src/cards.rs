@@ -314,12 +314,18 @@ pub struct CardPage<'a> {
     pub card: &'a Card,
     /// Its public link.
     pub link: &'a str,
+    /// The click form's token.
+    pub form_token: String,
 }
 
 impl<'a> CardPage<'a> {
-    /// The page of `card` at `link`.
-    pub fn new(card: &'a Card, link: &'a str) -> Self {
-        CardPage { card, link }
+    /// The page of `card` at `link`, its forms signed with `form_token`.
+    pub fn new(card: &'a Card, link: &'a str, form_token: String) -> Self {
+        CardPage {
+            card,
+            link,
+            form_token,
+        }
     }
 
     /// Whether the layout uses the second column.
@@ -512,7 +518,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let html = CardPage::new(&card, "https://sb.example/c/tok")
+        let html = CardPage::new(&card, "https://sb.example/c/tok", "1.ab".into())
             .render()
             .unwrap();
         assert!(!html.contains("<script>alert(1)"), "{html}");

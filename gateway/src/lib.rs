@@ -148,8 +148,26 @@ pub fn routes(
             let api = pages.clone();
             async move { Ok::<_, warp::Rejection>(api.card_page(tail.as_str()).await) }
         });
-    health.or(metrics).or(cards).or(api_filter(api)).recover(
-        |_rejection: warp::Rejection| async move {
+    let clicker = api.clone();
+    let clicks =
+        warp::path("c")
+            .and(warp::post())
+            .and(warp::path::tail())
+            .and(warp::addr::remote())
+            .and(warp::body::content_length_limit(4096))
+            .and(warp::body::bytes())
+            .and_then(move |tail: warp::path::Tail, remote, body: bytes::Bytes| {
+                let api = clicker.clone();
+                async move {
+                    Ok::<_, warp::Rejection>(api.card_click(tail.as_str(), &body, remote).await)
+                }
+            });
+    health
+        .or(metrics)
+        .or(cards)
+        .or(clicks)
+        .or(api_filter(api))
+        .recover(|_rejection: warp::Rejection| async move {
             let body = ApiError {
                 code: "not_found",
                 message: "no such resource".into(),
@@ -158,8 +176,7 @@ pub fn routes(
                 warp::reply::json(&body),
                 StatusCode::NOT_FOUND,
             ))
-        },
-    )
+        })
 }
 
 /// Serve on `addr`; returns the bound address and the server future.

@@ -1727,3 +1727,84 @@ async fn cards_are_sent_by_email_within_a_daily_allowance() {
     let (s, v) = send(json!(["three@example.com", "four@example.com"])).await;
     assert_eq!((s, v["code"].as_str()), (429, Some("send_limit")));
 }
+
+/// The live page's click form: the page carries a signed form token; a
+/// click without a valid one (a script elsewhere, or a page too old) is
+/// refused with words for the visitor; a valid one goes on to place the call
+/// (this edge has no node: 503).
+#[tokio::test]
+async fn the_live_page_click_needs_the_pages_form_token() {
+    let t = T::new();
+    let (a, ta) = t.sign_up("click@example.com", "individual", None).await;
+    let info = json!({"name": "Owner \"Q\"", "phones": [{"label": "Desk", "number": "+12125550100", "button_id": ""}]});
+    let (_, card) = t
+        .call(
+            "POST",
+            &format!("/api/v1/members/{a}/cards"),
+            Some(&ta),
+            Some(json!({"info": info})),
+        )
+        .await;
+    let token = card["link"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let button = card["info"]["phones"][0]["button_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = t.api.card_page(&token).await;
+    let html = String::from_utf8_lossy(&warp::hyper::body::to_bytes(r.into_body()).await.unwrap())
+        .into_owned();
+    assert!(
+        html.contains(&format!("id=\"call-{button}\"")) && html.contains("EventSource"),
+        "the form and its script"
+    );
+    let form = html
+        .split("data-form=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let click = |form_token: &str| {
+        let body = serde_json::to_vec(
+            &json!({"button": button, "callback": "+12125550123", "form_token": form_token}),
+        )
+        .unwrap();
+        let api = t.api.clone();
+        let path = format!("{token}/call");
+        async move {
+            let r = api
+                .card_click(&path, &body, Some("127.0.0.1:40000".parse().unwrap()))
+                .await;
+            let status = r.status().as_u16();
+            let v: Value =
+                serde_json::from_slice(&warp::hyper::body::to_bytes(r.into_body()).await.unwrap())
+                    .unwrap();
+            (status, v)
+        }
+    };
+    let (s, v) = click("1700000000.0123456789abcdef0123456789abcdef").await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("form_expired")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("reload"));
+    let (s, v) = click(&form).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (503, Some("no_node")),
+        "accepted, then no node here: {v}"
+    );
+    // The token is only good for ten minutes.
+    t.clock.fetch_add(601, Ordering::SeqCst);
+    let (s, _) = click(&form).await;
+    assert_eq!(s, 403);
+    let r = t
+        .api
+        .card_click(&format!("{token}/call"), b"not json", None)
+        .await;
+    assert_eq!(r.status().as_u16(), 400);
+}
