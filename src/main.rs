@@ -219,6 +219,30 @@ struct FileConfig {
     billing: BillingSection,
     #[serde(default)]
     mail: MailSection,
+    #[serde(default)]
+    cards: CardsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardsSection {
+    /// Card e-mails a member may send in 24 hours.
+    sends_per_day: Option<u64>,
+    /// Clicks a minute from one visitor address.
+    clicks_per_address_per_minute: Option<usize>,
+    /// Clicks a minute on one card.
+    clicks_per_card_per_minute: Option<usize>,
+    /// Calls an hour to one callback number.
+    calls_per_callback_per_hour: Option<usize>,
+    /// Calls up at once per card.
+    concurrent_per_card: Option<usize>,
+    /// Calls up at once per owner.
+    concurrent_per_owner: Option<usize>,
+    /// E.164 prefixes never called back (replaces the built-in list).
+    blocked_prefixes: Option<Vec<String>>,
+    /// Key of the pages' form tokens (random per process when unset; set
+    /// it when several edges serve the same cards).
+    form_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -625,6 +649,35 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     api.prices.premium = file.api.price_premium.unwrap_or(api.prices.premium);
     api.signin_per_login = file.api.signin_per_minute.unwrap_or(api.signin_per_login);
     api.max_body = file.api.max_body.unwrap_or(api.max_body);
+    let c = &file.cards;
+    api.card_sends_per_day = c.sends_per_day.unwrap_or(api.card_sends_per_day);
+    let l = &mut api.clicks;
+    l.per_address_per_minute = c
+        .clicks_per_address_per_minute
+        .unwrap_or(l.per_address_per_minute);
+    l.per_card_per_minute = c
+        .clicks_per_card_per_minute
+        .unwrap_or(l.per_card_per_minute);
+    l.per_callback_per_hour = c
+        .calls_per_callback_per_hour
+        .unwrap_or(l.per_callback_per_hour);
+    l.concurrent_per_card = c.concurrent_per_card.unwrap_or(l.concurrent_per_card);
+    l.concurrent_per_owner = c.concurrent_per_owner.unwrap_or(l.concurrent_per_owner);
+    if let Some(p) = &c.blocked_prefixes {
+        if let Some(bad) = p
+            .iter()
+            .find(|x| x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()))
+        {
+            bail!("cards.blocked_prefixes: {bad:?} is not a digit prefix");
+        }
+        l.blocked_prefixes = p.clone();
+    }
+    if let Some(s) = &c.form_secret {
+        if s.len() < 16 {
+            bail!("cards.form_secret must be at least 16 characters");
+        }
+        api.form_secret = s.clone();
+    }
     let n = file.numbering;
     if let Some(home) = n.home_country {
         api.directory.home = engine::numbering::region(&home)
