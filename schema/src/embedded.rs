@@ -201,6 +201,54 @@ fn number_columns(r: &NumberRecord) -> (&'static str, Option<&str>, i64) {
     }
 }
 
+/// Named CSV documents replaced whole, with a version that rises on each
+/// replacement: the trunks' rate decks and the sell plans.
+#[derive(Clone, Copy)]
+enum Csvs {
+    Rates,
+    Plans,
+}
+
+impl Csvs {
+    fn upsert(self) -> &'static str {
+        match self {
+            Csvs::Rates => {
+                "INSERT INTO rates (trunk, csv, version) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(trunk) DO UPDATE SET csv = excluded.csv, version = version + 1"
+            }
+            Csvs::Plans => {
+                "INSERT INTO plans (name, csv, version) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(name) DO UPDATE SET csv = excluded.csv, version = version + 1"
+            }
+        }
+    }
+
+    fn select(self) -> &'static str {
+        match self {
+            Csvs::Rates => "SELECT csv, version FROM rates WHERE trunk = ?1",
+            Csvs::Plans => "SELECT csv, version FROM plans WHERE name = ?1",
+        }
+    }
+}
+
+/// Store `csv` under `key`; its new version.
+fn put_csv(conn: &Connection, t: Csvs, key: &str, csv: &str) -> Result<u64> {
+    conn.execute(t.upsert(), params![key, csv])
+        .map_err(unavailable)?;
+    get_csv(conn, t, key)?
+        .map(|(_, v)| v)
+        .ok_or_else(|| StoreError::Unavailable(format!("{key} vanished after its write")))
+}
+
+/// The CSV stored under `key` and its version.
+fn get_csv(conn: &Connection, t: Csvs, key: &str) -> Result<Option<(String, u64)>> {
+    conn.query_row(t.select(), params![key], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+    })
+    .optional()
+    .map_err(unavailable)
+}
+
 fn balance_of(conn: &Connection, account: &str) -> Result<i64> {
     conn.query_row(
         "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account = ?1",
@@ -612,20 +660,7 @@ impl Store for Embedded {
     }
 
     async fn put_rates(&self, trunk: &str, csv: &str) -> Result<u64> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT INTO rates (trunk, csv, version) VALUES (?1, ?2, 1) \
-             ON CONFLICT(trunk) DO UPDATE SET csv = excluded.csv, version = version + 1",
-            params![trunk, csv],
-        )
-        .map_err(unavailable)?;
-        conn.query_row(
-            "SELECT version FROM rates WHERE trunk = ?1",
-            params![trunk],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|v| v.max(0) as u64)
-        .map_err(unavailable)
+        put_csv(&self.conn.lock(), Csvs::Rates, trunk, csv)
     }
 
     async fn insert_card(&self, c: &Card) -> Result<bool> {
@@ -672,46 +707,26 @@ impl Store for Embedded {
     }
 
     async fn card(&self, id: &str) -> Result<Option<Card>> {
-        let doc: Option<String> = self
-            .conn
-            .lock()
-            .query_row("SELECT doc FROM cards WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(unavailable)?;
-        doc.map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let conn = self.conn.lock();
+        Ok(docs(&conn, "SELECT doc FROM cards WHERE id = ?1", params![id])?.pop())
     }
 
     async fn card_by_token(&self, token: &str) -> Result<Option<Card>> {
-        let doc: Option<String> = self
-            .conn
-            .lock()
-            .query_row(
-                "SELECT doc FROM cards WHERE token = ?1",
-                params![token],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(unavailable)?;
-        doc.map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let conn = self.conn.lock();
+        Ok(docs(
+            &conn,
+            "SELECT doc FROM cards WHERE token = ?1",
+            params![token],
+        )?
+        .pop())
     }
 
     async fn cards_of(&self, owner: &str) -> Result<Vec<Card>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT doc FROM cards WHERE owner = ?1 ORDER BY updated_at DESC, id")
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![owner], |r| r.get::<_, String>(0))
-            .map_err(unavailable)?;
-        rows.map(|r| {
-            let d = r.map_err(unavailable)?;
-            serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .collect()
+        docs(
+            &self.conn.lock(),
+            "SELECT doc FROM cards WHERE owner = ?1 ORDER BY updated_at DESC, id",
+            params![owner],
+        )
     }
 
     async fn delete_card(&self, id: &str) -> Result<bool> {
@@ -796,32 +811,11 @@ impl Store for Embedded {
     }
 
     async fn put_plan(&self, name: &str, csv: &str) -> Result<u64> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT INTO plans (name, csv, version) VALUES (?1, ?2, 1) \
-             ON CONFLICT(name) DO UPDATE SET csv = excluded.csv, version = version + 1",
-            params![name, csv],
-        )
-        .map_err(unavailable)?;
-        conn.query_row(
-            "SELECT version FROM plans WHERE name = ?1",
-            params![name],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|v| v.max(0) as u64)
-        .map_err(unavailable)
+        put_csv(&self.conn.lock(), Csvs::Plans, name, csv)
     }
 
     async fn plan(&self, name: &str) -> Result<Option<(String, u64)>> {
-        self.conn
-            .lock()
-            .query_row(
-                "SELECT csv, version FROM plans WHERE name = ?1",
-                params![name],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
-            )
-            .optional()
-            .map_err(unavailable)
+        get_csv(&self.conn.lock(), Csvs::Plans, name)
     }
 
     async fn plans(&self) -> Result<Vec<(String, u64)>> {
@@ -866,36 +860,21 @@ impl Store for Embedded {
             "SELECT doc FROM cdrs WHERE ?1 IS NULL AND setup_ms >= ?2 AND setup_ms < ?3 \
              AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
         };
-        let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
-        let rows = stmt
-            .query_map(
-                params![
-                    q.payer,
-                    q.from_ms as i64,
-                    q.to_ms.min(i64::MAX as u64) as i64,
-                    after_ms,
-                    after_id,
-                    limit
-                ],
-                |r| r.get::<_, String>(0),
-            )
-            .map_err(unavailable)?;
-        rows.map(|r| {
-            let doc = r.map_err(unavailable)?;
-            serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .collect()
+        docs(
+            &conn,
+            sql,
+            params![
+                q.payer,
+                q.from_ms as i64,
+                q.to_ms.min(i64::MAX as u64) as i64,
+                after_ms,
+                after_id,
+                limit
+            ],
+        )
     }
 
     async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>> {
-        self.conn
-            .lock()
-            .query_row(
-                "SELECT csv, version FROM rates WHERE trunk = ?1",
-                params![trunk],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
-            )
-            .optional()
-            .map_err(unavailable)
+        get_csv(&self.conn.lock(), Csvs::Rates, trunk)
     }
 }
