@@ -174,7 +174,8 @@ pub fn settlement(cdrs: &[Cdr]) -> Vec<TrunkSettlement> {
         .collect()
 }
 
-fn escape(s: &str) -> String {
+/// `s` safe as HTML text or a quoted attribute value.
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -189,7 +190,8 @@ fn escape(s: &str) -> String {
     out
 }
 
-fn money(minor: i64) -> String {
+/// Minor units as an amount with two decimals (`-0.30`).
+pub(crate) fn money(minor: i64) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     format!(
         "{sign}{}.{:02}",

@@ -178,7 +178,7 @@ impl BillingNotices {
             };
             let html = format!(
                 "<!doctype html><html><body><p>{}</p></body></html>",
-                html_escape(&text)
+                crate::billing::escape(&text)
             );
             match me.mailer.send(&to, &subject, text, html).await {
                 Ok(()) => info!(%payer, %to, ?kind, "billing notice sent"),
@@ -186,21 +186,6 @@ impl BillingNotices {
             }
         });
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn money(minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    format!(
-        "{sign}{}.{:02}",
-        minor.unsigned_abs() / 100,
-        minor.unsigned_abs() % 100
-    )
 }
 
 impl actors::billing::Notify for BillingNotices {
@@ -212,7 +197,7 @@ impl actors::billing::Notify for BillingNotices {
             format!(
                 "A call from your account to {callee} was refused because your balance \
                  ({} {}) does not cover its first minute. Top up your account to place calls again.",
-                money(available),
+                crate::billing::money(available),
                 self.0.currency
             ),
         );
@@ -225,7 +210,7 @@ impl actors::billing::Notify for BillingNotices {
             "Your balance is running low".into(),
             format!(
                 "Your balance is now {} {}. Calls are refused when it cannot cover their first minute.",
-                money(balance),
+                crate::billing::money(balance),
                 self.0.currency
             ),
         );
