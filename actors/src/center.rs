@@ -37,6 +37,9 @@ struct CallerFacts {
     privacy: engine::routing::Privacy,
     /// Its country.
     region: engine::numbering::RegionId,
+    /// The sell plan and currency its account names; `None` when the
+    /// account could not be read (a charged call is then refused).
+    terms: Option<(Option<String>, Option<String>)>,
 }
 
 /// A call the engine places between two parties.
@@ -198,13 +201,11 @@ impl CenterState {
             }
         };
         let call_id = ids::call_id(&mut self.rng, "call");
-        let billing = match self.authorise(&caller, &callee, &call_id).await {
+        let billing = match self.authorise(&caller, &callee, &call_id, &ident).await {
             Ok(b) => b,
             Err((status, why)) => {
                 self.transport
                     .respond_with_reason(&request, status, flow, &why)
-                    .await;
-                self.refused_cdr(&call_id, &caller, &callee, status, &why)
                     .await;
                 return;
             }
@@ -227,14 +228,9 @@ impl CenterState {
             calls: self.calls.clone(),
             hunt,
         };
-        let held = args
-            .billing
-            .as_ref()
-            .map(|b| (b.0.clone(), args.call_id.clone()));
-        if self.calls.cast(CallsMsg::Start(Box::new(args))).is_err() {
-            self.release_hold(held).await;
+        if let Err((status, why)) = self.start_call(args).await {
             self.transport
-                .respond(&request, 503, flow, Some("calls supervisor restarting"))
+                .respond(&request, status, flow, Some(&why))
                 .await;
         }
     }
@@ -243,15 +239,33 @@ impl CenterState {
     /// and the hold that authorises it (seconds); `None` when it is free.
     /// A destination the plan does not sell is refused (403), and so is a
     /// payer whose funds do not cover the first billing increment (402).
+    /// A refusal is recorded with its own CDR.
     async fn authorise(
         &self,
         caller: &str,
         callee: &str,
         call_id: &str,
+        ident: &CallerFacts,
+    ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
+        let r = self.charge_for(caller, callee, call_id, ident).await;
+        if let Err((status, why)) = &r {
+            self.refused_cdr(call_id, caller, callee, *status, why)
+                .await;
+        }
+        r
+    }
+
+    async fn charge_for(
+        &self,
+        caller: &str,
+        callee: &str,
+        call_id: &str,
+        ident: &CallerFacts,
     ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
         use engine::numbering::Dialled;
         let b = &self.cfg.billing;
-        let (plan, currency) = self.plan_for(caller).await?;
+        let plan = self.plan_for(caller, ident)?;
+        let currency = ident.terms.as_ref().and_then(|t| t.1.clone());
         let Some(plan) = plan else {
             return Ok(None);
         };
@@ -312,14 +326,21 @@ impl CenterState {
         }
     }
 
-    /// Give back the hold of a call that could not be started.
-    async fn release_hold(&self, held: Option<(crate::billing::Charge, String)>) {
-        if let Some((charge, call_id)) = held {
+    /// Hand a call to the Calls supervisor; its id, or 503 (its hold given
+    /// back) when the supervisor is restarting.
+    async fn start_call(&self, args: CallArgs) -> Result<String, (u16, String)> {
+        let call_id = args.call_id.clone();
+        let held = args.billing.as_ref().map(|b| b.0.clone());
+        if self.calls.cast(CallsMsg::Start(Box::new(args))).is_ok() {
+            return Ok(call_id);
+        }
+        if let Some(charge) = held {
             let _ = self
                 .wallets
                 .settle(self.store.as_ref(), &charge, &call_id, 0, clock::unix_now())
                 .await;
         }
+        Err((503, "calls supervisor restarting".to_owned()))
     }
 
     /// The CDR of a call refused before it started (no funds, a
@@ -361,27 +382,22 @@ impl CenterState {
     /// The sell plan of `payer`: its own, else the node's default. A plan
     /// named on the account but not loaded is an error (503): charging by
     /// another plan, or not at all, would be wrong either way.
-    /// Also the account's currency, when it names one.
-    async fn plan_for(
+    fn plan_for(
         &self,
         payer: &str,
-    ) -> Result<(Option<Arc<engine::rating::Plan>>, Option<String>), (u16, String)> {
+        ident: &CallerFacts,
+    ) -> Result<Option<Arc<engine::rating::Plan>>, (u16, String)> {
         let b = &self.cfg.billing;
         if b.plan.is_none() && b.plans.load().is_empty() {
-            return Ok((None, None));
+            return Ok(None);
         }
-        let (own, currency) = match self.store.account(payer).await {
-            Ok(Some(a)) => (a.plan, a.currency),
-            Ok(None) => (None, None),
-            Err(e) => {
-                warn!(error = %e, "store unavailable");
-                return Err((503, "store unavailable".into()));
-            }
+        let Some((own, _)) = &ident.terms else {
+            return Err((503, "store unavailable".into()));
         };
         match own {
-            None => Ok((b.plan.clone(), currency)),
-            Some(name) => match b.plans.load().get(&name) {
-                Some(p) => Ok((Some(p.clone()), currency)),
+            None => Ok(b.plan.clone()),
+            Some(name) => match b.plans.load().get(name) {
+                Some(p) => Ok(Some(p.clone())),
                 None => {
                     warn!(payer, plan = %name, "the member's plan is not loaded");
                     Err((503, format!("plan {name} is not loaded")))
@@ -440,14 +456,9 @@ impl CenterState {
             .call_id
             .clone()
             .unwrap_or_else(|| ids::call_id(&mut self.rng, "call"));
-        let billing = match self.authorise(&o.caller, &o.second, &call_id).await {
-            Ok(b) => b,
-            Err((status, why)) => {
-                self.refused_cdr(&call_id, &o.caller, &o.second, status, &why)
-                    .await;
-                return Err((status, why));
-            }
-        };
+        let billing = self
+            .authorise(&o.caller, &o.second, &call_id, &ident)
+            .await?;
         let snapshots = crate::calls::snapshots(flow, targets.len());
         let args = CallArgs {
             cfg: self.cfg.clone(),
@@ -471,16 +482,7 @@ impl CenterState {
             calls: self.calls.clone(),
             hunt,
         };
-        let held = args
-            .billing
-            .as_ref()
-            .map(|b| (b.0.clone(), args.call_id.clone()));
-        let call_id = args.call_id.clone();
-        if self.calls.cast(CallsMsg::Start(Box::new(args))).is_err() {
-            self.release_hold(held).await;
-            return Err((503, "calls supervisor restarting".to_owned()));
-        }
-        Ok(call_id)
+        self.start_call(args).await
     }
 
     /// The registered contacts of a member, or why there are none.
@@ -519,9 +521,13 @@ impl CenterState {
     async fn caller_facts(&self, caller: &str, request: Option<&Request>) -> CallerFacts {
         use engine::numbering::Dialled;
         let r = &self.cfg.routing;
-        let e164 = match self.store.account(caller).await {
-            Ok(Some(a)) => a.contact_pstn,
-            _ => None,
+        let (e164, terms) = match self.store.account(caller).await {
+            Ok(Some(a)) => (a.contact_pstn, Some((a.plan, a.currency))),
+            Ok(None) => (None, Some((None, None))),
+            Err(e) => {
+                warn!(error = %e, "store unavailable");
+                (None, None)
+            }
         };
         let region = e164
             .as_deref()
@@ -542,6 +548,7 @@ impl CenterState {
             e164,
             privacy,
             region,
+            terms,
         }
     }
 
