@@ -520,13 +520,24 @@ impl Relay {
         if te == Some(h.payload_type) {
             digits = s.dtmf.on_packet(h.timestamp, payload, 8);
         }
+        let relayed = self.forward(peer, now, &h, pkt);
         {
+            // One lock a packet: what came in, and whether it went on.
+            let stats = &self.sides[side].stats;
             let mut r = self.report.lock();
             let st = &mut r[side];
-            st.packets_in = s.stats.packets;
-            st.bytes_in = s.stats.bytes;
-            st.lost = s.stats.lost();
-            st.out_of_order = s.stats.out_of_order;
+            st.packets_in = stats.packets;
+            st.bytes_in = stats.bytes;
+            st.lost = stats.lost();
+            st.out_of_order = stats.out_of_order;
+            if relayed {
+                st.relayed += 1;
+                st.relayed_bytes += pkt.len() as u64;
+            }
+        }
+        if relayed {
+            u.packets += 1;
+            u.bytes += pkt.len() as u64;
         }
         for d in digits {
             if let Detected::End { digit, duration_ms } = d {
@@ -537,23 +548,22 @@ impl Relay {
                 });
             }
         }
+    }
+
+    /// Send a packet of the other party on to `peer`, unless the engine is
+    /// playing to it or it has no address yet; whether it went.
+    fn forward(&mut self, peer: usize, now: Instant, h: &rtp::Header, pkt: &mut [u8]) -> bool {
         let p = &mut self.sides[peer];
         if p.player.is_some() {
-            return;
+            return false;
         }
         let Some(dest) = p.rtp_dest() else {
-            return;
+            return false;
         };
-        p.egress.relay(now.into_std(), &h, pkt);
+        p.egress.relay(now.into_std(), h, pkt);
         // A full socket buffer drops the packet rather than delaying the
         // ones behind it: late audio is no better than lost audio.
-        if self.eps[peer].rtp.try_send_to(pkt, dest).is_ok() {
-            u.packets += 1;
-            u.bytes += pkt.len() as u64;
-            let mut r = self.report.lock();
-            r[side].relayed += 1;
-            r[side].relayed_bytes += pkt.len() as u64;
-        }
+        self.eps[peer].rtp.try_send_to(pkt, dest).is_ok()
     }
 
     fn on_rtcp(&mut self, side: usize, pkt: &[u8], from: SocketAddr) {
