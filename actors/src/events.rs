@@ -131,15 +131,73 @@ impl CallEvents {
         }
     }
 
-    /// Every event of `call` so far and the live ones after them; `None`
+    /// Follow `call` from its first event to its terminal one; `None`
     /// when the engine knows no such call.
-    pub fn subscribe(&self, call: &str) -> Option<(Vec<Event>, broadcast::Receiver<Event>)> {
+    pub fn follow(&self, call: &str) -> Option<Follower> {
         let feed = self.feeds.get(call)?.clone();
-        // Subscribe first, then read the history: an event published in
-        // between is in both, and the reader drops it by its number.
+        // Subscribe before reading the history: an event published in
+        // between is in both, and the follower drops it by its number.
         let rx = feed.live.subscribe();
-        let history = feed.history.lock().clone();
-        Some((history, rx))
+        let queue = feed.history.lock().clone().into();
+        Some(Follower {
+            feed,
+            rx,
+            queue,
+            last: 0,
+        })
+    }
+}
+
+/// One reader of a call's events: each once, in order, the terminal one last.
+pub struct Follower {
+    feed: Arc<Feed>,
+    rx: broadcast::Receiver<Event>,
+    queue: std::collections::VecDeque<Event>,
+    last: u64,
+}
+
+impl Follower {
+    /// The next event, or `None` after the terminal one.
+    pub async fn next(&mut self) -> Option<Event> {
+        if self.queue.is_empty() && self.feed_ended() {
+            return None;
+        }
+        loop {
+            let e = match self.queue.pop_front() {
+                Some(e) => e,
+                None => match self.rx.recv().await {
+                    Ok(e) => e,
+                    // Fell behind: what was missed is in the history.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let last = self.last;
+                        self.queue = self
+                            .feed
+                            .history
+                            .lock()
+                            .iter()
+                            .filter(|e| e.seq > last)
+                            .cloned()
+                            .collect();
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if e.seq <= self.last {
+                continue;
+            }
+            self.last = e.seq;
+            return Some(e);
+        }
+    }
+
+    /// The terminal event has been handed out.
+    fn feed_ended(&self) -> bool {
+        self.feed
+            .history
+            .lock()
+            .iter()
+            .any(|e| e.seq <= self.last && e.status.is_terminal())
     }
 }
 
@@ -150,21 +208,27 @@ mod tests {
     #[tokio::test]
     async fn late_subscribers_get_every_event_once_and_nothing_after_the_end() {
         let ev = CallEvents::new();
-        assert!(ev.subscribe("c").is_none());
+        assert!(ev.follow("c").is_none());
         ev.publish("c", Status::CallingYou, None, None);
         ev.publish("c", Status::Connecting, None, None);
-        let (history, mut rx) = ev.subscribe("c").unwrap();
-        assert_eq!(history.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        let mut f = ev.follow("c").unwrap();
+        let seqs = [f.next().await.unwrap().seq, f.next().await.unwrap().seq];
+        assert_eq!(seqs, [1, 2]);
         ev.publish("c", Status::Connected, None, None);
         ev.publish("c", Status::Ended, Some("caller".into()), Some(42));
         ev.publish("c", Status::Failed, Some("late".into()), None);
-        let a = rx.recv().await.unwrap();
-        let b = rx.recv().await.unwrap();
+        let a = f.next().await.unwrap();
+        let b = f.next().await.unwrap();
         assert_eq!(
             (a.seq, a.status, b.seq, b.status, b.duration_secs),
             (3, Status::Connected, 4, Status::Ended, Some(42))
         );
-        assert!(rx.try_recv().is_err(), "one terminal event only");
-        assert_eq!(ev.subscribe("c").unwrap().0.len(), 4);
+        assert_eq!(f.next().await, None, "one terminal event only");
+        let mut late = ev.follow("c").unwrap();
+        let mut n = 0;
+        while late.next().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 4, "a late follower gets all four, then the end");
     }
 }

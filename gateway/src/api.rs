@@ -985,17 +985,10 @@ impl Api {
                 events.open(&id);
                 // The call holds its card's and owner's line until it ends.
                 let keys = admitted.started();
-                if let Some((_, mut rx)) = events.subscribe(&id) {
+                if let Some(mut follower) = events.follow(&id) {
                     let guard = self.click_guard.clone();
                     tokio::spawn(async move {
-                        loop {
-                            match rx.recv().await {
-                                Ok(e) if e.status.is_terminal() => break,
-                                Ok(_)
-                                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                                Err(_) => break,
-                            }
-                        }
+                        while follower.next().await.is_some() {}
                         guard.ended(&keys);
                     });
                 }
@@ -1040,7 +1033,6 @@ impl Api {
     /// events, from its first event to its terminal one. The call id (128
     /// random bits) is the capability: the page that placed the call has it.
     fn call_events(&self, id: &str) -> Result<Response, ApiError> {
-        use futures_util::StreamExt as _;
         let Some(dialer) = &self.dialer else {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -1048,43 +1040,26 @@ impl Api {
                 "this edge places no calls",
             ));
         };
-        let (history, rx) = dialer
+        let follower = dialer
             .events()
-            .subscribe(id)
+            .follow(id)
             .ok_or_else(|| ApiError::not_found(format!("no call {id}")))?;
         let call = id.to_owned();
-        let frame = move |e: &actors::events::Event| {
-            format!(
-                "id: {}\nevent: status\ndata: {}\n\n",
-                e.seq,
-                event_json(&call, e)
-            )
-        };
-        let done = history.last().is_some_and(|e| e.status.is_terminal());
-        let last = history.last().map_or(0, |e| e.seq);
-        let first: Vec<String> = history.iter().map(&frame).collect();
-        let live = futures_util::stream::unfold((rx, last, done), move |(mut rx, last, done)| {
-            let frame = frame.clone();
+        let stream = futures_util::stream::unfold(follower, move |mut f| {
+            let call = call.clone();
             async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match rx.recv().await {
-                        Ok(e) if e.seq <= last => continue,
-                        Ok(e) => {
-                            let done = e.status.is_terminal();
-                            return Some((frame(&e), (rx, e.seq, done)));
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => return None,
-                    }
-                }
+                let e = f.next().await?;
+                let frame = format!(
+                    "id: {}\nevent: status\ndata: {}\n\n",
+                    e.seq,
+                    event_json(&call, &e)
+                );
+                Some((
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from(frame)),
+                    f,
+                ))
             }
         });
-        let stream = futures_util::stream::iter(first)
-            .chain(live)
-            .map(|s| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(s)));
         let mut r = Response::new(warp::hyper::Body::wrap_stream(stream));
         let h = r.headers_mut();
         h.insert(

@@ -51,25 +51,11 @@ pub fn spawn(
     clock: crate::api::Clock,
 ) {
     tokio::spawn(async move {
-        let Some((history, mut rx)) = events.subscribe(&call) else {
+        let Some(mut follower) = events.follow(&call) else {
             return;
         };
         let client = hyper::Client::new();
-        let mut last = 0;
-        let mut queue: std::collections::VecDeque<actors::events::Event> = history.into();
-        loop {
-            let e = match queue.pop_front() {
-                Some(e) => e,
-                None => match rx.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                },
-            };
-            if e.seq <= last {
-                continue;
-            }
-            last = e.seq;
+        while let Some(e) = follower.next().await {
             let body = crate::api::event_json(&call, &e).to_string();
             let mut delay = Duration::from_millis(250);
             let mut delivered = false;
@@ -105,9 +91,6 @@ pub fn spawn(
                 .increment(1);
             if !delivered {
                 info!(%call, seq = e.seq, "status callback given up");
-            }
-            if e.status.is_terminal() {
-                return;
             }
         }
     });
