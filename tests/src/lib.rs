@@ -185,6 +185,45 @@ impl Env {
         self.sipp_as(&sc, number, port)?.run().await
     }
 
+    /// The report of the latest ended call that `matches`, waiting up to
+    /// ten seconds for it (a call reports shortly after its last leg ends).
+    pub async fn call_report(
+        &self,
+        matches: impl Fn(&actors::call::CallReport) -> bool,
+    ) -> actors::call::CallReport {
+        for _ in 0..500 {
+            let found = self
+                .node()
+                .recent_calls()
+                .await
+                .into_iter()
+                .rev()
+                .find(|r| matches(r));
+            if let Some(r) = found {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no report of the call");
+    }
+
+    /// Store account `id` (login `login`) for billing and cards, changed by
+    /// `tweak` first.
+    pub async fn add_account(
+        &self,
+        id: &str,
+        login: &str,
+        tweak: impl FnOnce(&mut schema::model::Account),
+    ) {
+        let mut a =
+            schema::model::Account::new(id, login, schema::model::AccountKind::Individual, "Test");
+        tweak(&mut a);
+        assert!(
+            self.store.insert_account(&a).await.expect("store"),
+            "account {id} is new"
+        );
+    }
+
     /// Live bindings of `number`.
     pub async fn bindings(&self, number: &str) -> Result<usize> {
         Ok(self

@@ -8,8 +8,10 @@ use std::time::Duration;
 use switchboard_tests::{Env, eventually, free_port, password};
 use tokio::process::Command;
 
-fn write_config(dir: &Path, listen: u16, engine: std::net::SocketAddr, number: &str) {
-    // Audio through aubridge (no sound device here); PCMU only.
+/// Configure baresip in `dir` as member `number` with `codecs`, audio
+/// through aubridge (no sound device here: what it hears it plays back
+/// into its microphone).
+fn write_config(dir: &Path, listen: u16, engine: std::net::SocketAddr, number: &str, codecs: &str) {
     let config = format!(
         "poll_method\t\tepoll\nsip_listen\t\t127.0.0.1:{listen}\n\
          audio_player\t\taubridge,sb\naudio_source\t\taubridge,sb\naudio_alert\t\taubridge,sb\n\
@@ -18,19 +20,18 @@ fn write_config(dir: &Path, listen: u16, engine: std::net::SocketAddr, number: &
     );
     std::fs::write(dir.join("config"), config).unwrap();
     let account = format!(
-        "<sip:{number}@{engine}>;auth_pass={};answermode=auto;regint=600;audio_codecs=PCMU\n",
+        "<sip:{number}@{engine}>;auth_pass={};answermode=auto;regint=600;audio_codecs={codecs}\n",
         password(number)
     );
     std::fs::write(dir.join("accounts"), account).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baresip_registers_and_answers_a_call() {
-    let env = Env::start(&["100", "500"], |_| {}).await.unwrap();
-    let home = tempfile::tempdir().unwrap();
-    write_config(home.path(), free_port(), env.sip(), "500");
-    let mut baresip = Command::new("baresip")
-        .args(["-4", "-f", &home.path().to_string_lossy(), "-t", "40"])
+/// Start baresip (home `dir`) as `number` with `codecs`, auto-answering,
+/// and wait until it has registered.
+async fn start_baresip(env: &Env, dir: &Path, number: &str, codecs: &str) -> tokio::process::Child {
+    write_config(dir, free_port(), env.sip(), number, codecs);
+    let baresip = Command::new("baresip")
+        .args(["-4", "-f", &dir.to_string_lossy(), "-t", "40"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -38,10 +39,18 @@ async fn baresip_registers_and_answers_a_call() {
         .spawn()
         .expect("running baresip: install the baresip package (ops/install-test-deps.sh)");
     eventually("baresip registered", Duration::from_secs(15), || async {
-        env.bindings("500").await.unwrap() == 1
+        env.bindings(number).await.unwrap() == 1
     })
     .await
     .unwrap();
+    baresip
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_registers_and_answers_a_call() {
+    let env = Env::start(&["100", "500"], |_| {}).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut baresip = start_baresip(&env, home.path(), "500", "PCMU").await;
     // uac.xml requires a 200 with an SDP answer, then hangs up.
     let sc = env.scenario("uac.xml", &[("HOLD", "1000")]).unwrap();
     let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
@@ -63,25 +72,8 @@ async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
     .await
     .unwrap();
     let home = tempfile::tempdir().unwrap();
-    write_config(home.path(), free_port(), env.sip(), "500");
     // A-law first: SIPp's pcap is A-law.
-    let account = std::fs::read_to_string(home.path().join("accounts"))
-        .unwrap()
-        .replace("audio_codecs=PCMU", "audio_codecs=PCMA,PCMU");
-    std::fs::write(home.path().join("accounts"), account).unwrap();
-    let mut baresip = Command::new("baresip")
-        .args(["-4", "-f", &home.path().to_string_lossy(), "-t", "40"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("running baresip: install the baresip package (ops/install-test-deps.sh)");
-    eventually("baresip registered", Duration::from_secs(15), || async {
-        env.bindings("500").await.unwrap() == 1
-    })
-    .await
-    .unwrap();
+    let mut baresip = start_baresip(&env, home.path(), "500", "PCMA,PCMU").await;
     let sc = env
         .scenario(
             "uac_media.xml",
@@ -103,20 +95,7 @@ async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
     ]);
     caller.run().await.unwrap();
     let _ = baresip.kill().await;
-    let mut report = None;
-    for _ in 0..250 {
-        report = env
-            .node()
-            .recent_calls()
-            .await
-            .into_iter()
-            .find(|r| r.callee == "500");
-        if report.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let report = report.expect("the call's report");
+    let report = env.call_report(|r| r.callee == "500").await;
     let m = report.media.expect("anchored");
     assert_eq!(
         (m[0].packets_in, m[0].relayed),

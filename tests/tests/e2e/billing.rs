@@ -140,13 +140,7 @@ async fn a_call_is_released_when_the_balance_runs_out() {
     })
     .await
     .unwrap();
-    let owner = schema::model::Account::new(
-        "100",
-        "owner@example.com",
-        schema::model::AccountKind::Individual,
-        "Owner",
-    );
-    env.store.insert_account(&owner).await.unwrap();
+    env.add_account("100", "owner@example.com", |_| {}).await;
     top_up(&env, "100", 5).await;
     let callee = uas(&env, "200", 1).await;
     let sc = env.scenario("uac_released.xml", &[]).unwrap();
@@ -426,13 +420,7 @@ async fn the_payer_of_a_refused_call_gets_one_email() {
     })
     .await
     .unwrap();
-    let owner = schema::model::Account::new(
-        "100",
-        "owner@example.com",
-        schema::model::AccountKind::Individual,
-        "Owner",
-    );
-    env.store.insert_account(&owner).await.unwrap();
+    env.add_account("100", "owner@example.com", |_| {}).await;
     env.register("200", free_port()).await.unwrap();
     for _ in 0..2 {
         let sc = env.scenario("uac_refused.xml", &[]).unwrap();
@@ -494,14 +482,10 @@ async fn a_member_is_charged_by_its_own_plan() {
     })
     .await
     .unwrap();
-    let mut premium = schema::model::Account::new(
-        "100",
-        "premium@example.com",
-        schema::model::AccountKind::Individual,
-        "Premium",
-    );
-    premium.plan = Some("premium".into());
-    env.store.insert_account(&premium).await.unwrap();
+    env.add_account("100", "premium@example.com", |a| {
+        a.plan = Some("premium".into())
+    })
+    .await;
     let callee = uas(&env, "200", 1).await;
     // 100 has no funds and a priced plan: refused.
     let sc = env.scenario("uac_refused.xml", &[]).unwrap();
@@ -529,14 +513,10 @@ async fn a_member_is_charged_by_its_own_plan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_in_another_currency_is_refused() {
     let env = env(1, 60, &["100", "200"]).await;
-    let mut euro = schema::model::Account::new(
-        "100",
-        "euro@example.com",
-        schema::model::AccountKind::Individual,
-        "Euro",
-    );
-    euro.currency = Some("EUR".into());
-    env.store.insert_account(&euro).await.unwrap();
+    env.add_account("100", "euro@example.com", |a| {
+        a.currency = Some("EUR".into())
+    })
+    .await;
     top_up(&env, "100", 10_000).await;
     env.register("200", free_port()).await.unwrap();
     let sc = env.scenario("uac_final.xml", &[("FINAL", "403")]).unwrap();

@@ -50,6 +50,49 @@ async fn phone(env: &Env, number: &str) -> switchboard_tests::SippChild {
     s.spawn().unwrap()
 }
 
+const ADMIN: &str = "operator-secret-0123456789";
+
+/// Member 100 with an API key and a card whose one button rings `number`,
+/// and the edge (its config changed by `tweak`) that places its calls.
+async fn owner_with_card(
+    env: &Env,
+    number: &str,
+    tweak: impl FnOnce(&mut gateway::api::ApiConfig),
+) -> (gateway::api::Api, String, Value) {
+    env.add_account("100", "owner@example.com", |_| {}).await;
+    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
+    cfg.admin_token = Some(ADMIN.into());
+    tweak(&mut cfg);
+    let api = gateway::api::Api::new(
+        env.store.clone() as Arc<dyn Store>,
+        cfg,
+        gateway::api::system_clock(),
+    )
+    .with_dialer(env.node().dialer());
+    let (s, key) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/api-keys",
+        Some(ADMIN),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 200, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    let info =
+        json!({"name": "Owner", "phones": [{"label": "Desk", "number": number, "button_id": ""}]});
+    let (s, card) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/cards",
+        Some(&key),
+        json!({"info": info}),
+    )
+    .await;
+    assert_eq!(s, 200, "{card}");
+    (api, key, card)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key() {
     let env = Env::start(&["100", "200", "300"], |c| {
@@ -60,43 +103,7 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     .await
     .unwrap();
     // 100 owns a card whose button rings its phone 200; 300 is the visitor.
-    let owner = schema::model::Account::new(
-        "100",
-        "owner@example.com",
-        schema::model::AccountKind::Individual,
-        "Owner",
-    );
-    env.store.insert_account(&owner).await.unwrap();
-    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
-    cfg.admin_token = Some("operator-secret-0123456789".into());
-    let api = gateway::api::Api::new(
-        env.store.clone() as Arc<dyn Store>,
-        cfg,
-        gateway::api::system_clock(),
-    )
-    .with_dialer(env.node().dialer());
-    let admin = Some("operator-secret-0123456789");
-    let (s, key) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "members/100/api-keys",
-        admin,
-        Value::Null,
-    )
-    .await;
-    assert_eq!(s, 200, "{key}");
-    let key = key["key"].as_str().unwrap().to_owned();
-    let info =
-        json!({"name": "Owner", "phones": [{"label": "Desk", "number": "200", "button_id": ""}]});
-    let (s, card) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "members/100/cards",
-        Some(&key),
-        json!({"info": info}),
-    )
-    .await;
-    assert_eq!(s, 200, "{card}");
+    let (api, key, card) = owner_with_card(&env, "200", |_| {}).await;
     let button = card["info"]["phones"][0]["button_id"]
         .as_str()
         .unwrap()
@@ -163,20 +170,7 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     // Both phones check the engine's offer and are released at the end.
     visitor.wait().await.unwrap();
     owner_phone.wait().await.unwrap();
-    let mut report = None;
-    for _ in 0..250 {
-        report = env
-            .node()
-            .recent_calls()
-            .await
-            .into_iter()
-            .find(|r| r.call_id == call_id);
-        if report.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let r = report.expect("the call's report");
+    let r = env.call_report(|r| r.call_id == call_id).await;
     assert_eq!(
         (r.caller.as_str(), r.callee.as_str(), r.result),
         ("100", "200", "released")
@@ -266,41 +260,8 @@ fn hooks_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abuse_limits_refuse_clicks_with_their_reason() {
     let env = Env::start(&["100", "300"], |_| {}).await.unwrap();
-    let owner = schema::model::Account::new(
-        "100",
-        "owner@example.com",
-        schema::model::AccountKind::Individual,
-        "Owner",
-    );
-    env.store.insert_account(&owner).await.unwrap();
-    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
-    cfg.admin_token = Some("operator-secret-0123456789".into());
-    cfg.clicks.per_address_per_minute = 1;
-    let api = gateway::api::Api::new(
-        env.store.clone() as Arc<dyn Store>,
-        cfg,
-        gateway::api::system_clock(),
-    )
-    .with_dialer(env.node().dialer());
-    let (_, key) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "members/100/api-keys",
-        Some("operator-secret-0123456789"),
-        Value::Null,
-    )
-    .await;
-    let key = key["key"].as_str().unwrap().to_owned();
-    let info =
-        json!({"name": "Owner", "phones": [{"label": "Desk", "number": "100", "button_id": ""}]});
-    let (_, card) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "members/100/cards",
-        Some(&key),
-        json!({"info": info}),
-    )
-    .await;
+    let (api, key, card) =
+        owner_with_card(&env, "100", |cfg| cfg.clicks.per_address_per_minute = 1).await;
     let click = |callback: &str| json!({"card": card["id"], "button": card["info"]["phones"][0]["button_id"], "callback": callback});
     // The node's home is the US (+1): Korea is not allowed, +1 900 is premium rate.
     let (s, v) = api_call(

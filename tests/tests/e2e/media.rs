@@ -85,21 +85,19 @@ fn caller(env: &Env, to: &str, pcap: &str, hold: u32, sdp_port: Option<u16>) -> 
     (s, mp)
 }
 
+/// What the engine's media ports (see [`media_env`]) send and receive on
+/// loopback.
+async fn capture(env: &Env) -> Capture {
+    Capture::start(
+        env.work.path(),
+        "udp and host 127.0.0.2 and portrange 31000-31999",
+    )
+    .await
+    .unwrap()
+}
+
 async fn last_report(env: &Env, callee: &str) -> CallReport {
-    for _ in 0..500 {
-        let found = env
-            .node()
-            .recent_calls()
-            .await
-            .into_iter()
-            .rev()
-            .find(|r| r.callee == callee);
-        if let Some(r) = found {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no report of the call to {callee}");
+    env.call_report(|r| r.callee == callee).await
 }
 
 async fn ports_all_free(env: &Env) {
@@ -133,12 +131,7 @@ async fn audio_is_relayed_both_ways_through_the_engines_address() {
     let env = media_env(&["100", "200"], |_| {}).await;
     let total = env.node().media_ports().unwrap().0;
     let (uas, callee_mp) = callee(&env, "200", "uas_media.xml", true).await;
-    let cap = Capture::start(
-        env.work.path(),
-        "udp and host 127.0.0.2 and portrange 31000-31999",
-    )
-    .await
-    .unwrap();
+    let cap = capture(&env).await;
     // Both scenarios check that the SDP they receive names 127.0.0.2 and a
     // port of the engine's range.
     let (c, caller_mp) = caller(&env, "200", G711A, 8000, None);
@@ -181,12 +174,7 @@ async fn audio_is_relayed_both_ways_through_the_engines_address() {
 async fn a_caller_sending_from_another_port_than_its_sdp_still_gets_audio() {
     let env = media_env(&["100", "200"], |_| {}).await;
     let (uas, _) = callee(&env, "200", "uas_media.xml", true).await;
-    let cap = Capture::start(
-        env.work.path(),
-        "udp and host 127.0.0.2 and portrange 31000-31999",
-    )
-    .await
-    .unwrap();
+    let cap = capture(&env).await;
     // The SDP says port `wrong`; SIPp sends (and listens) on its media port.
     let wrong = free_media_port();
     let (c, real) = caller(&env, "200", G711A, 8000, Some(wrong));
@@ -213,12 +201,7 @@ async fn a_caller_sending_from_another_port_than_its_sdp_still_gets_audio() {
 async fn rfc4733_digits_reach_the_call_once_and_pass_to_the_other_party() {
     let env = media_env(&["100", "200"], |_| {}).await;
     let (uas, callee_mp) = callee(&env, "200", "uas_media.xml", true).await;
-    let cap = Capture::start(
-        env.work.path(),
-        "udp and host 127.0.0.2 and portrange 31000-31999",
-    )
-    .await
-    .unwrap();
+    let cap = capture(&env).await;
     let (c, _) = caller(&env, "200", DIGIT_1, 1500, None);
     c.run().await.unwrap();
     uas.wait().await.unwrap();
