@@ -263,28 +263,15 @@ async fn abuse_limits_refuse_clicks_with_their_reason() {
     let (api, key, card) =
         owner_with_card(&env, "100", |cfg| cfg.clicks.per_address_per_minute = 1).await;
     let click = |callback: &str| json!({"card": card["id"], "button": card["info"]["phones"][0]["button_id"], "callback": callback});
+    let place = |body: Value| api_call(&api, warp::http::Method::POST, "calls", Some(&key), body);
     // The node's home is the US (+1): Korea is not allowed, +1 900 is premium rate.
-    let (s, v) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "calls",
-        Some(&key),
-        click("+821012345678"),
-    )
-    .await;
+    let (s, v) = place(click("+821012345678")).await;
     assert_eq!(
         (s, v["code"].as_str()),
         (403, Some("country_not_allowed")),
         "{v}"
     );
-    let (s, v) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "calls",
-        Some(&key),
-        click("+19005550100"),
-    )
-    .await;
+    let (s, v) = place(click("+19005550100")).await;
     assert_eq!(
         (s, v["code"].as_str()),
         (403, Some("blocked_destination")),
@@ -292,23 +279,9 @@ async fn abuse_limits_refuse_clicks_with_their_reason() {
     );
     // One click a minute from this address: the first is let through (its
     // callback has no phone, so the call fails), the second is refused.
-    let (s, v) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "calls",
-        Some(&key),
-        click("300"),
-    )
-    .await;
+    let (s, v) = place(click("300")).await;
     assert_ne!(v["code"].as_str(), Some("too_many_clicks"), "{s} {v}");
-    let (s, v) = api_call(
-        &api,
-        warp::http::Method::POST,
-        "calls",
-        Some(&key),
-        click("300"),
-    )
-    .await;
+    let (s, v) = place(click("300")).await;
     assert_eq!(
         (s, v["code"].as_str()),
         (429, Some("too_many_clicks")),
