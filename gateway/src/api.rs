@@ -501,6 +501,16 @@ impl Api {
         &self.cfg.directory
     }
 
+    /// The sign-in and sign-up limiter.
+    pub(crate) fn sign_in_limiter(&self) -> &SignInLimiter {
+        &self.limiter
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.cfg
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -800,7 +810,7 @@ impl Api {
         }
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         (self.clock)()
     }
 }
@@ -830,6 +840,10 @@ pub struct ClickRequest {
     pub button: String,
     /// The number to call back (the visitor's phone).
     pub callback: String,
+    /// ISO 3166 region in whose national format `callback` is written
+    /// (`KR`); default: the operator's home region.
+    #[serde(default)]
+    pub country: Option<String>,
     /// A retried request with the same key places no second call.
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -898,7 +912,13 @@ impl Api {
                 ApiError::invalid("button", format!("no button {} on this card", b.button))
             })?;
         let dir = &self.cfg.directory;
-        let (callback, cc) = match numbering::classify(&b.callback, dir.home, &dir.plan) {
+        let region = match b.country.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => numbering::region(c)
+                .filter(|r| numbering::cc_of_region(*r).is_some())
+                .ok_or_else(|| ApiError::invalid("country", format!("{c:?} is not a region")))?,
+            None => dir.home,
+        };
+        let (callback, cc) = match numbering::classify(&b.callback, region, &dir.plan) {
             Ok(Dialled::Pstn(p)) => (p.e164.clone(), p.cc.to_string()),
             Ok(Dialled::Individual(_) | Dialled::Company(_)) => (
                 b.callback.trim().to_owned(),
@@ -946,11 +966,7 @@ impl Api {
                 &serde_json::json!({ "call_id": call_id, "status": "duplicate" }),
             ));
         }
-        let home_cc = numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string());
-        let allowed = match self.store.account(&card.owner).await? {
-            Some(o) if !o.click_countries.is_empty() => o.click_countries,
-            _ => vec![home_cc],
-        };
+        let allowed = self.click_countries(&card.owner).await;
         let pstn_cc = callback.starts_with('+').then_some(cc.as_str());
         let admitted = self
             .click_guard
@@ -1121,14 +1137,22 @@ impl Api {
         }
     }
 
-    async fn owned_card(&self, a: &Account, id: &str) -> Result<schema::model::Card, ApiError> {
+    pub(crate) async fn owned_card(
+        &self,
+        a: &Account,
+        id: &str,
+    ) -> Result<schema::model::Card, ApiError> {
         match self.store.card(id).await? {
             Some(c) if c.owner == a.id => Ok(c),
             _ => Err(ApiError::not_found(format!("no card {id}"))),
         }
     }
 
-    async fn card_create(&self, a: &Account, mut b: CardInput) -> Result<CardView, ApiError> {
+    pub(crate) async fn card_create(
+        &self,
+        a: &Account,
+        mut b: CardInput,
+    ) -> Result<CardView, ApiError> {
         let sample = b.sample.as_deref().unwrap_or("classic");
         let design = match b.design.take() {
             Some(d) => d,
@@ -1166,7 +1190,7 @@ impl Api {
         Ok(self.card_view(&card))
     }
 
-    async fn card_send(
+    pub(crate) async fn card_send(
         &self,
         a: &Account,
         c: &schema::model::Card,
@@ -1237,7 +1261,7 @@ impl Api {
         })
     }
 
-    async fn card_save(
+    pub(crate) async fn card_save(
         &self,
         mut c: schema::model::Card,
         mut b: CardInput,
@@ -1284,6 +1308,17 @@ impl Api {
             && auth::same_secret(form, &self.form_token(card_token, issued))
     }
 
+    /// Calling codes the owner lets its cards call back (default: the
+    /// operator's home country).
+    async fn click_countries(&self, owner: &str) -> Vec<String> {
+        match self.store.account(owner).await {
+            Ok(Some(o)) if !o.click_countries.is_empty() => o.click_countries,
+            _ => numbering::cc_of_region(self.cfg.directory.home)
+                .map(|c| vec![c.to_string()])
+                .unwrap_or_default(),
+        }
+    }
+
     /// `POST /c/{token}/call`: a visitor's click on the live page (the
     /// card's owner pays); the form token of the page is required.
     pub async fn card_click(
@@ -1297,6 +1332,8 @@ impl Api {
         struct Click {
             button: String,
             callback: String,
+            #[serde(default)]
+            country: Option<String>,
             form_token: String,
         }
         let token = path.trim_end_matches("/call");
@@ -1324,6 +1361,7 @@ impl Api {
                 card: card.id.clone(),
                 button: c.button,
                 callback: c.callback,
+                country: c.country,
                 idempotency_key: None,
                 status_callback: None,
             };
@@ -1391,6 +1429,7 @@ impl Api {
                 &card,
                 &link,
                 self.form_token(&card.token, self.now()),
+                crate::cards::countries(&self.click_countries(&card.owner).await, &card.info),
             )
             .render()
             {
@@ -1783,7 +1822,7 @@ async fn start_session(api: &Api, a: &Account) -> Result<(String, u64), ApiError
 #[utoipa::path(post, path = "/api/v1/signup", request_body = SignUp, responses(
     (status = 201, body = SignedIn), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
-async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
+pub(crate) async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
     let login = valid_login(&b.login)?;
     valid_password(&b.password, 10)?;
     let name = valid_name(&b.name)?;
@@ -1847,7 +1886,11 @@ async fn sign_up(api: &Api, b: SignUp) -> Result<SignedIn, ApiError> {
 /// Sign in; attempts are limited per login and per address.
 #[utoipa::path(post, path = "/api/v1/signin", request_body = SignIn, responses(
     (status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn sign_in(api: &Api, b: SignIn, from: Option<IpAddr>) -> Result<SignedIn, ApiError> {
+pub(crate) async fn sign_in(
+    api: &Api,
+    b: SignIn,
+    from: Option<IpAddr>,
+) -> Result<SignedIn, ApiError> {
     let login = b.login.trim().to_ascii_lowercase();
     if !api.limiter.allow(&login, from) {
         return Err(ApiError::new(

@@ -316,15 +316,63 @@ pub struct CardPage<'a> {
     pub link: &'a str,
     /// The click form's token.
     pub form_token: String,
+    /// Countries a visitor may be called back in.
+    pub countries: Vec<Country>,
+    /// The region preselected (the card's own).
+    pub preselect: String,
+}
+
+/// A country a visitor may choose for its callback number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Country {
+    /// ISO 3166 region (`KR`).
+    pub region: String,
+    /// Country calling code (`82`).
+    pub cc: String,
+}
+
+/// The countries of calling codes `ccs` (those that name a region), and
+/// the one to preselect: the country of the card's first number when it is
+/// among them, else the first.
+pub fn countries(ccs: &[String], card: &CardInfo) -> (Vec<Country>, String) {
+    let list: Vec<Country> = ccs
+        .iter()
+        .filter_map(|cc| {
+            let region = engine::numbering::region_of_cc(cc.parse().ok()?)?;
+            Some(Country {
+                region,
+                cc: cc.clone(),
+            })
+        })
+        .collect();
+    let own = card.phones.iter().find_map(|p| {
+        let digits = p.number.strip_prefix('+')?;
+        list.iter()
+            .filter(|c| digits.starts_with(&c.cc))
+            .max_by_key(|c| c.cc.len())
+    });
+    let preselect = own
+        .or(list.first())
+        .map(|c| c.region.clone())
+        .unwrap_or_default();
+    (list, preselect)
 }
 
 impl<'a> CardPage<'a> {
-    /// The page of `card` at `link`, its forms signed with `form_token`.
-    pub fn new(card: &'a Card, link: &'a str, form_token: String) -> Self {
+    /// The page of `card` at `link`, its forms signed with `form_token`,
+    /// offering callbacks in `countries` (see [`countries`]).
+    pub fn new(
+        card: &'a Card,
+        link: &'a str,
+        form_token: String,
+        (countries, preselect): (Vec<Country>, String),
+    ) -> Self {
         CardPage {
             card,
             link,
             form_token,
+            countries,
+            preselect,
         }
     }
 
@@ -518,7 +566,8 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let html = CardPage::new(&card, "https://sb.example/c/tok", "1.ab".into())
+        let offer = countries(&["1".into(), "82".into(), "999".into()], &card.info);
+        let html = CardPage::new(&card, "https://sb.example/c/tok", "1.ab".into(), offer)
             .render()
             .unwrap();
         assert!(!html.contains("<script>alert(1)"), "{html}");
@@ -533,6 +582,11 @@ mod tests {
             "a button per phone"
         );
         assert!(html.contains("#0b6e4f"), "the design's accent colour");
+        // The card's numbers are Korean: Korea is preselected in each form;
+        // a calling code of no region is not offered.
+        assert_eq!(html.matches("<option value=\"KR\" selected>").count(), 2, "{html}");
+        assert_eq!(html.matches("<option value=\"US\">").count(), 2, "{html}");
+        assert_eq!(html.matches("<option").count(), 4, "{html}");
         let qr = qr_svg("https://sb.example/c/tok").unwrap();
         assert!(qr.starts_with("<?xml") && qr.contains("<svg"));
     }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod inventory;
 pub mod mail;
 pub mod rates;
+pub mod site;
 pub mod webhooks;
 
 use std::convert::Infallible;
@@ -125,6 +126,48 @@ pub fn api_filter(
         )
 }
 
+/// `/app/...`: the member site ([`site::Site`]); forms up to 64 KiB.
+pub fn site_filter(
+    site: Arc<site::Site>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path("app")
+        .and(warp::method())
+        .and(warp::path::tail())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("cookie"))
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .and_then(
+            move |method, tail: warp::path::Tail, query, cookie, remote, body| {
+                let site = site.clone();
+                async move {
+                    let res = match read_body(body, 64 * 1024).await {
+                        Ok(Some(body)) => {
+                            site.handle(site::PageRequest {
+                                method,
+                                path: tail.as_str().to_owned(),
+                                query,
+                                cookie,
+                                remote,
+                                body,
+                            })
+                            .await
+                        }
+                        Ok(None) => error::ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "forms are limited to 64 KiB",
+                        )
+                        .into_response(),
+                        Err(e) => error::ApiError::bad_request(format!("reading the body: {e}"))
+                            .into_response(),
+                    };
+                    Ok::<_, warp::Rejection>(res)
+                }
+            },
+        )
+}
+
 /// All routes.
 pub fn routes(
     metrics: PrometheusHandle,
@@ -162,10 +205,16 @@ pub fn routes(
                     Ok::<_, warp::Rejection>(api.card_click(tail.as_str(), &body, remote).await)
                 }
             });
+    let home = warp::path::end()
+        .and(warp::get())
+        .map(|| warp::redirect::see_other(warp::http::Uri::from_static("/app/cards")));
+    let site = Arc::new(site::Site::new(api.clone()));
     health
+        .or(home)
         .or(metrics)
         .or(cards)
         .or(clicks)
+        .or(site_filter(site))
         .or(api_filter(api))
         .recover(|_rejection: warp::Rejection| async move {
             let body = ApiError {
