@@ -6,7 +6,9 @@
 #   curl         HTTP checks in scripts
 #   tcpdump      captures SIP on loopback for the load tool's replay tests
 #   dnsutils     dig, queries the ENUM responder for NAPTR records
-#   python3-aiosmtpd  a real SMTP server on loopback that receives billing notices
+#   python3-aiosmtpd  a real SMTP server on loopback that receives billing notices and cards
+#   chromium, chromium-driver  headless browser (WebDriver) for the card maker and live card
+#   fonts-dejavu-core  fonts for the browser's pages and screenshots
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
@@ -16,6 +18,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v dig >/dev/null || need+=(dnsutils)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

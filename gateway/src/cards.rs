@@ -584,7 +584,11 @@ mod tests {
         assert!(html.contains("#0b6e4f"), "the design's accent colour");
         // The card's numbers are Korean: Korea is preselected in each form;
         // a calling code of no region is not offered.
-        assert_eq!(html.matches("<option value=\"KR\" selected>").count(), 2, "{html}");
+        assert_eq!(
+            html.matches("<option value=\"KR\" selected>").count(),
+            2,
+            "{html}"
+        );
         assert_eq!(html.matches("<option value=\"US\">").count(), 2, "{html}");
         assert_eq!(html.matches("<option").count(), 4, "{html}");
         let qr = qr_svg("https://sb.example/c/tok").unwrap();

@@ -462,3 +462,61 @@ pub fn free_media_port() -> u16 {
     }
     free_port()
 }
+/// A real SMTP server on loopback (aiosmtpd, Debian python3-aiosmtpd)
+/// storing what it receives in a maildir.
+pub struct SmtpServer {
+    _child: tokio::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    maildir: std::path::PathBuf,
+}
+
+impl SmtpServer {
+    /// Start one whose maildir is under `dir`.
+    pub async fn start(dir: &std::path::Path) -> SmtpServer {
+        let port = free_port();
+        let maildir = dir.join("maildir");
+        let child = tokio::process::Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("running aiosmtpd: install python3-aiosmtpd (ops/install-test-deps.sh)");
+        eventually(
+            "the SMTP server listening",
+            Duration::from_secs(10),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await
+        .expect("aiosmtpd listens within ten seconds");
+        SmtpServer {
+            _child: child,
+            port,
+            maildir,
+        }
+    }
+
+    /// The messages received so far, raw.
+    pub fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.maildir.join("new"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

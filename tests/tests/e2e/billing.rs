@@ -9,7 +9,7 @@ use engine::lcr::{Deck, Rate};
 use engine::rating::{OnNet, Plan};
 use schema::model::{Cdr, CdrQuery, LedgerEntry};
 use schema::store::Store;
-use switchboard_tests::{Env, Sipp, eventually, free_port};
+use switchboard_tests::{Env, Sipp, SmtpServer, eventually, free_port};
 
 /// On-net calls at `cents_per_sec`, billed by the second.
 fn per_second(cents_per_sec: i64) -> Arc<Plan> {
@@ -335,62 +335,6 @@ async fn a_restart_in_the_middle_of_calls_loses_and_duplicates_nothing() {
         .filter(|e| e.key.starts_with("call:"))
         .count();
     assert_eq!(charges, 10, "one charge per call");
-}
-
-/// A real SMTP server on loopback (aiosmtpd, Debian python3-aiosmtpd)
-/// storing what it receives in a maildir.
-struct SmtpServer {
-    _child: tokio::process::Child,
-    port: u16,
-    maildir: std::path::PathBuf,
-}
-
-impl SmtpServer {
-    async fn start(dir: &std::path::Path) -> SmtpServer {
-        let port = free_port();
-        let maildir = dir.join("maildir");
-        let child = tokio::process::Command::new("/usr/bin/python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(&maildir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("running aiosmtpd: install python3-aiosmtpd (ops/install-test-deps.sh)");
-        eventually(
-            "the SMTP server listening",
-            Duration::from_secs(10),
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await
-        .unwrap();
-        SmtpServer {
-            _child: child,
-            port,
-            maildir,
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(self.maildir.join("new"))
-            .map(|d| {
-                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 /// A refused call gets 402 on SIP and its payer one e-mail at a real SMTP

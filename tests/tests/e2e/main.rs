@@ -9,6 +9,7 @@
 
 mod baresip;
 mod billing;
+mod browser;
 mod calls;
 mod centers;
 mod cli;
