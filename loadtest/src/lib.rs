@@ -8,6 +8,7 @@
 
 pub mod builtin;
 pub mod capture;
+pub mod click;
 pub mod media;
 pub mod report;
 pub mod rows;
