@@ -110,7 +110,7 @@ enum Cmd {
         #[arg(long)]
         button: String,
         /// First callback number (E.164 digits without +); click n calls it plus n.
-        #[arg(long, default_value_t = 12_125_550_000)]
+        #[arg(long, default_value_t = 12_122_000_000)]
         first_callback: u64,
         /// Where the answering UAS listens (the engine's trunk points here).
         #[arg(long, default_value = "127.0.0.1:15210")]

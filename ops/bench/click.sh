@@ -30,7 +30,8 @@ UAS_PORT=15210
 ADMIN=bench-operator-token-0123456789
 BASE=http://127.0.0.1:$HTTP_PORT
 
-cargo build --release --locked --bin switchboard --bin switchboard-load -q
+cargo build --release --locked --bin switchboard -q
+cargo build --release --locked -p switchboard-loadtest --bin switchboard-load -q
 BIN=./target/release/switchboard
 LOAD=./target/release/switchboard-load
 WORK=$(mktemp -d)
@@ -56,7 +57,7 @@ address = "127.0.0.1:$UAS_PORT"
 rates = "$WORK/rates.csv"
 options_interval_s = 0
 TOML
-RUST_LOG=error $BIN serve --config "$WORK/switchboard.toml" --data "$WORK/data" \
+SWITCHBOARD_ENUM=127.0.0.1:15300 RUST_LOG=error $BIN serve --config "$WORK/switchboard.toml" --data "$WORK/data" \
   --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT >"$WORK/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 300); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
@@ -79,17 +80,18 @@ post "members/$MEMBER/topups" "$ADMIN" '{"key":"bench","amount":1000000000}' >/d
 cpu_ticks() { awk '{print $14+$15}' /proc/$PID/stat; }
 HZ=$(getconf CLK_TCK)
 best=0
-first=12120000000
+accepted=0
+first=12122000000
 printf '%6s %6s %9s %9s %15s %22s %6s %8s\n' rate sent acc/s invite/s "http p50/p99" "to INVITE p50/p99/max" cpu% us/click
 for rate in "${RATES[@]}"; do
   count=$((rate * STEP_S))
   c0=$(cpu_ticks)
   $LOAD click --http 127.0.0.1:$HTTP_PORT --key "$KEY" --card "$CARD" --button "$BUTTON" \
     --uas 127.0.0.1:$UAS_PORT --first-callback $first -r "$rate" -m "$count" -d "$STEP_S" \
-    --drain 10 -l $((rate * 4)) --json -q >"$WORK/step.json" || true
+    --drain 10 -l $((rate * 4)) --json -q >"$WORK/step.json" 2>"$WORK/load.err" || true
   c1=$(cpu_ticks)
   first=$((first + count))
-  read -r line pass < <(python3 - "$WORK/step.json" "$rate" "$count" "$((c1 - c0))" "$HZ" <<'PY'
+  read -r pass line < <(python3 - "$WORK/step.json" "$rate" "$count" "$((c1 - c0))" "$HZ" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 rate, count, ticks, hz = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -97,17 +99,29 @@ ms = lambda us: us / 1000
 cpu = 100 * ticks / hz / max(r["seconds"], 1e-3)
 us = 1e6 * ticks / hz / max(r["accepted"], 1)
 ok = r["accepted"] == count and r["invites"] == count and r["accepted_per_s"] >= 0.95 * rate
-print(f'{rate:6.0f}|{r["sent"]:6d}|{r["accepted_per_s"]:9.1f}|{r["invites_per_s"]:9.1f}|'
+print(int(ok), f'{rate:6.0f}|{r["sent"]:6d}|{r["accepted_per_s"]:9.1f}|{r["invites_per_s"]:9.1f}|'
       f'{ms(r["http_us"][0]):6.2f}/{ms(r["http_us"][1]):6.2f} ms|'
       f'{ms(r["invite_us"][0]):6.2f}/{ms(r["invite_us"][1]):6.2f}/{ms(r["invite_us"][2]):6.1f} ms|'
-      f'{cpu:6.0f}|{us:8.0f}|{"pass" if ok else "FAIL " + json.dumps(r["refused"])}', int(ok))
+      f'{cpu:6.0f}|{us:8.0f}|{"pass" if ok else "FAIL " + json.dumps(r["refused"])}')
 PY
 )
+  [ -n "$line" ] || { echo "no report:"; cat "$WORK/step.json"; tail -5 "$WORK/serve.log"; }
   echo "$line" | tr '|' ' '
   sleep $((HOLD_S + 2))
   [ "$pass" = 1 ] || break
   best=$rate
+  accepted=$((accepted + count))
 done
+# Each call ends HOLD_S after the bridge, which follows the prompt.
+sleep $((HOLD_S + 8))
+# Every accepted click is one CDR, and the balance fell by what they cost.
+$BIN cdrs export --data "$WORK/data" --payer "$MEMBER" >"$WORK/cdrs.csv" 2>/dev/null
+python3 - "$WORK/cdrs.csv" "$accepted" <<'PY'
+import collections, csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+by = collections.Counter(r["result"] for r in rows)
+print(f"CDRs: {len(rows)} ({dict(by)}) for {sys.argv[2]} clicks of passing steps, charged {sum(int(r['price']) for r in rows)} in total")
+PY
 peak=$(awk '/VmHWM/ {print $2" "$3}' /proc/$PID/status)
 balance=$(curl -sf "$BASE/api/v1/members/$MEMBER/ledger" -H "authorization: Bearer $ADMIN" | field balance)
 echo "highest passing rate: $best clicks/s (step ${STEP_S}s, calls of ${HOLD_S}s); engine peak memory: $peak; owner's balance now $balance of 1000000000"
