@@ -19,6 +19,7 @@
 #
 # Usage: ops/bench/click.sh [rates...]    (default: 50 100 200 400 600 800)
 # Env:   STEP_S (seconds per step, default 20), HOLD_S (call length, default 2)
+# (A click's call always anchors media: the visitor hears the prompt.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(50 100 200 400 600 800)

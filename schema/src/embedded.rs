@@ -136,6 +136,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     at INTEGER NOT NULL,
     UNIQUE (account, key)
 );
+CREATE TABLE IF NOT EXISTS balances (
+    account TEXT PRIMARY KEY,
+    amount INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 impl Embedded {
@@ -150,7 +154,23 @@ impl Embedded {
             .map_err(unavailable)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(unavailable)?;
+        let had_balances: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'balances'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(unavailable)?
+            > 0;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        if !had_balances {
+            // A store from before balances were kept: sum each ledger once.
+            conn.execute(
+                "INSERT INTO balances (account, amount) SELECT account, SUM(amount) FROM ledger GROUP BY account",
+                [],
+            )
+            .map_err(unavailable)?;
+        }
         Ok(Embedded {
             conn: Mutex::new(conn),
         })
@@ -249,13 +269,17 @@ fn get_csv(conn: &Connection, t: Csvs, key: &str) -> Result<Option<(String, u64)
     .map_err(unavailable)
 }
 
+/// The balance kept beside the ledger (the sum of its entries, updated in
+/// the transaction that posts each), so reading it costs the same however
+/// long the ledger grows.
 fn balance_of(conn: &Connection, account: &str) -> Result<i64> {
-    conn.query_row(
-        "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account = ?1",
-        params![account],
-        |r| r.get::<_, i64>(0),
-    )
-    .map_err(unavailable)
+    conn.prepare_cached("SELECT amount FROM balances WHERE account = ?1")
+        .and_then(|mut st| {
+            st.query_row(params![account], |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map(Option::unwrap_or_default)
+        .map_err(unavailable)
 }
 
 const MEMBER_COLUMNS: &str = "number, name, realm, ha1_md5, ha1_sha256, created_at";
@@ -627,6 +651,12 @@ impl Store for Embedded {
         tx.execute(
             "INSERT INTO ledger (account, key, amount, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![e.account, e.key, e.amount, e.reason, e.at as i64],
+        )
+        .map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO balances (account, amount) VALUES (?1, ?2) \
+             ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
+            params![e.account, e.amount],
         )
         .map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;

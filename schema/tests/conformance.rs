@@ -610,6 +610,37 @@ async fn embedded_backend_conforms() {
     assert!(again.member("100").await.unwrap().is_some());
 }
 
+/// A data directory written before balances were kept beside the ledger
+/// gets them from its entries when opened.
+#[tokio::test]
+async fn a_store_from_before_kept_balances_sums_its_ledger_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Embedded::open(dir.path()).unwrap();
+    for (i, amount) in [5000, -1200, -300].into_iter().enumerate() {
+        store
+            .post(&entry("1001", &format!("k{i}"), amount))
+            .await
+            .unwrap();
+    }
+    store.post(&entry("1002", "k", 70)).await.unwrap();
+    drop(store);
+    rusqlite::Connection::open(dir.path().join("switchboard.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE balances")
+        .unwrap();
+    let again = Embedded::open(dir.path()).unwrap();
+    assert_eq!(again.balance("1001").await.unwrap(), 3500);
+    assert_eq!(again.balance("1002").await.unwrap(), 70);
+    assert_eq!(
+        again.post(&entry("1001", "k3", -3600)).await.unwrap(),
+        Posted::Insufficient(3500)
+    );
+    drop(again);
+    // Opened again, nothing is summed twice.
+    let third = Embedded::open(dir.path()).unwrap();
+    assert_eq!(third.balance("1001").await.unwrap(), 3500);
+}
+
 #[tokio::test]
 async fn two_handles_on_one_directory_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
