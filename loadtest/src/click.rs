@@ -77,6 +77,8 @@ pub struct ClickReport {
     pub invite_us: [u64; 3],
     /// Legs the UAS answered (both parties of every call).
     pub legs_answered: u64,
+    /// Legs that ended (BYE received).
+    pub legs_ended: u64,
 }
 
 impl std::fmt::Display for ClickReport {
@@ -95,11 +97,12 @@ impl std::fmt::Display for ClickReport {
         )?;
         writeln!(
             f,
-            "INVITEs     {} visitors' INVITEs ({:.1}/s), {} accepted clicks without one; {} legs answered",
+            "INVITEs     {} visitors' INVITEs ({:.1}/s), {} accepted clicks without one; {} legs answered, {} ended",
             self.invites,
             self.invites_per_s,
             self.accepted.saturating_sub(self.invites),
-            self.legs_answered
+            self.legs_answered,
+            self.legs_ended
         )?;
         writeln!(
             f,
@@ -137,6 +140,7 @@ struct Shared {
     http: Option<Histogram<u64>>,
     invites: u64,
     legs: u64,
+    byes: u64,
     accepted: u64,
     refused: BTreeMap<u16, u64>,
     errors: u64,
@@ -212,6 +216,11 @@ async fn uas(socket: UdpSocket, shared: Arc<Mutex<Shared>>) {
                 s.invites += 1;
                 record(&mut s.invite, t0);
             }
+        }
+        if req.method == Method::Bye
+            && let Ok(mut s) = shared.lock()
+        {
+            s.byes += 1;
         }
         if let Some(bytes) = answer(&req, local) {
             let _ = socket.send_to(&bytes, from).await;
@@ -302,7 +311,8 @@ pub async fn run(
         }
     }
     let clicking = start.elapsed();
-    // The answers still due, then the INVITEs still due.
+    // The answers still due, then the INVITEs, the owners' legs and the
+    // ends of the calls (two legs each) still due.
     let _ = tokio::time::timeout(o.drain, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -311,7 +321,7 @@ pub async fn run(
     while Instant::now() < deadline {
         let waiting = shared
             .lock()
-            .map(|s| s.invites < s.accepted)
+            .map(|s| s.invites < s.accepted || s.legs < 2 * s.accepted || s.byes < 2 * s.accepted)
             .unwrap_or(false);
         if !waiting {
             break;
@@ -338,6 +348,7 @@ fn report(shared: &Mutex<Shared>, sent: u64, clicking: Duration, over: Duration)
             http_us: [0; 3],
             invite_us: [0; 3],
             legs_answered: 0,
+            legs_ended: 0,
         };
     };
     ClickReport {
@@ -353,6 +364,7 @@ fn report(shared: &Mutex<Shared>, sent: u64, clicking: Duration, over: Duration)
         http_us: quantiles(&s.http),
         invite_us: quantiles(&s.invite),
         legs_answered: s.legs,
+        legs_ended: s.byes,
     }
 }
 

@@ -650,3 +650,125 @@ async fn calls_over_tcp_both_ways_with_sipp() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("15 succeeded, 0 failed"), "{out}");
 }
+
+/// `click`: forty clicks through an edge and engine in process; every one is
+/// accepted, its visitor's INVITE reaches the tool's UAS, which answers both
+/// legs of each call until the engine ends it, and the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_places_a_call_per_click_and_times_each_visitors_invite() {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use schema::store::Store;
+
+    let uas = free_port();
+    let mut trunk = actors::config::TrunkRoute::new(
+        "pstn",
+        SocketAddr::from(([127, 0, 0, 1], uas)),
+        engine::routing::Translation::default(),
+    );
+    trunk.options_interval = None;
+    let rate = engine::lcr::Rate {
+        per_minute: 1_000,
+        connect_fee: 0,
+        first_increment: 1,
+        next_increment: 1,
+    };
+    let routing = actors::config::Routing {
+        trunks: vec![trunk],
+        lcr: engine::lcr::Table {
+            trunks: vec![engine::lcr::TrunkDeck {
+                trunk: "pstn".into(),
+                priority: 0,
+                weight: 1,
+                deck: engine::lcr::Deck::from_rows([("1", rate)]).unwrap(),
+            }],
+        }
+        .into(),
+        ..actors::config::Routing::default()
+    };
+    let env = Env::start(&[], |c| {
+        c.routing = Arc::new(routing);
+        c.max_call_duration = Duration::from_secs(1);
+        c.media.ports = (37000, 37999);
+    })
+    .await
+    .unwrap();
+    env.add_account("100", "owner@example.com", |_| {}).await;
+    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
+    cfg.admin_token = Some("operator-secret-0123456789".into());
+    cfg.clicks.per_address_per_minute = 1_000;
+    cfg.clicks.per_card_per_minute = 1_000;
+    cfg.clicks.concurrent_per_card = 1_000;
+    cfg.clicks.concurrent_per_owner = 1_000;
+    let api = Arc::new(
+        gateway::api::Api::new(
+            env.store.clone() as Arc<dyn Store>,
+            cfg,
+            gateway::api::system_clock(),
+        )
+        .with_dialer(env.node().dialer()),
+    );
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let (_, server) = gateway::serve(http, metrics, api, std::future::pending()).unwrap();
+    tokio::spawn(server);
+    let post = |path: &str, token: &str, body: &str| {
+        let (path, token, body) = (path.to_owned(), token.to_owned(), body.to_owned());
+        async move {
+            let out = Command::new("curl")
+                .args(["-sf", "-X", "POST", &format!("http://{http}/api/v1/{path}")])
+                .args(["-H", &format!("authorization: Bearer {token}")])
+                .args(["-H", "content-type: application/json", "-d", &body])
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "POST {path}");
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let key = post("members/100/api-keys", "operator-secret-0123456789", "").await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let card = post(
+        "members/100/cards",
+        &key,
+        r#"{"info":{"name":"Owner","phones":[{"label":"Desk","number":"+16465550199","button_id":""}]}}"#,
+    )
+    .await;
+    let (code, out, err) = load(&[
+        "click",
+        "--http",
+        &http.to_string(),
+        "--key",
+        &key,
+        "--card",
+        card["id"].as_str().unwrap(),
+        "--button",
+        card["info"]["phones"][0]["button_id"].as_str().unwrap(),
+        "--uas",
+        &format!("127.0.0.1:{uas}"),
+        "-r",
+        "20",
+        "-m",
+        "40",
+        "-d",
+        "10",
+        "--json",
+        "-q",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["sent"], 40, "{r}");
+    assert_eq!(r["accepted"], 40, "{r}");
+    assert_eq!(r["invites"], 40, "{r}");
+    // Both legs of every call answered, and ended by the engine's BYE.
+    assert_eq!(r["legs_answered"], 80, "{r}");
+    assert_eq!(r["legs_ended"], 80, "{r}");
+    let [p50, p99, max] = [0, 1, 2].map(|i| r["invite_us"][i].as_u64().unwrap());
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+}
