@@ -313,9 +313,35 @@ impl Transport {
                     debug!(%addr, error = %e, "tcp connect failed");
                     t.tcp.remove(&addr);
                     metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tcp").increment(1);
+                    t.transport_failed(addr, rx).await;
                 }
             }
         });
+    }
+
+    /// RFC 3261 §8.1.3.1: a request that could not be sent is answered as
+    /// if the peer had said 503, at once, so its transaction fails over
+    /// instead of waiting for Timer B (TCP has no retransmissions to fail).
+    async fn transport_failed(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        mut queued: mpsc::UnboundedReceiver<Bytes>,
+    ) {
+        while let Ok(bytes) = queued.try_recv() {
+            let Ok(Message::Request(request)) = msg::parse(&bytes, self.max_message) else {
+                continue;
+            };
+            if request.method == Method::Ack {
+                continue;
+            }
+            let mut response = request.response(503, None);
+            response.headers.push(
+                "Warning",
+                format!("399 switchboard \"cannot connect to {addr}\""),
+            );
+            self.handle_bytes(&response.to_bytes(), Flow::Tcp(addr))
+                .await;
+        }
     }
 
     /// Answer a request statelessly (errors found before any transaction).

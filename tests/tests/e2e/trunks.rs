@@ -536,12 +536,53 @@ async fn a_tcp_trunk_gets_its_calls_over_tcp() {
     let mut a = Sipp::new(env.work.path(), &sc, t.seoul_a);
     a.args(["-t", "t1"]);
     let a = a.spawn().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    switchboard_tests::eventually(
+        "SIPp listening on TCP",
+        std::time::Duration::from_secs(10),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", t.seoul_a))
+                .await
+                .is_ok()
+        },
+    )
+    .await
+    .unwrap();
     caller(&env, "+82212345678", "uac.xml", &[("HOLD", "300")])
         .run()
         .await
         .unwrap();
     a.wait().await.unwrap();
+}
+
+/// RFC 3261 §8.1.3.1: a TCP trunk that refuses the connection answers, in
+/// effect, 503 at once, and the call fails over to the next trunk (before,
+/// the INVITE waited for Timer B and the attempt ended 408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk_that_refuses_the_connection_fails_over_with_503() {
+    let (env, t) = env_with(|a| a.tcp = true).await;
+    // Nothing listens on TCP at seoul-a.
+    let b = trunk(
+        &env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    b.wait().await.unwrap();
+    let report = env.call_report(|r| r.status == 200).await;
+    let attempts: Vec<_> = report
+        .attempts
+        .iter()
+        .map(|a| (a.trunk.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        attempts,
+        [("seoul-a", Some(503)), ("seoul-b", Some(200))],
+        "{report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
