@@ -82,6 +82,26 @@ async fn read_body(
     Ok(Some(out.freeze()))
 }
 
+/// The body, or the response refusing it: 413 above `max` bytes, 400 when
+/// it could not be read.
+async fn bounded_body(
+    stream: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
+    max: usize,
+) -> Result<bytes::Bytes, warp::reply::Response> {
+    match read_body(stream, max).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {max} bytes"),
+        )
+        .into_response()),
+        Err(e) => {
+            Err(error::ApiError::bad_request(format!("reading the body: {e}")).into_response())
+        }
+    }
+}
+
 /// `/api/v1/...`: every method and path goes to [`api::Api::handle`].
 pub fn api_filter(
     api: Arc<api::Api>,
@@ -98,9 +118,8 @@ pub fn api_filter(
             move |method, tail: warp::path::Tail, query, authorization, remote, body| {
                 let api = api.clone();
                 async move {
-                    let max = api.max_body(tail.as_str());
-                    let res = match read_body(body, max).await {
-                        Ok(Some(body)) => {
+                    let res = match bounded_body(body, api.max_body(tail.as_str())).await {
+                        Ok(body) => {
                             api.handle(api::Request {
                                 method,
                                 path: tail.as_str().to_owned(),
@@ -111,14 +130,7 @@ pub fn api_filter(
                             })
                             .await
                         }
-                        Ok(None) => error::ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            format!("request bodies are limited to {max} bytes"),
-                        )
-                        .into_response(),
-                        Err(e) => error::ApiError::bad_request(format!("reading the body: {e}"))
-                            .into_response(),
+                        Err(refused) => refused,
                     };
                     Ok::<_, warp::Rejection>(res)
                 }
@@ -141,8 +153,8 @@ pub fn site_filter(
             move |method, tail: warp::path::Tail, query, cookie, remote, body| {
                 let site = site.clone();
                 async move {
-                    let res = match read_body(body, 64 * 1024).await {
-                        Ok(Some(body)) => {
+                    let res = match bounded_body(body, 64 * 1024).await {
+                        Ok(body) => {
                             site.handle(site::PageRequest {
                                 method,
                                 path: tail.as_str().to_owned(),
@@ -153,14 +165,7 @@ pub fn site_filter(
                             })
                             .await
                         }
-                        Ok(None) => error::ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            "forms are limited to 64 KiB",
-                        )
-                        .into_response(),
-                        Err(e) => error::ApiError::bad_request(format!("reading the body: {e}"))
-                            .into_response(),
+                        Err(refused) => refused,
                     };
                     Ok::<_, warp::Rejection>(res)
                 }

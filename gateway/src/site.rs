@@ -687,11 +687,7 @@ impl Site {
         login: &str,
         name: &str,
     ) -> Result<Page, ApiError> {
-        let status = if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        };
+        let status = page_status(&error);
         render(
             status,
             &SignPage {
@@ -817,11 +813,7 @@ impl Site {
         error: Option<String>,
     ) -> Result<Page, ApiError> {
         let (phones, blocks) = editor_rows(info, design);
-        let status = if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        };
+        let status = page_status(&error);
         // The draft shows what was typed; button IDs come with the saved card.
         let mut shown = info.clone();
         if let Some(c) = card {
@@ -855,11 +847,7 @@ impl Site {
         error: Option<String>,
         sent: Option<String>,
     ) -> Result<Page, ApiError> {
-        let status = if error.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        };
+        let status = page_status(&error);
         render(
             status,
             &SendPage {
@@ -873,6 +861,15 @@ impl Site {
                 preview: preview(card),
             },
         )
+    }
+}
+
+/// 422 for a page that shows an error, else 200.
+fn page_status(error: &Option<String>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
     }
 }
 

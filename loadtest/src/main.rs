@@ -96,47 +96,7 @@ enum Cmd {
     /// each with its own callback number, while a UAS on --uas answers the
     /// legs the engine places; reports clicks accepted per second and the
     /// time from each request to its visitor's INVITE.
-    Click {
-        /// The edge's HTTP address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-        /// The card owner's API key.
-        #[arg(long)]
-        key: String,
-        /// Card ID.
-        #[arg(long)]
-        card: String,
-        /// Button ID on that card.
-        #[arg(long)]
-        button: String,
-        /// First callback number (E.164 digits without +); click n calls it plus n.
-        #[arg(long, default_value_t = 12_122_000_000)]
-        first_callback: u64,
-        /// Where the answering UAS listens (the engine's trunk points here).
-        #[arg(long, default_value = "127.0.0.1:15210")]
-        uas: SocketAddr,
-        /// Clicks per second.
-        #[arg(short = 'r', long, default_value_t = 10.0)]
-        rate: f64,
-        /// Clicks to send, then stop.
-        #[arg(short = 'm', long, default_value_t = 1000)]
-        count: u64,
-        /// Stop clicking after this many seconds.
-        #[arg(short = 'd', long, default_value_t = 60.0)]
-        duration: f64,
-        /// Seconds to wait after that for answers and INVITEs.
-        #[arg(long, default_value_t = 10.0)]
-        drain: f64,
-        /// Requests in flight at most.
-        #[arg(short = 'l', long, default_value_t = 1000)]
-        limit: usize,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// No progress output.
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
+    Click(ClickArgs),
     /// Replay the SIP dialogs of a pcap/pcapng capture against the target.
     Pcap {
         /// The capture.
@@ -161,6 +121,70 @@ enum Cmd {
         /// Which one.
         name: String,
     },
+}
+
+#[derive(Args)]
+struct ClickArgs {
+    /// The edge's HTTP address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// The card owner's API key.
+    #[arg(long)]
+    key: String,
+    /// Card ID.
+    #[arg(long)]
+    card: String,
+    /// Button ID on that card.
+    #[arg(long)]
+    button: String,
+    /// First callback number (E.164 digits without +); click n calls it plus n.
+    #[arg(long, default_value_t = 12_122_000_000)]
+    first_callback: u64,
+    /// Where the answering UAS listens (the engine's trunk points here).
+    #[arg(long, default_value = "127.0.0.1:15210")]
+    uas: SocketAddr,
+    /// Clicks per second.
+    #[arg(short = 'r', long, default_value_t = 10.0)]
+    rate: f64,
+    /// Clicks to send, then stop.
+    #[arg(short = 'm', long, default_value_t = 1000)]
+    count: u64,
+    /// Stop clicking after this many seconds.
+    #[arg(short = 'd', long, default_value_t = 60.0)]
+    duration: f64,
+    /// Seconds to wait after that for answers and INVITEs.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// Requests in flight at most.
+    #[arg(short = 'l', long, default_value_t = 1000)]
+    limit: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress output.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+impl ClickArgs {
+    fn options(&self) -> Result<switchboard_loadtest::click::ClickOptions> {
+        if !(0.0..=3600.0).contains(&self.duration) || !(0.0..=120.0).contains(&self.drain) {
+            bail!("--duration must be at most 3600 s and --drain at most 120 s");
+        }
+        Ok(switchboard_loadtest::click::ClickOptions {
+            http: self.http,
+            key: self.key.clone(),
+            card: self.card.clone(),
+            button: self.button.clone(),
+            first_callback: self.first_callback,
+            uas: self.uas,
+            rate: self.rate,
+            count: self.count,
+            duration: Duration::from_secs_f64(self.duration),
+            drain: Duration::from_secs_f64(self.drain),
+            limit: self.limit,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -312,38 +336,9 @@ async fn go(cli: Cli) -> Result<bool> {
             }
             return Ok(r.received == r.sent);
         }
-        Cmd::Click {
-            http,
-            key,
-            card,
-            button,
-            first_callback,
-            uas,
-            rate,
-            count,
-            duration,
-            drain,
-            limit,
-            json,
-            quiet,
-        } => {
-            if !(0.0..=3600.0).contains(&duration) || !(0.0..=120.0).contains(&drain) {
-                bail!("--duration must be at most 3600 s and --drain at most 120 s");
-            }
-            let o = switchboard_loadtest::click::ClickOptions {
-                http,
-                key,
-                card,
-                button,
-                first_callback,
-                uas,
-                rate,
-                count,
-                duration: Duration::from_secs_f64(duration),
-                drain: Duration::from_secs_f64(drain),
-                limit,
-            };
-            let r = switchboard_loadtest::click::run(o, |r| {
+        Cmd::Click(args) => {
+            let quiet = args.quiet;
+            let r = switchboard_loadtest::click::run(args.options()?, |r| {
                 if !quiet {
                     eprintln!(
                         "{:>6} sent {:>6} accepted {:>6} INVITEs",
@@ -352,7 +347,7 @@ async fn go(cli: Cli) -> Result<bool> {
                 }
             })
             .await?;
-            if json {
+            if args.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!("{r}");
