@@ -14,3 +14,9 @@ echo "== docs";          RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 echo "== build";         cargo build --workspace --all-targets --locked
 echo "== tests";         cargo nextest run --workspace --locked --no-fail-fast
 echo "== doc tests";     cargo test --doc --workspace --locked -q
+if [ -n "${SCYLLA_URI:-}" ]; then
+  echo "== ScyllaDB conformance against $SCYLLA_URI"
+  cargo nextest run -p switchboard-schema --locked --run-ignored only scylla_backend_conforms
+else
+  echo "== ScyllaDB conformance: SKIPPED (SCYLLA_URI not set; the suite ran against the embedded backend)"
+fi

@@ -66,6 +66,26 @@ enum Command {
         #[command(subcommand)]
         command: CdrsCommand,
     },
+    /// Create the ScyllaDB keyspace (NetworkTopologyStrategy) and apply the
+    /// CQL migrations not applied yet, in order (idempotent).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// Contact points, `HOST:PORT[,HOST:PORT…]`.
+    #[arg(long)]
+    scylla: String,
+    /// The data center this command talks through (local DC).
+    #[arg(long)]
+    dc: Option<String>,
+    /// Keyspace.
+    #[arg(long, default_value = "switchboard")]
+    keyspace: String,
+    /// Replication factor per data center, `DC=RF[,DC=RF…]` (default:
+    /// `<dc>=3`).
+    #[arg(long)]
+    replication: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +172,10 @@ struct ServeArgs {
     /// HTTP listening address (health, metrics).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// The store: `embedded` (default, in the data directory) or
+    /// `scylla://HOST:PORT[,…]/KEYSPACE?dc=LOCAL_DC` (run `migrate` first).
+    #[arg(long)]
+    store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -437,6 +461,8 @@ struct HttpSection {
 #[serde(deny_unknown_fields)]
 struct StoreSection {
     data: Option<PathBuf>,
+    /// `scylla://…` to keep the data in ScyllaDB instead.
+    scylla: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -469,6 +495,8 @@ struct Settings {
     node: NodeConfig,
     http: SocketAddr,
     data: PathBuf,
+    /// `[store] scylla`, if set.
+    scylla: Option<String>,
     mail: gateway::mail::Transport,
     mail_from: String,
     notice_period_s: u64,
@@ -513,6 +541,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         .or(common.data.clone())
         .or(file.store.data)
         .unwrap_or_else(|| PathBuf::from("./data"));
+    let scylla = file.store.scylla;
 
     let mut node = NodeConfig::new(sip_addr);
     node.advertise = file.sip.advertise;
@@ -830,6 +859,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         node,
         http,
         data,
+        scylla,
         api,
         enum_dns,
         mail,
@@ -839,13 +869,68 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     })
 }
 
+async fn migrate(args: MigrateArgs) -> Result<()> {
+    let replication = match (&args.replication, &args.dc) {
+        (Some(r), _) => r
+            .split(',')
+            .map(|kv| {
+                let (dc, rf) = kv
+                    .split_once('=')
+                    .with_context(|| format!("{kv:?}: expected DC=RF"))?;
+                Ok((
+                    dc.trim().to_owned(),
+                    rf.trim()
+                        .parse::<u32>()
+                        .with_context(|| format!("{kv:?}: RF is a number"))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        (None, Some(dc)) => vec![(dc.clone(), 3)],
+        (None, None) => {
+            anyhow::bail!("give --replication DC=RF[,…] or --dc NAME (replication 3 there)")
+        }
+    };
+    let uri = format!("scylla://{}/{}", args.scylla, args.keyspace);
+    let mut cfg = schema::scylla::ScyllaConfig::parse(&uri).map_err(anyhow::Error::msg)?;
+    cfg.local_dc = args.dc.clone();
+    cfg.request_timeout = std::time::Duration::from_secs(60);
+    let applied = schema::scylla::migrate(&cfg, &replication)
+        .await
+        .with_context(|| format!("migrating {uri}"))?;
+    if applied.is_empty() {
+        println!("keyspace {} is up to date", cfg.keyspace);
+    } else {
+        println!("keyspace {}: applied migrations {applied:?}", cfg.keyspace);
+    }
+    Ok(())
+}
+
 fn open_store(data: &Path) -> Result<Embedded> {
     Embedded::open(data).with_context(|| format!("opening the store in {}", data.display()))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let settings = load(&args.common, args.sip, args.http)?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&settings.data)?);
+    let scylla = args
+        .store
+        .clone()
+        .or_else(|| std::env::var("SWITCHBOARD_STORE").ok())
+        .or_else(|| settings.scylla.clone())
+        .filter(|s| s != "embedded");
+    let store: Arc<dyn Store> = match scylla {
+        Some(uri) => {
+            let cfg = schema::scylla::ScyllaConfig::parse(&uri).map_err(anyhow::Error::msg)?;
+            tracing::info!(nodes = ?cfg.nodes, keyspace = %cfg.keyspace, dc = ?cfg.local_dc, "store: ScyllaDB");
+            Arc::new(
+                schema::scylla::Scylla::connect(&cfg)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to {uri} (did `switchboard migrate` run?)")
+                    })?,
+            )
+        }
+        None => Arc::new(open_store(&settings.data)?),
+    };
     let metrics = gateway::install_metrics()?;
     let routing = settings.node.routing.clone();
     let mut known = std::collections::HashMap::new();
@@ -1231,6 +1316,7 @@ fn main() -> Result<()> {
             Command::Rates { command } => rates(command).await,
             Command::Cdrs { command } => cdrs(command).await,
             Command::Plans { command } => plans(command).await,
+            Command::Migrate(args) => migrate(args).await,
         }
     })
 }

@@ -6,11 +6,14 @@
 //!   mode in the data directory, shared safely by `switchboard serve` and
 //!   the operator CLI running at the same time.
 //!
-//! The ScyllaDB backend (a later issue) implements the same trait.
+//! - `scylla` (feature `scylla`): the distributed backend over the CQL
+//!   tables of `schema/cql/` (docs/data-model.md), the same trait.
 
 #![deny(missing_docs)]
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod model;
+#[cfg(feature = "scylla")]
+pub mod scylla;
 pub mod store;
