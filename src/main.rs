@@ -1320,3 +1320,39 @@ fn main() -> Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example configuration in ops/config parses with the file's
+    /// schema (unknown keys are refused), and the regional ones keep their
+    /// data in ScyllaDB in their own data center.
+    #[test]
+    fn the_example_configurations_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let file: FileConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if let Some(region) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.strip_prefix("region-"))
+            {
+                let uri = file.store.scylla.unwrap_or_default();
+                let cfg =
+                    schema::scylla::ScyllaConfig::parse(&uri).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(cfg.local_dc.as_deref(), Some(region), "{}", path.display());
+                assert_eq!(cfg.nodes.len(), 3, "three contact points in the region");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 3, "switchboard.toml and two regions");
+    }
+}

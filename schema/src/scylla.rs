@@ -44,7 +44,7 @@ const RECENT_POSTS: usize = 64;
 /// Shards of one payer's day of CDRs.
 pub const PAYER_SHARDS: i32 = 4;
 /// Shards of one hour of CDRs (the operator's, a center's, a trunk's).
-pub const HOUR_SHARDS: i32 = 16;
+pub const HOUR_SHARDS: i32 = 64;
 /// Bytes of rate-deck CSV per chunk row.
 const DECK_CHUNK: usize = 512 * 1024;
 /// Tries of a contended compare-and-set before giving up.
