@@ -73,17 +73,21 @@ enum Command {
 
 #[derive(Args)]
 struct MigrateArgs {
+    /// TOML configuration file (`[store] scylla` and `replication` are
+    /// used when the flags below are not given).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Contact points, `HOST:PORT[,HOST:PORT…]`.
     #[arg(long)]
-    scylla: String,
+    scylla: Option<String>,
     /// The data center this command talks through (local DC).
     #[arg(long)]
     dc: Option<String>,
-    /// Keyspace.
-    #[arg(long, default_value = "switchboard")]
-    keyspace: String,
+    /// Keyspace (default: the configuration's, else `switchboard`).
+    #[arg(long)]
+    keyspace: Option<String>,
     /// Replication factor per data center, `DC=RF[,DC=RF…]` (default:
-    /// `<dc>=3`).
+    /// the configuration's `[store] replication`, else `<dc>=3`).
     #[arg(long)]
     replication: Option<String>,
 }
@@ -463,6 +467,8 @@ struct StoreSection {
     data: Option<PathBuf>,
     /// `scylla://…` to keep the data in ScyllaDB instead.
     scylla: Option<String>,
+    /// Replication factor per data center for `migrate`: `["seoul=3", …]`.
+    replication: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -870,19 +876,47 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
 }
 
 async fn migrate(args: MigrateArgs) -> Result<()> {
-    let replication = match (&args.replication, &args.dc) {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut cfg = match (&args.scylla, &file.store.scylla) {
+        (Some(nodes), _) => {
+            schema::scylla::ScyllaConfig::parse(&format!("scylla://{nodes}/switchboard"))
+        }
+        (None, Some(uri)) => schema::scylla::ScyllaConfig::parse(uri),
+        (None, None) => {
+            anyhow::bail!("give --scylla HOST:PORT[,…] or a --config with [store] scylla")
+        }
+    }
+    .map_err(anyhow::Error::msg)?;
+    if let Some(ks) = &args.keyspace {
+        cfg.keyspace.clone_from(ks);
+    }
+    if args.dc.is_some() {
+        cfg.local_dc.clone_from(&args.dc);
+    }
+    cfg.request_timeout = std::time::Duration::from_secs(60);
+    let spec = args
+        .replication
+        .clone()
+        .or_else(|| file.store.replication.as_ref().map(|r| r.join(",")));
+    let replication = match (spec, &cfg.local_dc) {
         (Some(r), _) => r
             .split(',')
             .map(|kv| {
                 let (dc, rf) = kv
                     .split_once('=')
                     .with_context(|| format!("{kv:?}: expected DC=RF"))?;
-                Ok((
-                    dc.trim().to_owned(),
-                    rf.trim()
-                        .parse::<u32>()
-                        .with_context(|| format!("{kv:?}: RF is a number"))?,
-                ))
+                let rf = rf
+                    .trim()
+                    .parse::<u32>()
+                    .with_context(|| format!("{kv:?}: RF is a number"))?;
+                Ok((dc.trim().to_owned(), rf))
             })
             .collect::<Result<Vec<_>>>()?,
         (None, Some(dc)) => vec![(dc.clone(), 3)],
@@ -890,10 +924,7 @@ async fn migrate(args: MigrateArgs) -> Result<()> {
             anyhow::bail!("give --replication DC=RF[,…] or --dc NAME (replication 3 there)")
         }
     };
-    let uri = format!("scylla://{}/{}", args.scylla, args.keyspace);
-    let mut cfg = schema::scylla::ScyllaConfig::parse(&uri).map_err(anyhow::Error::msg)?;
-    cfg.local_dc = args.dc.clone();
-    cfg.request_timeout = std::time::Duration::from_secs(60);
+    let uri = format!("scylla://{}/{}", cfg.nodes.join(","), cfg.keyspace);
     let applied = schema::scylla::migrate(&cfg, &replication)
         .await
         .with_context(|| format!("migrating {uri}"))?;

@@ -170,7 +170,7 @@ impl RegistrarState {
             if let Err(e) = self.store.sweep_bindings(wall).await {
                 warn!(error = %e, "binding sweep failed");
             }
-            if let Ok(n) = self.store.binding_count(wall).await {
+            if let Ok(Some(n)) = self.store.binding_count(wall).await {
                 metrics::gauge!(m::REGISTRATIONS).set(n as f64);
             }
         }

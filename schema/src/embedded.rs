@@ -397,7 +397,7 @@ impl Store for Embedded {
         Ok(n as u64)
     }
 
-    async fn binding_count(&self, now: u64) -> Result<u64> {
+    async fn binding_count(&self, now: u64) -> Result<Option<u64>> {
         self.conn
             .lock()
             .query_row(
@@ -405,7 +405,7 @@ impl Store for Embedded {
                 params![now as i64],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n.max(0) as u64)
+            .map(|n| Some(n.max(0) as u64))
             .map_err(unavailable)
     }
 

@@ -51,8 +51,10 @@ pub trait Store: Send + Sync + 'static {
     /// Delete bindings expired at `now`; returns how many. Backends with
     /// native TTLs may do nothing here.
     async fn sweep_bindings(&self, now: u64) -> Result<u64>;
-    /// Number of live bindings at `now` (for metrics).
-    async fn binding_count(&self, now: u64) -> Result<u64>;
+    /// Number of live bindings at `now` (for metrics), when the backend
+    /// can count them cheaply; `None` when counting would mean scanning a
+    /// cluster-wide table (ScyllaDB: watch its own monitoring instead).
+    async fn binding_count(&self, now: u64) -> Result<Option<u64>>;
 
     /// Insert `account` unless its id or its login is taken; `false` if
     /// either was (an LWT on each in CQL).

@@ -77,7 +77,10 @@ async fn suite(store: &dyn Store) {
         vec![b2.clone()],
         "expired at its expires_at"
     );
-    assert_eq!(store.binding_count(500).await.unwrap(), 2);
+    assert!(matches!(
+        store.binding_count(500).await.unwrap(),
+        None | Some(2)
+    ));
     store
         .update_bindings("100", &[], &["sip:100@b".into()])
         .await
