@@ -7,13 +7,16 @@
 //! it runs it extends its hold a chunk at a time, and when no more can be
 //! held it is warned and released at the end of what it holds. When it
 //! ends, the charge of the seconds it talked (never more than it held) is
-//! posted to the ledger under the call's id and the hold is dropped, both
-//! under the member's lock, so concurrent calls of one member can never
-//! together spend more than its funds.
+//! posted to the ledger under the call's id and the hold is dropped in one
+//! atomic step.
 //!
-//! Holds live in this node's memory: a member's calls are taken by one
-//! node at a time here (the ScyllaDB backend will keep them in the store,
-//! with a conditional update per member, issue 9).
+//! Holds live in the store (`Store::put_hold`), checked against the funds
+//! atomically per member, so a member's calls on every node (every region,
+//! with ScyllaDB) can never together spend more than its funds. A hold
+//! lapses on its own some minutes after the stretch it covers, so a node
+//! that dies with calls up does not freeze a member's money. This node
+//! keeps only how many seconds each of its calls holds, and one lock per
+//! member so that its own calls do not contend for the store's row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use engine::rating::{Plan, Tariff};
-use schema::model::{LedgerEntry, Posted};
+use schema::model::{Hold, LedgerEntry, Posted};
 use schema::store::{Store, StoreError};
 use tracing::{error, warn};
 
@@ -110,17 +113,20 @@ pub enum Refusal {
     Store(#[from] StoreError),
 }
 
-/// One member's holds, by call id: (minor units, seconds they cover).
+/// Seconds held by this node's calls of one member, by call id.
 #[derive(Debug, Default)]
 struct Purse {
-    holds: HashMap<String, (i64, u32)>,
+    held_secs: HashMap<String, u32>,
 }
 
-/// The holds of every member with a live call.
+/// The holds of every member with a live call on this node.
 #[derive(Default)]
 pub struct Wallets {
     purses: DashMap<String, Arc<tokio::sync::Mutex<Purse>>>,
 }
+
+/// A hold lapses this long after the end of the stretch it covers.
+const HOLD_GRACE_S: u64 = 600;
 
 impl Wallets {
     /// No holds.
@@ -145,23 +151,39 @@ impl Wallets {
     ) -> Result<u32, StoreError> {
         let purse = self.purse(&charge.payer);
         let mut p = purse.lock().await;
-        let balance = store.balance(&charge.payer).await?;
-        let others: i64 = p
-            .holds
+        let current = p.held_secs.get(call).copied().unwrap_or(0);
+        let now = crate::clock::unix_now();
+        // What the funds allow besides the other holds (of every node).
+        let others: i64 = store
+            .holds(&charge.payer, now)
+            .await?
             .iter()
-            .filter(|(id, _)| id.as_str() != call)
-            .map(|(_, (amount, _))| amount)
+            .filter(|h| h.id != call)
+            .map(|h| h.amount)
             .sum();
-        let current = p.holds.get(call).map_or(0, |h| h.1);
-        let available = balance + credit_limit - others;
-        let secs = want
-            .min(charge.tariff.affordable_secs(available))
-            .max(current);
-        if secs > 0 {
-            p.holds
-                .insert(call.to_owned(), (charge.tariff.charge(secs), secs));
+        let mut available = store.balance(&charge.payer).await? + credit_limit - others;
+        for _ in 0..8 {
+            let secs = want
+                .min(charge.tariff.affordable_secs(available))
+                .max(current);
+            if secs == 0 || secs == current {
+                return Ok(secs);
+            }
+            let hold = Hold {
+                account: charge.payer.clone(),
+                id: call.to_owned(),
+                amount: charge.tariff.charge(secs),
+                expires_at: now + u64::from(secs) + HOLD_GRACE_S,
+            };
+            let outcome = store.put_hold(&hold, credit_limit, now).await?;
+            if outcome.set {
+                p.held_secs.insert(call.to_owned(), secs);
+                return Ok(secs);
+            }
+            // Another call (here or on another node) took funds meanwhile.
+            available = outcome.available;
         }
-        Ok(secs)
+        Ok(current)
     }
 
     /// Authorise a new call: hold its first `chunk` (or what the funds
@@ -176,8 +198,8 @@ impl Wallets {
     ) -> Result<u32, Refusal> {
         let secs = self.hold(store, credit_limit, charge, call, chunk).await?;
         if secs == 0 {
-            let available =
-                store.balance(&charge.payer).await? + credit_limit - self.held(&charge.payer).await;
+            let available = store.balance(&charge.payer).await? + credit_limit
+                - self.held(store, &charge.payer).await?;
             return Err(Refusal::Insufficient {
                 available,
                 needed: charge.tariff.minimum_charge(),
@@ -186,16 +208,19 @@ impl Wallets {
         Ok(secs)
     }
 
-    /// What `payer`'s live calls hold, minor units.
-    pub async fn held(&self, payer: &str) -> i64 {
-        let purse = self.purse(payer);
-        let p = purse.lock().await;
-        p.holds.values().map(|h| h.0).sum()
+    /// What `payer`'s live calls (on every node) hold, minor units.
+    pub async fn held(&self, store: &dyn Store, payer: &str) -> Result<i64, StoreError> {
+        Ok(store
+            .holds(payer, crate::clock::unix_now())
+            .await?
+            .iter()
+            .map(|h| h.amount)
+            .sum())
     }
 
     /// The call is over after `talked` seconds: post its charge (never more
     /// than it held) to the ledger once, under key `call:<id>`, and drop its
-    /// hold. Returns the amount charged.
+    /// hold, in one step. Returns the amount charged.
     pub async fn settle(
         &self,
         store: &dyn Store,
@@ -206,37 +231,43 @@ impl Wallets {
     ) -> Result<(i64, Option<i64>), StoreError> {
         let purse = self.purse(&charge.payer);
         let mut p = purse.lock().await;
-        let held = p.holds.get(call).map_or(0, |h| h.0);
+        let held_secs = p.held_secs.get(call).copied().unwrap_or(0);
+        let held = if held_secs > 0 {
+            charge.tariff.charge(held_secs)
+        } else {
+            0
+        };
         let mut after = None;
         let amount = charge.tariff.charge(talked).min(held);
-        if amount > 0 {
-            let entry = LedgerEntry {
-                account: charge.payer.clone(),
-                key: format!("call:{call}"),
-                amount: -amount,
-                reason: format!("call {call}"),
-                at,
-            };
-            match store.post(&entry).await? {
-                Posted::Posted(b) => after = Some(b),
-                Posted::Duplicate(_) => {}
-                Posted::Insufficient(balance) => {
-                    // Only an operator's adjustment during the call can do
-                    // this: take what is there, and say so.
-                    error!(call, payer = %charge.payer, amount, balance, "charge exceeds the balance");
-                    if balance > 0 {
-                        let rest = LedgerEntry {
-                            amount: -balance,
-                            ..entry
-                        };
-                        let _ = store.post(&rest).await?;
-                    }
+        let entry = LedgerEntry {
+            account: charge.payer.clone(),
+            key: format!("call:{call}"),
+            amount: -amount,
+            reason: format!("call {call}"),
+            at,
+        };
+        let posted = store
+            .release_hold(&charge.payer, call, (amount > 0).then_some(&entry))
+            .await?;
+        match posted {
+            Some(Posted::Posted(b)) => after = Some(b),
+            Some(Posted::Insufficient(balance)) => {
+                // Only an operator's adjustment during the call can do
+                // this: take what is there, and say so.
+                error!(call, payer = %charge.payer, amount, balance, "charge exceeds the balance");
+                if balance > 0 {
+                    let rest = LedgerEntry {
+                        amount: -balance,
+                        ..entry
+                    };
+                    let _ = store.post(&rest).await?;
                 }
             }
+            Some(Posted::Duplicate(_)) | None => {}
         }
         // The purse itself stays: removing it could let a call that holds
-        // the old one and a call that makes a new one hold twice the funds.
-        p.holds.remove(call);
+        // the old one and a call that makes a new one race past the lock.
+        p.held_secs.remove(call);
         if talked > 0 && amount == 0 && held == 0 {
             warn!(call, "answered call without a hold");
         }

@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
-    Account, Binding, Card, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord,
-    NumberState, Posted, Session,
+    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
+    NumberRecord, NumberState, Posted, Session,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -136,6 +136,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     at INTEGER NOT NULL,
     UNIQUE (account, key)
 );
+CREATE TABLE IF NOT EXISTS holds (
+    account TEXT NOT NULL,
+    id TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (account, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS balances (
     account TEXT PRIMARY KEY,
     amount INTEGER NOT NULL
@@ -280,6 +287,37 @@ fn balance_of(conn: &Connection, account: &str) -> Result<i64> {
         })
         .map(Option::unwrap_or_default)
         .map_err(unavailable)
+}
+
+/// Post `e` inside transaction `tx`: once per key, never below zero.
+fn post_in(tx: &rusqlite::Transaction<'_>, e: &LedgerEntry) -> Result<Posted> {
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM ledger WHERE account = ?1 AND key = ?2",
+            params![e.account, e.key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let balance = balance_of(tx, &e.account)?;
+    if exists.is_some() {
+        return Ok(Posted::Duplicate(balance));
+    }
+    if e.amount < 0 && balance + e.amount < 0 {
+        return Ok(Posted::Insufficient(balance));
+    }
+    tx.execute(
+        "INSERT INTO ledger (account, key, amount, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![e.account, e.key, e.amount, e.reason, e.at as i64],
+    )
+    .map_err(unavailable)?;
+    tx.execute(
+        "INSERT INTO balances (account, amount) VALUES (?1, ?2) \
+         ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
+        params![e.account, e.amount],
+    )
+    .map_err(unavailable)?;
+    Ok(Posted::Posted(balance + e.amount))
 }
 
 const MEMBER_COLUMNS: &str = "number, name, realm, ha1_md5, ha1_sha256, created_at";
@@ -633,34 +671,75 @@ impl Store for Embedded {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unavailable)?;
-        let exists: Option<i64> = tx
+        let posted = post_in(&tx, e)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(posted)
+    }
+
+    async fn put_hold(&self, h: &Hold, credit_limit: i64, now: u64) -> Result<HoldOutcome> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let others: i64 = tx
             .query_row(
-                "SELECT 1 FROM ledger WHERE account = ?1 AND key = ?2",
-                params![e.account, e.key],
+                "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account = ?1 AND id != ?2 AND expires_at > ?3",
+                params![h.account, h.id, now as i64],
                 |r| r.get(0),
             )
-            .optional()
             .map_err(unavailable)?;
-        let balance = balance_of(&tx, &e.account)?;
-        if exists.is_some() {
-            return Ok(Posted::Duplicate(balance));
+        let available = balance_of(&tx, &h.account)? + credit_limit - others;
+        let set = h.amount <= available;
+        if set {
+            tx.execute(
+                "INSERT OR REPLACE INTO holds (account, id, amount, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![h.account, h.id, h.amount, h.expires_at as i64],
+            )
+            .map_err(unavailable)?;
         }
-        if e.amount < 0 && balance + e.amount < 0 {
-            return Ok(Posted::Insufficient(balance));
-        }
+        tx.commit().map_err(unavailable)?;
+        Ok(HoldOutcome { set, available })
+    }
+
+    async fn release_hold(
+        &self,
+        account: &str,
+        id: &str,
+        entry: Option<&LedgerEntry>,
+    ) -> Result<Option<Posted>> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let posted = entry.map(|e| post_in(&tx, e)).transpose()?;
         tx.execute(
-            "INSERT INTO ledger (account, key, amount, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![e.account, e.key, e.amount, e.reason, e.at as i64],
-        )
-        .map_err(unavailable)?;
-        tx.execute(
-            "INSERT INTO balances (account, amount) VALUES (?1, ?2) \
-             ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
-            params![e.account, e.amount],
+            "DELETE FROM holds WHERE account = ?1 AND id = ?2",
+            params![account, id],
         )
         .map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
-        Ok(Posted::Posted(balance + e.amount))
+        Ok(posted)
+    }
+
+    async fn holds(&self, account: &str, now: u64) -> Result<Vec<Hold>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, amount, expires_at FROM holds WHERE account = ?1 AND expires_at > ?2 ORDER BY id",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![account, now as i64], |r| {
+                Ok(Hold {
+                    account: account.to_owned(),
+                    id: r.get(0)?,
+                    amount: r.get(1)?,
+                    expires_at: r.get::<_, i64>(2)?.max(0) as u64,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)
     }
 
     async fn balance(&self, account: &str) -> Result<i64> {

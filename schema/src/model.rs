@@ -286,6 +286,31 @@ pub struct LedgerEntry {
     pub at: u64,
 }
 
+/// Funds held for a call in progress, so that a member's concurrent calls
+/// (on any node) never together spend more than it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The account whose funds are held.
+    pub account: String,
+    /// The call holding them.
+    pub id: String,
+    /// Minor units.
+    pub amount: i64,
+    /// When the hold lapses if nobody releases it (a node that died with
+    /// the call), Unix seconds.
+    pub expires_at: u64,
+}
+
+/// What setting a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldOutcome {
+    /// Whether the hold now has the asked amount.
+    pub set: bool,
+    /// Balance plus credit, less the account's other live holds, when it
+    /// was decided.
+    pub available: i64,
+}
+
 /// What posting a ledger entry did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Posted {

@@ -30,8 +30,8 @@ use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
 
 use crate::model::{
-    Account, Binding, Card, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord,
-    NumberState, Posted, Session as SessionRecord,
+    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
+    NumberRecord, NumberState, Posted, Session as SessionRecord,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -243,17 +243,17 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
     (
         "balance_get",
         Kind::Read,
-        "SELECT amount, version, recent FROM balances WHERE account = ?",
+        "SELECT amount, version, recent, holds FROM balances WHERE account = ?",
     ),
     (
         "balance_init",
         Kind::Lwt,
-        "INSERT INTO balances (account, amount, version, recent) VALUES (?, ?, ?, ?) IF NOT EXISTS",
+        "INSERT INTO balances (account, amount, version, recent, holds) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
     ),
     (
         "balance_update",
         Kind::Lwt,
-        "UPDATE balances SET amount = ?, version = ?, recent = ? WHERE account = ? IF version = ?",
+        "UPDATE balances SET amount = ?, version = ?, recent = ?, holds = ? WHERE account = ? IF version = ?",
     ),
     (
         "ledger_put",
@@ -565,6 +565,48 @@ pub fn shard_of(call_id: &str, n: i32) -> i32 {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     i32::try_from(h % u64::try_from(n.max(1)).unwrap_or(1)).unwrap_or(0)
+}
+
+/// A balance's row as read: what a compare-and-set is conditioned on.
+struct BalanceRow {
+    amount: i64,
+    version: i64,
+    recent: BTreeMap<String, String>,
+    holds: BTreeMap<String, String>,
+}
+
+/// What a balance's row becomes.
+struct Next {
+    amount: i64,
+    recent: BTreeMap<String, String>,
+    holds: BTreeMap<String, String>,
+}
+
+/// What posting an entry to a row comes to: an answer without a write
+/// (a duplicate, insufficient funds) or the post and the row after it.
+enum Plan {
+    Done(Posted),
+    Write(Recent, Next),
+}
+
+fn contended(account: &str) -> StoreError {
+    StoreError::Unavailable(format!("balance of {account}: contended"))
+}
+
+/// Holds of a row that have not lapsed at `now`, by call id.
+fn live_holds(docs: &BTreeMap<String, String>, now: u64) -> BTreeMap<String, Hold> {
+    docs.values()
+        .filter_map(|d| from_doc::<Hold>(d).ok())
+        .filter(|h| h.expires_at > now)
+        .map(|h| (h.id.clone(), h))
+        .collect()
+}
+
+fn hold_docs(holds: &BTreeMap<String, Hold>) -> Result<BTreeMap<String, String>> {
+    holds
+        .iter()
+        .map(|(id, h)| Ok((id.clone(), to_doc(h)?)))
+        .collect()
 }
 
 /// A recent post as kept in a balance's row.
@@ -1183,63 +1225,107 @@ impl Store for Scylla {
 
     async fn post(&self, e: &LedgerEntry) -> Result<Posted> {
         for _ in 0..CAS_TRIES {
-            let rows = self.rows("balance_get", (&e.account,)).await?;
-            let Some(row) = rows.first() else {
-                let empty: BTreeMap<String, String> = BTreeMap::new();
-                self.lwt("balance_init", (&e.account, 0i64, 0i64, empty))
-                    .await?;
-                continue;
+            let row = self.balance_row(&e.account).await?;
+            let (posted, next) = match self.plan_post(&row, e).await? {
+                Plan::Done(p) => return Ok(p),
+                Plan::Write(posted, next) => (posted, next),
             };
-            let (balance, version) = (big(row, 0).unwrap_or(0), big(row, 1).unwrap_or(0));
-            let mut recent = text_map(row, 2);
-            if let Some(r) = recent.get(&e.key) {
-                // A retry of a recent post: make sure its rows are written.
-                let r: Recent = from_doc(r)?;
-                self.write_entry(&e.account, &e.key, &r).await?;
-                return Ok(Posted::Duplicate(balance));
-            }
-            if !self
-                .texts_i64("key_get", (&e.account, &e.key))
-                .await?
-                .is_empty()
-            {
-                return Ok(Posted::Duplicate(balance));
-            }
-            if e.amount < 0 && balance + e.amount < 0 {
-                return Ok(Posted::Insufficient(balance));
-            }
-            let r = Recent {
-                seq: version + 1,
-                amount: e.amount,
-                reason: e.reason.clone(),
-                at: e.at,
-            };
-            recent.insert(e.key.clone(), to_doc(&r)?);
-            while recent.len() > RECENT_POSTS {
-                let oldest = recent
-                    .iter()
-                    .filter_map(|(k, v)| Some((from_doc::<Recent>(v).ok()?.seq, k.clone())))
-                    .min();
-                match oldest {
-                    Some((_, k)) => recent.remove(&k),
-                    None => break,
-                };
-            }
-            if self
-                .lwt(
-                    "balance_update",
-                    (balance + e.amount, version + 1, recent, &e.account, version),
-                )
-                .await?
-            {
-                self.write_entry(&e.account, &e.key, &r).await?;
-                return Ok(Posted::Posted(balance + e.amount));
+            if self.balance_cas(&e.account, &row, next).await? {
+                self.write_entry(&e.account, &e.key, &posted).await?;
+                return Ok(Posted::Posted(row.amount + e.amount));
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "ledger of {}: contended",
-            e.account
-        )))
+        Err(contended(&e.account))
+    }
+
+    async fn put_hold(&self, h: &Hold, credit_limit: i64, now: u64) -> Result<HoldOutcome> {
+        for _ in 0..CAS_TRIES {
+            let row = self.balance_row(&h.account).await?;
+            let mut holds = live_holds(&row.holds, now);
+            let others: i64 = holds
+                .iter()
+                .filter(|(id, _)| **id != h.id)
+                .map(|(_, x)| x.amount)
+                .sum();
+            let available = row.amount + credit_limit - others;
+            if h.amount > available {
+                return Ok(HoldOutcome {
+                    set: false,
+                    available,
+                });
+            }
+            holds.insert(h.id.clone(), h.clone());
+            let next = Next {
+                amount: row.amount,
+                recent: row.recent.clone(),
+                holds: hold_docs(&holds)?,
+            };
+            if self.balance_cas(&h.account, &row, next).await? {
+                return Ok(HoldOutcome {
+                    set: true,
+                    available,
+                });
+            }
+        }
+        Err(contended(&h.account))
+    }
+
+    async fn release_hold(
+        &self,
+        account: &str,
+        id: &str,
+        entry: Option<&LedgerEntry>,
+    ) -> Result<Option<Posted>> {
+        for _ in 0..CAS_TRIES {
+            let row = self.balance_row(account).await?;
+            let mut holds = row.holds.clone();
+            let had = holds.remove(id).is_some();
+            let (outcome, next, write) = match entry {
+                None => (
+                    None,
+                    Next {
+                        amount: row.amount,
+                        recent: row.recent.clone(),
+                        holds,
+                    },
+                    None,
+                ),
+                Some(e) => match self.plan_post(&row, e).await? {
+                    Plan::Done(p) => (
+                        Some(p),
+                        Next {
+                            amount: row.amount,
+                            recent: row.recent.clone(),
+                            holds,
+                        },
+                        None,
+                    ),
+                    Plan::Write(posted, mut next) => {
+                        next.holds = holds;
+                        (
+                            Some(Posted::Posted(row.amount + e.amount)),
+                            next,
+                            Some((e, posted)),
+                        )
+                    }
+                },
+            };
+            if !had && write.is_none() {
+                return Ok(outcome);
+            }
+            if self.balance_cas(account, &row, next).await? {
+                if let Some((e, posted)) = write {
+                    self.write_entry(account, &e.key, &posted).await?;
+                }
+                return Ok(outcome);
+            }
+        }
+        Err(contended(account))
+    }
+
+    async fn holds(&self, account: &str, now: u64) -> Result<Vec<Hold>> {
+        let row = self.balance_row(account).await?;
+        Ok(live_holds(&row.holds, now).into_values().collect())
     }
 
     async fn balance(&self, account: &str) -> Result<i64> {
@@ -1557,6 +1643,88 @@ impl Store for Scylla {
 }
 
 impl Scylla {
+    /// The balance's row (created empty when the account has none).
+    async fn balance_row(&self, account: &str) -> Result<BalanceRow> {
+        for _ in 0..2 {
+            if let Some(r) = self.rows("balance_get", (account,)).await?.first() {
+                return Ok(BalanceRow {
+                    amount: big(r, 0).unwrap_or(0),
+                    version: big(r, 1).unwrap_or(0),
+                    recent: text_map(r, 2),
+                    holds: text_map(r, 3),
+                });
+            }
+            let empty: BTreeMap<String, String> = BTreeMap::new();
+            self.lwt("balance_init", (account, 0i64, 0i64, empty.clone(), empty))
+                .await?;
+        }
+        Err(StoreError::Unavailable(format!(
+            "balance of {account}: cannot create"
+        )))
+    }
+
+    /// Write `next` over `row` if nobody changed it meanwhile.
+    async fn balance_cas(&self, account: &str, row: &BalanceRow, next: Next) -> Result<bool> {
+        self.lwt(
+            "balance_update",
+            (
+                next.amount,
+                row.version + 1,
+                next.recent,
+                next.holds,
+                account,
+                row.version,
+            ),
+        )
+        .await
+    }
+
+    /// Posting `e` over `row`: a duplicate (its rows rewritten, in case a
+    /// crash left them unwritten), refused, or the row after it.
+    async fn plan_post(&self, row: &BalanceRow, e: &LedgerEntry) -> Result<Plan> {
+        if let Some(r) = row.recent.get(&e.key) {
+            let r: Recent = from_doc(r)?;
+            self.write_entry(&e.account, &e.key, &r).await?;
+            return Ok(Plan::Done(Posted::Duplicate(row.amount)));
+        }
+        if !self
+            .texts_i64("key_get", (&e.account, &e.key))
+            .await?
+            .is_empty()
+        {
+            return Ok(Plan::Done(Posted::Duplicate(row.amount)));
+        }
+        if e.amount < 0 && row.amount + e.amount < 0 {
+            return Ok(Plan::Done(Posted::Insufficient(row.amount)));
+        }
+        let posted = Recent {
+            seq: row.version + 1,
+            amount: e.amount,
+            reason: e.reason.clone(),
+            at: e.at,
+        };
+        let mut recent = row.recent.clone();
+        recent.insert(e.key.clone(), to_doc(&posted)?);
+        while recent.len() > RECENT_POSTS {
+            let oldest = recent
+                .iter()
+                .filter_map(|(k, v)| Some((from_doc::<Recent>(v).ok()?.seq, k.clone())))
+                .min();
+            match oldest {
+                Some((_, k)) => recent.remove(&k),
+                None => break,
+            };
+        }
+        Ok(Plan::Write(
+            posted,
+            Next {
+                amount: row.amount + e.amount,
+                recent,
+                holds: row.holds.clone(),
+            },
+        ))
+    }
+
     async fn texts_i64(&self, name: &str, values: impl SerializeRow) -> Result<Vec<i64>> {
         Ok(self
             .rows(name, values)

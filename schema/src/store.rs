@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    Account, Binding, Card, Cdr, CdrQuery, LedgerEntry, Member, NumberQuery, NumberRecord, Posted,
-    Session,
+    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
+    NumberRecord, Posted, Session,
 };
 
 /// What a backend can fail with.
@@ -103,6 +103,21 @@ pub trait Store: Send + Sync + 'static {
     async fn post(&self, entry: &LedgerEntry) -> Result<Posted>;
     /// The account's balance (sum of its entries).
     async fn balance(&self, account: &str) -> Result<i64>;
+    /// Set `hold` (replacing that call's earlier amount) if the account's
+    /// balance plus `credit_limit`, less its other holds live at `now`,
+    /// covers it. Atomic per account: holds set at once on one account
+    /// (from any node) never together exceed its funds.
+    async fn put_hold(&self, hold: &Hold, credit_limit: i64, now: u64) -> Result<HoldOutcome>;
+    /// Drop hold `id` of `account` and post `entry` (the call's charge), in
+    /// one atomic step; `None` when there is no entry to post.
+    async fn release_hold(
+        &self,
+        account: &str,
+        id: &str,
+        entry: Option<&LedgerEntry>,
+    ) -> Result<Option<Posted>>;
+    /// The account's holds live at `now`.
+    async fn holds(&self, account: &str, now: u64) -> Result<Vec<Hold>>;
     /// The account's entries, oldest first.
     async fn ledger(&self, account: &str) -> Result<Vec<LedgerEntry>>;
 

@@ -606,6 +606,98 @@ async fn race_suite(store: Arc<dyn Store>) {
     assert_eq!(sum, balance, "the ledger sums to the balance");
 }
 
+/// Holds of concurrent calls (from any node) on one balance never exceed
+/// it; a settlement posts the charge and drops the hold in one step; a
+/// lapsed hold (its node died) frees the funds.
+async fn holds_suite(store: Arc<dyn Store>) {
+    use schema::model::Hold;
+    store.post(&entry("holder", "top-up", 1_000)).await.unwrap();
+    let hold = |id: &str, amount: i64, expires_at: u64| Hold {
+        account: "holder".into(),
+        id: id.into(),
+        amount,
+        expires_at,
+    };
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let h = hold(&format!("call-{i}"), 150, 10_000);
+            tokio::spawn(async move { store.put_hold(&h, 0, 100).await.unwrap().set })
+        })
+        .collect();
+    let mut set = 0;
+    for c in calls {
+        set += usize::from(c.await.unwrap());
+    }
+    assert_eq!(
+        set, 6,
+        "six holds of 150 fit in 1,000, from any number of callers"
+    );
+    let held: i64 = store
+        .holds("holder", 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.amount)
+        .sum();
+    assert_eq!(held, 900);
+    // A hold grows only if the funds allow; with credit it may go further.
+    let first = store.holds("holder", 100).await.unwrap()[0].id.clone();
+    let o = store
+        .put_hold(&hold(&first, 300, 10_000), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.set, o.available),
+        (false, 250),
+        "1,000 less the other five holds"
+    );
+    assert!(
+        store
+            .put_hold(&hold(&first, 300, 10_000), 50, 100)
+            .await
+            .unwrap()
+            .set
+    );
+    // Settling: charge posted, hold gone, at once; a second settlement of
+    // the same call posts nothing.
+    let charge = LedgerEntry {
+        account: "holder".into(),
+        key: format!("call:{first}"),
+        amount: -120,
+        reason: "call".into(),
+        at: 100,
+    };
+    assert_eq!(
+        store
+            .release_hold("holder", &first, Some(&charge))
+            .await
+            .unwrap(),
+        Some(Posted::Posted(880))
+    );
+    assert_eq!(
+        store
+            .release_hold("holder", &first, Some(&charge))
+            .await
+            .unwrap(),
+        Some(Posted::Duplicate(880))
+    );
+    assert_eq!(store.holds("holder", 100).await.unwrap().len(), 5);
+    // A hold that lapsed (its node is gone) no longer counts.
+    assert!(
+        !store
+            .put_hold(&hold("late", 200, 10_000), 0, 100)
+            .await
+            .unwrap()
+            .set
+    );
+    let o = store
+        .put_hold(&hold("late", 200, 10_000), 0, 10_000)
+        .await
+        .unwrap();
+    assert!(o.set && o.available == 880, "{o:?}");
+}
+
 /// Registrations are not returned once expired (a TTL in CQL).
 async fn expiry_suite(store: &dyn Store) {
     assert!(store.insert_member(&member("777")).await.unwrap());
@@ -766,6 +858,7 @@ async fn conforms(store: Arc<dyn Store>) {
     expiry_suite(store_ref).await;
     paging_suite(store_ref).await;
     race_suite(store.clone()).await;
+    holds_suite(store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
