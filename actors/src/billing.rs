@@ -153,19 +153,15 @@ impl Wallets {
         let mut p = purse.lock().await;
         let current = p.held_secs.get(call).copied().unwrap_or(0);
         let now = crate::clock::unix_now();
-        // What the funds allow besides the other holds (of every node).
-        let others: i64 = store
-            .holds(&charge.payer, now)
-            .await?
-            .iter()
-            .filter(|h| h.id != call)
-            .map(|h| h.amount)
-            .sum();
-        let mut available = store.balance(&charge.payer).await? + credit_limit - others;
+        // Ask for all of it first; when the funds (less the other holds, of
+        // every node) fall short, the store says what is available.
+        let mut available = None;
         for _ in 0..8 {
-            let secs = want
-                .min(charge.tariff.affordable_secs(available))
-                .max(current);
+            let secs = match available {
+                None => want,
+                Some(a) => want.min(charge.tariff.affordable_secs(a)),
+            }
+            .max(current);
             if secs == 0 || secs == current {
                 return Ok(secs);
             }
@@ -180,8 +176,9 @@ impl Wallets {
                 p.held_secs.insert(call.to_owned(), secs);
                 return Ok(secs);
             }
-            // Another call (here or on another node) took funds meanwhile.
-            available = outcome.available;
+            // Short, or another call (here or on another node) took funds
+            // meanwhile: size the hold to what is there.
+            available = Some(outcome.available);
         }
         Ok(current)
     }
