@@ -224,6 +224,8 @@ struct FileConfig {
     #[serde(default)]
     store: StoreSection,
     #[serde(default)]
+    overload: OverloadSection,
+    #[serde(default)]
     registrar: RegistrarSection,
     #[serde(default)]
     auth: AuthSection,
@@ -495,10 +497,23 @@ struct AuthSection {
 struct CallsSection {
     no_answer_timeout_s: Option<u64>,
     max_duration_s: Option<u64>,
+    /// On SIGTERM: how long calls up may go on (new ones get 503).
+    drain_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverloadSection {
+    max_cps: Option<f64>,
+    max_calls: Option<usize>,
+    max_registers_per_s: Option<f64>,
+    max_lag_ms: Option<u64>,
+    retry_after_s: Option<u32>,
 }
 
 struct Settings {
     node: NodeConfig,
+    drain: Duration,
     http: SocketAddr,
     data: PathBuf,
     /// `[store] scylla`, if set.
@@ -603,6 +618,26 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     if let Some(v) = file.calls.no_answer_timeout_s {
         node.no_answer_timeout = Duration::from_secs(v);
     }
+    let o = &file.overload;
+    let positive = |v: Option<f64>, key: &str| -> Result<Option<f64>> {
+        match v {
+            Some(x) if !(x > 0.0 && x.is_finite()) => {
+                anyhow::bail!("overload.{key} must be above 0")
+            }
+            v => Ok(v),
+        }
+    };
+    node.admission = actors::admission::AdmissionConfig {
+        max_cps: positive(o.max_cps, "max_cps")?,
+        max_calls: o.max_calls,
+        max_registers_per_s: positive(o.max_registers_per_s, "max_registers_per_s")?,
+        max_lag: match o.max_lag_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => actors::admission::AdmissionConfig::default().max_lag,
+        },
+        retry_after_s: o.retry_after_s.unwrap_or(5),
+    };
     if let Some(v) = file.calls.max_duration_s {
         node.max_call_duration = Duration::from_secs(v);
     }
@@ -862,6 +897,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         .clone()
         .unwrap_or_else(|| "switchboard@localhost".to_owned());
     Ok(Settings {
+        drain: Duration::from_secs(file.calls.drain_s.unwrap_or(30)),
         node,
         http,
         data,
@@ -942,6 +978,7 @@ fn open_store(data: &Path) -> Result<Embedded> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let settings = load(&args.common, args.sip, args.http)?;
+    let drain = settings.drain;
     let scylla = args
         .store
         .clone()
@@ -1044,7 +1081,32 @@ async fn serve(args: ServeArgs) -> Result<()> {
         settings.data.display()
     );
     shutdown_signal().await;
-    println!("switchboard: shutting down, releasing calls");
+    // Drain: new calls get 503 with Retry-After, calls up go on until they
+    // end or the drain time is over (or a second signal comes).
+    node.drain();
+    // Status lines must not fail the stop when nobody reads stdout.
+    let say = |line: String| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(format!(
+        "switchboard: draining: new calls refused, {} call(s) up may go on for up to {} s (signal again to release them now)",
+        node.calls_up(),
+        drain.as_secs()
+    ));
+    let deadline = tokio::time::Instant::now() + drain;
+    tokio::select! {
+        _ = async {
+            while node.calls_up() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } => {}
+        _ = shutdown_signal() => say("switchboard: second signal".into()),
+    }
+    say(format!(
+        "switchboard: shutting down, releasing {} call(s)",
+        node.calls_up()
+    ));
     node.shutdown(Duration::from_secs(3)).await;
     reloader.abort();
     let _ = stop_tx.send(());

@@ -413,6 +413,7 @@ impl Actor for Call {
             Start::Originate(f) => (None, Some(f)),
         };
         metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
+        args.transport.admission.call_started();
         let mut legs = HashMap::new();
         let local = args.transport.local();
         let host = local.ip().to_string();
@@ -775,6 +776,7 @@ impl CallState {
             self.media_report = Some(r);
         }
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+        self.branches.transport.admission.call_ended();
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
         let end_ms = crate::clock::unix_ms();
         // A started second counts; a charged call never talks longer than

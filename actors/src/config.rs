@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub auth_fail_window: Duration,
     /// A call that is not answered within this time is ended (408 to the caller).
     pub no_answer_timeout: Duration,
+    /// Overload control (admission of new calls and registrations).
+    pub admission: crate::admission::AdmissionConfig,
     /// Longest call; a call still up after it is released with BYE.
     pub max_call_duration: Duration,
     /// Off-net routing: trunks, their rate decks, the number plan.
@@ -81,6 +83,7 @@ impl NodeConfig {
             auth_fail_window: Duration::from_secs(60),
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
+            admission: crate::admission::AdmissionConfig::default(),
             panic_on_callee: None,
             panic_center_on: None,
             routing: Arc::new(Routing::default()),

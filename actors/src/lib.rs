@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod billing;
 pub mod call;
 pub mod calls;

@@ -11,6 +11,10 @@ pub const SIP_MALFORMED: &str = "switchboard_sip_malformed_total";
 pub const SIP_STRAY: &str = "switchboard_sip_stray_total";
 /// Send failures, label `transport`.
 pub const TRANSPORT_ERRORS: &str = "switchboard_transport_errors_total";
+/// Requests shed by overload control, labels `method` and `reason`.
+pub const SHED: &str = "switchboard_shed_total";
+/// How late the event loop's 50 ms probe fired last, seconds.
+pub const EVENT_LOOP_LAG: &str = "switchboard_event_loop_lag_seconds";
 /// Calls currently up or being set up.
 pub const CALLS_ACTIVE: &str = "switchboard_calls_active";
 /// Finished calls, label `result` (answered, busy, cancelled, failed, ...).

@@ -406,6 +406,9 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         tasks.push(tokio::spawn(serve_udp(transport.clone())));
     }
     tasks.push(tokio::spawn(serve_tcp(transport.clone(), listener)));
+    tasks.push(tokio::spawn(crate::admission::probe_lag(
+        transport.admission.clone(),
+    )));
     let sweeper = transport.clone();
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -471,6 +474,17 @@ impl NodeHandle {
     /// The centers and their trunks as they run now.
     pub async fn tree(&self) -> Vec<CenterTree> {
         ractor::call!(self.node, NodeMsg::Tree).unwrap_or_default()
+    }
+
+    /// Refuse every new call from now on (503 with Retry-After); calls up
+    /// carry on. The first step of a graceful stop.
+    pub fn drain(&self) {
+        self.transport.admission.drain();
+    }
+
+    /// Calls up on this node (cheap: a counter).
+    pub fn calls_up(&self) -> usize {
+        self.transport.admission.active()
     }
 
     /// Stop: release every call (BYE to answered legs, CANCEL or 503 to

@@ -137,6 +137,8 @@ pub struct Transport {
     pub media: Option<Arc<crate::media::Ports>>,
     /// Live status of the calls the engine places.
     pub events: Arc<crate::events::CallEvents>,
+    /// Overload control.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl Transport {
@@ -159,6 +161,9 @@ impl Transport {
                         crate::media::Ports::new(m)
                     });
                     let t = Arc::new(Transport {
+                        admission: Arc::new(crate::admission::Admission::new(
+                            cfg.admission.clone(),
+                        )),
                         media,
                         events: crate::events::CallEvents::new(),
                         udp: Arc::new(udp),
@@ -474,6 +479,27 @@ impl Transport {
             .and_then(|v| v.trim().parse::<u8>().ok());
         if max_forwards == Some(0) && !is_ack {
             self.respond(&request, 483, flow, None).await;
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let shed = match request.method {
+            Method::Invite => self.admission.admit_call(request.call_id(), now).err(),
+            Method::Register => self.admission.admit_register(now).err(),
+            _ => None,
+        };
+        if let Some(shed) = shed {
+            metrics::counter!(m::SHED, "method" => request.method.as_str().to_owned(), "reason" => shed.label())
+                .increment(1);
+            let tag = stateless_tag(&request);
+            let mut response = request.response(503, Some(&tag));
+            response
+                .headers
+                .push("Retry-After", self.admission.retry_after().to_string());
+            response
+                .headers
+                .push("Reason", format!("SIP;cause=503;text=\"{}\"", shed.why()));
+            self.send_response(&response, response_flow(&response, flow))
+                .await;
             return;
         }
         match request.method {

@@ -640,3 +640,100 @@ async fn plans_import_stores_a_whole_plan_or_names_the_bad_row() {
     assert_eq!(version, 1);
     assert!(text.contains("82,100,0,30,6"));
 }
+
+/// SIGTERM drains: a new call gets 503 with Retry-After, the call up goes
+/// on to its own end (its BYE is answered), its CDR is written as the
+/// caller's hang-up, and the process exits 0 once no call is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (sip_port, http_port, trunk_port) = (free_port(), free_port(), free_port());
+    let deck = work.path().join("ny.csv");
+    std::fs::write(&deck, "prefix,per_minute\n1212,9000\n").unwrap();
+    let config = work.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[calls]\ndrain_s = 30\n\n[numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
+             address = \"127.0.0.1:{trunk_port}\"\nrates = \"{}\"\noptions_interval_s = 0\n",
+            deck.display()
+        ),
+    )
+    .unwrap();
+    let dir = data.path().to_string_lossy().to_string();
+    let add = Command::new(binary())
+        .args([
+            "member",
+            "add",
+            "--number",
+            "100",
+            "--password",
+            &password("100"),
+        ])
+        .args(["--data", &dir])
+        .output()
+        .await
+        .unwrap();
+    assert!(add.status.success());
+    let mut serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
+    let csv = work.path().join("u.csv");
+    std::fs::write(&csv, format!("SEQUENTIAL\n100;{};3600;\n", password("100"))).unwrap();
+    let call = |scenario: &PathBuf| {
+        let mut s = Sipp::new(work.path(), scenario, free_port());
+        s.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
+            .args(["-ap", &password("100"), "-s", "+12125550100"])
+            .args([&format!("127.0.0.1:{sip_port}")]);
+        s
+    };
+    let sc = scenario_in(
+        work.path(),
+        "trunk_answer.xml",
+        &[("RURI", "\\+12125550100")],
+    );
+    let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
+    let up = call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "3000")]))
+        .spawn()
+        .unwrap();
+    switchboard_tests::eventually("the call answered", Duration::from_secs(10), || async {
+        let text = http_get(&format!("127.0.0.1:{http_port}"), "/metrics").await;
+        metric(&text, "switchboard_trunk_answered_total{trunk=\"ny\"}") == Some(1.0)
+    })
+    .await
+    .unwrap();
+
+    let pid = serve.id().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    // The engine still answers, but takes no new call.
+    call(&scenario_in(work.path(), "uac_shed.xml", &[]))
+        .run()
+        .await
+        .unwrap();
+    // The call up ends by itself: BYE answered 200 by the draining engine.
+    up.wait().await.unwrap();
+    trunk.wait().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), serve.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let out = Command::new(binary())
+        .args(["cdrs", "export", "--data", &dir])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 1, "one CDR, the call that was up: {text}");
+    assert!(
+        rows[0].contains("answered") && rows[0].contains("caller"),
+        "ended by its caller, not released by the shutdown: {text}"
+    );
+}

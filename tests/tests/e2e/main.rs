@@ -17,6 +17,7 @@ mod click;
 mod media;
 mod numbering;
 mod onnet;
+mod overload;
 mod registrar;
 mod robustness;
 mod trunks;
