@@ -226,6 +226,8 @@ struct FileConfig {
     #[serde(default)]
     overload: OverloadSection,
     #[serde(default)]
+    protection: ProtectionSection,
+    #[serde(default)]
     registrar: RegistrarSection,
     #[serde(default)]
     auth: AuthSection,
@@ -503,6 +505,15 @@ struct CallsSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ProtectionSection {
+    per_source_per_s: Option<f64>,
+    ban_s: Option<u64>,
+    scanner_agents: Option<Vec<String>>,
+    exempt: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OverloadSection {
     max_cps: Option<f64>,
     max_calls: Option<usize>,
@@ -637,6 +648,41 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             None => actors::admission::AdmissionConfig::default().max_lag,
         },
         retry_after_s: o.retry_after_s.unwrap_or(5),
+    };
+    let p = &file.protection;
+    let defaults = actors::protection::ProtectionConfig::default();
+    node.protection = actors::protection::ProtectionConfig {
+        per_source_per_s: match p.per_source_per_s {
+            Some(r) if r <= 0.0 => None,
+            Some(r) => positive(Some(r), "per_source_per_s")?,
+            None => defaults.per_source_per_s,
+        },
+        ban: p.ban_s.map_or(defaults.ban, Duration::from_secs),
+        scanner_agents: p.scanner_agents.clone().unwrap_or(defaults.scanner_agents),
+        exempt: match &p.exempt {
+            None => defaults.exempt,
+            Some(list) => list
+                .iter()
+                .map(|n| {
+                    let (ip, len) = n.split_once('/').unwrap_or((n, ""));
+                    let ip: std::net::IpAddr = ip
+                        .parse()
+                        .with_context(|| format!("protection.exempt: {n:?} is not an address"))?;
+                    let max = if ip.is_ipv4() { 32 } else { 128 };
+                    let len = if len.is_empty() {
+                        max
+                    } else {
+                        len.parse::<u8>()
+                            .ok()
+                            .filter(|l| *l <= max)
+                            .with_context(|| {
+                                format!("protection.exempt: {n:?} has a bad prefix length")
+                            })?
+                    };
+                    Ok((ip, len))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        },
     };
     if let Some(v) = file.calls.max_duration_s {
         node.max_call_duration = Duration::from_secs(v);

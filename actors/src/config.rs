@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub no_answer_timeout: Duration,
     /// Overload control (admission of new calls and registrations).
     pub admission: crate::admission::AdmissionConfig,
+    /// Source protection (per-source rate and bans, scanner agents).
+    pub protection: crate::protection::ProtectionConfig,
     /// Longest call; a call still up after it is released with BYE.
     pub max_call_duration: Duration,
     /// Off-net routing: trunks, their rate decks, the number plan.
@@ -84,6 +86,7 @@ impl NodeConfig {
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
             admission: crate::admission::AdmissionConfig::default(),
+            protection: crate::protection::ProtectionConfig::default(),
             panic_on_callee: None,
             panic_center_on: None,
             routing: Arc::new(Routing::default()),

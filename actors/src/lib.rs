@@ -28,6 +28,7 @@ pub mod leg;
 pub mod media;
 pub mod metrics;
 pub mod node;
+pub mod protection;
 pub mod registrar;
 pub mod supervision;
 pub mod transport;

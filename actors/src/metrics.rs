@@ -11,6 +11,11 @@ pub const SIP_MALFORMED: &str = "switchboard_sip_malformed_total";
 pub const SIP_STRAY: &str = "switchboard_sip_stray_total";
 /// Send failures, label `transport`.
 pub const TRANSPORT_ERRORS: &str = "switchboard_transport_errors_total";
+/// Sources banned, label `reason` (rate, scanner).
+pub const BANS: &str = "switchboard_source_bans_total";
+/// Datagrams and messages dropped by source protection, label `reason`
+/// (banned, rate, scanner).
+pub const SOURCE_DROPPED: &str = "switchboard_source_dropped_total";
 /// Requests shed by overload control, labels `method` and `reason`.
 pub const SHED: &str = "switchboard_shed_total";
 /// How late the event loop's 50 ms probe fired last, seconds.

@@ -50,6 +50,16 @@ impl Dialer {
         self.transport.events.clone()
     }
 
+    /// Sources banned now by source protection.
+    pub fn bans(&self) -> Vec<crate::protection::Ban> {
+        self.transport.guard.bans(tokio::time::Instant::now())
+    }
+
+    /// Lift a ban; whether there was one.
+    pub fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
+        self.transport.guard.lift(ip)
+    }
+
     /// Place `o`: its call id, or why it cannot be placed at all.
     pub async fn originate(&self, o: crate::center::Originate) -> Result<String, (u16, String)> {
         let center = self

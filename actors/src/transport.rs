@@ -139,6 +139,8 @@ pub struct Transport {
     pub events: Arc<crate::events::CallEvents>,
     /// Overload control.
     pub admission: Arc<crate::admission::Admission>,
+    /// Source protection.
+    pub guard: Arc<crate::protection::Guard>,
 }
 
 impl Transport {
@@ -163,6 +165,10 @@ impl Transport {
                     let t = Arc::new(Transport {
                         admission: Arc::new(crate::admission::Admission::new(
                             cfg.admission.clone(),
+                        )),
+                        guard: Arc::new(crate::protection::Guard::new(
+                            cfg.protection.clone(),
+                            cfg.routing.trunks.iter().map(|t| t.addr.ip()),
                         )),
                         media,
                         events: crate::events::CallEvents::new(),
@@ -379,6 +385,12 @@ impl Transport {
 
     /// Handle one received message (datagram or framed stream chunk).
     pub async fn handle_bytes(self: &Arc<Self>, bytes: &[u8], flow: Flow) {
+        let now = tokio::time::Instant::now();
+        let source = flow.addr().ip();
+        if let Some(why) = self.guard.admit(source, now) {
+            metrics::counter!(m::SOURCE_DROPPED, "reason" => why).increment(1);
+            return;
+        }
         let message = match msg::parse(bytes, self.max_message) {
             Ok(m) => m,
             Err(e) => {
@@ -392,6 +404,14 @@ impl Transport {
         };
         match message {
             Message::Request(mut request) => {
+                if request
+                    .headers
+                    .get("User-Agent")
+                    .is_some_and(|ua| self.guard.scanner(source, ua, now))
+                {
+                    metrics::counter!(m::SOURCE_DROPPED, "reason" => "scanner").increment(1);
+                    return;
+                }
                 metrics::counter!(m::SIP_IN, "kind" => method_label(&request.method)).increment(1);
                 stamp_via(&mut request, flow);
                 self.route_request(request, flow).await;

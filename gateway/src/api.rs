@@ -705,6 +705,31 @@ impl Api {
                 };
                 ok(&self.card_create(&a, copy).await?)
             }
+            ("GET", ["bans"]) => {
+                self.operator(req).await?;
+                let bans = self.node_dialer()?.bans();
+                ok(&bans
+                    .iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "ip": b.ip.to_string(),
+                            "reason": b.reason.label(),
+                            "remaining_s": b.remaining_s,
+                        })
+                    })
+                    .collect::<Vec<_>>())
+            }
+            ("DELETE", ["bans", ip]) => {
+                self.operator(req).await?;
+                let ip: std::net::IpAddr = ip
+                    .parse()
+                    .map_err(|_| ApiError::invalid("ip", format!("{ip:?} is not an address")))?;
+                if self.node_dialer()?.lift_ban(ip) {
+                    Ok(no_content())
+                } else {
+                    Err(ApiError::not_found(format!("{ip} is not banned")))
+                }
+            }
             ("GET", ["settlement"]) => {
                 self.operator(req).await?;
                 settlement(self, &req.query).await
@@ -1285,6 +1310,16 @@ impl Api {
         }
         c.version = expected + 1;
         Ok(self.card_view(&c))
+    }
+
+    fn node_dialer(&self) -> Result<&actors::node::Dialer, ApiError> {
+        self.dialer.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_node",
+                "this edge runs without a node",
+            )
+        })
     }
 
     /// The form token of a card page served at `now` (Unix seconds):

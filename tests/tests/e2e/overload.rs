@@ -56,3 +56,150 @@ async fn calls_over_the_rate_get_503_with_retry_after_and_admitted_ones_complete
     .unwrap();
     drop(uas);
 }
+
+/// An OPTIONS from `from` to the engine; its answer within `wait`, if any.
+async fn options(
+    from: &tokio::net::UdpSocket,
+    engine: std::net::SocketAddr,
+    user_agent: &str,
+    n: u32,
+    wait: Duration,
+) -> Option<String> {
+    let port = from.local_addr().unwrap().port();
+    let ip = from.local_addr().unwrap().ip();
+    let msg = format!(
+        "OPTIONS sip:{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:{port};branch=z9hG4bKscan{n};rport\r\n\
+         From: <sip:100@{ip}>;tag=s{n}\r\nTo: <sip:100@{engine}>\r\nCall-ID: scan-{n}-{port}\r\nCSeq: 1 OPTIONS\r\n\
+         User-Agent: {user_agent}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    from.send_to(msg.as_bytes(), engine).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    match tokio::time::timeout(wait, from.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// A scanner's user agent bans its source at once; a source flooding
+/// requests is banned when over its rate; banned sources get no answer at
+/// all, others are served as before, and the operator can lift a ban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanners_and_floods_are_banned_and_others_are_unaffected() {
+    let env = Env::start(&["100", "200"], |c| {
+        c.protection.per_source_per_s = Some(20.0);
+        c.protection.exempt = Vec::new();
+    })
+    .await
+    .unwrap();
+    let engine = env.sip();
+    let bind = |ip: [u8; 4]| async move {
+        tokio::net::UdpSocket::bind((std::net::IpAddr::from(ip), 0))
+            .await
+            .unwrap()
+    };
+    let (scanner, flood, phone) = (
+        bind([127, 0, 0, 5]).await,
+        bind([127, 0, 0, 6]).await,
+        bind([127, 0, 0, 1]).await,
+    );
+    let short = Duration::from_millis(500);
+    let answered = options(&phone, engine, "Linphone/5.2", 0, Duration::from_secs(5)).await;
+    assert!(
+        answered.is_some_and(|a| a.starts_with("SIP/2.0 200")),
+        "a phone is served"
+    );
+
+    // The scanner: no answer, then none to anything it sends.
+    assert_eq!(
+        options(&scanner, engine, "friendly-scanner", 1, short).await,
+        None
+    );
+    assert_eq!(
+        options(&scanner, engine, "Linphone/5.2", 2, short).await,
+        None
+    );
+
+    // The flood: 200 requests at once, far over 20 a second.
+    for n in 0..200 {
+        let msg = format!(
+            "OPTIONS sip:{engine} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.6:9;branch=z9hG4bKflood{n}\r\n\
+             From: <sip:x@127.0.0.6>;tag=f{n}\r\nTo: <sip:x@{engine}>\r\nCall-ID: flood-{n}\r\nCSeq: 1 OPTIONS\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        flood.send_to(msg.as_bytes(), engine).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        options(&flood, engine, "Linphone/5.2", 3, short).await,
+        None,
+        "banned"
+    );
+
+    // Others are served, calls included.
+    let answered = options(&phone, engine, "Linphone/5.2", 4, Duration::from_secs(5)).await;
+    assert!(answered.is_some_and(|a| a.starts_with("SIP/2.0 200")));
+    let port = free_port();
+    env.register("200", port).await.unwrap();
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    let uas = Sipp::new(env.work.path(), &sc, port).spawn().unwrap();
+    let sc = env.scenario("uac.xml", &[("HOLD", "200")]).unwrap();
+    let mut uac = env.sipp_as(&sc, "100", free_port()).unwrap();
+    uac.args(["-s", "200"]);
+    uac.run().await.unwrap();
+    uas.wait().await.unwrap();
+
+    // The bans, as the operator sees them; lifting one lets the source in.
+    let dialer = env.node().dialer();
+    let bans: Vec<(String, &str)> = dialer
+        .bans()
+        .iter()
+        .map(|b| (b.ip.to_string(), b.reason.label()))
+        .collect();
+    assert_eq!(
+        bans,
+        [
+            ("127.0.0.5".to_owned(), "scanner"),
+            ("127.0.0.6".to_owned(), "rate")
+        ]
+    );
+    // Through the operator API.
+    let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
+    cfg.admin_token = Some("operator-secret-0123456789".into());
+    let api = gateway::api::Api::new(
+        env.store.clone() as std::sync::Arc<dyn schema::store::Store>,
+        cfg,
+        gateway::api::system_clock(),
+    )
+    .with_dialer(dialer.clone());
+    let call = |method: &str, path: &str| {
+        api.handle(gateway::api::Request {
+            method: method.parse().unwrap(),
+            path: path.to_owned(),
+            query: String::new(),
+            authorization: Some("Bearer operator-secret-0123456789".into()),
+            remote: None,
+            body: bytes::Bytes::new(),
+        })
+    };
+    let listed = call("GET", "bans").await;
+    assert_eq!(listed.status(), 200);
+    let body = warp::hyper::body::to_bytes(listed.into_body())
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(listed[1]["ip"], "127.0.0.6", "{listed}");
+    assert_eq!(listed[1]["reason"], "rate", "{listed}");
+    assert_eq!(call("DELETE", "bans/127.0.0.6").await.status(), 204);
+    assert_eq!(
+        call("DELETE", "bans/127.0.0.6").await.status(),
+        404,
+        "not banned now"
+    );
+    assert_eq!(call("DELETE", "bans/nonsense").await.status(), 422);
+    let answered = options(&flood, engine, "Linphone/5.2", 5, Duration::from_secs(5)).await;
+    assert!(
+        answered.is_some_and(|a| a.starts_with("SIP/2.0 200")),
+        "lifted"
+    );
+    assert!(dialer.lift_ban("127.0.0.5".parse().unwrap()));
+}

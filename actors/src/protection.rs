@@ -1,0 +1,280 @@
+//! Source protection (in the spirit of Kamailio's pike): a per-source
+//! request rate with temporary bans, and a block list of scanner user
+//! agents. A banned source's datagrams are dropped before they are parsed,
+//! unanswered (an answer tells a scanner it found a SIP server). Trunks'
+//! addresses and the configured exempt networks are never limited. Bans
+//! are visible and can be lifted through the operator API.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+/// Source protection settings.
+#[derive(Debug, Clone)]
+pub struct ProtectionConfig {
+    /// Requests a second one source may send (bursts of two seconds'
+    /// worth); over it the source is banned. `None`: no limit.
+    pub per_source_per_s: Option<f64>,
+    /// How long a ban lasts.
+    pub ban: Duration,
+    /// User-Agent substrings (case-insensitive) of known scanners: a
+    /// request carrying one bans its source at once.
+    pub scanner_agents: Vec<String>,
+    /// Networks never limited nor banned: `(address, prefix length)`.
+    pub exempt: Vec<(IpAddr, u8)>,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            per_source_per_s: Some(200.0),
+            ban: Duration::from_secs(300),
+            scanner_agents: [
+                "friendly-scanner",
+                "sipvicious",
+                "sipcli",
+                "sip-scan",
+                "sipsak",
+                "sundayddr",
+                "iwar",
+                "vaxsipuseragent",
+                "pplsip",
+                "sipptk",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            exempt: vec![
+                (IpAddr::from([127, 0, 0, 0]), 8),
+                (IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 128),
+            ],
+        }
+    }
+}
+
+/// Why a source is banned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanReason {
+    /// It sent faster than allowed.
+    Rate,
+    /// Its User-Agent is a scanner's.
+    Scanner,
+}
+
+impl BanReason {
+    /// Metric label and API text.
+    pub fn label(self) -> &'static str {
+        match self {
+            BanReason::Rate => "rate",
+            BanReason::Scanner => "scanner",
+        }
+    }
+}
+
+/// One ban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// The source.
+    pub ip: IpAddr,
+    /// Why.
+    pub reason: BanReason,
+    /// Seconds left.
+    pub remaining_s: u64,
+}
+
+#[derive(Debug)]
+struct Source {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The protection state of a node.
+#[derive(Debug, Default)]
+pub struct Guard {
+    cfg: ProtectionConfig,
+    sources: DashMap<IpAddr, Source>,
+    bans: DashMap<IpAddr, (Instant, BanReason)>,
+    trusted: DashMap<IpAddr, ()>,
+}
+
+fn in_network(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let len = u32::from(len.min(32));
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let len = u32::from(len.min(128));
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+impl Guard {
+    /// A guard under `cfg`; `trusted` addresses (trunks) are never limited.
+    pub fn new(cfg: ProtectionConfig, trusted: impl IntoIterator<Item = IpAddr>) -> Guard {
+        Guard {
+            cfg,
+            sources: DashMap::new(),
+            bans: DashMap::new(),
+            trusted: trusted.into_iter().map(|ip| (ip, ())).collect(),
+        }
+    }
+
+    fn exempt(&self, ip: IpAddr) -> bool {
+        self.trusted.contains_key(&ip) || self.cfg.exempt.iter().any(|n| in_network(ip, *n))
+    }
+
+    /// Whether a datagram (or TCP message) from `ip` at `now` may be
+    /// handled: counts it, bans a source over its rate. `Some(reason)` when
+    /// it must be dropped.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> Option<&'static str> {
+        if let Some(b) = self.bans.get(&ip) {
+            if now < b.0 {
+                return Some("banned");
+            }
+            drop(b);
+            self.bans.remove(&ip);
+        }
+        let rate = self.cfg.per_source_per_s?;
+        if self.exempt(ip) {
+            return None;
+        }
+        let cap = (rate * 2.0).max(1.0);
+        let mut s = self.sources.entry(ip).or_insert(Source {
+            tokens: cap,
+            at: now,
+        });
+        s.tokens = (s.tokens + now.saturating_duration_since(s.at).as_secs_f64() * rate).min(cap);
+        s.at = now;
+        if s.tokens >= 1.0 {
+            s.tokens -= 1.0;
+            return None;
+        }
+        drop(s);
+        self.ban(ip, BanReason::Rate, now);
+        Some("rate")
+    }
+
+    /// Whether `user_agent` is a scanner's; if so `ip` is banned.
+    pub fn scanner(&self, ip: IpAddr, user_agent: &str, now: Instant) -> bool {
+        if self.exempt(ip) {
+            return false;
+        }
+        let ua = user_agent.to_ascii_lowercase();
+        let hit = self
+            .cfg
+            .scanner_agents
+            .iter()
+            .any(|s| !s.is_empty() && ua.contains(&s.to_ascii_lowercase()));
+        if hit {
+            self.ban(ip, BanReason::Scanner, now);
+        }
+        hit
+    }
+
+    fn ban(&self, ip: IpAddr, reason: BanReason, now: Instant) {
+        if self.bans.insert(ip, (now + self.cfg.ban, reason)).is_none() {
+            metrics::counter!(crate::metrics::BANS, "reason" => reason.label()).increment(1);
+        }
+        self.sources.remove(&ip);
+        if self.sources.len() > 100_000 {
+            let horizon = Duration::from_secs(10);
+            self.sources
+                .retain(|_, s| now.saturating_duration_since(s.at) < horizon);
+        }
+    }
+
+    /// Bans in force at `now`.
+    pub fn bans(&self, now: Instant) -> Vec<Ban> {
+        let mut out: Vec<Ban> = self
+            .bans
+            .iter()
+            .filter(|b| b.value().0 > now)
+            .map(|b| Ban {
+                ip: *b.key(),
+                reason: b.value().1,
+                remaining_s: b.value().0.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        out.sort_by_key(|b| b.ip);
+        out
+    }
+
+    /// Lift the ban of `ip`; whether there was one.
+    pub fn lift(&self, ip: IpAddr) -> bool {
+        self.sources.remove(&ip);
+        self.bans.remove(&ip).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(rate: f64) -> ProtectionConfig {
+        ProtectionConfig {
+            per_source_per_s: Some(rate),
+            exempt: vec![(IpAddr::from([10, 1, 0, 0]), 16)],
+            ..ProtectionConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flooding_source_is_banned_and_others_are_not() {
+        let trunk = IpAddr::from([192, 0, 2, 7]);
+        let g = Guard::new(cfg(10.0), [trunk]);
+        let now = Instant::now();
+        let flood = IpAddr::from([198, 51, 100, 9]);
+        let passed = (0..50).filter(|_| g.admit(flood, now).is_none()).count();
+        assert_eq!(passed, 20, "two seconds' worth, then banned");
+        assert_eq!(
+            g.admit(flood, now + Duration::from_secs(60)),
+            Some("banned")
+        );
+        let quiet = IpAddr::from([198, 51, 100, 10]);
+        assert_eq!(g.admit(quiet, now), None, "another source is unaffected");
+        assert!(
+            (0..500).all(|_| g.admit(trunk, now).is_none()),
+            "trunks are trusted"
+        );
+        assert!(
+            (0..500).all(|_| g.admit(IpAddr::from([10, 1, 2, 3]), now).is_none()),
+            "exempt network"
+        );
+        let bans = g.bans(now);
+        assert_eq!(bans.len(), 1);
+        assert_eq!((bans[0].ip, bans[0].reason), (flood, BanReason::Rate));
+        // The ban ends by itself, or when the operator lifts it.
+        assert_eq!(g.admit(flood, now + Duration::from_secs(301)), None);
+        g.scanner(flood, "x", now);
+        assert!(g.scanner(flood, "friendly-scanner 1.0", now));
+        assert_eq!(g.admit(flood, now), Some("banned"));
+        assert!(g.lift(flood));
+        assert_eq!(g.admit(flood, now), None);
+        assert!(!g.lift(flood));
+    }
+
+    #[test]
+    fn networks_match_by_prefix() {
+        let n = (IpAddr::from([127, 0, 0, 0]), 8);
+        assert!(in_network(IpAddr::from([127, 9, 9, 9]), n));
+        assert!(!in_network(IpAddr::from([128, 0, 0, 1]), n));
+        assert!(in_network(
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            (IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 128)
+        ));
+        assert!(!in_network(
+            IpAddr::from([127, 0, 0, 1]),
+            (IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 0)
+        ));
+    }
+}
