@@ -299,6 +299,12 @@ impl Sipp {
         s
     }
 
+    /// Let the run take up to `limit` (default 30 s).
+    pub fn limit(&mut self, limit: Duration) -> &mut Sipp {
+        self.limit = limit;
+        self
+    }
+
     /// Append arguments.
     pub fn args<const N: usize>(&mut self, more: [&str; N]) -> &mut Sipp {
         self.args.extend(more.iter().map(|s| s.to_string()));
