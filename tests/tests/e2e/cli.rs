@@ -405,6 +405,77 @@ async fn serve(config: &str, data: &str, sip_port: u16, http_port: u16) -> tokio
     serve
 }
 
+/// `switchboard serve` with member 100 and a trunk "ny" (US 1212) at
+/// `trunk_port`; `trunk` adds keys to the trunk, `head` sections before.
+struct TrunkNode {
+    data: tempfile::TempDir,
+    work: tempfile::TempDir,
+    sip_port: u16,
+    http_port: u16,
+    trunk_port: u16,
+    serve: tokio::process::Child,
+}
+
+impl TrunkNode {
+    async fn start(trunk: &str, head: &str) -> TrunkNode {
+        let data = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let (sip_port, http_port, trunk_port) = (free_port(), free_port(), free_port());
+        let deck = work.path().join("ny.csv");
+        std::fs::write(&deck, "prefix,per_minute\n1212,9000\n").unwrap();
+        let config = work.path().join("switchboard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{head}[numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
+                 address = \"127.0.0.1:{trunk_port}\"\n{trunk}rates = \"{}\"\n\
+                 options_interval_s = 0\n",
+                deck.display()
+            ),
+        )
+        .unwrap();
+        let dir = data.path().to_string_lossy().to_string();
+        let add = Command::new(binary())
+            .args([
+                "member",
+                "add",
+                "--number",
+                "100",
+                "--password",
+                &password("100"),
+            ])
+            .args(["--data", &dir])
+            .output()
+            .await
+            .unwrap();
+        assert!(add.status.success());
+        let serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
+        std::fs::write(
+            work.path().join("u.csv"),
+            format!("SEQUENTIAL\n100;{};3600;\n", password("100")),
+        )
+        .unwrap();
+        TrunkNode {
+            data,
+            work,
+            sip_port,
+            http_port,
+            trunk_port,
+            serve,
+        }
+    }
+
+    /// Member 100 calling +1 212 555 0100 with `scenario`.
+    fn call(&self, scenario: &std::path::Path) -> Sipp {
+        let csv = self.work.path().join("u.csv");
+        let mut s = Sipp::new(self.work.path(), scenario, free_port());
+        s.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
+            .args(["-ap", &password("100"), "-s", "+12125550100"])
+            .args([&format!("127.0.0.1:{}", self.sip_port)]);
+        s
+    }
+}
+
 /// A copy of scenario `name` in `dir` with `__KEY__` placeholders replaced.
 fn scenario_in(dir: &std::path::Path, name: &str, vars: &[(&str, &str)]) -> PathBuf {
     let mut text = std::fs::read_to_string(switchboard_tests::scenarios_dir().join(name)).unwrap();
@@ -424,47 +495,9 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_trunk_metrics_count_attempts_answers_failures_and_channels() {
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let (sip_port, http_port, trunk_port) = (free_port(), free_port(), free_port());
-    let deck = work.path().join("ny.csv");
-    std::fs::write(&deck, "prefix,per_minute\n1212,9000\n").unwrap();
-    let config = work.path().join("switchboard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
-             address = \"127.0.0.1:{trunk_port}\"\nformat = \"e164\"\nrates = \"{}\"\n\
-             options_interval_s = 0\n",
-            deck.display()
-        ),
-    )
-    .unwrap();
-    let dir = data.path().to_string_lossy().to_string();
-    let add = Command::new(binary())
-        .args([
-            "member",
-            "add",
-            "--number",
-            "100",
-            "--password",
-            &password("100"),
-        ])
-        .args(["--data", &dir])
-        .output()
-        .await
-        .unwrap();
-    assert!(add.status.success());
-    let mut serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
-    let csv = work.path().join("u.csv");
-    std::fs::write(&csv, format!("SEQUENTIAL\n100;{};3600;\n", password("100"))).unwrap();
-    let call = |scenario: &PathBuf| {
-        let mut s = Sipp::new(work.path(), scenario, free_port());
-        s.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
-            .args(["-ap", &password("100"), "-s", "+12125550100"])
-            .args([&format!("127.0.0.1:{sip_port}")]);
-        s
-    };
+    let mut n = TrunkNode::start("format = \"e164\"\n", "").await;
+    let (work, trunk_port, http_port) = (&n.work, n.trunk_port, n.http_port);
+    let call = |scenario: &PathBuf| n.call(scenario);
     // One answered call, then one the trunk refuses with 486.
     let sc = scenario_in(work.path(), "trunk_answer.xml", &[("RURI", "12125550100")]);
     let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
@@ -526,7 +559,7 @@ async fn per_trunk_metrics_count_attempts_answers_failures_and_channels() {
         Some(1.0),
         "{text}"
     );
-    serve.kill().await.unwrap();
+    n.serve.kill().await.unwrap();
 }
 
 /// `switchboard cdrs export` writes every CDR of a payer as CSV, across
@@ -646,53 +679,18 @@ async fn plans_import_stores_a_whole_plan_or_names_the_bad_row() {
 /// caller's hang-up, and the process exits 0 once no call is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
-    let data = tempfile::tempdir().unwrap();
+    let mut n = TrunkNode::start("", "[calls]\ndrain_s = 30\n\n").await;
+    let (trunk_port, http_port) = (n.trunk_port, n.http_port);
+    let dir = n.data.path().to_string_lossy().to_string();
     let work = tempfile::tempdir().unwrap();
-    let (sip_port, http_port, trunk_port) = (free_port(), free_port(), free_port());
-    let deck = work.path().join("ny.csv");
-    std::fs::write(&deck, "prefix,per_minute\n1212,9000\n").unwrap();
-    let config = work.path().join("switchboard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[calls]\ndrain_s = 30\n\n[numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
-             address = \"127.0.0.1:{trunk_port}\"\nrates = \"{}\"\noptions_interval_s = 0\n",
-            deck.display()
-        ),
-    )
-    .unwrap();
-    let dir = data.path().to_string_lossy().to_string();
-    let add = Command::new(binary())
-        .args([
-            "member",
-            "add",
-            "--number",
-            "100",
-            "--password",
-            &password("100"),
-        ])
-        .args(["--data", &dir])
-        .output()
-        .await
-        .unwrap();
-    assert!(add.status.success());
-    let mut serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
-    let csv = work.path().join("u.csv");
-    std::fs::write(&csv, format!("SEQUENTIAL\n100;{};3600;\n", password("100"))).unwrap();
-    let call = |scenario: &PathBuf| {
-        let mut s = Sipp::new(work.path(), scenario, free_port());
-        s.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
-            .args(["-ap", &password("100"), "-s", "+12125550100"])
-            .args([&format!("127.0.0.1:{sip_port}")]);
-        s
-    };
     let sc = scenario_in(
         work.path(),
         "trunk_answer.xml",
         &[("RURI", "\\+12125550100")],
     );
     let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
-    let up = call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "3000")]))
+    let up = n
+        .call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "3000")]))
         .spawn()
         .unwrap();
     switchboard_tests::eventually("the call answered", Duration::from_secs(10), || async {
@@ -702,20 +700,20 @@ async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
     .await
     .unwrap();
 
-    let pid = serve.id().unwrap();
+    let pid = n.serve.id().unwrap();
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
         .await;
     // The engine still answers, but takes no new call.
-    call(&scenario_in(work.path(), "uac_shed.xml", &[]))
+    n.call(&scenario_in(work.path(), "uac_shed.xml", &[]))
         .run()
         .await
         .unwrap();
     // The call up ends by itself: BYE answered 200 by the draining engine.
     up.wait().await.unwrap();
     trunk.wait().await.unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), serve.wait())
+    let status = tokio::time::timeout(Duration::from_secs(20), n.serve.wait())
         .await
         .unwrap()
         .unwrap();
