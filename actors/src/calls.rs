@@ -94,6 +94,8 @@ pub struct CallsArgs {
     pub currency: String,
     /// Billing settings (notices).
     pub billing: crate::billing::BillingConfig,
+    /// This node's name (its calls in progress are recorded under it).
+    pub node: String,
 }
 
 /// The Calls supervisor's state.
@@ -104,6 +106,7 @@ pub struct CallsState {
     wallets: Arc<crate::billing::Wallets>,
     currency: String,
     billing: crate::billing::BillingConfig,
+    node: String,
     rng: StdRng,
     calls: HashMap<ActorId, CallRecord>,
     /// Reports of the last [`RECENT`] calls that ended.
@@ -131,6 +134,7 @@ impl Actor for Calls {
             wallets: args.wallets,
             currency: args.currency,
             billing: args.billing,
+            node: args.node,
             rng: StdRng::from_entropy(),
             calls: HashMap::new(),
             recent: std::collections::VecDeque::new(),
@@ -356,6 +360,9 @@ impl CallsState {
             match self.store.put_cdr(cdr).await {
                 Ok(_) => {
                     metrics::counter!(m::CDRS, "result" => "written").increment(1);
+                    if let Err(e) = self.store.close_open_call(&self.node, &cdr.call_id).await {
+                        tracing::warn!(call = %cdr.call_id, error = %e, "call in progress not cleared");
+                    }
                     return;
                 }
                 Err(e) if attempt < 2 => {
@@ -371,6 +378,26 @@ impl CallsState {
     }
 
     async fn start(&mut self, me: &ActorRef<CallsMsg>, args: CallArgs) {
+        // Recorded before anything else happens to the call, without
+        // holding up this supervisor: a node that dies gives it a CDR.
+        let open = schema::model::OpenCall {
+            node: self.node.clone(),
+            call_id: args.call_id.clone(),
+            payer: args
+                .billing
+                .as_ref()
+                .map_or_else(|| args.caller.clone(), |b| b.0.payer.clone()),
+            caller: args.caller.clone(),
+            callee: args.callee.clone(),
+            center: self.center.clone(),
+            setup_ms: crate::clock::unix_ms(),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_open_call(&open).await {
+                tracing::warn!(call = %open.call_id, error = %e, "call in progress not recorded");
+            }
+        });
         let snapshots = args.snapshots.clone();
         let facts = Facts {
             call_id: args.call_id.clone(),

@@ -47,6 +47,9 @@ pub struct NodeConfig {
     pub auth_fail_window: Duration,
     /// A call that is not answered within this time is ended (408 to the caller).
     pub no_answer_timeout: Duration,
+    /// This node's name among the nodes sharing a store (its calls in
+    /// progress are recorded under it); default: the SIP listen address.
+    pub node_name: String,
     /// Overload control (admission of new calls and registrations).
     pub admission: crate::admission::AdmissionConfig,
     /// Source protection (per-source rate and bans, scanner agents).
@@ -85,6 +88,7 @@ impl NodeConfig {
             auth_fail_window: Duration::from_secs(60),
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
+            node_name: sip_addr.to_string(),
             admission: crate::admission::AdmissionConfig::default(),
             protection: crate::protection::ProtectionConfig::default(),
             panic_on_callee: None,

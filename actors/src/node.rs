@@ -195,6 +195,7 @@ async fn spawn_calls(
         wallets: a.wallets.clone(),
         currency: a.cfg.billing.currency.clone(),
         billing: a.cfg.billing.clone(),
+        node: a.cfg.node_name.clone(),
     };
     let (c, _) = Actor::spawn_linked(None, Calls, args, me.get_cell()).await?;
     Ok(c)
@@ -401,6 +402,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         addr: cfg.sip_addr,
         source,
     })?;
+    recover(store.as_ref(), &cfg).await;
     let args = NodeArgs {
         cfg: cfg.clone(),
         store,
@@ -439,6 +441,58 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         node,
         tasks,
     })
+}
+
+/// After an unclean stop: give each call this node had up exactly one CDR
+/// (`lost`, not charged: how long it went on is unknown; its hold is
+/// released), from the records written when the calls started.
+async fn recover(store: &dyn Store, cfg: &NodeConfig) {
+    let open = match store.open_calls(&cfg.node_name).await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the calls of the last run");
+            return;
+        }
+    };
+    if !open.is_empty() {
+        tracing::warn!(
+            calls = open.len(),
+            "the last run stopped with calls up; writing their CDRs"
+        );
+    }
+    let now = crate::clock::unix_ms();
+    for c in open {
+        let cdr = schema::model::Cdr {
+            call_id: c.call_id.clone(),
+            payer: c.payer.clone(),
+            caller: c.caller.clone(),
+            callee: c.callee.clone(),
+            center: c.center.clone(),
+            result: "lost".into(),
+            status: 500,
+            cause: Some("the node stopped with the call up; talk time unknown, not charged".into()),
+            disconnect: Some("engine".into()),
+            attempts: Vec::new(),
+            setup_ms: c.setup_ms,
+            ring_ms: None,
+            answer_ms: None,
+            end_ms: now,
+            billed_secs: 0,
+            price: 0,
+            cost_micros: 0,
+            currency: cfg.billing.currency.clone(),
+            media: None,
+            digits: String::new(),
+        };
+        // Insert-if-absent: a call whose CDR was written before the stop
+        // keeps it.
+        let written = store.put_cdr(&cdr).await;
+        let released = store.release_hold(&c.payer, &c.call_id, None).await;
+        if written.is_ok() && released.is_ok() {
+            let _ = store.close_open_call(&cfg.node_name, &c.call_id).await;
+            metrics::counter!(m::CDRS, "result" => "recovered").increment(1);
+        }
+    }
 }
 
 impl NodeHandle {

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
     Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, NumberState, Posted, Session,
+    NumberRecord, NumberState, OpenCall, Posted, Session,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -136,6 +136,12 @@ CREATE TABLE IF NOT EXISTS ledger (
     at INTEGER NOT NULL,
     UNIQUE (account, key)
 );
+CREATE TABLE IF NOT EXISTS open_calls (
+    node TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (node, call_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holds (
     account TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -939,6 +945,38 @@ impl Store for Embedded {
             .map_err(unavailable)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(unavailable)
+    }
+
+    async fn put_open_call(&self, c: &OpenCall) -> Result<()> {
+        let doc = to_doc(c)?;
+        self.conn
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO open_calls (node, call_id, doc) VALUES (?1, ?2, ?3)",
+                params![c.node, c.call_id, doc],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn close_open_call(&self, node: &str, call_id: &str) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "DELETE FROM open_calls WHERE node = ?1 AND call_id = ?2",
+                params![node, call_id],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn open_calls(&self, node: &str) -> Result<Vec<OpenCall>> {
+        let conn = self.conn.lock();
+        docs(
+            &conn,
+            "SELECT doc FROM open_calls WHERE node = ?1 ORDER BY call_id",
+            params![node],
+        )
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {

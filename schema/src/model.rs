@@ -301,6 +301,27 @@ pub struct Hold {
     pub expires_at: u64,
 }
 
+/// A call in progress on a node, written when it starts and removed when
+/// its CDR is written: what a node that restarts after dying uses to give
+/// each call it had up exactly one CDR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenCall {
+    /// The node (its name) running the call.
+    pub node: String,
+    /// The call.
+    pub call_id: String,
+    /// Who pays (the caller when nobody is charged).
+    pub payer: String,
+    /// Caller.
+    pub caller: String,
+    /// Callee.
+    pub callee: String,
+    /// The center that ran it.
+    pub center: String,
+    /// Set up at, Unix milliseconds.
+    pub setup_ms: u64,
+}
+
 /// What setting a hold did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldOutcome {

@@ -31,7 +31,7 @@ use scylla::value::{CqlValue, Row};
 
 use crate::model::{
     Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, NumberState, Posted, Session as SessionRecord,
+    NumberRecord, NumberState, OpenCall, Posted, Session as SessionRecord,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -405,6 +405,21 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
         "sends_of_card",
         Kind::Read,
         "SELECT recipient, version, at FROM card_sends_by_card WHERE card = ?",
+    ),
+    (
+        "open_call_put",
+        Kind::Write,
+        "INSERT INTO open_calls (node, call_id, doc) VALUES (?, ?, ?)",
+    ),
+    (
+        "open_call_delete",
+        Kind::Write,
+        "DELETE FROM open_calls WHERE node = ? AND call_id = ?",
+    ),
+    (
+        "open_calls_of",
+        Kind::Read,
+        "SELECT doc FROM open_calls WHERE node = ?",
     ),
     (
         "cdr_insert",
@@ -1551,6 +1566,22 @@ impl Store for Scylla {
             .iter()
             .filter_map(|r| Some((text(r, 0)?, u64_of(big(r, 1)?), u64_of(big(r, 2)?))))
             .collect())
+    }
+
+    async fn put_open_call(&self, c: &OpenCall) -> Result<()> {
+        self.exec("open_call_put", (&c.node, &c.call_id, to_doc(c)?))
+            .await
+            .map(|_| ())
+    }
+
+    async fn close_open_call(&self, node: &str, call_id: &str) -> Result<()> {
+        self.exec("open_call_delete", (node, call_id))
+            .await
+            .map(|_| ())
+    }
+
+    async fn open_calls(&self, node: &str) -> Result<Vec<OpenCall>> {
+        self.docs("open_calls_of", (node,)).await
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::model::{
     Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, Posted, Session,
+    NumberRecord, OpenCall, Posted, Session,
 };
 
 /// What a backend can fail with.
@@ -171,6 +171,13 @@ pub trait Store: Send + Sync + 'static {
     async fn card_sends_since(&self, owner: &str, since: u64) -> Result<u64>;
     /// A card's sends, oldest first: (to, version, at).
     async fn card_sends(&self, card: &str) -> Result<Vec<(String, u64, u64)>>;
+
+    /// Record a call in progress on its node.
+    async fn put_open_call(&self, call: &OpenCall) -> Result<()>;
+    /// Forget a call in progress (its CDR is written).
+    async fn close_open_call(&self, node: &str, call_id: &str) -> Result<()>;
+    /// The calls in progress recorded for `node`.
+    async fn open_calls(&self, node: &str) -> Result<Vec<OpenCall>>;
 
     /// Write a CDR once: `false` when one with its `call_id` exists (it is
     /// left as it was). One partition: the call id.

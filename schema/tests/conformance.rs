@@ -855,6 +855,24 @@ async fn conforms(store: Arc<dyn Store>) {
         store.rates("t").await.unwrap(),
         Some(("prefix,per_minute\n82,2\n".into(), 2))
     );
+    // Calls in progress, per node.
+    let open = |node: &str, id: &str| schema::model::OpenCall {
+        node: node.into(),
+        call_id: id.into(),
+        payer: "1001".into(),
+        caller: "100".into(),
+        callee: "200".into(),
+        center: "seoul".into(),
+        setup_ms: 5,
+    };
+    for (node, id) in [("a", "x1"), ("a", "x2"), ("b", "x3")] {
+        store_ref.put_open_call(&open(node, id)).await.unwrap();
+    }
+    store_ref.close_open_call("a", "x1").await.unwrap();
+    store_ref.close_open_call("a", "nothing").await.unwrap();
+    assert_eq!(store_ref.open_calls("a").await.unwrap(), [open("a", "x2")]);
+    assert_eq!(store_ref.open_calls("b").await.unwrap().len(), 1);
+    assert!(store_ref.open_calls("c").await.unwrap().is_empty());
     expiry_suite(store_ref).await;
     paging_suite(store_ref).await;
     race_suite(store.clone()).await;

@@ -410,6 +410,7 @@ async fn serve(config: &str, data: &str, sip_port: u16, http_port: u16) -> tokio
 struct TrunkNode {
     data: tempfile::TempDir,
     work: tempfile::TempDir,
+    config: PathBuf,
     sip_port: u16,
     http_port: u16,
     trunk_port: u16,
@@ -458,11 +459,24 @@ impl TrunkNode {
         TrunkNode {
             data,
             work,
+            config,
             sip_port,
             http_port,
             trunk_port,
             serve,
         }
+    }
+
+    /// Start `serve` again on the same data, configuration and ports.
+    async fn restart(&mut self) {
+        let dir = self.data.path().to_string_lossy().to_string();
+        self.serve = serve(
+            &self.config.to_string_lossy(),
+            &dir,
+            self.sip_port,
+            self.http_port,
+        )
+        .await;
     }
 
     /// Member 100 calling +1 212 555 0100 with `scenario`.
@@ -733,5 +747,95 @@ async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
     assert!(
         rows[0].contains("answered") && rows[0].contains("caller"),
         "ended by its caller, not released by the shutdown: {text}"
+    );
+}
+
+/// kill -9 with calls up, then a restart: the call that had ended keeps
+/// its one CDR, each call that was up gets exactly one (`lost`), nothing
+/// is left recorded as in progress, and a second restart adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_every_call_has_exactly_one_cdr() {
+    let mut n = TrunkNode::start("", "").await;
+    let work = tempfile::tempdir().unwrap();
+    let sc = scenario_in(
+        work.path(),
+        "trunk_answer.xml",
+        &[("RURI", "\\+12125550100")],
+    );
+    let mut trunk = Sipp::new(work.path(), &sc, n.trunk_port);
+    trunk.args(["-m", "4"]);
+    let _trunk = trunk.spawn().unwrap();
+    // One call that ends, then three that stay up.
+    n.call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "100")]))
+        .run()
+        .await
+        .unwrap();
+    let mut up = n.call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "20000")]));
+    up.args(["-m", "3", "-r", "10"]);
+    let _up = up.spawn().unwrap();
+    let http = format!("127.0.0.1:{}", n.http_port);
+    switchboard_tests::eventually("three calls up", Duration::from_secs(10), || async {
+        let text = http_get(&http, "/metrics").await;
+        metric(&text, "switchboard_trunk_answered_total{trunk=\"ny\"}") == Some(4.0)
+    })
+    .await
+    .unwrap();
+    let pid = n.serve.id().unwrap();
+    let _ = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .await;
+    let _ = n.serve.wait().await;
+
+    let cdrs = |dir: String| async move {
+        let out = Command::new(binary())
+            .args(["cdrs", "export", "--data", &dir])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split("\r\n")
+            .filter(|l| !l.is_empty())
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let dir = n.data.path().to_string_lossy().to_string();
+    assert_eq!(
+        cdrs(dir.clone()).await.len(),
+        1,
+        "before the restart: the ended call"
+    );
+    n.restart().await;
+    let rows = cdrs(dir.clone()).await;
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains("answered")).count(),
+        1,
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.contains("lost")).count(),
+        3,
+        "{rows:?}"
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r.split(',').next()).collect();
+    assert_eq!(ids.len(), 4, "one CDR per call");
+    // Again: nothing new.
+    n.serve.kill().await.unwrap();
+    let _ = n.serve.wait().await;
+    n.restart().await;
+    assert_eq!(cdrs(dir.clone()).await.len(), 4);
+    n.serve.kill().await.unwrap();
+    let store = schema::embedded::Embedded::open(n.data.path()).unwrap();
+    use schema::store::Store as _;
+    assert!(
+        store
+            .open_calls(&format!("127.0.0.1:{}", n.sip_port))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing left in progress"
     );
 }
