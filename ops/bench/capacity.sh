@@ -23,7 +23,7 @@ cargo build --release --locked -p switchboard -p switchboard-loadtest -q
 SB=./target/release/switchboard
 L=./target/release/switchboard-load
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 $SB member add --number 100 --password pw-100 --data "$WORK/d" >/dev/null
 $SB member add --number 200 --password pw-200 --data "$WORK/d" >/dev/null
 RUST_LOG=error $SB serve --data "$WORK/d" --sip 127.0.0.1:$SIP --http 127.0.0.1:$HTTP >"$WORK/serve.log" 2>&1 &

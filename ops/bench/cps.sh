@@ -39,7 +39,7 @@ UAC_PORT=15201
 cargo build --release --locked --bin switchboard -q
 BIN=./target/release/switchboard
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 $BIN member add --number 100 --password bench-100 --data "$WORK/data" >/dev/null
 $BIN member add --number 200 --password bench-200 --data "$WORK/data" >/dev/null
 LCR=${LCR:-0}

@@ -20,7 +20,7 @@ PORT=${PORT:-27700}
 cargo build --release --locked -p switchboard-loadtest -q
 L=./target/release/switchboard-load
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 HZ=$(getconf CLK_TCK)
 printf '%8s %10s %14s %8s %8s %7s\n' rate msgs/s started/s drift failed cpu%
 for rate in "${RATES[@]}"; do
