@@ -479,6 +479,46 @@ impl TrunkNode {
         .await;
     }
 
+    /// Wait until trunk "ny" has answered `n` calls.
+    async fn answered(&self, n: f64) {
+        let http = format!("127.0.0.1:{}", self.http_port);
+        switchboard_tests::eventually("calls answered", Duration::from_secs(10), || async {
+            let text = http_get(&http, "/metrics").await;
+            metric(&text, "switchboard_trunk_answered_total{trunk=\"ny\"}") == Some(n)
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Send `signal` (`TERM`, `9`) to `serve`.
+    async fn signal(&self, signal: &str) {
+        let pid = self.serve.id().unwrap();
+        let _ = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .await;
+    }
+
+    /// The CDR rows `cdrs export` prints (the header left out).
+    async fn cdr_rows(&self) -> Vec<String> {
+        let out = Command::new(binary())
+            .args([
+                "cdrs",
+                "export",
+                "--data",
+                &self.data.path().to_string_lossy(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split("\r\n")
+            .filter(|l| !l.is_empty())
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Member 100 calling +1 212 555 0100 with `scenario`.
     fn call(&self, scenario: &std::path::Path) -> Sipp {
         let csv = self.work.path().join("u.csv");
@@ -694,8 +734,7 @@ async fn plans_import_stores_a_whole_plan_or_names_the_bad_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
     let mut n = TrunkNode::start("", "[calls]\ndrain_s = 30\n\n").await;
-    let (trunk_port, http_port) = (n.trunk_port, n.http_port);
-    let dir = n.data.path().to_string_lossy().to_string();
+    let trunk_port = n.trunk_port;
     let work = tempfile::tempdir().unwrap();
     let sc = scenario_in(
         work.path(),
@@ -707,18 +746,8 @@ async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
         .call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "3000")]))
         .spawn()
         .unwrap();
-    switchboard_tests::eventually("the call answered", Duration::from_secs(10), || async {
-        let text = http_get(&format!("127.0.0.1:{http_port}"), "/metrics").await;
-        metric(&text, "switchboard_trunk_answered_total{trunk=\"ny\"}") == Some(1.0)
-    })
-    .await
-    .unwrap();
-
-    let pid = n.serve.id().unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
+    n.answered(1.0).await;
+    n.signal("TERM").await;
     // The engine still answers, but takes no new call.
     n.call(&scenario_in(work.path(), "uac_shed.xml", &[]))
         .run()
@@ -732,21 +761,11 @@ async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status}");
-    let out = Command::new(binary())
-        .args(["cdrs", "export", "--data", &dir])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<&str> = text
-        .split("\r\n")
-        .filter(|l| !l.is_empty())
-        .skip(1)
-        .collect();
-    assert_eq!(rows.len(), 1, "one CDR, the call that was up: {text}");
+    let rows = n.cdr_rows().await;
+    assert_eq!(rows.len(), 1, "one CDR, the call that was up: {rows:?}");
     assert!(
         rows[0].contains("answered") && rows[0].contains("caller"),
-        "ended by its caller, not released by the shutdown: {text}"
+        "ended by its caller, not released by the shutdown: {rows:?}"
     );
 }
 
@@ -773,41 +792,17 @@ async fn after_kill_9_every_call_has_exactly_one_cdr() {
     let mut up = n.call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "20000")]));
     up.args(["-m", "3", "-r", "10"]);
     let _up = up.spawn().unwrap();
-    let http = format!("127.0.0.1:{}", n.http_port);
-    switchboard_tests::eventually("three calls up", Duration::from_secs(10), || async {
-        let text = http_get(&http, "/metrics").await;
-        metric(&text, "switchboard_trunk_answered_total{trunk=\"ny\"}") == Some(4.0)
-    })
-    .await
-    .unwrap();
-    let pid = n.serve.id().unwrap();
-    let _ = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .await;
+    n.answered(4.0).await;
+    n.signal("9").await;
     let _ = n.serve.wait().await;
 
-    let cdrs = |dir: String| async move {
-        let out = Command::new(binary())
-            .args(["cdrs", "export", "--data", &dir])
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.split("\r\n")
-            .filter(|l| !l.is_empty())
-            .skip(1)
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    let dir = n.data.path().to_string_lossy().to_string();
     assert_eq!(
-        cdrs(dir.clone()).await.len(),
+        n.cdr_rows().await.len(),
         1,
         "before the restart: the ended call"
     );
     n.restart().await;
-    let rows = cdrs(dir.clone()).await;
+    let rows = n.cdr_rows().await;
     assert_eq!(rows.len(), 4, "{rows:?}");
     assert_eq!(
         rows.iter().filter(|r| r.contains("answered")).count(),
@@ -826,7 +821,7 @@ async fn after_kill_9_every_call_has_exactly_one_cdr() {
     n.serve.kill().await.unwrap();
     let _ = n.serve.wait().await;
     n.restart().await;
-    assert_eq!(cdrs(dir.clone()).await.len(), 4);
+    assert_eq!(n.cdr_rows().await.len(), 4);
     n.serve.kill().await.unwrap();
     let store = schema::embedded::Embedded::open(n.data.path()).unwrap();
     use schema::store::Store as _;
