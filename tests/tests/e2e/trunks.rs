@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actors::config::{Routing, TrunkRoute};
 use engine::lcr::{Deck, Rate, Table, TrunkDeck};
@@ -590,4 +591,57 @@ async fn a_trunk_without_a_codec_of_the_offer_is_skipped() {
     // seoul-a takes G.711 A-law only; the caller offers PCMU and DTMF.
     let (env, t) = env_with(|a| a.codecs = vec!["PCMA".to_owned()].into()).await;
     passed_over_for_seoul_b(&env, &t, "a trunk was offered codecs it does not take").await;
+}
+
+/// seoul-a goes silent in the middle of a call: the call still ends when
+/// its caller hangs up (nothing waits on the dead trunk), and the next call
+/// fails over to seoul-b when seoul-a does not answer (408), so no call is
+/// stuck and each has its CDR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_that_goes_silent_mid_run_leaves_no_call_stuck() {
+    let (env, t) = env().await;
+    let a = trunk(
+        &env,
+        t.seoul_a,
+        "trunk_answer.xml",
+        &[("RURI", "0212345678")],
+    );
+    let first = caller(&env, "+82212345678", "uac.xml", &[("HOLD", "1500")])
+        .spawn()
+        .unwrap();
+    switchboard_tests::eventually("the call up", Duration::from_secs(10), || async {
+        env.node().calls_up() == 1
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(a); // seoul-a is gone: no answer to anything any more.
+    first.wait().await.unwrap();
+    // The next call: seoul-a never answers its INVITE; seoul-b takes it.
+    let b = trunk(
+        &env,
+        t.seoul_b,
+        "trunk_answer.xml",
+        &[("RURI", "82212345678")],
+    );
+    let mut second = caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")]);
+    second
+        .args(["-recv_timeout", "40000"])
+        .limit(Duration::from_secs(60));
+    second.run().await.unwrap();
+    b.wait().await.unwrap();
+    switchboard_tests::eventually("no call stuck", Duration::from_secs(30), || async {
+        env.node().calls_up() == 0
+    })
+    .await
+    .unwrap();
+    let report = env
+        .call_report(|r| r.status == 200 && r.attempts.len() == 2)
+        .await;
+    let attempts: Vec<_> = report
+        .attempts
+        .iter()
+        .map(|a| (a.trunk.as_str(), a.status))
+        .collect();
+    assert_eq!(attempts, [("seoul-a", Some(408)), ("seoul-b", Some(200))]);
 }
