@@ -79,20 +79,29 @@ impl Shed {
     }
 }
 
-/// A token bucket of `rate` a second holding at most one second's worth.
-#[derive(Debug)]
-struct Bucket {
+/// A token bucket refilled at `rate` a second, holding at most `burst`
+/// seconds' worth (at least one token); it starts full.
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
     tokens: f64,
     at: Option<Instant>,
 }
 
 impl Bucket {
-    fn take(&mut self, rate: f64, now: Instant) -> bool {
-        let cap = rate.max(1.0);
-        let elapsed = self.at.map_or(cap / rate.max(f64::MIN_POSITIVE), |t| {
-            now.saturating_duration_since(t).as_secs_f64()
-        });
-        self.tokens = (self.tokens + elapsed * rate).min(cap);
+    /// When a token was last asked for.
+    pub(crate) fn last(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Take a token at `now`, if there is one.
+    pub(crate) fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let cap = (rate * burst).max(1.0);
+        self.tokens = match self.at {
+            None => cap,
+            Some(t) => {
+                (self.tokens + now.saturating_duration_since(t).as_secs_f64() * rate).min(cap)
+            }
+        };
         self.at = Some(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -124,14 +133,8 @@ impl Admission {
     pub fn new(cfg: AdmissionConfig) -> Admission {
         Admission {
             cfg,
-            calls: Mutex::new(Bucket {
-                tokens: 0.0,
-                at: None,
-            }),
-            registers: Mutex::new(Bucket {
-                tokens: 0.0,
-                at: None,
-            }),
+            calls: Mutex::new(Bucket::default()),
+            registers: Mutex::new(Bucket::default()),
             admitted: DashMap::new(),
             active: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -167,7 +170,7 @@ impl Admission {
             return Err(Shed::Calls);
         }
         if let Some(rate) = self.cfg.max_cps
-            && !self.calls.lock().take(rate, now)
+            && !self.calls.lock().take(rate, 1.0, now)
         {
             return Err(Shed::Rate);
         }
@@ -185,7 +188,7 @@ impl Admission {
             return Err(Shed::Lag);
         }
         match self.cfg.max_registers_per_s {
-            Some(rate) if !self.registers.lock().take(rate, now) => Err(Shed::Rate),
+            Some(rate) if !self.registers.lock().take(rate, 1.0, now) => Err(Shed::Rate),
             _ => Ok(()),
         }
     }
@@ -196,16 +199,22 @@ impl Admission {
         })
     }
 
-    /// A call started (every call, admitted here or placed by the engine).
+    /// A call started (every call, admitted here or placed by the engine);
+    /// the calls-up gauge follows.
     pub fn call_started(&self) {
         self.active.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
     }
 
     /// A call ended.
     pub fn call_ended(&self) {
-        let _ = self
+        if self
             .active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            metrics::gauge!(crate::metrics::CALLS_ACTIVE).decrement(1.0);
+        }
     }
 
     /// Calls up.

@@ -412,7 +412,6 @@ impl Actor for Call {
             Start::Invite(r) => (Some(r), None),
             Start::Originate(f) => (None, Some(f)),
         };
-        metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
         args.transport.admission.call_started();
         let mut legs = HashMap::new();
         let local = args.transport.local();
@@ -775,7 +774,6 @@ impl CallState {
             );
             self.media_report = Some(r);
         }
-        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
         self.branches.transport.admission.call_ended();
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
         let end_ms = crate::clock::unix_ms();

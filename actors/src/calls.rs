@@ -195,7 +195,6 @@ impl Actor for Calls {
                 metrics::counter!(m::CALLS_CRASHED).increment(1);
                 if let Some(record) = st.calls.remove(&cell.get_id()) {
                     if !record.over {
-                        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
                         st.transport.admission.call_ended();
                         metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
                         st.account_crash(&record.facts, &format!("the call crashed: {err}"))

@@ -11,6 +11,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
+use crate::admission::Bucket;
+
 /// Source protection settings.
 #[derive(Debug, Clone)]
 pub struct ProtectionConfig {
@@ -83,19 +85,25 @@ pub struct Ban {
     pub remaining_s: u64,
 }
 
-#[derive(Debug)]
-struct Source {
-    tokens: f64,
-    at: Instant,
-}
-
 /// The protection state of a node.
 #[derive(Debug, Default)]
 pub struct Guard {
     cfg: ProtectionConfig,
-    sources: DashMap<IpAddr, Source>,
+    /// `cfg.scanner_agents` in lower case, the empty ones left out.
+    agents: Vec<String>,
+    sources: DashMap<IpAddr, Bucket>,
     bans: DashMap<IpAddr, (Instant, BanReason)>,
     trusted: DashMap<IpAddr, ()>,
+}
+
+/// Whether `hay` contains `lower` (lower case), ignoring ASCII case,
+/// without allocating (it runs on every request carrying a User-Agent).
+fn contains_ignore_ascii_case(hay: &[u8], lower: &[u8]) -> bool {
+    hay.windows(lower.len()).any(|w| {
+        w.iter()
+            .zip(lower)
+            .all(|(h, l)| h.to_ascii_lowercase() == *l)
+    })
 }
 
 fn in_network(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
@@ -121,8 +129,15 @@ fn in_network(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
 impl Guard {
     /// A guard under `cfg`; `trusted` addresses (trunks) are never limited.
     pub fn new(cfg: ProtectionConfig, trusted: impl IntoIterator<Item = IpAddr>) -> Guard {
+        let agents = cfg
+            .scanner_agents
+            .iter()
+            .filter(|a| !a.is_empty())
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
         Guard {
             cfg,
+            agents,
             sources: DashMap::new(),
             bans: DashMap::new(),
             trusted: trusted.into_iter().map(|ip| (ip, ())).collect(),
@@ -148,18 +163,9 @@ impl Guard {
         if self.exempt(ip) {
             return None;
         }
-        let cap = (rate * 2.0).max(1.0);
-        let mut s = self.sources.entry(ip).or_insert(Source {
-            tokens: cap,
-            at: now,
-        });
-        s.tokens = (s.tokens + now.saturating_duration_since(s.at).as_secs_f64() * rate).min(cap);
-        s.at = now;
-        if s.tokens >= 1.0 {
-            s.tokens -= 1.0;
+        if self.sources.entry(ip).or_default().take(rate, 2.0, now) {
             return None;
         }
-        drop(s);
         self.ban(ip, BanReason::Rate, now);
         Some("rate")
     }
@@ -169,12 +175,10 @@ impl Guard {
         if self.exempt(ip) {
             return false;
         }
-        let ua = user_agent.to_ascii_lowercase();
         let hit = self
-            .cfg
-            .scanner_agents
+            .agents
             .iter()
-            .any(|s| !s.is_empty() && ua.contains(&s.to_ascii_lowercase()));
+            .any(|a| contains_ignore_ascii_case(user_agent.as_bytes(), a.as_bytes()));
         if hit {
             self.ban(ip, BanReason::Scanner, now);
         }
@@ -188,8 +192,10 @@ impl Guard {
         self.sources.remove(&ip);
         if self.sources.len() > 100_000 {
             let horizon = Duration::from_secs(10);
-            self.sources
-                .retain(|_, s| now.saturating_duration_since(s.at) < horizon);
+            self.sources.retain(|_, s| {
+                s.last()
+                    .is_some_and(|t| now.saturating_duration_since(t) < horizon)
+            });
         }
     }
 
@@ -256,7 +262,11 @@ mod tests {
         // The ban ends by itself, or when the operator lifts it.
         assert_eq!(g.admit(flood, now + Duration::from_secs(301)), None);
         g.scanner(flood, "x", now);
-        assert!(g.scanner(flood, "friendly-scanner 1.0", now));
+        assert!(!g.scanner(quiet, "Linphone/5.2 (friendly)", now));
+        assert!(
+            g.scanner(flood, "Friendly-Scanner 1.0", now),
+            "case is ignored"
+        );
         assert_eq!(g.admit(flood, now), Some("banned"));
         assert!(g.lift(flood));
         assert_eq!(g.admit(flood, now), None);

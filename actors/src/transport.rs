@@ -203,8 +203,23 @@ impl Transport {
         flow: Flow,
         why: &str,
     ) {
+        self.refuse(request, status, flow, why, None).await;
+    }
+
+    /// A stateless refusal with a `Reason` and, when given, `Retry-After`.
+    async fn refuse(
+        self: &Arc<Self>,
+        request: &Request,
+        status: u16,
+        flow: Flow,
+        why: &str,
+        retry_after: Option<u32>,
+    ) {
         let tag = stateless_tag(request);
         let mut response = request.response(status, Some(&tag));
+        if let Some(secs) = retry_after {
+            response.headers.push("Retry-After", secs.to_string());
+        }
         let text = why.replace('"', "'");
         response
             .headers
@@ -510,15 +525,8 @@ impl Transport {
         if let Some(shed) = shed {
             metrics::counter!(m::SHED, "method" => request.method.as_str().to_owned(), "reason" => shed.label())
                 .increment(1);
-            let tag = stateless_tag(&request);
-            let mut response = request.response(503, Some(&tag));
-            response
-                .headers
-                .push("Retry-After", self.admission.retry_after().to_string());
-            response
-                .headers
-                .push("Reason", format!("SIP;cause=503;text=\"{}\"", shed.why()));
-            self.send_response(&response, response_flow(&response, flow))
+            let retry_after = Some(self.admission.retry_after());
+            self.refuse(&request, 503, flow, shed.why(), retry_after)
                 .await;
             return;
         }

@@ -462,16 +462,10 @@ impl Site {
                 || !auth::same_secret(field(&form(&req.body), "csrf"), &visit.csrf))
         {
             // A form from another site, or one older than its cookie.
-            let mut p = Page::html(
+            Page::html(
                 StatusCode::FORBIDDEN,
-                self.message_page(
-                    "This form has expired",
-                    "Reload the page and try again.",
-                    &visit,
-                ),
-            );
-            p.content_type = "text/html; charset=utf-8";
-            p
+                self.message_page("This form has expired", "Reload the page and try again."),
+            )
         } else {
             match self.route(&req, &visit).await {
                 Ok(p) => p,
@@ -495,7 +489,7 @@ impl Site {
         )
     }
 
-    fn message_page(&self, title: &str, text: &str, _visit: &Visit) -> String {
+    fn message_page(&self, title: &str, text: &str) -> String {
         let esc = crate::billing::escape;
         format!(
             "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width, initial-scale=1\"><title>{t}</title><h1>{t}</h1><p>{}</p><p><a href=\"/app/cards\">Your cards</a></p>",
