@@ -220,6 +220,8 @@ struct FileConfig {
     #[serde(default)]
     sip: SipSection,
     #[serde(default)]
+    tls: TlsSection,
+    #[serde(default)]
     http: HttpSection,
     #[serde(default)]
     store: StoreSection,
@@ -352,6 +354,8 @@ struct TrunkSection {
     name: String,
     address: SocketAddr,
     transport: Option<String>,
+    /// The name a TLS trunk's certificate must carry (default: its IP).
+    tls_name: Option<String>,
     #[serde(default)]
     codecs: Vec<String>,
     #[serde(default)]
@@ -455,6 +459,19 @@ struct SipSection {
     t2_ms: Option<u64>,
     t4_ms: Option<u64>,
     max_message: Option<usize>,
+}
+
+/// SIP over TLS: on when `cert` and `key` are set (or `listen` is).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    /// Default: the SIP listen IP, port 5061.
+    listen: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    /// Trust anchors for TLS trunks (default: the system bundle).
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -629,6 +646,16 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     if let Some(v) = file.calls.no_answer_timeout_s {
         node.no_answer_timeout = Duration::from_secs(v);
     }
+    let tls = file.tls;
+    let tls_listen = env_parse::<SocketAddr>("SWITCHBOARD_TLS")?.or(tls.listen);
+    let tls_on = tls_listen.is_some() || tls.cert.is_some() || tls.key.is_some();
+    node.tls = actors::tls::TlsConfig {
+        listen: tls_on.then(|| tls_listen.unwrap_or(SocketAddr::new(sip_addr.ip(), 5061))),
+        advertise: tls.advertise,
+        cert: tls.cert,
+        key: tls.key,
+        ca_file: tls.ca_file,
+    };
     let o = &file.overload;
     let positive = |v: Option<f64>, key: &str| -> Result<Option<f64>> {
         match v {
@@ -849,11 +876,13 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             });
         }
         let mut route = actors::config::TrunkRoute::new(&t.name, t.address, translation);
-        route.tcp = match t.transport.as_deref() {
-            None | Some("udp") => false,
-            Some("tcp") => true,
-            Some(other) => bail!("trunk {}: transport {other:?}: udp or tcp", t.name),
+        route.transport = match t.transport.as_deref() {
+            None | Some("udp") => actors::config::SipTransport::Udp,
+            Some("tcp") => actors::config::SipTransport::Tcp,
+            Some("tls") => actors::config::SipTransport::Tls,
+            Some(other) => bail!("trunk {}: transport {other:?}: udp, tcp or tls", t.name),
         };
+        route.tls_name = t.tls_name;
         route.codecs = t.codecs.into();
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
@@ -1119,9 +1148,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         enum_server = Some(server);
     }
     println!(
-        "switchboard {} serving: SIP udp+tcp {}, HTTP http://{}, ENUM {}, data {}",
+        "switchboard {} serving: SIP udp+tcp {}{}, HTTP http://{}, ENUM {}, data {}",
         env!("CARGO_PKG_VERSION"),
         node.sip_addr,
+        node.tls_addr
+            .map(|a| format!(", SIP tls {a}"))
+            .unwrap_or_default(),
         http_addr,
         enum_note,
         settings.data.display()

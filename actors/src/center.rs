@@ -191,7 +191,7 @@ impl CenterState {
             return;
         }
         let ident = self.caller_facts(&caller, Some(&request)).await;
-        let (targets, hunt) = match self.resolve(&callee, &ident).await {
+        let (mut targets, hunt) = match self.resolve(&callee, &ident).await {
             Ok(t) => t,
             Err((status, why)) => {
                 self.transport
@@ -200,6 +200,17 @@ impl CenterState {
                 return;
             }
         };
+        if request.uri.scheme == "sips" {
+            // RFC 5630 §3.1.2: a sips: request is secured on every hop, so
+            // only targets reached over TLS may take it.
+            targets.retain(|t| matches!(t.flow, Flow::Tls(_)));
+            if targets.is_empty() {
+                self.transport
+                    .respond_with_reason(&request, 480, flow, "callee not reachable over TLS")
+                    .await;
+                return;
+            }
+        }
         let call_id = ids::call_id(&mut self.rng, "call");
         let billing = match self.authorise(&caller, &callee, &call_id, &ident).await {
             Ok(b) => b,
@@ -748,13 +759,16 @@ impl CenterState {
     /// its URI names.
     fn target_flow(&self, source: &str, uri: &Uri) -> Option<Flow> {
         match Flow::parse(source) {
-            Some(Flow::Tcp(addr)) if !self.transport.has_connection(addr) => {}
+            Some(flow @ (Flow::Tcp(_) | Flow::Tls(_))) if !self.transport.has_connection(flow) => {}
             Some(flow) => return Some(flow),
             None => {}
         }
         let ip = uri.host.parse().ok()?;
-        let addr = std::net::SocketAddr::new(ip, uri.port.unwrap_or(5060));
+        let default_port = if uri.scheme == "sips" { 5061 } else { 5060 };
+        let addr = std::net::SocketAddr::new(ip, uri.port.unwrap_or(default_port));
         Some(match uri.transport().as_deref() {
+            _ if uri.scheme == "sips" => Flow::Tls(addr),
+            Some("tls") => Flow::Tls(addr),
             Some("tcp") => Flow::Tcp(addr),
             _ => Flow::Udp(addr),
         })

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     /// This node's name among the nodes sharing a store (its calls in
     /// progress are recorded under it); default: the SIP listen address.
     pub node_name: String,
+    /// SIP over TLS: listener, certificate, trust anchors.
+    pub tls: crate::tls::TlsConfig,
     /// Overload control (admission of new calls and registrations).
     pub admission: crate::admission::AdmissionConfig,
     /// Source protection (per-source rate and bans, scanner agents).
@@ -89,6 +91,7 @@ impl NodeConfig {
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
             node_name: sip_addr.to_string(),
+            tls: crate::tls::TlsConfig::default(),
             admission: crate::admission::AdmissionConfig::default(),
             protection: crate::protection::ProtectionConfig::default(),
             panic_on_callee: None,
@@ -103,6 +106,25 @@ impl NodeConfig {
     }
 }
 
+/// The transport a trunk is reached over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SipTransport {
+    /// UDP (the default).
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP, verifying the trunk's certificate.
+    Tls,
+}
+
+impl SipTransport {
+    /// Whether the transport is reliable (no retransmissions).
+    pub fn reliable(self) -> bool {
+        self != SipTransport::Udp
+    }
+}
+
 /// A SIP trunk calls can be handed to.
 #[derive(Debug, Clone)]
 pub struct TrunkRoute {
@@ -111,7 +133,9 @@ pub struct TrunkRoute {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Over TCP rather than UDP (one connection, kept open and reused).
-    pub tcp: bool,
+    pub transport: SipTransport,
+    /// The name its TLS certificate must carry (default: its IP address).
+    pub tls_name: Option<String>,
     /// Audio codecs it accepts (`PCMA`, `G729`…); an offer is narrowed to
     /// them, and a call whose offer has none of them skips the trunk.
     /// Empty: any.
@@ -155,18 +179,21 @@ pub struct TrunkRegistration {
 impl TrunkRoute {
     /// How requests reach it.
     pub fn flow(&self) -> crate::transport::Flow {
-        match self.tcp {
-            true => crate::transport::Flow::Tcp(self.addr),
-            false => crate::transport::Flow::Udp(self.addr),
+        match self.transport {
+            SipTransport::Udp => crate::transport::Flow::Udp(self.addr),
+            SipTransport::Tcp => crate::transport::Flow::Tcp(self.addr),
+            SipTransport::Tls => crate::transport::Flow::Tls(self.addr),
         }
     }
 
-    /// A SIP URI at the trunk for `user` (with `;transport=tcp` over TCP).
+    /// A SIP URI at the trunk for `user` (with `;transport=tcp` or `tls`).
     pub fn uri(&self, user: Option<&str>) -> engine::sip::msg::Uri {
         let mut uri =
             engine::sip::msg::Uri::sip(user, &self.addr.ip().to_string(), Some(self.addr.port()));
-        if self.tcp {
-            uri.params.push(("transport".into(), Some("tcp".into())));
+        match self.transport {
+            SipTransport::Udp => {}
+            SipTransport::Tcp => uri.params.push(("transport".into(), Some("tcp".into()))),
+            SipTransport::Tls => uri.params.push(("transport".into(), Some("tls".into()))),
         }
         uri
     }
@@ -177,7 +204,8 @@ impl TrunkRoute {
         TrunkRoute {
             name: name.to_owned(),
             addr,
-            tcp: false,
+            transport: SipTransport::Udp,
+            tls_name: None,
             codecs: Arc::from(Vec::new()),
             translation,
             max_channels: u32::MAX,

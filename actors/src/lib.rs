@@ -31,6 +31,7 @@ pub mod node;
 pub mod protection;
 pub mod registrar;
 pub mod supervision;
+pub mod tls;
 pub mod transport;
 pub mod trunk;
 

@@ -25,7 +25,7 @@ use crate::config::NodeConfig;
 use crate::metrics as m;
 use crate::registrar::{Registrar, RegistrarArgs, RegistrarMsg};
 use crate::supervision::{Intensity, Restart};
-use crate::transport::{Transport, serve_tcp, serve_udp};
+use crate::transport::{Transport, serve_tcp, serve_tls, serve_udp};
 use crate::trunk::{Trunk, TrunkArgs, TrunkLive, TrunkMsg};
 
 /// Messages of the Node.
@@ -357,6 +357,8 @@ impl Actor for Node {
 pub struct NodeHandle {
     /// The address SIP listens on (UDP and TCP).
     pub sip_addr: SocketAddr,
+    /// The address SIP over TLS listens on, when configured.
+    pub tls_addr: Option<SocketAddr>,
     /// The transport, for inspection in tests.
     pub transport: Arc<Transport>,
     node: ActorRef<NodeMsg>,
@@ -372,7 +374,7 @@ pub enum StartError {
         /// The address.
         addr: SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        source: crate::transport::BindError,
     },
     /// The routing configuration does not hold together.
     #[error("routing: {0}")]
@@ -392,16 +394,18 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
             .map_err(|e| StartError::Config(e.to_string()))?,
     );
     let cfg = Arc::new(cfg);
-    let (transport, listener) = Transport::bind(&cfg)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: cfg.sip_addr,
-            source,
-        })?;
-    let sip_addr = transport.udp_addr().map_err(|source| StartError::Bind {
+    let (transport, listeners) =
+        Transport::bind(&cfg)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: cfg.sip_addr,
+                source,
+            })?;
+    let sip_addr = transport.udp_addr().map_err(|e| StartError::Bind {
         addr: cfg.sip_addr,
-        source,
+        source: e.into(),
     })?;
+    let tls_addr = listeners.tls.as_ref().and_then(|l| l.local_addr().ok());
     recover(store.as_ref(), &cfg).await;
     let args = NodeArgs {
         cfg: cfg.clone(),
@@ -417,7 +421,10 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
     for _ in 0..2 {
         tasks.push(tokio::spawn(serve_udp(transport.clone())));
     }
-    tasks.push(tokio::spawn(serve_tcp(transport.clone(), listener)));
+    tasks.push(tokio::spawn(serve_tcp(transport.clone(), listeners.tcp)));
+    if let Some(tls) = listeners.tls {
+        tasks.push(tokio::spawn(serve_tls(transport.clone(), tls)));
+    }
     tasks.push(tokio::spawn(crate::admission::probe_lag(
         transport.admission.clone(),
     )));
@@ -435,8 +442,12 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         }
     }));
     info!(%sip_addr, "SIP listening on UDP and TCP");
+    if let Some(addr) = tls_addr {
+        info!(%addr, "SIP listening on TLS");
+    }
     Ok(NodeHandle {
         sip_addr,
+        tls_addr,
         transport,
         node,
         tasks,

@@ -170,6 +170,12 @@ impl Guard {
         Some("rate")
     }
 
+    /// Whether `ip` is banned at `now` (checked when a connection is
+    /// accepted, before any TLS handshake is spent on it).
+    pub fn banned(&self, ip: IpAddr, now: Instant) -> bool {
+        self.bans.get(&ip).is_some_and(|b| now < b.0)
+    }
+
     /// Whether `user_agent` is a scanner's; if so `ip` is banned.
     pub fn scanner(&self, ip: IpAddr, user_agent: &str, now: Instant) -> bool {
         if self.exempt(ip) {

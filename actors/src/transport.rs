@@ -1,5 +1,5 @@
-//! SIP transport (RFC 3261 §18, RFC 3581): UDP and TCP on one address, the
-//! receive loops, and the demultiplexer that hands each message to the actor
+//! SIP transport (RFC 3261 §18, RFC 3581): UDP and TCP on one address, TLS
+//! on its own (see [`crate::tls`]), the receive loops, and the demultiplexer that hands each message to the actor
 //! that owns it.
 //!
 //! The transport is a set of tasks around a shared [`Transport`], not an
@@ -52,19 +52,21 @@ pub enum Flow {
     Udp(SocketAddr),
     /// A TCP connection, by its peer address.
     Tcp(SocketAddr),
+    /// A TLS connection, by its peer address.
+    Tls(SocketAddr),
 }
 
 impl Flow {
     /// The peer address.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            Flow::Udp(a) | Flow::Tcp(a) => *a,
+            Flow::Udp(a) | Flow::Tcp(a) | Flow::Tls(a) => *a,
         }
     }
 
     /// Whether the transport is reliable (timers A, E, G are not used).
     pub fn is_reliable(&self) -> bool {
-        matches!(self, Flow::Tcp(_))
+        !matches!(self, Flow::Udp(_))
     }
 
     /// The Via transport token.
@@ -72,6 +74,7 @@ impl Flow {
         match self {
             Flow::Udp(_) => "UDP",
             Flow::Tcp(_) => "TCP",
+            Flow::Tls(_) => "TLS",
         }
     }
 
@@ -82,6 +85,7 @@ impl Flow {
         match proto {
             "udp" => Some(Flow::Udp(addr)),
             "tcp" => Some(Flow::Tcp(addr)),
+            "tls" => Some(Flow::Tls(addr)),
             _ => None,
         }
     }
@@ -92,6 +96,7 @@ impl fmt::Display for Flow {
         match self {
             Flow::Udp(a) => write!(f, "udp:{a}"),
             Flow::Tcp(a) => write!(f, "tcp:{a}"),
+            Flow::Tls(a) => write!(f, "tls:{a}"),
         }
     }
 }
@@ -115,7 +120,13 @@ pub struct Lingering {
 /// The shared transport: sockets, connections and routing tables.
 pub struct Transport {
     udp: Arc<UdpSocket>,
-    tcp: DashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    /// Open TCP and TLS connections, by flow: what is sent to one goes
+    /// through its writer task.
+    streams: DashMap<Flow, mpsc::UnboundedSender<Bytes>>,
+    /// The TLS side: the acceptor when listening, the connector always.
+    tls: crate::tls::Tls,
+    /// The address written into Via and Contact for TLS.
+    local_tls: Option<SocketAddr>,
     /// Dialog routes (see the module doc).
     pub dialogs: DashMap<String, ActorRef<LegMsg>>,
     /// Pending initial INVITE server transactions.
@@ -143,9 +154,34 @@ pub struct Transport {
     pub guard: Arc<crate::protection::Guard>,
 }
 
+/// The stream listeners [`Transport::bind`] opened.
+pub struct Listeners {
+    /// SIP over TCP, on the UDP address.
+    pub tcp: TcpListener,
+    /// SIP over TLS, when `[tls] listen` is set.
+    pub tls: Option<TcpListener>,
+}
+
+/// Errors binding the transport.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A socket could not be bound.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// TLS could not be set up.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 impl Transport {
-    /// Bind UDP and TCP on `cfg.sip_addr` (port 0 picks one port for both).
-    pub async fn bind(cfg: &NodeConfig) -> std::io::Result<(Arc<Transport>, TcpListener)> {
+    /// Bind UDP and TCP on `cfg.sip_addr` (port 0 picks one port for both),
+    /// and TLS on `cfg.tls.listen` when set.
+    pub async fn bind(cfg: &NodeConfig) -> Result<(Arc<Transport>, Listeners), BindError> {
+        let tls = crate::tls::Tls::new(&cfg.tls, &cfg.routing.trunks)?;
+        let tls_listener = match cfg.tls.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         // Bind TCP first, then UDP on the same port (an ephemeral TCP port
         // is usually free on UDP too; retry a few times when it is not).
         let mut last_err = None;
@@ -155,6 +191,14 @@ impl Transport {
             match UdpSocket::bind(addr).await {
                 Ok(udp) => {
                     let local = cfg.advertise.unwrap_or(addr);
+                    let local_tls = match &tls_listener {
+                        Some(l) => Some(
+                            cfg.tls
+                                .advertise
+                                .unwrap_or(SocketAddr::new(local.ip(), l.local_addr()?.port())),
+                        ),
+                        None => None,
+                    };
                     let media = cfg.media.enabled.then(|| {
                         let mut m = cfg.media.clone();
                         if m.advertise.is_none() && m.bind.is_unspecified() {
@@ -173,7 +217,9 @@ impl Transport {
                         media,
                         events: crate::events::CallEvents::new(),
                         udp: Arc::new(udp),
-                        tcp: DashMap::new(),
+                        streams: DashMap::new(),
+                        local_tls,
+                        tls,
                         dialogs: DashMap::new(),
                         invites: DashMap::new(),
                         lingering: DashMap::new(),
@@ -185,13 +231,21 @@ impl Transport {
                         local,
                         max_message: cfg.max_message,
                     });
-                    return Ok((t, tcp));
+                    return Ok((
+                        t,
+                        Listeners {
+                            tcp,
+                            tls: tls_listener,
+                        },
+                    ));
                 }
                 Err(e) if cfg.sip_addr.port() == 0 => last_err = Some(e),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(last_err.unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP")))
+        Err(last_err
+            .unwrap_or_else(|| std::io::Error::other("no port free for UDP and TCP"))
+            .into())
     }
 
     /// Answer `request` statelessly with `status` and a `Reason` header
@@ -257,9 +311,14 @@ impl Transport {
         }
     }
 
-    /// Whether a TCP connection to `addr` is open.
-    pub fn has_connection(&self, addr: SocketAddr) -> bool {
-        self.tcp.contains_key(&addr)
+    /// The address SIP over TLS is advertised on, when it listens.
+    pub fn local_tls(&self) -> Option<SocketAddr> {
+        self.local_tls
+    }
+
+    /// Whether a TCP or TLS connection for `flow` is open.
+    pub fn has_connection(&self, flow: Flow) -> bool {
+        self.streams.contains_key(&flow)
     }
 
     /// Keep a retransmission answer under `key` (see [`server_linger_key`]
@@ -290,15 +349,27 @@ impl Transport {
         format!(
             "SIP/2.0/{} {};branch={branch};rport",
             flow.via_transport(),
-            self.local
+            self.sent_by(flow)
         )
     }
 
-    /// Our Contact URI for `flow`.
+    /// Our address as seen over `flow`: the TLS one for TLS.
+    fn sent_by(&self, flow: Flow) -> SocketAddr {
+        match flow {
+            Flow::Tls(_) => self.local_tls.unwrap_or(self.local),
+            _ => self.local,
+        }
+    }
+
+    /// Our Contact URI for `flow`: `sips:` over TLS (RFC 5630 §3.1.3: the
+    /// `transport=tls` parameter is deprecated), `;transport=tcp` over TCP.
     pub fn contact(&self, flow: Flow) -> msg::Uri {
-        let mut uri = msg::Uri::sip(None, &self.local.ip().to_string(), Some(self.local.port()));
-        if flow.is_reliable() {
-            uri.params.push(("transport".into(), Some("tcp".into())));
+        let at = self.sent_by(flow);
+        let mut uri = msg::Uri::sip(None, &at.ip().to_string(), Some(at.port()));
+        match flow {
+            Flow::Udp(_) => {}
+            Flow::Tcp(_) => uri.params.push(("transport".into(), Some("tcp".into()))),
+            Flow::Tls(_) => uri.scheme = "sips".into(),
         }
         uri
     }
@@ -313,34 +384,59 @@ impl Transport {
                     metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "udp").increment(1);
                 }
             }
-            Flow::Tcp(addr) => {
+            Flow::Tcp(_) | Flow::Tls(_) => {
                 let sent = self
-                    .tcp
-                    .get(&addr)
+                    .streams
+                    .get(&flow)
                     .is_some_and(|tx| tx.send(bytes.clone()).is_ok());
                 if !sent {
-                    self.connect_and_send(addr, bytes);
+                    self.connect_and_send(flow, bytes);
                 }
             }
         }
     }
 
-    fn connect_and_send(self: &Arc<Self>, addr: SocketAddr, bytes: Bytes) {
-        // Outbound TCP: connect, then serve the connection like an inbound
-        // one, so responses on it are read.
+    fn connect_and_send(self: &Arc<Self>, flow: Flow, bytes: Bytes) {
+        // Outbound TCP or TLS: connect, then serve the connection like an
+        // inbound one, so responses on it are read. What is sent meanwhile
+        // queues in the channel.
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
         let _ = tx.send(bytes);
-        self.tcp.insert(addr, tx);
+        self.streams.insert(flow, tx);
         let t = self.clone();
         tokio::spawn(async move {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => t.run_connection(stream, addr, rx).await,
-                Err(e) => {
-                    debug!(%addr, error = %e, "tcp connect failed");
-                    t.tcp.remove(&addr);
-                    metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tcp").increment(1);
-                    t.transport_failed(addr, rx).await;
-                }
+            let addr = flow.addr();
+            let label = if matches!(flow, Flow::Tls(_)) {
+                "tls"
+            } else {
+                "tcp"
+            };
+            let failed = match TcpStream::connect(addr).await {
+                Ok(stream) => match flow {
+                    Flow::Tls(_) => {
+                        let name = t.tls.server_name(addr);
+                        let handshake = t.tls.connector.connect(name, stream);
+                        match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
+                            Ok(Ok(stream)) => {
+                                t.run_connection(stream, flow, rx).await;
+                                return;
+                            }
+                            Ok(Err(e)) => Some((e.to_string(), rx)),
+                            Err(_) => Some(("handshake timed out".to_owned(), rx)),
+                        }
+                    }
+                    _ => {
+                        t.run_connection(stream, flow, rx).await;
+                        return;
+                    }
+                },
+                Err(e) => Some((e.to_string(), rx)),
+            };
+            if let Some((why, rx)) = failed {
+                warn!(%flow, error = %why, "connect failed");
+                t.streams.remove(&flow);
+                metrics::counter!(m::TRANSPORT_ERRORS, "transport" => label).increment(1);
+                t.transport_failed(flow, rx).await;
             }
         });
     }
@@ -350,7 +446,7 @@ impl Transport {
     /// instead of waiting for Timer B (TCP has no retransmissions to fail).
     async fn transport_failed(
         self: &Arc<Self>,
-        addr: SocketAddr,
+        flow: Flow,
         mut queued: mpsc::UnboundedReceiver<Bytes>,
     ) {
         while let Ok(bytes) = queued.try_recv() {
@@ -363,10 +459,9 @@ impl Transport {
             let mut response = request.response(503, None);
             response.headers.push(
                 "Warning",
-                format!("399 switchboard \"cannot connect to {addr}\""),
+                format!("399 switchboard \"cannot connect to {flow}\""),
             );
-            self.handle_bytes(&response.to_bytes(), Flow::Tcp(addr))
-                .await;
+            self.handle_bytes(&response.to_bytes(), flow).await;
         }
     }
 
@@ -516,6 +611,12 @@ impl Transport {
             self.respond(&request, 483, flow, None).await;
             return;
         }
+        if request.uri.scheme == "sips" && !matches!(flow, Flow::Tls(_)) && !is_ack {
+            // RFC 5630 §3.1.2: a sips: request must arrive over TLS.
+            self.refuse(&request, 416, flow, "sips: needs TLS", None)
+                .await;
+            return;
+        }
         let now = tokio::time::Instant::now();
         let shed = match request.method {
             Method::Invite => self.admission.admit_call(request.call_id(), now).err(),
@@ -618,7 +719,7 @@ pub fn request_reply_flow(request: &Request, flow: Flow) -> Flow {
 
 fn reply_flow(via: Option<msg::Via>, flow: Flow) -> Flow {
     match (flow, via) {
-        (Flow::Tcp(_), _) | (_, None) => flow,
+        (Flow::Tcp(_) | Flow::Tls(_), _) | (_, None) => flow,
         (Flow::Udp(src), Some(via)) => {
             if via.param("rport").is_some() {
                 flow
@@ -680,8 +781,15 @@ pub async fn serve_tcp(transport: Arc<Transport>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                if transport
+                    .guard
+                    .banned(peer.ip(), tokio::time::Instant::now())
+                {
+                    metrics::counter!(m::SOURCE_DROPPED, "reason" => "banned").increment(1);
+                    continue;
+                }
                 let t = transport.clone();
-                tokio::spawn(async move { t.serve_connection(stream, peer).await });
+                tokio::spawn(async move { t.serve_connection(stream, Flow::Tcp(peer)).await });
             }
             Err(e) => {
                 warn!(error = %e, "tcp accept failed");
@@ -691,20 +799,68 @@ pub async fn serve_tcp(transport: Arc<Transport>, listener: TcpListener) {
     }
 }
 
+/// Accept loop for TLS: each handshake runs on its own task, bounded by
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]; a banned source is closed before it.
+pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener) {
+    let Some(acceptor) = transport.tls.acceptor.clone() else {
+        return;
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if transport
+                    .guard
+                    .banned(peer.ip(), tokio::time::Instant::now())
+                {
+                    metrics::counter!(m::SOURCE_DROPPED, "reason" => "banned").increment(1);
+                    continue;
+                }
+                let t = transport.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => t.serve_connection(stream, Flow::Tls(peer)).await,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "tls handshake failed");
+                            metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tls")
+                                .increment(1);
+                        }
+                        Err(_) => {
+                            debug!(%peer, "tls handshake timed out");
+                            metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tls")
+                                .increment(1);
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "tls accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 impl Transport {
-    async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    async fn serve_connection<S>(self: Arc<Self>, stream: S, flow: Flow)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        self.tcp.insert(peer, tx);
-        self.run_connection(stream, peer, rx).await;
+        self.streams.insert(flow, tx);
+        self.run_connection(stream, flow, rx).await;
     }
 
-    async fn run_connection(
+    async fn run_connection<S>(
         self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: S,
+        flow: Flow,
         mut rx: mpsc::UnboundedReceiver<Bytes>,
-    ) {
-        let (mut rd, mut wr) = stream.into_split();
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
@@ -722,7 +878,7 @@ impl Transport {
                 match next_frame(&buf, self.max_message) {
                     Frame::Message(n) => {
                         let chunk = buf.split_to(n);
-                        self.handle_bytes(&chunk, Flow::Tcp(peer)).await;
+                        self.handle_bytes(&chunk, flow).await;
                     }
                     Frame::KeepAlive(n) => {
                         let _ = buf.split_to(n);
@@ -730,13 +886,13 @@ impl Transport {
                     Frame::Incomplete => break,
                     Frame::Invalid(why) => {
                         metrics::counter!(m::SIP_MALFORMED).increment(1);
-                        debug!(%peer, why, "closing unframeable tcp stream");
+                        debug!(%flow, why, "closing unframeable stream");
                         break 'read;
                     }
                 }
             }
         }
-        self.tcp.remove(&peer);
+        self.streams.remove(&flow);
         writer.abort();
     }
 }

@@ -259,8 +259,12 @@ impl Actor for Trunk {
                 engine::sip::outbound::Config {
                     registrar: args.route.uri(None),
                     aor: Uri::sip(Some(&r.user), &host, port),
-                    reliable: args.route.tcp,
-                    contact: format!("<sip:{}@{local}>", r.user),
+                    reliable: args.route.transport.reliable(),
+                    contact: {
+                        let mut c = args.transport.contact(args.route.flow());
+                        c.user = Some(r.user.clone());
+                        format!("<{c}>")
+                    },
                     expires: r.expires,
                     credentials: args.route.credentials.clone(),
                     retry: r.retry,

@@ -526,3 +526,48 @@ impl SmtpServer {
             .unwrap_or_default()
     }
 }
+
+/// A baresip user agent in its own home folder, auto-answering with its
+/// audio bridged (no sound device here: what it hears it plays back into
+/// its microphone). Killed when dropped; stops by itself after `-t`.
+pub struct Baresip {
+    /// The running process.
+    pub child: Child,
+}
+
+impl Baresip {
+    /// Write `config` (listening on `listen`, plus `extra` config lines) and
+    /// `accounts` (`account`, one line) into `dir` and start baresip there
+    /// for at most `seconds`.
+    pub fn start(
+        dir: &Path,
+        listen: SocketAddr,
+        extra: &str,
+        account: &str,
+        seconds: u32,
+    ) -> Result<Baresip> {
+        let config = format!(
+            "poll_method\t\tepoll\nsip_listen\t\t{listen}\n\
+             audio_player\t\taubridge,sb\naudio_source\t\taubridge,sb\naudio_alert\t\taubridge,sb\n\
+             module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule\t\t\taubridge.so\n\
+             module_app\t\taccount.so\nmodule_app\t\tmenu.so\n{extra}"
+        );
+        std::fs::write(dir.join("config"), config)?;
+        std::fs::write(dir.join("accounts"), format!("{account}\n"))?;
+        let child = Command::new("baresip")
+            .args([
+                "-4",
+                "-f",
+                &dir.to_string_lossy(),
+                "-t",
+                &seconds.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("running baresip: install the baresip package (ops/install-test-deps.sh)")?;
+        Ok(Baresip { child })
+    }
+}

@@ -2,42 +2,20 @@
 //! auto-answers a call placed through the engine.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use switchboard_tests::{Env, eventually, free_port, password};
-use tokio::process::Command;
-
-/// Configure baresip in `dir` as member `number` with `codecs`, audio
-/// through aubridge (no sound device here: what it hears it plays back
-/// into its microphone).
-fn write_config(dir: &Path, listen: u16, engine: std::net::SocketAddr, number: &str, codecs: &str) {
-    let config = format!(
-        "poll_method\t\tepoll\nsip_listen\t\t127.0.0.1:{listen}\n\
-         audio_player\t\taubridge,sb\naudio_source\t\taubridge,sb\naudio_alert\t\taubridge,sb\n\
-         module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule\t\t\taubridge.so\n\
-         module_app\t\taccount.so\nmodule_app\t\tmenu.so\n"
-    );
-    std::fs::write(dir.join("config"), config).unwrap();
-    let account = format!(
-        "<sip:{number}@{engine}>;auth_pass={};answermode=auto;regint=600;audio_codecs={codecs}\n",
-        password(number)
-    );
-    std::fs::write(dir.join("accounts"), account).unwrap();
-}
+use switchboard_tests::{Baresip, Env, eventually, free_port, password};
 
 /// Start baresip (home `dir`) as `number` with `codecs`, auto-answering,
 /// and wait until it has registered.
-async fn start_baresip(env: &Env, dir: &Path, number: &str, codecs: &str) -> tokio::process::Child {
-    write_config(dir, free_port(), env.sip(), number, codecs);
-    let baresip = Command::new("baresip")
-        .args(["-4", "-f", &dir.to_string_lossy(), "-t", "40"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("running baresip: install the baresip package (ops/install-test-deps.sh)");
+async fn start_baresip(env: &Env, dir: &Path, number: &str, codecs: &str) -> Baresip {
+    let account = format!(
+        "<sip:{number}@{}>;auth_pass={};answermode=auto;regint=600;audio_codecs={codecs}",
+        env.sip(),
+        password(number)
+    );
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let baresip = Baresip::start(dir, listen, "", &account, 40).unwrap();
     eventually("baresip registered", Duration::from_secs(15), || async {
         env.bindings(number).await.unwrap() == 1
     })
@@ -56,7 +34,7 @@ async fn baresip_registers_and_answers_a_call() {
     let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
     caller.args(["-s", "500"]);
     caller.run().await.unwrap();
-    let _ = baresip.kill().await;
+    let _ = baresip.child.kill().await;
 }
 
 /// baresip in a call through the engine exchanges audio with a SIPp
@@ -94,7 +72,7 @@ async fn baresip_exchanges_audio_with_a_sipp_party_through_the_relay() {
         &switchboard_tests::free_media_port().to_string(),
     ]);
     caller.run().await.unwrap();
-    let _ = baresip.kill().await;
+    let _ = baresip.child.kill().await;
     let report = env.call_report(|r| r.callee == "500").await;
     let m = report.media.expect("anchored");
     assert_eq!(

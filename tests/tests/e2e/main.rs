@@ -20,4 +20,5 @@ mod onnet;
 mod overload;
 mod registrar;
 mod robustness;
+mod tls;
 mod trunks;

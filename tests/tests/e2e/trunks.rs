@@ -529,7 +529,7 @@ async fn a_trunk_that_refuses_registration_is_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_trunk_gets_its_calls_over_tcp() {
-    let (env, t) = env_with(|a| a.tcp = true).await;
+    let (env, t) = env_with(|a| a.transport = actors::config::SipTransport::Tcp).await;
     // SIPp listening on TCP only: the INVITE, ACK and BYE must come over it.
     let sc = env
         .scenario("trunk_answer.xml", &[("RURI", "0212345678")])
@@ -560,7 +560,7 @@ async fn a_tcp_trunk_gets_its_calls_over_tcp() {
 /// the INVITE waited for Timer B and the attempt ended 408).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_trunk_that_refuses_the_connection_fails_over_with_503() {
-    let (env, t) = env_with(|a| a.tcp = true).await;
+    let (env, t) = env_with(|a| a.transport = actors::config::SipTransport::Tcp).await;
     // Nothing listens on TCP at seoul-a.
     let b = trunk(
         &env,

@@ -1,0 +1,290 @@
+//! SIP over TLS against baresip (OpenSSL underneath; Debian's SIPp is built
+//! without TLS): a phone that registers over TLS and takes a call on that
+//! connection, a trunk reached with client TLS that verifies its
+//! certificate's name, a trunk whose certificate does not carry the
+//! configured name (refused before anything is sent), and a `sips:` request
+//! over UDP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::config::{Routing, SipTransport, TrunkRoute};
+use engine::lcr::{Deck, Rate, Table, TrunkDeck};
+use engine::numbering::RegionId;
+use engine::routing::{NumberFormat, Translation};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use switchboard_tests::{Baresip, Env, eventually, free_port, password};
+
+/// A test CA and the PEM files it signed, in `dir`.
+struct Pki {
+    ca: PathBuf,
+    dir: PathBuf,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Switchboard test CA");
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        Pki {
+            ca,
+            dir: dir.to_owned(),
+            ca_cert,
+            ca_key,
+        }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses): the paths of
+    /// the certificate, the key, and both in one file (baresip's form).
+    fn issue(&self, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        let (c, k, both) = (
+            self.dir.join(format!("{stem}.crt")),
+            self.dir.join(format!("{stem}.key")),
+            self.dir.join(format!("{stem}.pem")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        std::fs::write(&both, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+        (c, k, both)
+    }
+}
+
+/// baresip's TLS port is its SIP port plus one.
+fn tls_port(listen: SocketAddr) -> SocketAddr {
+    SocketAddr::new(listen.ip(), listen.port() + 1)
+}
+
+/// A free port whose successor is free too (baresip takes both).
+fn free_pair() -> SocketAddr {
+    for _ in 0..50 {
+        let p = free_port();
+        let next = std::net::TcpListener::bind(("127.0.0.1", p + 1));
+        if p < u16::MAX && next.is_ok() {
+            return SocketAddr::from(([127, 0, 0, 1], p));
+        }
+    }
+    panic!("no two free ports in a row");
+}
+
+/// Wait until something listens on `addr` over TCP.
+async fn listening(addr: SocketAddr) {
+    eventually(
+        "baresip listening on TLS",
+        Duration::from_secs(10),
+        || async { tokio::net::TcpStream::connect(addr).await.is_ok() },
+    )
+    .await
+    .unwrap();
+}
+
+/// One trunk, `secure`, over TLS at `addr`, expecting a certificate for
+/// `name`, carrying Seoul numbers in E.164 with `+`.
+fn routing(addr: SocketAddr, name: &str) -> Routing {
+    let mut t = TrunkRoute::new(
+        "secure",
+        addr,
+        Translation {
+            format: NumberFormat::E164Plus,
+            ..Translation::default()
+        },
+    );
+    t.transport = SipTransport::Tls;
+    t.tls_name = Some(name.into());
+    t.options_interval = None;
+    Routing {
+        home: RegionId::KR,
+        trunks: vec![t],
+        lcr: Table {
+            trunks: vec![TrunkDeck {
+                trunk: "secure".into(),
+                priority: 0,
+                weight: 1,
+                deck: Deck::from_rows([(
+                    "822",
+                    Rate {
+                        per_minute: 1_000,
+                        connect_fee: 0,
+                        first_increment: 60,
+                        next_increment: 6,
+                    },
+                )])
+                .unwrap(),
+            }],
+        }
+        .into(),
+        ..Routing::default()
+    }
+}
+
+/// An engine with a TLS listener (certificate for localhost and
+/// 127.0.0.1), trusting the test CA for trunks, routed by `routing`.
+async fn engine(pki: &Pki, routing: Routing) -> Env {
+    let (cert, key, _) = pki.issue("engine", &["localhost", "127.0.0.1"]);
+    let ca = pki.ca.clone();
+    Env::start(&["100", "500"], move |c| {
+        c.tls.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
+        c.tls.ca_file = Some(ca);
+        c.routing = Arc::new(routing);
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registers_over_tls_and_takes_a_call_on_that_connection() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let env = engine(&pki, Routing::default()).await;
+    let tls = env.node().tls_addr.expect("TLS listening");
+    // baresip registers over TLS, verifying the engine against the test CA.
+    let home = tempfile::tempdir().unwrap();
+    let (_, _, own) = pki.issue("phone", &["127.0.0.1"]);
+    let account = format!(
+        "<sip:500@{tls};transport=tls>;auth_pass={};answermode=auto;regint=600;audio_codecs=PCMU",
+        password("500")
+    );
+    let extra = format!(
+        "sip_certificate\t\t{}\nsip_cafile\t\t{}\n",
+        own.display(),
+        pki.ca.display()
+    );
+    let mut phone = Baresip::start(home.path(), free_pair(), &extra, &account, 40).unwrap();
+    eventually(
+        "baresip registered over TLS",
+        Duration::from_secs(15),
+        || async { env.bindings("500").await.unwrap() == 1 },
+    )
+    .await
+    .unwrap();
+    let bindings =
+        schema::store::Store::bindings(env.store.as_ref(), "500", actors::clock::unix_now())
+            .await
+            .unwrap();
+    assert!(
+        bindings[0].source.starts_with("tls:127.0.0.1:"),
+        "registered over TLS: {bindings:?}"
+    );
+    // A caller over UDP: the engine sends the INVITE down the phone's TLS
+    // connection (it cannot be reached otherwise), the phone answers.
+    let sc = env.scenario("uac.xml", &[("HOLD", "500")]).unwrap();
+    let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "500"]);
+    caller.run().await.unwrap();
+    let report = env.call_report(|r| r.callee == "500").await;
+    assert_eq!(
+        (report.result, report.status),
+        ("answered", 200),
+        "{report:?}"
+    );
+    let _ = phone.child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_is_reached_with_client_tls_that_checks_its_name() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let listen = free_pair();
+    let env = engine(&pki, routing(tls_port(listen), "trunk.test")).await;
+    // The far end: baresip with a certificate for trunk.test, answering
+    // calls to the number the trunk is handed.
+    let home = tempfile::tempdir().unwrap();
+    let (_, _, own) = pki.issue("trunk", &["trunk.test"]);
+    let extra = format!("sip_certificate\t\t{}\n", own.display());
+    let mut far = Baresip::start(
+        home.path(),
+        listen,
+        &extra,
+        "<sip:+82212345678@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU",
+        40,
+    )
+    .unwrap();
+    listening(tls_port(listen)).await;
+    let sc = env.scenario("uac.xml", &[("HOLD", "500")]).unwrap();
+    let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "+82212345678"]);
+    caller.run().await.unwrap();
+    let report = env.call_report(|r| r.callee == "+82212345678").await;
+    assert_eq!(
+        (report.result, report.status),
+        ("answered", 200),
+        "{report:?}"
+    );
+    let _ = far.child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_whose_certificate_lacks_its_name_gets_nothing() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let listen = free_pair();
+    // The engine expects trunk.test; the far end shows other.test.
+    let env = engine(&pki, routing(tls_port(listen), "trunk.test")).await;
+    let home = tempfile::tempdir().unwrap();
+    let (_, _, own) = pki.issue("other", &["other.test"]);
+    let extra = format!("sip_certificate\t\t{}\n", own.display());
+    let mut far = Baresip::start(
+        home.path(),
+        listen,
+        &extra,
+        "<sip:+82212345678@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU",
+        40,
+    )
+    .unwrap();
+    listening(tls_port(listen)).await;
+    // The handshake fails: the call is refused at once (503 from the
+    // transport, RFC 3261 §8.1.3.1), not after Timer B.
+    let sc = env
+        .scenario(
+            "uac_final.xml",
+            &[("FINAL", "503"), ("REASON", "Service Unavailable")],
+        )
+        .unwrap();
+    let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "+82212345678"]);
+    caller.run().await.unwrap();
+    let report = env.call_report(|r| r.callee == "+82212345678").await;
+    assert_eq!(report.status, 503, "{report:?}");
+    let _ = far.child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sips_request_over_udp_is_refused_with_416() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let env = engine(&pki, Routing::default()).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let sip = env.sip();
+    let invite = format!(
+        "INVITE sips:500@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-sips1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:100@{sip}>;tag=a1\r\nTo: <sips:500@{sip}>\r\n\
+         Call-ID: sips-over-udp\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(invite.as_bytes(), sip).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 416 "), "{text}");
+    assert!(text.contains("TLS"), "{text}");
+}
