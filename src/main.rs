@@ -536,6 +536,10 @@ struct OverloadSection {
     max_calls: Option<usize>,
     max_registers_per_s: Option<f64>,
     max_lag_ms: Option<u64>,
+    max_pending: Option<usize>,
+    max_cps_per_source: Option<f64>,
+    max_calls_per_member: Option<usize>,
+    max_cps_per_member: Option<f64>,
     retry_after_s: Option<u32>,
 }
 
@@ -674,6 +678,10 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             Some(ms) => Some(Duration::from_millis(ms)),
             None => actors::admission::AdmissionConfig::default().max_lag,
         },
+        max_pending: o.max_pending,
+        max_cps_per_source: positive(o.max_cps_per_source, "max_cps_per_source")?,
+        max_calls_per_member: o.max_calls_per_member,
+        max_cps_per_member: positive(o.max_cps_per_member, "max_cps_per_member")?,
         retry_after_s: o.retry_after_s.unwrap_or(5),
     };
     let p = &file.protection;

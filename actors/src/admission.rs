@@ -3,12 +3,17 @@
 //! New INVITEs (out of dialog) are admitted while the node is under its
 //! limits: new calls per second (a token bucket; the authenticated retry of
 //! a challenged INVITE belongs to the call already counted, by Call-ID),
-//! concurrent calls, and the measured event-loop lag (a timer that should
+//! concurrent calls, INVITE transactions pending an answer, new calls per
+//! second from one source address (a trunk's address: its `max_cps`),
+//! and, once the caller is known, its own calls up and new calls per
+//! second; and the measured event-loop lag (a timer that should
 //! fire every 50 ms; when it fires late the node is falling behind, and new
 //! work is shed before it does). REGISTERs have their own rate. Above a
 //! limit the request gets `503 Service Unavailable` with `Retry-After`, and
 //! calls already up carry on: requests inside a dialog are never shed. While
-//! the node drains (SIGTERM) every new call is refused the same way.
+//! the node drains (SIGTERM) every new call is refused the same way, and so
+//! while the store refuses writes (see [`watch_store`]): a call that could
+//! not be billed or given a CDR is not placed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,6 +33,15 @@ pub struct AdmissionConfig {
     pub max_registers_per_s: Option<f64>,
     /// Event-loop lag above which new calls and registrations are shed.
     pub max_lag: Option<Duration>,
+    /// INVITE server transactions waiting for a final answer, node-wide.
+    pub max_pending: Option<usize>,
+    /// New calls a second from one source address (trunks' addresses are
+    /// held to their trunk's `max_cps` instead).
+    pub max_cps_per_source: Option<f64>,
+    /// Calls up at once placed by one member (as caller or payer).
+    pub max_calls_per_member: Option<usize>,
+    /// New calls a second placed by one member.
+    pub max_cps_per_member: Option<f64>,
     /// `Retry-After` of a shed request, seconds.
     pub retry_after_s: u32,
 }
@@ -39,6 +53,10 @@ impl Default for AdmissionConfig {
             max_calls: None,
             max_registers_per_s: None,
             max_lag: Some(Duration::from_millis(250)),
+            max_pending: None,
+            max_cps_per_source: None,
+            max_calls_per_member: None,
+            max_cps_per_member: None,
             retry_after_s: 5,
         }
     }
@@ -55,6 +73,16 @@ pub enum Shed {
     Lag,
     /// The node is draining.
     Draining,
+    /// The store refuses writes.
+    Store,
+    /// Too many INVITEs waiting for an answer.
+    Pending,
+    /// Over the new-call rate of the source address.
+    Source,
+    /// Over the member's calls up.
+    MemberCalls,
+    /// Over the member's new-call rate.
+    MemberRate,
 }
 
 impl Shed {
@@ -65,6 +93,11 @@ impl Shed {
             Shed::Calls => "calls",
             Shed::Lag => "lag",
             Shed::Draining => "draining",
+            Shed::Store => "store",
+            Shed::Pending => "pending",
+            Shed::Source => "source",
+            Shed::MemberCalls => "member_calls",
+            Shed::MemberRate => "member_rate",
         }
     }
 
@@ -75,6 +108,11 @@ impl Shed {
             Shed::Calls => "too many calls up",
             Shed::Lag => "overloaded",
             Shed::Draining => "shutting down",
+            Shed::Store => "store unavailable: calls could not be billed",
+            Shed::Pending => "too many calls being set up",
+            Shed::Source => "too many new calls from this address",
+            Shed::MemberCalls => "too many calls up for this member",
+            Shed::MemberRate => "too many new calls a second for this member",
         }
     }
 }
@@ -121,7 +159,13 @@ pub struct Admission {
     /// Call-IDs admitted recently: the challenged INVITE's retry is free.
     admitted: DashMap<String, Instant>,
     active: AtomicUsize,
+    /// New-call buckets by source address, and the rates of trunks'.
+    sources: DashMap<std::net::IpAddr, Bucket>,
+    trunk_rates: std::collections::HashMap<std::net::IpAddr, f64>,
+    /// Calls up and new-call buckets by member.
+    members: DashMap<String, (usize, Bucket)>,
     draining: AtomicBool,
+    store_down: AtomicBool,
     lag_us: AtomicU64,
 }
 
@@ -131,13 +175,26 @@ const RETRY_WINDOW: Duration = Duration::from_secs(32);
 impl Admission {
     /// Admission under `cfg`.
     pub fn new(cfg: AdmissionConfig) -> Admission {
+        Admission::with_trunks(cfg, [])
+    }
+
+    /// Admission under `cfg`, where calls from a trunk's address are held
+    /// to that trunk's new-call rate.
+    pub fn with_trunks(
+        cfg: AdmissionConfig,
+        trunks: impl IntoIterator<Item = (std::net::IpAddr, f64)>,
+    ) -> Admission {
         Admission {
             cfg,
+            sources: DashMap::new(),
+            trunk_rates: trunks.into_iter().collect(),
+            members: DashMap::new(),
             calls: Mutex::new(Bucket::default()),
             registers: Mutex::new(Bucket::default()),
             admitted: DashMap::new(),
             active: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            store_down: AtomicBool::new(false),
             lag_us: AtomicU64::new(0),
         }
     }
@@ -147,16 +204,83 @@ impl Admission {
         self.cfg.retry_after_s
     }
 
+    /// May a new call with this Call-ID from `source` start at `now`, with
+    /// `pending` INVITE transactions waiting for an answer?
+    pub fn admit_invite(
+        &self,
+        call_id: &str,
+        source: std::net::IpAddr,
+        pending: usize,
+        now: Instant,
+    ) -> Result<(), Shed> {
+        if self.retry_of_admitted(call_id, now) {
+            return Ok(());
+        }
+        if self.cfg.max_pending.is_some_and(|max| pending >= max) {
+            return Err(Shed::Pending);
+        }
+        let rate = self
+            .trunk_rates
+            .get(&source)
+            .copied()
+            .or(self.cfg.max_cps_per_source);
+        if let Some(rate) = rate
+            && !self.sources.entry(source).or_default().take(rate, 1.0, now)
+        {
+            return Err(Shed::Source);
+        }
+        if self.sources.len() > 100_000 {
+            let horizon = Duration::from_secs(10);
+            self.sources.retain(|_, b| {
+                b.last()
+                    .is_some_and(|t| now.saturating_duration_since(t) < horizon)
+            });
+        }
+        self.admit_call(call_id, now)
+    }
+
+    fn retry_of_admitted(&self, call_id: &str, now: Instant) -> bool {
+        self.admitted
+            .get(call_id)
+            .is_some_and(|t| now.saturating_duration_since(*t) < RETRY_WINDOW)
+    }
+
+    /// May `member` place another call at `now` (checked once the caller is
+    /// authenticated)? The retry of an admitted call is not counted again.
+    pub fn admit_member(&self, member: &str, now: Instant) -> Result<(), Shed> {
+        if self.cfg.max_calls_per_member.is_none() && self.cfg.max_cps_per_member.is_none() {
+            return Ok(());
+        }
+        if self.members.len() > 100_000 {
+            let horizon = Duration::from_secs(10);
+            self.members.retain(|_, (up, b)| {
+                *up > 0
+                    || b.last()
+                        .is_some_and(|t| now.saturating_duration_since(t) < horizon)
+            });
+        }
+        let mut entry = self.members.entry(member.to_owned()).or_default();
+        let (up, bucket) = &mut *entry;
+        if self.cfg.max_calls_per_member.is_some_and(|max| *up >= max) {
+            return Err(Shed::MemberCalls);
+        }
+        if let Some(rate) = self.cfg.max_cps_per_member
+            && !bucket.take(rate, 1.0, now)
+        {
+            return Err(Shed::MemberRate);
+        }
+        Ok(())
+    }
+
     /// May a new call with this Call-ID start at `now`?
     pub fn admit_call(&self, call_id: &str, now: Instant) -> Result<(), Shed> {
         if self.draining.load(Ordering::Relaxed) {
             return Err(Shed::Draining);
         }
-        if self
-            .admitted
-            .get(call_id)
-            .is_some_and(|t| now.saturating_duration_since(*t) < RETRY_WINDOW)
-        {
+        if self.store_down() {
+            return Err(Shed::Store);
+        }
+        if self.retry_of_admitted(call_id, now) {
             return Ok(());
         }
         if self.lagging() {
@@ -184,6 +308,9 @@ impl Admission {
 
     /// May a REGISTER be handled at `now`?
     pub fn admit_register(&self, now: Instant) -> Result<(), Shed> {
+        if self.store_down() {
+            return Err(Shed::Store);
+        }
         if self.lagging() {
             return Err(Shed::Lag);
         }
@@ -201,13 +328,31 @@ impl Admission {
 
     /// A call started (every call, admitted here or placed by the engine);
     /// the calls-up gauge follows.
-    pub fn call_started(&self) {
+    pub fn call_started(&self, member: &str) {
+        if self.cfg.max_calls_per_member.is_some() {
+            self.members.entry(member.to_owned()).or_default().0 += 1;
+        }
         self.active.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
     }
 
     /// A call ended.
-    pub fn call_ended(&self) {
+    pub fn call_ended(&self, member: &str) {
+        if self.cfg.max_calls_per_member.is_some() {
+            let idle = match self.members.get_mut(member) {
+                Some(mut e) => {
+                    e.0 = e.0.saturating_sub(1);
+                    e.0 == 0
+                        && e.1
+                            .last()
+                            .is_none_or(|t| t.elapsed() > Duration::from_secs(2))
+                }
+                None => false,
+            };
+            if idle {
+                self.members.remove_if(member, |_, e| e.0 == 0);
+            }
+        }
         if self
             .active
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -225,6 +370,28 @@ impl Admission {
     /// Refuse every new call from now on (graceful drain).
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// A store write failed: new calls and registrations are refused until
+    /// [`Admission::store_recovered`].
+    pub fn store_failed(&self) {
+        if !self.store_down.swap(true, Ordering::Relaxed) {
+            tracing::error!("store refuses writes: refusing new calls and registrations");
+            metrics::gauge!(crate::metrics::STORE_UP).set(0.0);
+        }
+    }
+
+    /// A store write succeeded again.
+    pub fn store_recovered(&self) {
+        if self.store_down.swap(false, Ordering::Relaxed) {
+            tracing::warn!("store takes writes again: taking calls");
+            metrics::gauge!(crate::metrics::STORE_UP).set(1.0);
+        }
+    }
+
+    /// Whether the store is refusing writes.
+    pub fn store_down(&self) -> bool {
+        self.store_down.load(Ordering::Relaxed)
     }
 
     /// Whether the node is draining.
@@ -250,6 +417,35 @@ pub async fn probe_lag(admission: std::sync::Arc<Admission>) {
         tokio::time::sleep(period).await;
         let late = start.elapsed().saturating_sub(period);
         admission.record_lag(late);
+    }
+}
+
+/// How often a node writes its heartbeat (and so learns whether the store
+/// takes writes).
+pub const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Write `node`'s heartbeat every [`STORE_PROBE`]: a failure marks the store
+/// down (new calls and registrations 503), the next success marks it up.
+/// Failed writes of calls (CDRs, holds, charges) mark it down at once too.
+pub async fn watch_store(
+    store: std::sync::Arc<dyn schema::store::Store>,
+    admission: std::sync::Arc<Admission>,
+    node: String,
+) {
+    metrics::gauge!(crate::metrics::STORE_UP).set(1.0);
+    let mut every = tokio::time::interval(STORE_PROBE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match store.heartbeat(&node, crate::clock::unix_now()).await {
+            Ok(()) => admission.store_recovered(),
+            Err(e) => {
+                if !admission.store_down() {
+                    tracing::error!(error = %e, "heartbeat not written");
+                }
+                admission.store_failed();
+            }
+        }
     }
 }
 
@@ -285,10 +481,10 @@ mod tests {
             ..AdmissionConfig::default()
         });
         let now = Instant::now();
-        a.call_started();
-        a.call_started();
+        a.call_started("m");
+        a.call_started("m");
         assert_eq!(a.admit_call("x", now), Err(Shed::Calls));
-        a.call_ended();
+        a.call_ended("m");
         assert_eq!(a.admit_call("x", now), Ok(()));
         for _ in 0..8 {
             a.record_lag(Duration::from_millis(400));
@@ -301,8 +497,65 @@ mod tests {
         assert_eq!(a.admit_register(now), Ok(()));
         a.drain();
         assert_eq!(a.admit_call("z", now), Err(Shed::Draining));
-        a.call_ended();
-        a.call_ended();
+        a.call_ended("m");
+        a.call_ended("m");
         assert_eq!(a.active(), 0, "never below zero");
+    }
+
+    #[tokio::test]
+    async fn sources_pending_and_members_have_their_own_limits() {
+        let trunk: std::net::IpAddr = [10, 0, 0, 9].into();
+        let phone: std::net::IpAddr = [192, 0, 2, 1].into();
+        let other: std::net::IpAddr = [192, 0, 2, 2].into();
+        let a = Admission::with_trunks(
+            AdmissionConfig {
+                max_cps_per_source: Some(2.0),
+                max_pending: Some(3),
+                max_calls_per_member: Some(1),
+                max_cps_per_member: Some(3.0),
+                ..AdmissionConfig::default()
+            },
+            [(trunk, 5.0)],
+        );
+        let now = Instant::now();
+        let from = |ip, n: std::ops::Range<u32>| {
+            n.filter(|i| a.admit_invite(&format!("{ip}-{i}"), ip, 0, now).is_ok())
+                .count()
+        };
+        assert_eq!(from(phone, 0..10), 2, "the default per-source rate");
+        assert_eq!(from(trunk, 0..10), 5, "a trunk's address: its own rate");
+        assert_eq!(from(other, 0..1), 1, "another address is not held back");
+        assert_eq!(
+            a.admit_invite("p", other, 3, now),
+            Err(Shed::Pending),
+            "three INVITEs already pending"
+        );
+        assert_eq!(
+            a.admit_invite(&format!("{phone}-0"), phone, 0, now),
+            Ok(()),
+            "the retry of an admitted call passes"
+        );
+        // A member: one call up at a time, three new calls a second.
+        assert_eq!(a.admit_member("100", now), Ok(()));
+        a.call_started("100");
+        assert_eq!(a.admit_member("100", now), Err(Shed::MemberCalls));
+        assert_eq!(a.admit_member("200", now), Ok(()), "others unaffected");
+        a.call_ended("100");
+        // Its second and third new call of this second; not a fourth.
+        assert_eq!(a.admit_member("100", now), Ok(()));
+        assert_eq!(a.admit_member("100", now), Ok(()));
+        assert_eq!(a.admit_member("100", now), Err(Shed::MemberRate));
+    }
+
+    #[tokio::test]
+    async fn a_store_that_refuses_writes_sheds_calls_and_registrations() {
+        let a = Admission::new(AdmissionConfig::default());
+        let now = Instant::now();
+        a.store_failed();
+        assert_eq!(a.admit_call("x", now), Err(Shed::Store));
+        assert_eq!(a.admit_register(now), Err(Shed::Store));
+        a.store_recovered();
+        assert_eq!(a.admit_call("x", now), Ok(()));
+        assert_eq!(a.admit_register(now), Ok(()));
     }
 }

@@ -412,7 +412,7 @@ impl Actor for Call {
             Start::Invite(r) => (Some(r), None),
             Start::Originate(f) => (None, Some(f)),
         };
-        args.transport.admission.call_started();
+        args.transport.admission.call_started(&args.caller);
         let mut legs = HashMap::new();
         let local = args.transport.local();
         let host = local.ip().to_string();
@@ -774,7 +774,7 @@ impl CallState {
             );
             self.media_report = Some(r);
         }
-        self.branches.transport.admission.call_ended();
+        self.branches.transport.admission.call_ended(&self.caller);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
         let end_ms = crate::clock::unix_ms();
         // A started second counts; a charged call never talks longer than

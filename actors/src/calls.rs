@@ -10,6 +10,12 @@
 //! It is the Center's sibling under the Node, not its child: a crash of the
 //! Center (authentication, routing) leaves the calls in progress running.
 //! It holds no logic of its own that could fail.
+//!
+//! It writes each call's charge and CDR. When the store refuses, the charge
+//! and the CDR are kept in order and written again every second once the
+//! store takes writes (settlement and CDR writes are idempotent by call id),
+//! and the node stops taking new calls meanwhile (see
+//! [`crate::admission::watch_store`]): nothing is lost or counted twice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,6 +117,17 @@ pub struct CallsState {
     calls: HashMap<ActorId, CallRecord>,
     /// Reports of the last [`RECENT`] calls that ended.
     recent: std::collections::VecDeque<crate::call::CallReport>,
+    /// Charges the store refused, to post again.
+    unsettled: Vec<Unsettled>,
+    /// CDRs the store refused, oldest first, to write again.
+    unwritten: std::collections::VecDeque<schema::model::Cdr>,
+}
+
+/// A charge to post again.
+struct Unsettled {
+    charge: crate::billing::Charge,
+    call_id: String,
+    talked: u32,
 }
 
 /// How many call reports a center keeps in memory.
@@ -138,6 +155,8 @@ impl Actor for Calls {
             rng: StdRng::from_entropy(),
             calls: HashMap::new(),
             recent: std::collections::VecDeque::new(),
+            unsettled: Vec::new(),
+            unwritten: std::collections::VecDeque::new(),
         })
     }
 
@@ -162,6 +181,7 @@ impl Actor for Calls {
                 metrics::gauge!(m::CENTER_CHILDREN, "center" => center.clone())
                     .set(me.get_children().len() as f64);
                 metrics::gauge!(m::CENTER_CALLS, "center" => center).set(st.calls.len() as f64);
+                st.retry_billing().await;
             }
             CallsMsg::CallOver(id, report) => {
                 if let Some(c) = st.calls.get_mut(&id) {
@@ -195,7 +215,7 @@ impl Actor for Calls {
                 metrics::counter!(m::CALLS_CRASHED).increment(1);
                 if let Some(record) = st.calls.remove(&cell.get_id()) {
                     if !record.over {
-                        st.transport.admission.call_ended();
+                        st.transport.admission.call_ended(&record.facts.caller);
                         metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
                         st.account_crash(&record.facts, &format!("the call crashed: {err}"))
                             .await;
@@ -321,7 +341,7 @@ impl CallsState {
         self.write_cdr(&cdr).await;
     }
 
-    async fn settle(&self, c: &crate::billing::Charge, call_id: &str, talked: u32) -> i64 {
+    async fn settle(&mut self, c: &crate::billing::Charge, call_id: &str, talked: u32) -> i64 {
         match self
             .wallets
             .settle(
@@ -344,34 +364,90 @@ impl CallsState {
                 p
             }
             Err(e) => {
-                // The hold stays (the funds stay reserved) and the CDR says
-                // what was owed; an operator settles it from the CDR.
-                error!(call = call_id, error = %e, "charge not posted");
+                // The hold stays (the funds stay reserved), the CDR says
+                // what is owed, and the charge is posted again when the
+                // store takes writes.
+                error!(call = call_id, error = %e, "charge not posted; kept to post again");
+                self.transport.admission.store_failed();
+                self.unsettled.push(Unsettled {
+                    charge: c.clone(),
+                    call_id: call_id.to_owned(),
+                    talked,
+                });
+                self.backlog_gauge();
                 c.tariff.charge(talked)
             }
         }
     }
 
-    async fn write_cdr(&self, cdr: &schema::model::Cdr) {
-        // A store that refuses is retried a few times; the CDR is logged
-        // whole if it still cannot be written, so it can be replayed.
-        for attempt in 0..3u64 {
-            match self.store.put_cdr(cdr).await {
-                Ok(_) => {
-                    metrics::counter!(m::CDRS, "result" => "written").increment(1);
-                    if let Err(e) = self.store.close_open_call(&self.node, &cdr.call_id).await {
-                        tracing::warn!(call = %cdr.call_id, error = %e, "call in progress not cleared");
-                    }
-                    return;
+    fn backlog_gauge(&self) {
+        metrics::gauge!(m::BILLING_BACKLOG, "center" => self.center.clone())
+            .set((self.unsettled.len() + self.unwritten.len()) as f64);
+    }
+
+    /// Post the kept charges and write the kept CDRs, in order, while the
+    /// store takes them.
+    async fn retry_billing(&mut self) {
+        if (self.unsettled.is_empty() && self.unwritten.is_empty())
+            || self.transport.admission.store_down()
+        {
+            return;
+        }
+        let now = crate::clock::unix_now();
+        let mut kept = Vec::new();
+        for u in std::mem::take(&mut self.unsettled) {
+            let posted = self
+                .wallets
+                .settle(self.store.as_ref(), &u.charge, &u.call_id, u.talked, now)
+                .await;
+            match posted {
+                Ok(_) => tracing::info!(call = %u.call_id, "kept charge posted"),
+                Err(_) => kept.push(u),
+            }
+        }
+        self.unsettled = kept;
+        while let Some(cdr) = self.unwritten.front() {
+            if !self.put_cdr(cdr).await {
+                break;
+            }
+            tracing::info!(call = %cdr.call_id, "kept CDR written");
+            self.unwritten.pop_front();
+        }
+        if !self.unsettled.is_empty() || !self.unwritten.is_empty() {
+            self.transport.admission.store_failed();
+        }
+        self.backlog_gauge();
+    }
+
+    /// Write a call's CDR, or keep it to write again (behind any already
+    /// kept, so CDRs reach the store in the order calls ended).
+    async fn write_cdr(&mut self, cdr: &schema::model::Cdr) {
+        if self.unwritten.is_empty() && self.put_cdr(cdr).await {
+            return;
+        }
+        metrics::counter!(m::CDRS, "result" => "deferred").increment(1);
+        // Logged whole: were the node to die before the store comes back,
+        // the CDR can be replayed from the log.
+        error!(call = %cdr.call_id, cdr = ?cdr, "CDR not written; kept to write again");
+        self.unwritten.push_back(cdr.clone());
+        self.transport.admission.store_failed();
+        self.backlog_gauge();
+    }
+
+    /// One attempt to write `cdr` and clear its call-in-progress record.
+    async fn put_cdr(&self, cdr: &schema::model::Cdr) -> bool {
+        match self.store.put_cdr(cdr).await {
+            Ok(fresh) => {
+                let result = if fresh { "written" } else { "duplicate" };
+                metrics::counter!(m::CDRS, "result" => result).increment(1);
+                if let Err(e) = self.store.close_open_call(&self.node, &cdr.call_id).await {
+                    tracing::warn!(call = %cdr.call_id, error = %e, "call in progress not cleared");
                 }
-                Err(e) if attempt < 2 => {
-                    tracing::warn!(call = %cdr.call_id, error = %e, "CDR write failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
-                }
-                Err(e) => {
-                    metrics::counter!(m::CDRS, "result" => "failed").increment(1);
-                    error!(call = %cdr.call_id, error = %e, cdr = ?cdr, "CDR not written");
-                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(call = %cdr.call_id, error = %e, "CDR write failed");
+                false
             }
         }
     }
@@ -392,9 +468,11 @@ impl CallsState {
             setup_ms: crate::clock::unix_ms(),
         };
         let store = self.store.clone();
+        let admission = self.transport.admission.clone();
         tokio::spawn(async move {
             if let Err(e) = store.put_open_call(&open).await {
                 tracing::warn!(call = %open.call_id, error = %e, "call in progress not recorded");
+                admission.store_failed();
             }
         });
         let snapshots = args.snapshots.clone();

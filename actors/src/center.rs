@@ -173,6 +173,18 @@ impl CenterState {
         let Some(caller) = self.authenticate(now, &request, flow).await else {
             return;
         };
+        if let Err(shed) = self
+            .transport
+            .admission
+            .admit_member(&caller, tokio::time::Instant::now())
+        {
+            metrics::counter!(m::SHED, "method" => "INVITE", "reason" => shed.label()).increment(1);
+            let retry_after = Some(self.transport.admission.retry_after());
+            self.transport
+                .refuse(&request, 503, flow, shed.why(), retry_after)
+                .await;
+            return;
+        }
         let Some(callee) = request
             .uri
             .user
@@ -332,6 +344,7 @@ impl CenterState {
             }
             Err(crate::billing::Refusal::Store(e)) => {
                 warn!(error = %e, "ledger unavailable");
+                self.transport.admission.store_failed();
                 Err((503, "ledger unavailable".to_owned()))
             }
         }
@@ -387,6 +400,7 @@ impl CenterState {
         };
         if let Err(e) = self.store.put_cdr(&cdr).await {
             warn!(call = call_id, error = %e, cdr = ?cdr, "CDR not written");
+            self.transport.admission.store_failed();
         }
     }
 
@@ -455,6 +469,23 @@ impl CenterState {
         if self.transport.media.is_none() {
             return Err((503, "media is not anchored on this node".into()));
         }
+        let call_id = o
+            .call_id
+            .clone()
+            .unwrap_or_else(|| ids::call_id(&mut self.rng, "call"));
+        // Placed calls count against the same limits as calls that come in
+        // (and are refused while draining or while the store is down).
+        let admitted = {
+            let now = tokio::time::Instant::now();
+            let a = &self.transport.admission;
+            a.admit_call(&call_id, now)
+                .and_then(|()| a.admit_member(&o.caller, now))
+        };
+        if let Err(shed) = admitted {
+            metrics::counter!(m::SHED, "method" => "originate", "reason" => shed.label())
+                .increment(1);
+            return Err((503, shed.why().to_owned()));
+        }
         let ident = self.caller_facts(&o.caller, None).await;
         let (first, _) = self.resolve(&o.first, &ident).await?;
         let first = first
@@ -463,10 +494,6 @@ impl CenterState {
             .ok_or((480, format!("{} cannot be reached", o.first)))?;
         let (targets, hunt) = self.resolve(&o.second, &ident).await?;
         let flow = first.flow;
-        let call_id = o
-            .call_id
-            .clone()
-            .unwrap_or_else(|| ids::call_id(&mut self.rng, "call"));
         let billing = self
             .authorise(&o.caller, &o.second, &call_id, &ident)
             .await?;

@@ -88,5 +88,10 @@ pub const RTP_DROPPED: &str = "switchboard_rtp_dropped_total";
 pub const DTMF_DIGITS: &str = "switchboard_dtmf_digits_total";
 /// Calls ended because a party sent no RTP.
 pub const RTP_TIMEOUTS: &str = "switchboard_rtp_timeouts_total";
-/// CDRs, label `result` (written, failed).
+/// CDRs, label `result` (written; deferred: the store refused, kept to
+/// write again; duplicate: already there).
 pub const CDRS: &str = "switchboard_cdrs_total";
+/// CDRs and charges a Calls supervisor holds until the store takes writes.
+pub const BILLING_BACKLOG: &str = "switchboard_billing_backlog";
+/// 1 while the store takes writes (heartbeat), 0 while it refuses them.
+pub const STORE_UP: &str = "switchboard_store_up";

@@ -407,6 +407,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
     })?;
     let tls_addr = listeners.tls.as_ref().and_then(|l| l.local_addr().ok());
     recover(store.as_ref(), &cfg).await;
+    let store_for_watch = store.clone();
     let args = NodeArgs {
         cfg: cfg.clone(),
         store,
@@ -425,6 +426,11 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
     if let Some(tls) = listeners.tls {
         tasks.push(tokio::spawn(serve_tls(transport.clone(), tls)));
     }
+    tasks.push(tokio::spawn(crate::admission::watch_store(
+        store_for_watch,
+        transport.admission.clone(),
+        cfg.node_name.clone(),
+    )));
     tasks.push(tokio::spawn(crate::admission::probe_lag(
         transport.admission.clone(),
     )));

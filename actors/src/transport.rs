@@ -207,8 +207,13 @@ impl Transport {
                         crate::media::Ports::new(m)
                     });
                     let t = Arc::new(Transport {
-                        admission: Arc::new(crate::admission::Admission::new(
+                        admission: Arc::new(crate::admission::Admission::with_trunks(
                             cfg.admission.clone(),
+                            cfg.routing
+                                .trunks
+                                .iter()
+                                .filter(|t| t.max_cps != u32::MAX)
+                                .map(|t| (t.addr.ip(), f64::from(t.max_cps))),
                         )),
                         guard: Arc::new(crate::protection::Guard::new(
                             cfg.protection.clone(),
@@ -261,7 +266,7 @@ impl Transport {
     }
 
     /// A stateless refusal with a `Reason` and, when given, `Retry-After`.
-    async fn refuse(
+    pub async fn refuse(
         self: &Arc<Self>,
         request: &Request,
         status: u16,
@@ -619,7 +624,10 @@ impl Transport {
         }
         let now = tokio::time::Instant::now();
         let shed = match request.method {
-            Method::Invite => self.admission.admit_call(request.call_id(), now).err(),
+            Method::Invite => self
+                .admission
+                .admit_invite(request.call_id(), flow.addr().ip(), self.invites.len(), now)
+                .err(),
             Method::Register => self.admission.admit_register(now).err(),
             _ => None,
         };

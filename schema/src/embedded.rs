@@ -149,6 +149,10 @@ CREATE TABLE IF NOT EXISTS holds (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (account, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeats (
+    node TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS balances (
     account TEXT PRIMARY KEY,
     amount INTEGER NOT NULL
@@ -977,6 +981,31 @@ impl Store for Embedded {
             "SELECT doc FROM open_calls WHERE node = ?1 ORDER BY call_id",
             params![node],
         )
+    }
+
+    async fn heartbeat(&self, node: &str, at: u64) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO heartbeats (node, at) VALUES (?1, ?2)",
+                params![node, i64::try_from(at).unwrap_or(i64::MAX)],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>> {
+        use rusqlite::OptionalExtension as _;
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT at FROM heartbeats WHERE node = ?1",
+                params![node],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|at| at.map(|a| u64::try_from(a).unwrap_or(0)))
+            .map_err(unavailable)
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {

@@ -36,8 +36,10 @@ use crate::model::{
 use crate::store::{Result, Store, StoreError};
 
 /// The migrations, in order: (version, name, CQL text).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "tables", include_str!("../cql/0001_tables.cql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "tables", include_str!("../cql/0001_tables.cql")),
+    (2, "heartbeats", include_str!("../cql/0002_heartbeats.cql")),
+];
 
 /// Posts remembered in a balance's row (older ones in `ledger_keys`).
 const RECENT_POSTS: usize = 64;
@@ -415,6 +417,16 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
         "open_call_delete",
         Kind::Write,
         "DELETE FROM open_calls WHERE node = ? AND call_id = ?",
+    ),
+    (
+        "heartbeat_put",
+        Kind::Write,
+        "INSERT INTO heartbeats (node, at) VALUES (?, ?)",
+    ),
+    (
+        "heartbeat_of",
+        Kind::Read,
+        "SELECT at FROM heartbeats WHERE node = ?",
     ),
     (
         "open_calls_of",
@@ -1582,6 +1594,17 @@ impl Store for Scylla {
 
     async fn open_calls(&self, node: &str) -> Result<Vec<OpenCall>> {
         self.docs("open_calls_of", (node,)).await
+    }
+
+    async fn heartbeat(&self, node: &str, at: u64) -> Result<()> {
+        self.exec("heartbeat_put", (node, i64_of(at)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>> {
+        let rows = self.rows("heartbeat_of", (node,)).await?;
+        Ok(rows.first().and_then(|r| big(r, 0)).map(|at| at as u64))
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {

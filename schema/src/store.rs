@@ -179,6 +179,14 @@ pub trait Store: Send + Sync + 'static {
     /// The calls in progress recorded for `node`.
     async fn open_calls(&self, node: &str) -> Result<Vec<OpenCall>>;
 
+    /// Note that `node` is alive at `at` (Unix seconds): a real write, so a
+    /// store that refuses writes (full or read-only disk, a cluster without
+    /// quorum) fails it. Nodes probe with it to stop taking calls they
+    /// could not bill, and to take them again when the store recovers.
+    async fn heartbeat(&self, node: &str, at: u64) -> Result<()>;
+    /// The last heartbeat of `node`.
+    async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>>;
+
     /// Write a CDR once: `false` when one with its `call_id` exists (it is
     /// left as it was). One partition: the call id.
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool>;

@@ -873,6 +873,13 @@ async fn conforms(store: Arc<dyn Store>) {
     assert_eq!(store_ref.open_calls("a").await.unwrap(), [open("a", "x2")]);
     assert_eq!(store_ref.open_calls("b").await.unwrap().len(), 1);
     assert!(store_ref.open_calls("c").await.unwrap().is_empty());
+    // Heartbeats: the last one written per node.
+    assert_eq!(store_ref.last_heartbeat("a").await.unwrap(), None);
+    store_ref.heartbeat("a", 1_000).await.unwrap();
+    store_ref.heartbeat("a", 1_005).await.unwrap();
+    store_ref.heartbeat("b", 7).await.unwrap();
+    assert_eq!(store_ref.last_heartbeat("a").await.unwrap(), Some(1_005));
+    assert_eq!(store_ref.last_heartbeat("b").await.unwrap(), Some(7));
     expiry_suite(store_ref).await;
     paging_suite(store_ref).await;
     race_suite(store.clone()).await;

@@ -19,6 +19,8 @@ use schema::model::Member;
 use schema::store::Store;
 use tokio::process::{Child, Command};
 
+pub mod faulty;
+
 /// The scenario folder in the repository.
 pub fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
@@ -78,6 +80,34 @@ impl Env {
         members: &[&str],
         tweak: impl FnOnce(&mut NodeConfig, &Arc<Embedded>),
     ) -> Result<Env> {
+        Env::start_wrapped(members, tweak, |s| s as Arc<dyn Store>).await
+    }
+
+    /// [`Env::start`] on a store that refuses writes when told to (the
+    /// node writes through it; `Env::store` reads the real one).
+    pub async fn start_faulty(
+        members: &[&str],
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) -> Result<(Env, Arc<faulty::Faulty>)> {
+        let mut handle = None;
+        let env = Env::start_wrapped(
+            members,
+            |c, _| tweak(c),
+            |s| {
+                let f = faulty::Faulty::new(s);
+                handle = Some(f.clone());
+                f as Arc<dyn Store>
+            },
+        )
+        .await?;
+        Ok((env, handle.context("store wrapped")?))
+    }
+
+    async fn start_wrapped(
+        members: &[&str],
+        tweak: impl FnOnce(&mut NodeConfig, &Arc<Embedded>),
+        wrap: impl FnOnce(Arc<Embedded>) -> Arc<dyn Store>,
+    ) -> Result<Env> {
         init_tracing();
         let data = tempfile::tempdir()?;
         let work = tempfile::tempdir()?;
@@ -88,7 +118,7 @@ impl Env {
         let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         cfg.timers.t1 = Duration::from_millis(250);
         tweak(&mut cfg, &store);
-        let node = actors::start(cfg.clone(), store.clone() as Arc<dyn Store>).await?;
+        let node = actors::start(cfg.clone(), wrap(store.clone())).await?;
         Ok(Env {
             node: Some(node),
             store,

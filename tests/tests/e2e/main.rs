@@ -20,5 +20,6 @@ mod onnet;
 mod overload;
 mod registrar;
 mod robustness;
+mod store_faults;
 mod tls;
 mod trunks;

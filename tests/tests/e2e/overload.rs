@@ -222,3 +222,42 @@ async fn scanners_and_floods_are_banned_and_others_are_unaffected() {
     );
     assert!(dialer.lift_ban("127.0.0.5".parse().unwrap()));
 }
+
+/// A member's own limit: with one call up it may not start a second (503
+/// with Retry-After once authenticated), while another member calls; when
+/// its call ends it may call again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_over_its_own_calls_is_refused_and_others_are_not() {
+    let env = Env::start(&["100", "101", "200"], |c| {
+        c.admission.max_calls_per_member = Some(1);
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    env.register("200", port).await.unwrap();
+    let uas = env.scenario("uas.xml", &[]).unwrap();
+    let mut callee = Sipp::new(env.work.path(), &uas, port);
+    callee.args(["-m", "3"]);
+    let callee = callee.spawn().unwrap();
+    let call = |from: &str, hold: &str| {
+        let sc = env.scenario("uac.xml", &[("HOLD", hold)]).unwrap();
+        let mut s = env.sipp_as(&sc, from, free_port()).unwrap();
+        s.args(["-s", "200"]);
+        s
+    };
+    let first = call("100", "3000").spawn().unwrap();
+    eventually("100's call up", Duration::from_secs(10), || async {
+        env.node().active_calls().await == 1
+    })
+    .await
+    .unwrap();
+    let shed = env.scenario("uac_shed_authenticated.xml", &[]).unwrap();
+    let mut second = env.sipp_as(&shed, "100", free_port()).unwrap();
+    second.args(["-s", "200"]);
+    second.run().await.unwrap();
+    // Another member is not held back by 100's limit.
+    call("101", "300").run().await.unwrap();
+    first.wait().await.unwrap();
+    call("100", "300").run().await.unwrap();
+    callee.wait().await.unwrap();
+}
