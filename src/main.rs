@@ -508,6 +508,7 @@ struct AuthSection {
     algorithms: Option<Vec<String>>,
     nonce_lifetime_s: Option<u64>,
     fail_limit: Option<u32>,
+    fail_limit_per_user: Option<u32>,
     fail_window_s: Option<u64>,
 }
 
@@ -644,6 +645,10 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         node.nonce_lifetime = Duration::from_secs(v);
     }
     node.auth_fail_limit = file.auth.fail_limit.unwrap_or(node.auth_fail_limit);
+    node.auth_fail_limit_per_user = file
+        .auth
+        .fail_limit_per_user
+        .unwrap_or(node.auth_fail_limit_per_user);
     if let Some(v) = file.auth.fail_window_s {
         node.auth_fail_window = Duration::from_secs(v);
     }

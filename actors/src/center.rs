@@ -810,6 +810,19 @@ impl CenterState {
         flow: Flow,
     ) -> Option<String> {
         let from_user = request.from_hdr().and_then(|f| f.uri.user);
+        let ip = flow.addr().ip();
+        if self.transport.auth.source_blocked(ip, now) {
+            metrics::counter!(m::AUTH_BLOCKED, "by" => "source").increment(1);
+            self.transport
+                .respond(
+                    request,
+                    403,
+                    flow,
+                    Some("too many failed attempts, try later"),
+                )
+                .await;
+            return None;
+        }
         let Some(auth) = request.headers.get("Proxy-Authorization") else {
             self.challenge(now, request, flow, false).await;
             return None;
@@ -818,6 +831,7 @@ impl CenterState {
             Ok(c) => c,
             Err(_) => {
                 metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
+                self.transport.auth.failed(ip, None, now);
                 self.transport
                     .respond(request, 400, flow, Some("malformed Proxy-Authorization"))
                     .await;
@@ -828,6 +842,7 @@ impl CenterState {
             Ok(Some(m)) => m,
             Ok(None) => {
                 metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
+                self.transport.auth.failed(ip, None, now);
                 self.challenge(now, request, flow, false).await;
                 return None;
             }
@@ -838,6 +853,16 @@ impl CenterState {
                 return None;
             }
         };
+        if let Some(secs) = self.transport.auth.user_locked(&member.number, now)
+            && !crate::registered_from(self.store.as_ref(), &member.number, ip).await
+        {
+            metrics::counter!(m::AUTH_BLOCKED, "by" => "user").increment(1);
+            let why = "too many failed attempts for this user, try later";
+            self.transport
+                .refuse(request, 403, flow, why, u32::try_from(secs).ok())
+                .await;
+            return None;
+        }
         let ha1 = match creds.algorithm {
             Algorithm::Md5 => &member.ha1_md5,
             Algorithm::Sha256 => &member.ha1_sha256,
@@ -853,10 +878,12 @@ impl CenterState {
             }
             Err(_) => {
                 metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
+                self.transport.auth.failed(ip, Some(&member.number), now);
                 self.challenge(now, request, flow, false).await;
                 return None;
             }
         }
+        self.transport.auth.succeeded(ip);
         if from_user.as_deref() != Some(member.number.as_str()) {
             self.transport
                 .respond(

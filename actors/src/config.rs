@@ -45,6 +45,10 @@ pub struct NodeConfig {
     pub auth_fail_limit: u32,
     /// Window of the brute-force counter.
     pub auth_fail_window: Duration,
+    /// Failed authentications for one user (from any address) within
+    /// `auth_fail_window` after which it is refused from addresses its
+    /// phones are not registered from.
+    pub auth_fail_limit_per_user: u32,
     /// A call that is not answered within this time is ended (408 to the caller).
     pub no_answer_timeout: Duration,
     /// This node's name among the nodes sharing a store (its calls in
@@ -88,6 +92,7 @@ impl NodeConfig {
             max_message: engine::sip::msg::DEFAULT_MAX_MESSAGE,
             auth_fail_limit: 20,
             auth_fail_window: Duration::from_secs(60),
+            auth_fail_limit_per_user: 10,
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
             node_name: sip_addr.to_string(),

@@ -228,6 +228,89 @@ impl Guard {
     }
 }
 
+/// Digest brute-force slowing (REGISTER and INVITE alike): failures are
+/// counted per source address and per user within a window. A source past
+/// its limit gets 403 until the window ends. A user past its own limit (a
+/// guess spread over many addresses) gets 403 with Retry-After from every
+/// address except those its phones are registered from, so an attacker
+/// gets at most that many guesses a window at any one password and cannot
+/// lock the member's own phones out.
+#[derive(Debug)]
+pub struct AuthGuard {
+    per_source: u32,
+    per_user: u32,
+    window: Duration,
+    sources: DashMap<IpAddr, (u32, std::time::Instant)>,
+    users: DashMap<String, (u32, std::time::Instant)>,
+}
+
+/// Why an authentication attempt is refused before it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthBlock {
+    /// The source failed too often.
+    Source,
+    /// The user was guessed at too often; retry after this many seconds.
+    User(u64),
+}
+
+impl AuthGuard {
+    /// At most `per_source` failures per address and `per_user` per user
+    /// within `window`.
+    pub fn new(per_source: u32, per_user: u32, window: Duration) -> AuthGuard {
+        AuthGuard {
+            per_source,
+            per_user,
+            window,
+            sources: DashMap::new(),
+            users: DashMap::new(),
+        }
+    }
+
+    /// Whether `ip` has failed too often at `now`.
+    pub fn source_blocked(&self, ip: IpAddr, now: std::time::Instant) -> bool {
+        self.sources.get(&ip).is_some_and(|e| {
+            e.0 >= self.per_source && now.saturating_duration_since(e.1) < self.window
+        })
+    }
+
+    /// If `user` has been guessed at too often: seconds until its window ends.
+    pub fn user_locked(&self, user: &str, now: std::time::Instant) -> Option<u64> {
+        let e = self.users.get(user)?;
+        let age = now.saturating_duration_since(e.1);
+        (e.0 >= self.per_user && age < self.window)
+            .then(|| self.window.saturating_sub(age).as_secs().max(1))
+    }
+
+    /// An attempt from `ip` (for `user`, when known) failed.
+    pub fn failed(&self, ip: IpAddr, user: Option<&str>, now: std::time::Instant) {
+        let bump = |e: &mut (u32, std::time::Instant)| {
+            if now.saturating_duration_since(e.1) >= self.window {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        };
+        bump(&mut self.sources.entry(ip).or_insert((0, now)));
+        if let Some(u) = user {
+            bump(&mut self.users.entry(u.to_owned()).or_insert((0, now)));
+        }
+    }
+
+    /// An attempt from `ip` succeeded: the source's count starts again (the
+    /// user's stays until its window ends).
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.sources.remove(&ip);
+    }
+
+    /// Forget windows that ended.
+    pub fn sweep(&self, now: std::time::Instant) {
+        let window = self.window;
+        self.sources
+            .retain(|_, e| now.saturating_duration_since(e.1) < window);
+        self.users
+            .retain(|_, e| now.saturating_duration_since(e.1) < window);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +375,34 @@ mod tests {
             IpAddr::from([127, 0, 0, 1]),
             (IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 0)
         ));
+    }
+
+    #[test]
+    fn guesses_are_limited_per_source_and_per_user() {
+        let g = AuthGuard::new(3, 5, Duration::from_secs(60));
+        let t0 = std::time::Instant::now();
+        let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
+        for _ in 0..3 {
+            g.failed(ip(1), Some("100"), t0);
+        }
+        assert!(g.source_blocked(ip(1), t0));
+        assert!(!g.source_blocked(ip(2), t0));
+        assert_eq!(g.user_locked("100", t0), None, "three guesses so far");
+        // The same password guessed from two more addresses.
+        g.failed(ip(2), Some("100"), t0);
+        g.failed(ip(3), Some("100"), t0);
+        let later = t0 + Duration::from_secs(20);
+        assert_eq!(g.user_locked("100", later), Some(40));
+        assert_eq!(g.user_locked("200", later), None, "others unaffected");
+        // A success clears its source, not the user.
+        g.succeeded(ip(1));
+        assert!(!g.source_blocked(ip(1), later));
+        assert!(g.user_locked("100", later).is_some());
+        // Windows end.
+        let after = t0 + Duration::from_secs(61);
+        assert_eq!(g.user_locked("100", after), None);
+        assert!(!g.source_blocked(ip(2), after));
+        g.sweep(after);
+        assert!(g.users.is_empty() && g.sources.is_empty());
     }
 }

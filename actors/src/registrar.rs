@@ -8,9 +8,11 @@
 //! server transaction per request, so a lost 200 is replayed rather than
 //! re-evaluated (a re-evaluation would see a replayed nonce-count).
 //!
-//! Brute-force protection: authentication failures are counted per source
-//! IP; past `auth_fail_limit` within `auth_fail_window` the source gets 403
-//! until the window ends.
+//! Brute-force protection ([`crate::protection::AuthGuard`], shared with
+//! the Centers): failures are counted per source IP and per user; past
+//! `auth_fail_limit` within `auth_fail_window` the source gets 403 until the
+//! window ends, and past `auth_fail_limit_per_user` the user gets 403 with
+//! Retry-After from any address its phones are not registered from.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -67,8 +69,6 @@ pub struct RegistrarState {
     rng: StdRng,
     /// REGISTER server transactions by key, with the flow to answer on.
     txns: HashMap<String, (ServerNonInvite, Flow)>,
-    /// Authentication failures per source: (count, window start).
-    failures: HashMap<IpAddr, (u32, Instant)>,
     last_binding_sweep: Instant,
 }
 
@@ -87,7 +87,6 @@ impl Actor for Registrar {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
             rng: StdRng::from_entropy(),
             txns: HashMap::new(),
-            failures: HashMap::new(),
             last_binding_sweep: clock::now(),
             cfg: args.cfg,
             store: args.store,
@@ -160,9 +159,7 @@ impl RegistrarState {
             while txn.poll_output().is_some() {}
         }
         self.txns.retain(|_, (t, _)| !t.is_terminated());
-        let window = self.cfg.auth_fail_window;
-        self.failures
-            .retain(|_, (_, start)| now.saturating_duration_since(*start) < window);
+        self.transport.auth.sweep(now);
         self.nonces.purge(now);
         if now.saturating_duration_since(self.last_binding_sweep) >= Duration::from_secs(10) {
             self.last_binding_sweep = now;
@@ -176,20 +173,8 @@ impl RegistrarState {
         }
     }
 
-    fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        self.failures.get(&ip).is_some_and(|(n, start)| {
-            *n >= self.cfg.auth_fail_limit
-                && now.saturating_duration_since(*start) < self.cfg.auth_fail_window
-        })
-    }
-
-    fn note_failure(&mut self, ip: IpAddr, now: Instant) {
-        let window = self.cfg.auth_fail_window;
-        let e = self.failures.entry(ip).or_insert((0, now));
-        if now.saturating_duration_since(e.1) >= window {
-            *e = (0, now);
-        }
-        e.0 += 1;
+    fn note_failure(&mut self, ip: IpAddr, user: Option<&str>, now: Instant) {
+        self.transport.auth.failed(ip, user, now);
         metrics::counter!(m::AUTH_FAILURES, "method" => "REGISTER").increment(1);
     }
 
@@ -214,8 +199,8 @@ impl RegistrarState {
             r
         };
         let ip = flow.addr().ip();
-        if self.blocked(ip, now) {
-            metrics::counter!(m::AUTH_BLOCKED).increment(1);
+        if self.transport.auth.source_blocked(ip, now) {
+            metrics::counter!(m::AUTH_BLOCKED, "by" => "source").increment(1);
             metrics::counter!(m::REGISTERS, "result" => "blocked").increment(1);
             return refuse(403, "too many failed attempts, try later");
         }
@@ -246,15 +231,24 @@ impl RegistrarState {
             metrics::counter!(m::REGISTERS, "result" => "challenged").increment(1);
             return self.challenge(now, request, false);
         };
+        if let Some(secs) = self.transport.auth.user_locked(&number, now)
+            && !crate::registered_from(self.store.as_ref(), &number, ip).await
+        {
+            metrics::counter!(m::AUTH_BLOCKED, "by" => "user").increment(1);
+            metrics::counter!(m::REGISTERS, "result" => "blocked").increment(1);
+            let mut r = refuse(403, "too many failed attempts for this user, try later");
+            r.headers.push("Retry-After", secs.to_string());
+            return r;
+        }
         let creds = match digest::parse_credentials(auth) {
             Ok(c) => c,
             Err(_) => {
-                self.note_failure(ip, now);
+                self.note_failure(ip, None, now);
                 return refuse(400, "malformed Authorization");
             }
         };
         if creds.username != number {
-            self.note_failure(ip, now);
+            self.note_failure(ip, None, now);
             return refuse(403, "credentials do not match the address of record");
         }
         let ha1 = match creds.algorithm {
@@ -269,12 +263,12 @@ impl RegistrarState {
             Err(digest::Error::Stale) => return self.challenge(now, request, true),
             Err(e) => {
                 debug!(number = %number, error = %e, "REGISTER authentication failed");
-                self.note_failure(ip, now);
+                self.note_failure(ip, Some(&number), now);
                 metrics::counter!(m::REGISTERS, "result" => "auth_failed").increment(1);
                 return self.challenge(now, request, false);
             }
         }
-        self.failures.remove(&ip);
+        self.transport.auth.succeeded(ip);
 
         let policy = self.cfg.registrar;
         let changes = match registrar::changes(request, &policy) {

@@ -152,6 +152,8 @@ pub struct Transport {
     pub admission: Arc<crate::admission::Admission>,
     /// Source protection.
     pub guard: Arc<crate::protection::Guard>,
+    /// Digest brute-force slowing, shared by the Registrar and the Centers.
+    pub auth: Arc<crate::protection::AuthGuard>,
 }
 
 /// The stream listeners [`Transport::bind`] opened.
@@ -218,6 +220,11 @@ impl Transport {
                         guard: Arc::new(crate::protection::Guard::new(
                             cfg.protection.clone(),
                             cfg.routing.trunks.iter().map(|t| t.addr.ip()),
+                        )),
+                        auth: Arc::new(crate::protection::AuthGuard::new(
+                            cfg.auth_fail_limit,
+                            cfg.auth_fail_limit_per_user,
+                            cfg.auth_fail_window,
                         )),
                         media,
                         events: crate::events::CallEvents::new(),

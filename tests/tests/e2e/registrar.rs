@@ -302,3 +302,61 @@ async fn expired_nonce_is_challenged_with_stale_true() {
     assert!(stale.contains("stale=true"), "{stale}");
     assert_eq!(env.bindings("100").await.unwrap(), 0);
 }
+
+/// A password guessed at from many addresses: past the per-user limit the
+/// user is refused (403 with Retry-After) from any address, REGISTER and
+/// INVITE alike, even with the right password, except from the address its
+/// own phone is registered from, which keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_spread_over_addresses_are_limited_per_user() {
+    let env = Env::start(&["100", "200"], |c| {
+        c.auth_fail_limit = 20;
+        c.auth_fail_limit_per_user = 3;
+    })
+    .await
+    .unwrap();
+    // The member's own phone, on 127.0.0.1.
+    let phone = free_port();
+    env.register("100", phone).await.unwrap();
+    let from = |ip: &str, scenario: &str, final_status: &str, pw: &str| {
+        let sc = env.scenario(scenario, &[("FINAL", final_status)]).unwrap();
+        let csv = env.csv(&["100", pw, "3600"]).unwrap();
+        let mut s = Sipp::new(env.work.path(), &sc, free_port());
+        s.args([
+            "-i",
+            ip,
+            "-inf",
+            &csv.to_string_lossy(),
+            "-au",
+            "100",
+            "-ap",
+            pw,
+            "-s",
+            "200",
+            &env.sip().to_string(),
+        ]);
+        s
+    };
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        from(ip, "register.xml", "401", "guess")
+            .run()
+            .await
+            .unwrap();
+    }
+    // The right password from a fourth address: refused, REGISTER and
+    // INVITE (a toll-fraud guess looks like a call).
+    from("127.0.0.5", "register.xml", "403", &password("100"))
+        .run()
+        .await
+        .unwrap();
+    from("127.0.0.6", "uac_final.xml", "403", &password("100"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(env.bindings("100").await.unwrap(), 1, "only the phone's");
+    // The phone itself re-registers as usual.
+    env.register("100", phone).await.unwrap();
+    // Another member is not affected.
+    let other = free_port();
+    env.register("200", other).await.unwrap();
+}
