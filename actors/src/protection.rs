@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn guesses_are_limited_per_source_and_per_user() {
         let g = AuthGuard::new(3, 5, Duration::from_secs(60));
-        let t0 = std::time::Instant::now();
+        let t0 = crate::clock::now();
         let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
         for _ in 0..3 {
             g.failed(ip(1), Some("100"), t0);
