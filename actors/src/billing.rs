@@ -128,6 +128,66 @@ pub struct Wallets {
 /// A hold lapses this long after the end of the stretch it covers.
 const HOLD_GRACE_S: u64 = 600;
 
+/// Post `amount` for `call` to `payer`'s ledger under the key
+/// `call:<id>` (so it is posted once however often this is retried) and
+/// drop the call's hold, in one step; the balance after, when posted now.
+async fn post_charge(
+    store: &dyn Store,
+    payer: &str,
+    call: &str,
+    amount: i64,
+    at: u64,
+) -> Result<Option<i64>, StoreError> {
+    let entry = LedgerEntry {
+        account: payer.to_owned(),
+        key: format!("call:{call}"),
+        amount: -amount,
+        reason: format!("call {call}"),
+        at,
+    };
+    let posted = store
+        .release_hold(payer, call, (amount > 0).then_some(&entry))
+        .await?;
+    match posted {
+        Some(Posted::Posted(b)) => return Ok(Some(b)),
+        Some(Posted::Insufficient(balance)) => {
+            // Only an operator's adjustment during the call can do this:
+            // take what is there, and say so.
+            error!(call, payer, amount, balance, "charge exceeds the balance");
+            if balance > 0 {
+                let rest = LedgerEntry {
+                    amount: -balance,
+                    ..entry
+                };
+                let _ = store.post(&rest).await?;
+            }
+        }
+        Some(Posted::Duplicate(_)) | None => {}
+    }
+    Ok(None)
+}
+
+/// Charge a call a node lost when it died (see `node::recover`): `talked`
+/// seconds at `tariff`, never more than the call's hold while the hold is
+/// there, posted once under the call's key (a charge posted before the
+/// stop stands and nothing more is taken); the hold is dropped. Returns
+/// the amount charged by this call.
+pub async fn settle_lost(
+    store: &dyn Store,
+    payer: &str,
+    call: &str,
+    tariff: &Tariff,
+    talked: u32,
+    at: u64,
+) -> Result<i64, StoreError> {
+    let mut amount = tariff.charge(talked);
+    if let Some(hold) = store.holds(payer, at).await?.iter().find(|h| h.id == call) {
+        amount = amount.min(hold.amount);
+    }
+    let posted = post_charge(store, payer, call, amount, at).await?;
+    Ok(if posted.is_some() { amount } else { 0 })
+}
+
 impl Wallets {
     /// No holds.
     pub fn new() -> Arc<Wallets> {
@@ -234,34 +294,8 @@ impl Wallets {
         } else {
             0
         };
-        let mut after = None;
         let amount = charge.tariff.charge(talked).min(held);
-        let entry = LedgerEntry {
-            account: charge.payer.clone(),
-            key: format!("call:{call}"),
-            amount: -amount,
-            reason: format!("call {call}"),
-            at,
-        };
-        let posted = store
-            .release_hold(&charge.payer, call, (amount > 0).then_some(&entry))
-            .await?;
-        match posted {
-            Some(Posted::Posted(b)) => after = Some(b),
-            Some(Posted::Insufficient(balance)) => {
-                // Only an operator's adjustment during the call can do
-                // this: take what is there, and say so.
-                error!(call, payer = %charge.payer, amount, balance, "charge exceeds the balance");
-                if balance > 0 {
-                    let rest = LedgerEntry {
-                        amount: -balance,
-                        ..entry
-                    };
-                    let _ = store.post(&rest).await?;
-                }
-            }
-            Some(Posted::Duplicate(_)) | None => {}
-        }
+        let after = post_charge(store, &charge.payer, call, amount, at).await?;
         // The purse itself stays: removing it could let a call that holds
         // the old one and a call that makes a new one race past the lock.
         p.held_secs.remove(call);

@@ -70,6 +70,10 @@ struct CallRecord {
     over: bool,
     /// Enough to charge it and write its CDR if it crashes.
     facts: Facts,
+    /// Its call-in-progress record as first written.
+    open: schema::model::OpenCall,
+    /// Whether the record was written again with the answer.
+    answer_recorded: bool,
 }
 
 /// A call as its supervisor knows it.
@@ -130,6 +134,9 @@ struct Unsettled {
     talked: u32,
 }
 
+/// How far ahead of a dialog's CSeq a recorded BYE is numbered.
+const BYE_SEQ_AHEAD: u32 = 10_000;
+
 /// How many call reports a center keeps in memory.
 pub const RECENT: usize = 256;
 
@@ -181,6 +188,7 @@ impl Actor for Calls {
                 metrics::gauge!(m::CENTER_CHILDREN, "center" => center.clone())
                     .set(me.get_children().len() as f64);
                 metrics::gauge!(m::CENTER_CALLS, "center" => center).set(st.calls.len() as f64);
+                st.record_answers();
                 st.retry_billing().await;
             }
             CallsMsg::CallOver(id, report) => {
@@ -466,15 +474,9 @@ impl CallsState {
             callee: args.callee.clone(),
             center: self.center.clone(),
             setup_ms: crate::clock::unix_ms(),
+            ..Default::default()
         };
-        let store = self.store.clone();
-        let admission = self.transport.admission.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.put_open_call(&open).await {
-                tracing::warn!(call = %open.call_id, error = %e, "call in progress not recorded");
-                admission.store_failed();
-            }
-        });
+        self.record_open(open.clone());
         let snapshots = args.snapshots.clone();
         let facts = Facts {
             call_id: args.call_id.clone(),
@@ -498,6 +500,8 @@ impl CallsState {
                         actor,
                         over: false,
                         facts,
+                        open,
+                        answer_recorded: false,
                     },
                 );
             }
@@ -549,16 +553,96 @@ impl CallsState {
                     .await;
             }
             Release::Bye { mut dialog } => {
-                let branch = ids::branch(&mut self.rng);
-                let via = self.transport.via(snap.flow, &branch);
-                let contact = self.transport.contact(snap.flow);
-                let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
-                bye.headers.push(
-                    "Reason",
-                    "SIP;cause=500;text=\"call failed inside the engine\"",
-                );
+                let bye = self.bye(&mut dialog, snap.flow, "call failed inside the engine");
                 self.transport.send(snap.flow, bye.to_bytes()).await;
             }
+        }
+    }
+
+    /// A BYE on `dialog` over `flow`, with a `Reason` saying `why`.
+    fn bye(
+        &mut self,
+        dialog: &mut engine::sip::dialog::Dialog,
+        flow: Flow,
+        why: &str,
+    ) -> engine::sip::msg::Request {
+        let branch = ids::branch(&mut self.rng);
+        let via = self.transport.via(flow, &branch);
+        let contact = self.transport.contact(flow);
+        let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
+        bye.headers
+            .push("Reason", format!("SIP;cause=500;text=\"{why}\""));
+        bye
+    }
+
+    /// Write (or rewrite) a call-in-progress record without holding up
+    /// this supervisor.
+    fn record_open(&self, open: schema::model::OpenCall) {
+        let store = self.store.clone();
+        let admission = self.transport.admission.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_open_call(&open).await {
+                tracing::warn!(call = %open.call_id, error = %e, "call in progress not recorded");
+                admission.store_failed();
+            }
+        });
+    }
+
+    /// Rewrite the records of calls answered since the last sweep with the
+    /// answer time, the tariff and a BYE for each leg: what a node that
+    /// restarts after dying needs to charge the talk time it can prove and
+    /// to release the far ends. The BYEs' CSeq is far ahead of the dialog's,
+    /// so requests sent later in the call do not make them out of order.
+    fn record_answers(&mut self) {
+        let answered: Vec<ActorId> = self
+            .calls
+            .iter()
+            .filter(|(_, r)| {
+                !r.over
+                    && !r.answer_recorded
+                    && r.facts
+                        .answered_ms
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        > 0
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in answered {
+            let Some(record) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            record.answer_recorded = true;
+            let mut open = record.open.clone();
+            let snapshots: Vec<LegSnapshot> =
+                record.snapshots.iter().map(|s| s.lock().clone()).collect();
+            open.answered_ms = Some(
+                record
+                    .facts
+                    .answered_ms
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
+            open.tariff = record
+                .facts
+                .charge
+                .as_ref()
+                .map(|c| schema::model::OpenTariff {
+                    per_minute: c.tariff.rate.per_minute,
+                    connect_fee: c.tariff.rate.connect_fee,
+                    first_increment: c.tariff.rate.first_increment,
+                    next_increment: c.tariff.rate.next_increment,
+                    minimum_secs: c.tariff.minimum_secs,
+                });
+            for snap in snapshots {
+                if let Release::Bye { mut dialog } = snap.release {
+                    dialog.local_seq = dialog.local_seq.saturating_add(BYE_SEQ_AHEAD);
+                    let bye = self.bye(&mut dialog, snap.flow, "the node restarted");
+                    open.byes.push(schema::model::OpenBye {
+                        flow: snap.flow.to_string(),
+                        message: String::from_utf8_lossy(&bye.to_bytes()).into_owned(),
+                    });
+                }
+            }
+            self.record_open(open);
         }
     }
 }

@@ -93,5 +93,7 @@ pub const RTP_TIMEOUTS: &str = "switchboard_rtp_timeouts_total";
 pub const CDRS: &str = "switchboard_cdrs_total";
 /// CDRs and charges a Calls supervisor holds until the store takes writes.
 pub const BILLING_BACKLOG: &str = "switchboard_billing_backlog";
+/// BYEs sent at start to the legs of calls the last run lost.
+pub const LOST_LEGS_RELEASED: &str = "switchboard_lost_legs_released_total";
 /// 1 while the store takes writes (heartbeat), 0 while it refuses them.
 pub const STORE_UP: &str = "switchboard_store_up";

@@ -406,7 +406,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         source: e.into(),
     })?;
     let tls_addr = listeners.tls.as_ref().and_then(|l| l.local_addr().ok());
-    recover(store.as_ref(), &cfg).await;
+    recover(store.as_ref(), &cfg, &transport).await;
     let store_for_watch = store.clone();
     let args = NodeArgs {
         cfg: cfg.clone(),
@@ -463,7 +463,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
 /// After an unclean stop: give each call this node had up exactly one CDR
 /// (`lost`, not charged: how long it went on is unknown; its hold is
 /// released), from the records written when the calls started.
-async fn recover(store: &dyn Store, cfg: &NodeConfig) {
+async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>) {
     let open = match store.open_calls(&cfg.node_name).await {
         Ok(open) => open,
         Err(e) => {
@@ -478,7 +478,56 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig) {
         );
     }
     let now = crate::clock::unix_ms();
+    // The node's last sign of life: calls answered before it were up at
+    // least until then.
+    let last_alive_ms = store
+        .last_heartbeat(&cfg.node_name)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.saturating_mul(1000));
     for c in open {
+        release_far_ends(transport, &c);
+        let talked = match (c.answered_ms, last_alive_ms) {
+            (Some(answered), Some(alive)) => {
+                u32::try_from(alive.saturating_sub(answered) / 1000).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        };
+        let tariff = c.tariff.map(|t| engine::rating::Tariff {
+            rate: engine::lcr::Rate {
+                per_minute: t.per_minute,
+                connect_fee: t.connect_fee,
+                first_increment: t.first_increment,
+                next_increment: t.next_increment,
+            },
+            minimum_secs: t.minimum_secs,
+        });
+        // Posted once under the call's key (a charge posted before the
+        // stop stands), and the hold dropped with it.
+        let charged = match &tariff {
+            Some(t) if talked > 0 => {
+                crate::billing::settle_lost(store, &c.payer, &c.call_id, t, talked, now / 1000)
+                    .await
+            }
+            _ => store
+                .release_hold(&c.payer, &c.call_id, None)
+                .await
+                .map(|_| 0),
+        };
+        let Ok(price) = charged else {
+            tracing::error!(call = %c.call_id, "charge of a lost call not posted; kept for the next start");
+            continue;
+        };
+        let cause = match c.answered_ms {
+            Some(_) if talked > 0 => format!(
+                "the node stopped with the call up; charged to its last heartbeat ({talked} s after the answer)"
+            ),
+            Some(_) => {
+                "the node stopped with the call up; no talk time proven, not charged".to_owned()
+            }
+            None => "the node stopped before the call was answered".to_owned(),
+        };
         let cdr = schema::model::Cdr {
             call_id: c.call_id.clone(),
             payer: c.payer.clone(),
@@ -487,15 +536,15 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig) {
             center: c.center.clone(),
             result: "lost".into(),
             status: 500,
-            cause: Some("the node stopped with the call up; talk time unknown, not charged".into()),
+            cause: Some(cause),
             disconnect: Some("engine".into()),
             attempts: Vec::new(),
             setup_ms: c.setup_ms,
             ring_ms: None,
-            answer_ms: None,
-            end_ms: now,
-            billed_secs: 0,
-            price: 0,
+            answer_ms: c.answered_ms,
+            end_ms: last_alive_ms.unwrap_or(now).max(c.setup_ms),
+            billed_secs: tariff.map_or(0, |t| t.billed_secs(talked)),
+            price,
             cost_micros: 0,
             currency: cfg.billing.currency.clone(),
             media: None,
@@ -503,12 +552,32 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig) {
         };
         // Insert-if-absent: a call whose CDR was written before the stop
         // keeps it.
-        let written = store.put_cdr(&cdr).await;
-        let released = store.release_hold(&c.payer, &c.call_id, None).await;
-        if written.is_ok() && released.is_ok() {
+        if store.put_cdr(&cdr).await.is_ok() {
             let _ = store.close_open_call(&cfg.node_name, &c.call_id).await;
             metrics::counter!(m::CDRS, "result" => "recovered").increment(1);
         }
+    }
+}
+
+/// Send the BYEs recorded for a lost call's legs (three times over UDP,
+/// as Timer E would; their answers are strays and are dropped).
+fn release_far_ends(transport: &Arc<Transport>, call: &schema::model::OpenCall) {
+    for bye in &call.byes {
+        let Some(flow) = crate::transport::Flow::parse(&bye.flow) else {
+            continue;
+        };
+        let bytes = bytes::Bytes::from(bye.message.clone().into_bytes());
+        let t = transport.clone();
+        let times = if flow.is_reliable() { 1 } else { 3 };
+        tokio::spawn(async move {
+            for i in 0..times {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(500 << i)).await;
+                }
+                t.send(flow, bytes.clone()).await;
+            }
+        });
+        metrics::counter!(m::LOST_LEGS_RELEASED).increment(1);
     }
 }
 

@@ -304,7 +304,7 @@ pub struct Hold {
 /// A call in progress on a node, written when it starts and removed when
 /// its CDR is written: what a node that restarts after dying uses to give
 /// each call it had up exactly one CDR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenCall {
     /// The node (its name) running the call.
     pub node: String,
@@ -320,6 +320,40 @@ pub struct OpenCall {
     pub center: String,
     /// Set up at, Unix milliseconds.
     pub setup_ms: u64,
+    /// Answered at, Unix milliseconds (written again once it is answered).
+    #[serde(default)]
+    pub answered_ms: Option<u64>,
+    /// What the payer is charged for it, when it is charged.
+    #[serde(default)]
+    pub tariff: Option<OpenTariff>,
+    /// A BYE for each established leg, to release the far ends if the node
+    /// dies with the call up.
+    #[serde(default)]
+    pub byes: Vec<OpenBye>,
+}
+
+/// The price of a call in progress (a plan's tariff, flattened).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenTariff {
+    /// Micro-units a minute.
+    pub per_minute: i64,
+    /// Micro-units once.
+    pub connect_fee: i64,
+    /// First billing increment, seconds.
+    pub first_increment: u32,
+    /// Following increments, seconds.
+    pub next_increment: u32,
+    /// Shortest billed duration, seconds.
+    pub minimum_secs: u32,
+}
+
+/// A request that ends one leg of a call in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenBye {
+    /// Where it goes (`udp:ip:port`, `tcp:…`, `tls:…`).
+    pub flow: String,
+    /// The whole request.
+    pub message: String,
 }
 
 /// What setting a hold did.

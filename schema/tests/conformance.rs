@@ -864,6 +864,7 @@ async fn conforms(store: Arc<dyn Store>) {
         callee: "200".into(),
         center: "seoul".into(),
         setup_ms: 5,
+        ..Default::default()
     };
     for (node, id) in [("a", "x1"), ("a", "x2"), ("b", "x3")] {
         store_ref.put_open_call(&open(node, id)).await.unwrap();

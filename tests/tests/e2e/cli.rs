@@ -419,6 +419,12 @@ struct TrunkNode {
 
 impl TrunkNode {
     async fn start(trunk: &str, head: &str) -> TrunkNode {
+        TrunkNode::start_funded(trunk, head, None).await
+    }
+
+    /// [`TrunkNode::start`], member 100 credited `top_up` minor units
+    /// before the engine starts.
+    async fn start_funded(trunk: &str, head: &str, top_up: Option<i64>) -> TrunkNode {
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let (sip_port, http_port, trunk_port) = (free_port(), free_port(), free_port());
@@ -450,6 +456,20 @@ impl TrunkNode {
             .await
             .unwrap();
         assert!(add.status.success());
+        if let Some(amount) = top_up {
+            use schema::store::Store as _;
+            let store = schema::embedded::Embedded::open(data.path()).unwrap();
+            store
+                .post(&schema::model::LedgerEntry {
+                    account: "100".into(),
+                    key: "topup:100".into(),
+                    amount,
+                    reason: "test top-up".into(),
+                    at: 0,
+                })
+                .await
+                .unwrap();
+        }
         let serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
         std::fs::write(
             work.path().join("u.csv"),
@@ -770,12 +790,24 @@ async fn sigterm_refuses_new_calls_and_lets_calls_up_finish() {
 }
 
 /// kill -9 with calls up, then a restart: the call that had ended keeps
-/// its one CDR, each call that was up gets exactly one (`lost`), nothing
-/// is left recorded as in progress, and a second restart adds nothing.
+/// its one CDR and its one charge; each call that was up gets exactly one
+/// (`lost`) CDR, is charged the talk time up to the node's last heartbeat
+/// (never more than it held), and its far end gets a BYE (the trunk's
+/// scenario completes only if it does); no hold is left, the ledger still
+/// sums to the balance, nothing is left in progress, and a second restart
+/// adds nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_kill_9_every_call_has_exactly_one_cdr() {
-    let mut n = TrunkNode::start("", "").await;
+async fn after_kill_9_every_call_has_exactly_one_cdr_and_one_charge() {
     let work = tempfile::tempdir().unwrap();
+    // A sell plan: 1 cent a second to the US, by the second.
+    let plan = work.path().join("plan.csv");
+    std::fs::write(
+        &plan,
+        "prefix,per_minute,connect_fee,first_increment,next_increment\n1,600000,0,1,1\n",
+    )
+    .unwrap();
+    let head = format!("[billing]\nplan = \"{}\"\nchunk_s = 60\n\n", plan.display());
+    let mut n = TrunkNode::start_funded("", &head, Some(10_000)).await;
     let sc = scenario_in(
         work.path(),
         "trunk_answer.xml",
@@ -783,7 +815,7 @@ async fn after_kill_9_every_call_has_exactly_one_cdr() {
     );
     let mut trunk = Sipp::new(work.path(), &sc, n.trunk_port);
     trunk.args(["-m", "4"]);
-    let _trunk = trunk.spawn().unwrap();
+    let trunk = trunk.spawn().unwrap();
     // One call that ends, then three that stay up.
     n.call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "100")]))
         .run()
@@ -793,6 +825,9 @@ async fn after_kill_9_every_call_has_exactly_one_cdr() {
     up.args(["-m", "3", "-r", "10"]);
     let _up = up.spawn().unwrap();
     n.answered(4.0).await;
+    // Let the calls be up for a while: answers are recorded at the next
+    // sweep (every second), heartbeats every second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     n.signal("9").await;
     let _ = n.serve.wait().await;
 
@@ -802,29 +837,64 @@ async fn after_kill_9_every_call_has_exactly_one_cdr() {
         "before the restart: the ended call"
     );
     n.restart().await;
+    // The restarted node sent BYE to the trunk's three legs: its scenario
+    // (INVITE, answer, BYE each) completes all four calls.
+    trunk.wait().await.unwrap();
     let rows = n.cdr_rows().await;
     assert_eq!(rows.len(), 4, "{rows:?}");
-    assert_eq!(
-        rows.iter().filter(|r| r.contains("answered")).count(),
-        1,
-        "{rows:?}"
-    );
-    assert_eq!(
-        rows.iter().filter(|r| r.contains("lost")).count(),
-        3,
-        "{rows:?}"
-    );
-    let ids: std::collections::BTreeSet<&str> =
-        rows.iter().filter_map(|r| r.split(',').next()).collect();
-    assert_eq!(ids.len(), 4, "one CDR per call");
     // Again: nothing new.
     n.serve.kill().await.unwrap();
     let _ = n.serve.wait().await;
     n.restart().await;
     assert_eq!(n.cdr_rows().await.len(), 4);
     n.serve.kill().await.unwrap();
-    let store = schema::embedded::Embedded::open(n.data.path()).unwrap();
+    let _ = n.serve.wait().await;
+
     use schema::store::Store as _;
+    let store = schema::embedded::Embedded::open(n.data.path()).unwrap();
+    let cdrs = store
+        .cdrs(&schema::model::CdrQuery {
+            payer: Some("100".into()),
+            from_ms: 0,
+            to_ms: u64::MAX / 2,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let ids: std::collections::BTreeSet<&str> = cdrs.iter().map(|c| c.call_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "one CDR per call: {cdrs:?}");
+    assert_eq!(cdrs.iter().filter(|c| c.result == "answered").count(), 1);
+    let lost: Vec<_> = cdrs.iter().filter(|c| c.result == "lost").collect();
+    assert_eq!(lost.len(), 3, "{cdrs:?}");
+    for c in &lost {
+        // Up about 3 s before the kill: charged what the last heartbeat
+        // proves (at least 1 s, at most the 60 s it held).
+        assert!(c.answer_ms.is_some(), "{c:?}");
+        assert!((1..=60).contains(&c.billed_secs), "{c:?}");
+        assert_eq!(c.price, i64::from(c.billed_secs), "1 cent a second: {c:?}");
+    }
+    // Every CDR's price is in the ledger exactly once.
+    let ledger = store.ledger("100").await.unwrap();
+    for c in &cdrs {
+        let posted: Vec<_> = ledger
+            .iter()
+            .filter(|e| e.key == format!("call:{}", c.call_id))
+            .collect();
+        assert_eq!(posted.len(), usize::from(c.price > 0), "{c:?} {ledger:?}");
+        assert!(posted.iter().all(|e| -e.amount == c.price), "{c:?}");
+    }
+    let balance = store.balance("100").await.unwrap();
+    assert_eq!(balance, ledger.iter().map(|e| e.amount).sum::<i64>());
+    assert_eq!(balance, 10_000 - cdrs.iter().map(|c| c.price).sum::<i64>());
+    assert!(
+        store
+            .holds("100", actors::clock::unix_now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "no hold left"
+    );
     assert!(
         store
             .open_calls(&format!("127.0.0.1:{}", n.sip_port))
