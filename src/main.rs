@@ -519,6 +519,8 @@ struct CallsSection {
     max_duration_s: Option<u64>,
     /// On SIGTERM: how long calls up may go on (new ones get 503).
     drain_s: Option<u64>,
+    /// A call up this long has its answer and BYEs recorded (for recovery).
+    checkpoint_after_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -724,6 +726,9 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
                 .collect::<Result<Vec<_>>>()?,
         },
     };
+    if let Some(v) = file.calls.checkpoint_after_s {
+        node.checkpoint_after = Duration::from_secs(v);
+    }
     if let Some(v) = file.calls.max_duration_s {
         node.max_call_duration = Duration::from_secs(v);
     }

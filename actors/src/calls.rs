@@ -106,6 +106,9 @@ pub struct CallsArgs {
     pub billing: crate::billing::BillingConfig,
     /// This node's name (its calls in progress are recorded under it).
     pub node: String,
+    /// How long a call is up before its record is rewritten with its
+    /// answer, tariff and BYEs.
+    pub checkpoint_after: std::time::Duration,
 }
 
 /// The Calls supervisor's state.
@@ -117,6 +120,10 @@ pub struct CallsState {
     currency: String,
     billing: crate::billing::BillingConfig,
     node: String,
+    /// Calls are checkpointed once up this long (most short calls end
+    /// before; a node that dies loses at most this much billing of the
+    /// calls it had just answered).
+    checkpoint_after_ms: u64,
     rng: StdRng,
     calls: HashMap<ActorId, CallRecord>,
     /// Reports of the last [`RECENT`] calls that ended.
@@ -159,6 +166,8 @@ impl Actor for Calls {
             currency: args.currency,
             billing: args.billing,
             node: args.node,
+            checkpoint_after_ms: u64::try_from(args.checkpoint_after.as_millis())
+                .unwrap_or(u64::MAX),
             rng: StdRng::from_entropy(),
             calls: HashMap::new(),
             recent: std::collections::VecDeque::new(),
@@ -553,26 +562,16 @@ impl CallsState {
                     .await;
             }
             Release::Bye { mut dialog } => {
-                let bye = self.bye(&mut dialog, snap.flow, "call failed inside the engine");
+                let bye = bye_request(
+                    &self.transport,
+                    &mut self.rng,
+                    &mut dialog,
+                    snap.flow,
+                    "call failed inside the engine",
+                );
                 self.transport.send(snap.flow, bye.to_bytes()).await;
             }
         }
-    }
-
-    /// A BYE on `dialog` over `flow`, with a `Reason` saying `why`.
-    fn bye(
-        &mut self,
-        dialog: &mut engine::sip::dialog::Dialog,
-        flow: Flow,
-        why: &str,
-    ) -> engine::sip::msg::Request {
-        let branch = ids::branch(&mut self.rng);
-        let via = self.transport.via(flow, &branch);
-        let contact = self.transport.contact(flow);
-        let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
-        bye.headers
-            .push("Reason", format!("SIP;cause=500;text=\"{why}\""));
-        bye
     }
 
     /// Write (or rewrite) a call-in-progress record without holding up
@@ -588,39 +587,29 @@ impl CallsState {
         });
     }
 
-    /// Rewrite the records of calls answered since the last sweep with the
+    /// Rewrite the records of calls up for `checkpoint_after` with the
     /// answer time, the tariff and a BYE for each leg: what a node that
     /// restarts after dying needs to charge the talk time it can prove and
     /// to release the far ends. The BYEs' CSeq is far ahead of the dialog's,
     /// so requests sent later in the call do not make them out of order.
     fn record_answers(&mut self) {
-        let answered: Vec<ActorId> = self
-            .calls
-            .iter()
-            .filter(|(_, r)| {
-                !r.over
-                    && !r.answer_recorded
-                    && r.facts
-                        .answered_ms
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                        > 0
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in answered {
-            let Some(record) = self.calls.get_mut(&id) else {
+        let mut answered = Vec::new();
+        let now = crate::clock::unix_ms();
+        for record in self.calls.values_mut() {
+            let at = record
+                .facts
+                .answered_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if record.over
+                || record.answer_recorded
+                || at == 0
+                || now.saturating_sub(at) < self.checkpoint_after_ms
+            {
                 continue;
-            };
+            }
             record.answer_recorded = true;
             let mut open = record.open.clone();
-            let snapshots: Vec<LegSnapshot> =
-                record.snapshots.iter().map(|s| s.lock().clone()).collect();
-            open.answered_ms = Some(
-                record
-                    .facts
-                    .answered_ms
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            );
+            open.answered_ms = Some(at);
             open.tariff = record
                 .facts
                 .charge
@@ -632,19 +621,69 @@ impl CallsState {
                     next_increment: c.tariff.rate.next_increment,
                     minimum_secs: c.tariff.minimum_secs,
                 });
-            for snap in snapshots {
-                if let Release::Bye { mut dialog } = snap.release {
-                    dialog.local_seq = dialog.local_seq.saturating_add(BYE_SEQ_AHEAD);
-                    let bye = self.bye(&mut dialog, snap.flow, "the node restarted");
-                    open.byes.push(schema::model::OpenBye {
-                        flow: snap.flow.to_string(),
-                        message: String::from_utf8_lossy(&bye.to_bytes()).into_owned(),
-                    });
-                }
-            }
-            self.record_open(open);
+            answered.push((open, record.snapshots.clone()));
         }
+        if answered.is_empty() {
+            return;
+        }
+        // Built off this supervisor and off the runtime's workers (a
+        // second's answers at a time), and written in one request.
+        let transport = self.transport.clone();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let t = transport.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                let mut rng = StdRng::from_entropy();
+                answered
+                    .into_iter()
+                    .map(|(mut open, snapshots)| {
+                        for snap in snapshots.iter().map(|s| s.lock().clone()) {
+                            if let Release::Bye { mut dialog } = snap.release {
+                                dialog.local_seq = dialog.local_seq.saturating_add(BYE_SEQ_AHEAD);
+                                let bye = bye_request(
+                                    &t,
+                                    &mut rng,
+                                    &mut dialog,
+                                    snap.flow,
+                                    "the node restarted",
+                                );
+                                open.byes.push(schema::model::OpenBye {
+                                    flow: snap.flow.to_string(),
+                                    message: String::from_utf8_lossy(&bye.to_bytes()).into_owned(),
+                                });
+                            }
+                        }
+                        open
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let Ok(records) = built else {
+                return;
+            };
+            if let Err(e) = store.put_open_calls(&records).await {
+                tracing::warn!(calls = records.len(), error = %e, "answered calls not recorded");
+                transport.admission.store_failed();
+            }
+        });
     }
+}
+
+/// A BYE on `dialog` over `flow`, with a `Reason` saying `why`.
+fn bye_request(
+    transport: &Transport,
+    rng: &mut impl rand::Rng,
+    dialog: &mut engine::sip::dialog::Dialog,
+    flow: Flow,
+    why: &str,
+) -> engine::sip::msg::Request {
+    let branch = ids::branch(rng);
+    let via = transport.via(flow, &branch);
+    let contact = transport.contact(flow);
+    let mut bye = dialog.request(Method::Bye, &via, &contact, Default::default(), None);
+    bye.headers
+        .push("Reason", format!("SIP;cause=500;text=\"{why}\""));
+    bye
 }
 
 /// A snapshot for each leg of a new call (the caller's, then one per

@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub admission: crate::admission::AdmissionConfig,
     /// Source protection (per-source rate and bans, scanner agents).
     pub protection: crate::protection::ProtectionConfig,
+    /// How long a call is up before its in-progress record is rewritten
+    /// with its answer, tariff and BYEs (see `calls::Calls`).
+    pub checkpoint_after: Duration,
     /// Longest call; a call still up after it is released with BYE.
     pub max_call_duration: Duration,
     /// Off-net routing: trunks, their rate decks, the number plan.
@@ -95,6 +98,7 @@ impl NodeConfig {
             auth_fail_limit_per_user: 10,
             no_answer_timeout: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
+            checkpoint_after: Duration::from_secs(5),
             node_name: sip_addr.to_string(),
             tls: crate::tls::TlsConfig::default(),
             admission: crate::admission::AdmissionConfig::default(),

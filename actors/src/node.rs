@@ -196,6 +196,7 @@ async fn spawn_calls(
         currency: a.cfg.billing.currency.clone(),
         billing: a.cfg.billing.clone(),
         node: a.cfg.node_name.clone(),
+        checkpoint_after: a.cfg.checkpoint_after,
     };
     let (c, _) = Actor::spawn_linked(None, Calls, args, me.get_cell()).await?;
     Ok(c)

@@ -125,7 +125,8 @@ for rate in "${RATES[@]}"; do
   rm -f "$WORK"/uac_*_.csv "$WORK"/*.csv.stat 2>/dev/null || true
   (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s "$DIAL" \
     -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * 4)) -recv_timeout 8000 \
-    -nostdin -trace_stat -stf step.csv -fd 1 127.0.0.1:$SIP_PORT >/dev/null 2>&1) || true
+    -nostdin -trace_stat -stf step.csv -fd 1 -trace_err -error_file "$WORK/errors-$rate.log" \
+    127.0.0.1:$SIP_PORT >/dev/null 2>&1) || true
   t1=$(date +%s.%N); c1=$(cpu_ticks); d1=$(cdrs)
   read -r ok failed < <(python3 - "$WORK/step.csv" <<'PY'
 import csv, sys
@@ -148,10 +149,20 @@ print(f'{achieved:.0f} {cpu:.0f} {uspc:.0f} {int(passed)}')")
   cdrps=$(python3 -c "print(f'{($d1 - $d0) / ($t1 - $t0):.0f}')")
   placed=$((placed + ok + failed))
   printf '%8s %8s %8s %10s %9s %12s %9s %8s %s\n' "$rate" "$calls" "$((calls - ok))" "$achieved" "$cpu" "$uspc" "$rss" "$cdrps" "$([ "$pass" = 1 ] && echo pass || echo FAIL)"
-  [ "$pass" = 1 ] || break
+  if [ "$pass" != 1 ]; then
+    # Why the calls failed, as SIPp saw it (first lines, then by kind).
+    grep -E "^[0-9-]+\s[0-9:.]+\s[0-9.]+: " "$WORK/errors-$rate.log" 2>/dev/null | cut -d: -f4- | sort | uniq -c | sort -rn | head -5 || true
+    break
+  fi
   best=$rate
 done
 sleep 3
 echo "CDRs written: $(cdrs) for $placed calls placed (SIPp's successful + failed count)"
+# What the engine shed, and how far behind its event loop fell.
+python3 -c "import urllib.request, re
+t = urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/metrics').read().decode()
+shed = sum(float(v) for v in re.findall(r'^switchboard_shed_total\{[^}]*\} (\S+)', t, re.M))
+lag = re.search(r'^switchboard_event_loop_lag_seconds (\S+)', t, re.M)
+print(f'shed: {shed:.0f} requests; event-loop lag at the end: {float(lag.group(1)) * 1000 if lag else 0:.1f} ms')"
 peak=$(awk '/VmHWM/ {print $2" "$3}' /proc/$PID/status)
 echo "highest passing rate: $best calls/s (step ${STEP_S}s, hold ${HOLD_MS}ms); engine peak memory: $peak"

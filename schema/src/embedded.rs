@@ -29,6 +29,52 @@ use crate::store::{Result, Store, StoreError};
 /// SQLite-backed store.
 pub struct Embedded {
     conn: Mutex<Connection>,
+    /// Tells the checkpoint thread to stop.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How often the checkpoint thread copies the write-ahead log into the
+/// database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoint the write-ahead log of the database at `path` from a thread
+/// of its own (passive: writers are never blocked), every
+/// [`CHECKPOINT_EVERY`], until `stop`. The writers' connection does not
+/// checkpoint: SQLite's automatic checkpoint runs inside the commit that
+/// crosses 1,000 pages, copying them and syncing the file while every
+/// other caller of the store waits on that commit; the engine's calls
+/// would stall behind it.
+fn checkpoint_thread(
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    let conn = Connection::open(&path).map_err(unavailable)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(unavailable)?;
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            let tick = Duration::from_millis(50);
+            let mut waited = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited >= CHECKPOINT_EVERY {
+                    waited = Duration::ZERO;
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            }
+            // A last one, so a clean stop leaves the log copied.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("checkpoint thread: {e}")))
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -171,6 +217,8 @@ impl Embedded {
             .map_err(unavailable)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(unavailable)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(unavailable)?;
         let had_balances: bool = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'balances'",
@@ -188,8 +236,11 @@ impl Embedded {
             )
             .map_err(unavailable)?;
         }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        checkpoint_thread(dir.join("switchboard.db"), stop.clone())?;
         Ok(Embedded {
             conn: Mutex::new(conn),
+            stop,
         })
     }
 }
@@ -961,6 +1012,24 @@ impl Store for Embedded {
             )
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn put_open_calls(&self, calls: &[OpenCall]) -> Result<()> {
+        let docs = calls.iter().map(to_doc).collect::<Result<Vec<_>>>()?;
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(unavailable)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO open_calls (node, call_id, doc) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(unavailable)?;
+            for (c, doc) in calls.iter().zip(&docs) {
+                st.execute(params![c.node, c.call_id, doc])
+                    .map_err(unavailable)?;
+            }
+        }
+        tx.commit().map_err(unavailable)
     }
 
     async fn close_open_call(&self, node: &str, call_id: &str) -> Result<()> {

@@ -174,6 +174,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record a call in progress on its node.
     async fn put_open_call(&self, call: &OpenCall) -> Result<()>;
+    /// Record (or rewrite) several calls in progress at once; backends
+    /// write them together where they can (one transaction, concurrent
+    /// requests). Not atomic across calls.
+    async fn put_open_calls(&self, calls: &[OpenCall]) -> Result<()> {
+        for c in calls {
+            self.put_open_call(c).await?;
+        }
+        Ok(())
+    }
     /// Forget a call in progress (its CDR is written).
     async fn close_open_call(&self, node: &str, call_id: &str) -> Result<()>;
     /// The calls in progress recorded for `node`.

@@ -806,7 +806,10 @@ async fn after_kill_9_every_call_has_exactly_one_cdr_and_one_charge() {
         "prefix,per_minute,connect_fee,first_increment,next_increment\n1,600000,0,1,1\n",
     )
     .unwrap();
-    let head = format!("[billing]\nplan = \"{}\"\nchunk_s = 60\n\n", plan.display());
+    let head = format!(
+        "[billing]\nplan = \"{}\"\nchunk_s = 60\n\n[calls]\ncheckpoint_after_s = 1\n\n",
+        plan.display()
+    );
     let mut n = TrunkNode::start_funded("", &head, Some(10_000)).await;
     let sc = scenario_in(
         work.path(),
@@ -825,8 +828,8 @@ async fn after_kill_9_every_call_has_exactly_one_cdr_and_one_charge() {
     up.args(["-m", "3", "-r", "10"]);
     let _up = up.spawn().unwrap();
     n.answered(4.0).await;
-    // Let the calls be up for a while: answers are recorded at the next
-    // sweep (every second), heartbeats every second.
+    // Let the calls be up for a while: a call up for a second is recorded
+    // at the next sweep (every second), heartbeats every second.
     tokio::time::sleep(Duration::from_secs(3)).await;
     n.signal("9").await;
     let _ = n.serve.wait().await;
