@@ -415,6 +415,10 @@ struct ApiSection {
     price_premium: Option<i64>,
     signin_per_minute: Option<u32>,
     max_body: Option<usize>,
+    /// Networks status callbacks may reach although not public.
+    callback_networks: Option<Vec<String>>,
+    /// Trust anchors for https status callbacks (default: the system's).
+    callback_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -561,6 +565,13 @@ struct Settings {
     enum_dns: Option<(SocketAddr, String)>,
 }
 
+/// Networks (`ip` or `ip/len`) of the key `key`.
+fn networks(list: &[String], key: &str) -> Result<Vec<(std::net::IpAddr, u8)>> {
+    list.iter()
+        .map(|n| actors::protection::parse_network(n).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+        .collect()
+}
+
 fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
 where
     T::Err: std::fmt::Display,
@@ -703,27 +714,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         scanner_agents: p.scanner_agents.clone().unwrap_or(defaults.scanner_agents),
         exempt: match &p.exempt {
             None => defaults.exempt,
-            Some(list) => list
-                .iter()
-                .map(|n| {
-                    let (ip, len) = n.split_once('/').unwrap_or((n, ""));
-                    let ip: std::net::IpAddr = ip
-                        .parse()
-                        .with_context(|| format!("protection.exempt: {n:?} is not an address"))?;
-                    let max = if ip.is_ipv4() { 32 } else { 128 };
-                    let len = if len.is_empty() {
-                        max
-                    } else {
-                        len.parse::<u8>()
-                            .ok()
-                            .filter(|l| *l <= max)
-                            .with_context(|| {
-                                format!("protection.exempt: {n:?} has a bad prefix length")
-                            })?
-                    };
-                    Ok((ip, len))
-                })
-                .collect::<Result<Vec<_>>>()?,
+            Some(list) => networks(list, "protection.exempt")?,
         },
     };
     if let Some(v) = file.calls.checkpoint_after_s {
@@ -760,6 +751,16 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     api.admin_token = env_parse::<String>("SWITCHBOARD_ADMIN_TOKEN")?.or(file.api.admin_token);
     if api.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         bail!("api.admin_token must be at least 16 characters");
+    }
+    if file.api.callback_networks.is_some() || file.api.callback_ca_file.is_some() {
+        let allow = networks(
+            file.api.callback_networks.as_deref().unwrap_or_default(),
+            "api.callback_networks",
+        )?;
+        api.callbacks = std::sync::Arc::new(
+            gateway::webhooks::Callbacks::new(allow, file.api.callback_ca_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("api.callback_ca_file: {e}"))?,
+        );
     }
     api.hold_secs = file.api.hold_s.unwrap_or(api.hold_secs);
     api.session_secs = file.api.session_s.unwrap_or(api.session_secs);

@@ -106,7 +106,28 @@ fn contains_ignore_ascii_case(hay: &[u8], lower: &[u8]) -> bool {
     })
 }
 
-fn in_network(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+/// Parse `ip` or `ip/len` (a network; a bare address is its own /32 or
+/// /128).
+pub fn parse_network(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = s.split_once('/').unwrap_or((s, ""));
+    let ip: IpAddr = ip
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len.is_empty() {
+        return Ok((ip, max));
+    }
+    len.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|l| *l <= max)
+        .map(|l| (ip, l))
+        .ok_or_else(|| format!("{s:?} has a bad prefix length"))
+}
+
+/// Whether `ip` is in the network `(net, len)`.
+pub fn in_network(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let len = u32::from(len.min(32));

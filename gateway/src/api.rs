@@ -76,6 +76,8 @@ pub struct ApiConfig {
     pub form_secret: String,
     /// Base URL of the public pages (card links), e.g. `https://cards.example`.
     pub public_url: String,
+    /// Where status callbacks may go, and their TLS.
+    pub callbacks: Arc<crate::webhooks::Callbacks>,
 }
 
 impl ApiConfig {
@@ -107,6 +109,7 @@ impl ApiConfig {
             clicks: crate::clicks::Limits::default(),
             form_secret: crate::cards::token(&mut rand::thread_rng(), 32),
             public_url: "http://127.0.0.1:8080".into(),
+            callbacks: Arc::new(crate::webhooks::Callbacks::public()),
         }
     }
 }
@@ -964,7 +967,7 @@ impl Api {
         let callback_url = b
             .status_callback
             .as_deref()
-            .map(crate::webhooks::check_url)
+            .map(|u| self.cfg.callbacks.check_url(u))
             .transpose()
             .map_err(|why| ApiError::invalid("status_callback", why))?;
         let (call_id, fresh) = match &b.idempotency_key {
@@ -1035,7 +1038,14 @@ impl Api {
                 }
                 if let (Some(url), Some(key)) = (callback_url, key) {
                     // The API key that placed the call signs its events.
-                    crate::webhooks::spawn(events, id.clone(), url, key, self.clock.clone());
+                    crate::webhooks::spawn(
+                        self.cfg.callbacks.clone(),
+                        events,
+                        id.clone(),
+                        url,
+                        key,
+                        self.clock.clone(),
+                    );
                 }
                 Ok(json_response(
                     StatusCode::CREATED,

@@ -124,7 +124,7 @@ for rate in "${RATES[@]}"; do
   t0=$(date +%s.%N); c0=$(cpu_ticks); d0=$(cdrs)
   rm -f "$WORK"/uac_*_.csv "$WORK"/*.csv.stat 2>/dev/null || true
   (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s "$DIAL" \
-    -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * 4)) -recv_timeout 8000 \
+    -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * (HOLD_MS / 1000 + 3))) -recv_timeout 8000 \
     -nostdin -trace_stat -stf step.csv -fd 1 -trace_err -error_file "$WORK/errors-$rate.log" \
     127.0.0.1:$SIP_PORT >/dev/null 2>&1) || true
   t1=$(date +%s.%N); c1=$(cpu_ticks); d1=$(cdrs)

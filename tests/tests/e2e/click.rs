@@ -62,6 +62,10 @@ async fn owner_with_card(
     env.add_account("100", "owner@example.com", |_| {}).await;
     let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
     cfg.admin_token = Some(ADMIN.into());
+    // The test's webhook receivers listen on loopback.
+    cfg.callbacks = Arc::new(
+        gateway::webhooks::Callbacks::new(vec![([127, 0, 0, 0].into(), 8)], None).unwrap(),
+    );
     tweak(&mut cfg);
     let api = gateway::api::Api::new(
         env.store.clone() as Arc<dyn Store>,

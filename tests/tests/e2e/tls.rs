@@ -288,3 +288,113 @@ async fn a_sips_request_over_udp_is_refused_with_416() {
     assert!(text.starts_with("SIP/2.0 416 "), "{text}");
     assert!(text.contains("TLS"), "{text}");
 }
+
+/// An https status callback reaches a real TLS receiver (Python's
+/// http.server with the ssl module) whose certificate the test CA signed,
+/// every event in order, signed; a receiver whose certificate names
+/// another host gets nothing; a callback to a private address is refused
+/// unless its network is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_status_callbacks_verify_the_receiver() {
+    use gateway::webhooks::Callbacks;
+    use tokio::io::AsyncBufReadExt;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let (cert, key, _) = pki.issue("hooks", &["localhost"]);
+    let script = pki_dir.path().join("receiver.py");
+    std::fs::write(
+        &script,
+        r#"import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('content-length', 0)))
+        print(self.headers.get('x-switchboard-signature', '-'), body.decode(), flush=True)
+        self.send_response(200)
+        self.send_header('content-length', '0')
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(('127.0.0.1', 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.timeout = 20
+end = __import__('time').time() + 20
+while __import__('time').time() < end:
+    srv.handle_request()
+"#,
+    )
+    .unwrap();
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(receiver.stdout.take().unwrap()).lines();
+    let port = lines.next_line().await.unwrap().unwrap();
+    let loopback = vec![([127, 0, 0, 0].into(), 8)];
+
+    // Private addresses are refused unless allowed.
+    let public = Callbacks::new(Vec::new(), Some(&pki.ca)).unwrap();
+    assert!(
+        public
+            .check_url(&format!("https://127.0.0.1:{port}/"))
+            .is_err()
+    );
+    let callbacks = Arc::new(Callbacks::new(loopback, Some(&pki.ca)).unwrap());
+    let url = callbacks
+        .check_url(&format!("https://localhost:{port}/status"))
+        .unwrap();
+
+    let events = actors::events::CallEvents::new();
+    events.open("call-1");
+    gateway::webhooks::spawn(
+        callbacks.clone(),
+        events.clone(),
+        "call-1".into(),
+        url,
+        "the-api-key".into(),
+        gateway::api::system_clock(),
+    );
+    use actors::events::Status;
+    events.publish("call-1", Status::CallingYou, None, None);
+    events.publish("call-1", Status::Connected, None, None);
+    events.publish("call-1", Status::Ended, None, Some(3));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a delivery")
+            .unwrap()
+            .unwrap();
+        got.push(line);
+    }
+    for (line, status) in got.iter().zip(["calling_you", "connected", "ended"]) {
+        assert!(line.starts_with("sha256="), "signed: {line}");
+        assert!(line.contains(status), "{status} in order: {got:?}");
+    }
+
+    // The same receiver reached as 127.0.0.1: its certificate names
+    // localhost only, so the handshake fails and nothing is delivered.
+    let events = actors::events::CallEvents::new();
+    events.open("call-2");
+    let wrong = callbacks
+        .check_url(&format!("https://127.0.0.1:{port}/status"))
+        .unwrap();
+    gateway::webhooks::spawn(
+        callbacks,
+        events.clone(),
+        "call-2".into(),
+        wrong,
+        "the-api-key".into(),
+        gateway::api::system_clock(),
+    );
+    events.publish("call-2", Status::Failed, None, None);
+    let nothing = tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await;
+    assert!(nothing.is_err(), "delivered despite the name: {nothing:?}");
+    let _ = receiver.kill().await;
+}
