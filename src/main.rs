@@ -546,6 +546,7 @@ struct OverloadSection {
     max_pending: Option<usize>,
     max_cps_per_source: Option<f64>,
     max_calls_per_member: Option<usize>,
+    max_calls_per_source: Option<usize>,
     max_cps_per_member: Option<f64>,
     retry_after_s: Option<u32>,
 }
@@ -699,6 +700,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         max_pending: o.max_pending,
         max_cps_per_source: positive(o.max_cps_per_source, "max_cps_per_source")?,
         max_calls_per_member: o.max_calls_per_member,
+        max_calls_per_source: o.max_calls_per_source,
         max_cps_per_member: positive(o.max_cps_per_member, "max_cps_per_member")?,
         retry_after_s: o.retry_after_s.unwrap_or(5),
     };

@@ -40,6 +40,9 @@ pub struct AdmissionConfig {
     pub max_cps_per_source: Option<f64>,
     /// Calls up at once placed by one member (as caller or payer).
     pub max_calls_per_member: Option<usize>,
+    /// Calls up at once that came in from one source address (trunks'
+    /// addresses are held to their trunk's `max_channels` instead).
+    pub max_calls_per_source: Option<usize>,
     /// New calls a second placed by one member.
     pub max_cps_per_member: Option<f64>,
     /// `Retry-After` of a shed request, seconds.
@@ -56,6 +59,7 @@ impl Default for AdmissionConfig {
             max_pending: None,
             max_cps_per_source: None,
             max_calls_per_member: None,
+            max_calls_per_source: None,
             max_cps_per_member: None,
             retry_after_s: 5,
         }
@@ -79,6 +83,8 @@ pub enum Shed {
     Pending,
     /// Over the new-call rate of the source address.
     Source,
+    /// Over the calls up from the source address.
+    SourceCalls,
     /// Over the member's calls up.
     MemberCalls,
     /// Over the member's new-call rate.
@@ -96,6 +102,7 @@ impl Shed {
             Shed::Store => "store",
             Shed::Pending => "pending",
             Shed::Source => "source",
+            Shed::SourceCalls => "source_calls",
             Shed::MemberCalls => "member_calls",
             Shed::MemberRate => "member_rate",
         }
@@ -111,6 +118,7 @@ impl Shed {
             Shed::Store => "store unavailable: calls could not be billed",
             Shed::Pending => "too many calls being set up",
             Shed::Source => "too many new calls from this address",
+            Shed::SourceCalls => "too many calls up from this address",
             Shed::MemberCalls => "too many calls up for this member",
             Shed::MemberRate => "too many new calls a second for this member",
         }
@@ -162,11 +170,24 @@ pub struct Admission {
     /// New-call buckets by source address, and the rates of trunks'.
     sources: DashMap<std::net::IpAddr, Bucket>,
     trunk_rates: std::collections::HashMap<std::net::IpAddr, f64>,
+    /// Calls up by source address, and trunks' channel limits.
+    sources_up: DashMap<std::net::IpAddr, usize>,
+    trunk_channels: std::collections::HashMap<std::net::IpAddr, usize>,
     /// Calls up and new-call buckets by member.
     members: DashMap<String, (usize, Bucket)>,
     draining: AtomicBool,
     store_down: AtomicBool,
     lag_us: AtomicU64,
+}
+
+/// Whom a call up counts against: the member placing it and, for a call
+/// that came in, the address it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Counted {
+    /// The caller (or the payer of a placed call).
+    pub member: String,
+    /// Where its INVITE came from (`None` for calls the engine places).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// How long an admitted Call-ID covers its retries (Timer B).
@@ -179,15 +200,27 @@ impl Admission {
     }
 
     /// Admission under `cfg`, where calls from a trunk's address are held
-    /// to that trunk's new-call rate.
+    /// to that trunk's new-call rate and channels (`None`: unlimited).
     pub fn with_trunks(
         cfg: AdmissionConfig,
-        trunks: impl IntoIterator<Item = (std::net::IpAddr, f64)>,
+        trunks: impl IntoIterator<Item = (std::net::IpAddr, Option<f64>, Option<usize>)>,
     ) -> Admission {
+        let mut trunk_rates = std::collections::HashMap::new();
+        let mut trunk_channels = std::collections::HashMap::new();
+        for (ip, rate, channels) in trunks {
+            if let Some(r) = rate {
+                trunk_rates.insert(ip, r);
+            }
+            if let Some(c) = channels {
+                trunk_channels.insert(ip, c);
+            }
+        }
         Admission {
             cfg,
             sources: DashMap::new(),
-            trunk_rates: trunks.into_iter().collect(),
+            trunk_rates,
+            sources_up: DashMap::new(),
+            trunk_channels,
             members: DashMap::new(),
             calls: Mutex::new(Bucket::default()),
             registers: Mutex::new(Bucket::default()),
@@ -219,6 +252,11 @@ impl Admission {
         if self.cfg.max_pending.is_some_and(|max| pending >= max) {
             return Err(Shed::Pending);
         }
+        if let Some(max) = self.source_call_limit(source)
+            && self.sources_up.get(&source).is_some_and(|n| *n >= max)
+        {
+            return Err(Shed::SourceCalls);
+        }
         let rate = self
             .trunk_rates
             .get(&source)
@@ -237,6 +275,13 @@ impl Admission {
             });
         }
         self.admit_call(call_id, now)
+    }
+
+    fn source_call_limit(&self, source: std::net::IpAddr) -> Option<usize> {
+        self.trunk_channels
+            .get(&source)
+            .copied()
+            .or(self.cfg.max_calls_per_source)
     }
 
     fn retry_of_admitted(&self, call_id: &str, now: Instant) -> bool {
@@ -328,16 +373,30 @@ impl Admission {
 
     /// A call started (every call, admitted here or placed by the engine);
     /// the calls-up gauge follows.
-    pub fn call_started(&self, member: &str) {
+    pub fn call_started(&self, who: &Counted) {
         if self.cfg.max_calls_per_member.is_some() {
-            self.members.entry(member.to_owned()).or_default().0 += 1;
+            self.members.entry(who.member.clone()).or_default().0 += 1;
+        }
+        if let Some(ip) = who.source
+            && self.source_call_limit(ip).is_some()
+        {
+            *self.sources_up.entry(ip).or_default() += 1;
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
     }
 
     /// A call ended.
-    pub fn call_ended(&self, member: &str) {
+    pub fn call_ended(&self, who: &Counted) {
+        if let Some(ip) = who.source
+            && self.source_call_limit(ip).is_some()
+        {
+            if let Some(mut n) = self.sources_up.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+            }
+            self.sources_up.remove_if(&ip, |_, n| *n == 0);
+        }
+        let member = who.member.as_str();
         if self.cfg.max_calls_per_member.is_some() {
             let idle = match self.members.get_mut(member) {
                 Some(mut e) => {
@@ -453,6 +512,13 @@ pub async fn watch_store(
 mod tests {
     use super::*;
 
+    fn who(member: &str, source: Option<std::net::IpAddr>) -> Counted {
+        Counted {
+            member: member.into(),
+            source,
+        }
+    }
+
     #[tokio::test]
     async fn the_rate_sheds_the_excess_and_refills() {
         let a = Admission::new(AdmissionConfig {
@@ -481,10 +547,10 @@ mod tests {
             ..AdmissionConfig::default()
         });
         let now = Instant::now();
-        a.call_started("m");
-        a.call_started("m");
+        a.call_started(&who("m", None));
+        a.call_started(&who("m", None));
         assert_eq!(a.admit_call("x", now), Err(Shed::Calls));
-        a.call_ended("m");
+        a.call_ended(&who("m", None));
         assert_eq!(a.admit_call("x", now), Ok(()));
         for _ in 0..8 {
             a.record_lag(Duration::from_millis(400));
@@ -497,8 +563,8 @@ mod tests {
         assert_eq!(a.admit_register(now), Ok(()));
         a.drain();
         assert_eq!(a.admit_call("z", now), Err(Shed::Draining));
-        a.call_ended("m");
-        a.call_ended("m");
+        a.call_ended(&who("m", None));
+        a.call_ended(&who("m", None));
         assert_eq!(a.active(), 0, "never below zero");
     }
 
@@ -515,7 +581,7 @@ mod tests {
                 max_cps_per_member: Some(3.0),
                 ..AdmissionConfig::default()
             },
-            [(trunk, 5.0)],
+            [(trunk, Some(5.0), None)],
         );
         let now = Instant::now();
         let from = |ip, n: std::ops::Range<u32>| {
@@ -537,10 +603,10 @@ mod tests {
         );
         // A member: one call up at a time, three new calls a second.
         assert_eq!(a.admit_member("100", now), Ok(()));
-        a.call_started("100");
+        a.call_started(&who("100", None));
         assert_eq!(a.admit_member("100", now), Err(Shed::MemberCalls));
         assert_eq!(a.admit_member("200", now), Ok(()), "others unaffected");
-        a.call_ended("100");
+        a.call_ended(&who("100", None));
         // Its second and third new call of this second; not a fourth.
         assert_eq!(a.admit_member("100", now), Ok(()));
         assert_eq!(a.admit_member("100", now), Ok(()));
@@ -557,5 +623,32 @@ mod tests {
         a.store_recovered();
         assert_eq!(a.admit_call("x", now), Ok(()));
         assert_eq!(a.admit_register(now), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn calls_up_are_limited_per_source_and_per_trunk_address() {
+        let trunk: std::net::IpAddr = [10, 0, 0, 9].into();
+        let phone: std::net::IpAddr = [192, 0, 2, 1].into();
+        let a = Admission::with_trunks(
+            AdmissionConfig {
+                max_calls_per_source: Some(1),
+                ..AdmissionConfig::default()
+            },
+            [(trunk, None, Some(2))],
+        );
+        let now = Instant::now();
+        a.call_started(&who("100", Some(phone)));
+        assert_eq!(a.admit_invite("p2", phone, 0, now), Err(Shed::SourceCalls));
+        a.call_started(&who("t", Some(trunk)));
+        assert_eq!(
+            a.admit_invite("t2", trunk, 0, now),
+            Ok(()),
+            "a trunk: its channels"
+        );
+        a.call_started(&who("t", Some(trunk)));
+        assert_eq!(a.admit_invite("t3", trunk, 0, now), Err(Shed::SourceCalls));
+        a.call_ended(&who("100", Some(phone)));
+        assert_eq!(a.admit_invite("p3", phone, 0, now), Ok(()));
+        assert!(a.sources_up.get(&phone).is_none(), "forgotten when idle");
     }
 }

@@ -366,6 +366,8 @@ pub struct CallState {
     /// stops so that they do not keep the actor's cell alive.
     timers: Vec<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
     caller: String,
+    /// Whom the call counts against in admission.
+    counted: crate::admission::Counted,
     /// The anchored media; dropped (ports freed) when the call is over.
     media: Option<MediaSession>,
     /// Its counters, kept when the session is dropped.
@@ -412,7 +414,11 @@ impl Actor for Call {
             Start::Invite(r) => (Some(r), None),
             Start::Originate(f) => (None, Some(f)),
         };
-        args.transport.admission.call_started(&args.caller);
+        let counted = crate::admission::Counted {
+            member: args.caller.clone(),
+            source: invite.as_ref().map(|_| args.flow.addr().ip()),
+        };
+        args.transport.admission.call_started(&counted);
         let mut legs = HashMap::new();
         let local = args.transport.local();
         let host = local.ip().to_string();
@@ -613,6 +619,7 @@ impl Actor for Call {
             legs,
             timers: vec![no_answer],
             caller: args.caller,
+            counted,
             media: session,
             media_report: None,
             digits: Vec::new(),
@@ -774,7 +781,7 @@ impl CallState {
             );
             self.media_report = Some(r);
         }
-        self.branches.transport.admission.call_ended(&self.caller);
+        self.branches.transport.admission.call_ended(&self.counted);
         metrics::counter!(m::CALLS, "result" => self.result).increment(1);
         let end_ms = crate::clock::unix_ms();
         // A started second counts; a charged call never talks longer than

@@ -85,6 +85,8 @@ struct Facts {
     charge: Option<crate::billing::Charge>,
     setup_ms: u64,
     answered_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Whom it counts against in admission.
+    counted: crate::admission::Counted,
 }
 
 /// The Calls actor.
@@ -232,7 +234,7 @@ impl Actor for Calls {
                 metrics::counter!(m::CALLS_CRASHED).increment(1);
                 if let Some(record) = st.calls.remove(&cell.get_id()) {
                     if !record.over {
-                        st.transport.admission.call_ended(&record.facts.caller);
+                        st.transport.admission.call_ended(&record.facts.counted);
                         metrics::counter!(m::CALLS, "result" => "crashed").increment(1);
                         st.account_crash(&record.facts, &format!("the call crashed: {err}"))
                             .await;
@@ -494,6 +496,11 @@ impl CallsState {
             charge: args.billing.as_ref().map(|b| b.0.clone()),
             setup_ms: crate::clock::unix_ms(),
             answered_ms: args.answered_ms.clone(),
+            counted: crate::admission::Counted {
+                member: args.caller.clone(),
+                source: matches!(args.start, crate::call::Start::Invite(_))
+                    .then(|| args.flow.addr().ip()),
+            },
         };
         let request = match &args.start {
             crate::call::Start::Invite(r) => Some(r.clone()),

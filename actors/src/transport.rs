@@ -211,11 +211,15 @@ impl Transport {
                     let t = Arc::new(Transport {
                         admission: Arc::new(crate::admission::Admission::with_trunks(
                             cfg.admission.clone(),
-                            cfg.routing
-                                .trunks
-                                .iter()
-                                .filter(|t| t.max_cps != u32::MAX)
-                                .map(|t| (t.addr.ip(), f64::from(t.max_cps))),
+                            cfg.routing.trunks.iter().map(|t| {
+                                (
+                                    t.addr.ip(),
+                                    (t.max_cps != u32::MAX).then(|| f64::from(t.max_cps)),
+                                    (t.max_channels != u32::MAX).then(|| {
+                                        usize::try_from(t.max_channels).unwrap_or(usize::MAX)
+                                    }),
+                                )
+                            }),
                         )),
                         guard: Arc::new(crate::protection::Guard::new(
                             cfg.protection.clone(),
