@@ -35,6 +35,9 @@ pub struct AdmissionConfig {
     pub max_lag: Option<Duration>,
     /// INVITE server transactions waiting for a final answer, node-wide.
     pub max_pending: Option<usize>,
+    /// INVITE server transactions waiting for a final answer from one
+    /// source address.
+    pub max_pending_per_source: Option<usize>,
     /// New calls a second from one source address (trunks' addresses are
     /// held to their trunk's `max_cps` instead).
     pub max_cps_per_source: Option<f64>,
@@ -57,6 +60,7 @@ impl Default for AdmissionConfig {
             max_registers_per_s: None,
             max_lag: Some(Duration::from_millis(250)),
             max_pending: None,
+            max_pending_per_source: None,
             max_cps_per_source: None,
             max_calls_per_member: None,
             max_calls_per_source: None,
@@ -238,18 +242,24 @@ impl Admission {
     }
 
     /// May a new call with this Call-ID from `source` start at `now`, with
-    /// `pending` INVITE transactions waiting for an answer?
+    /// `pending` INVITE transactions waiting for an answer (node-wide, and
+    /// from `source`)?
     pub fn admit_invite(
         &self,
         call_id: &str,
         source: std::net::IpAddr,
-        pending: usize,
+        (pending, pending_from_source): (usize, usize),
         now: Instant,
     ) -> Result<(), Shed> {
         if self.retry_of_admitted(call_id, now) {
             return Ok(());
         }
-        if self.cfg.max_pending.is_some_and(|max| pending >= max) {
+        if self.cfg.max_pending.is_some_and(|max| pending >= max)
+            || self
+                .cfg
+                .max_pending_per_source
+                .is_some_and(|max| pending_from_source >= max)
+        {
             return Err(Shed::Pending);
         }
         if let Some(max) = self.source_call_limit(source)
@@ -577,6 +587,7 @@ mod tests {
             AdmissionConfig {
                 max_cps_per_source: Some(2.0),
                 max_pending: Some(3),
+                max_pending_per_source: Some(2),
                 max_calls_per_member: Some(1),
                 max_cps_per_member: Some(3.0),
                 ..AdmissionConfig::default()
@@ -585,19 +596,27 @@ mod tests {
         );
         let now = Instant::now();
         let from = |ip, n: std::ops::Range<u32>| {
-            n.filter(|i| a.admit_invite(&format!("{ip}-{i}"), ip, 0, now).is_ok())
-                .count()
+            n.filter(|i| {
+                a.admit_invite(&format!("{ip}-{i}"), ip, (0, 0), now)
+                    .is_ok()
+            })
+            .count()
         };
         assert_eq!(from(phone, 0..10), 2, "the default per-source rate");
         assert_eq!(from(trunk, 0..10), 5, "a trunk's address: its own rate");
         assert_eq!(from(other, 0..1), 1, "another address is not held back");
         assert_eq!(
-            a.admit_invite("p", other, 3, now),
+            a.admit_invite("p", other, (3, 0), now),
             Err(Shed::Pending),
             "three INVITEs already pending"
         );
         assert_eq!(
-            a.admit_invite(&format!("{phone}-0"), phone, 0, now),
+            a.admit_invite("q", other, (2, 2), now),
+            Err(Shed::Pending),
+            "two pending from that address"
+        );
+        assert_eq!(
+            a.admit_invite(&format!("{phone}-0"), phone, (0, 0), now),
             Ok(()),
             "the retry of an admitted call passes"
         );
@@ -638,17 +657,23 @@ mod tests {
         );
         let now = Instant::now();
         a.call_started(&who("100", Some(phone)));
-        assert_eq!(a.admit_invite("p2", phone, 0, now), Err(Shed::SourceCalls));
+        assert_eq!(
+            a.admit_invite("p2", phone, (0, 0), now),
+            Err(Shed::SourceCalls)
+        );
         a.call_started(&who("t", Some(trunk)));
         assert_eq!(
-            a.admit_invite("t2", trunk, 0, now),
+            a.admit_invite("t2", trunk, (0, 0), now),
             Ok(()),
             "a trunk: its channels"
         );
         a.call_started(&who("t", Some(trunk)));
-        assert_eq!(a.admit_invite("t3", trunk, 0, now), Err(Shed::SourceCalls));
+        assert_eq!(
+            a.admit_invite("t3", trunk, (0, 0), now),
+            Err(Shed::SourceCalls)
+        );
         a.call_ended(&who("100", Some(phone)));
-        assert_eq!(a.admit_invite("p3", phone, 0, now), Ok(()));
+        assert_eq!(a.admit_invite("p3", phone, (0, 0), now), Ok(()));
         assert!(a.sources_up.get(&phone).is_none(), "forgotten when idle");
     }
 }

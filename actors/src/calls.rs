@@ -549,7 +549,7 @@ impl CallsState {
     async fn release(&mut self, snap: LegSnapshot) {
         self.transport.dialogs.remove(&snap.dialog_key);
         if let Some(k) = &snap.invite_key {
-            self.transport.invites.remove(k);
+            self.transport.untrack_invite(k);
         }
         match snap.release {
             Release::Nothing => {}

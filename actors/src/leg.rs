@@ -354,7 +354,7 @@ impl Actor for Leg {
                 let k = key::server(&invite).ok_or("INVITE without a transaction key")?;
                 let t = ServerInvite::new(&invite, args.flow.is_reliable(), args.cfg.timers);
                 let dest = request_reply_flow(&invite, args.flow);
-                transport.invites.insert(k.clone(), myself.clone());
+                transport.track_invite(k.clone(), myself.clone(), args.flow.addr().ip());
                 (true, invite, k, Machine::ServerInvite(t), dest)
             }
             Role::Uac(dial) => {
@@ -467,7 +467,7 @@ impl Actor for Leg {
         }
         st.transport.dialogs.remove(&st.dialog_route);
         if st.uas {
-            st.transport.invites.remove(&st.invite_key);
+            st.transport.untrack_invite(&st.invite_key);
         }
         Ok(())
     }
@@ -1072,7 +1072,7 @@ impl LegState {
         }
         self.txns.retain(|_, t| !t.machine.is_terminated());
         if self.uas && !self.txns.contains_key(&self.invite_key) {
-            self.transport.invites.remove(&self.invite_key);
+            self.transport.untrack_invite(&self.invite_key);
         }
         if self.ending && self.txns.values().all(|t| t.machine.lingering().is_some()) {
             self.hand_over_retransmissions();

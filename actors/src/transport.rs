@@ -129,8 +129,13 @@ pub struct Transport {
     local_tls: Option<SocketAddr>,
     /// Dialog routes (see the module doc).
     pub dialogs: DashMap<String, ActorRef<LegMsg>>,
-    /// Pending initial INVITE server transactions.
+    /// Pending initial INVITE server transactions (insert and remove
+    /// through [`Transport::track_invite`] and [`Transport::untrack_invite`]
+    /// so the per-source counts follow).
     pub invites: DashMap<String, ActorRef<LegMsg>>,
+    /// The source address of each pending INVITE, and the count by source.
+    invite_sources: DashMap<String, std::net::IpAddr>,
+    pending_by_source: DashMap<std::net::IpAddr, usize>,
     /// Retransmission answers of stopped legs (see the module doc).
     pub lingering: DashMap<String, Lingering>,
     /// Keep-alives in flight: response route (Call-ID, From tag) → the
@@ -238,6 +243,8 @@ impl Transport {
                         tls,
                         dialogs: DashMap::new(),
                         invites: DashMap::new(),
+                        invite_sources: DashMap::new(),
+                        pending_by_source: DashMap::new(),
                         lingering: DashMap::new(),
                         probes: DashMap::new(),
                         trunks: DashMap::new(),
@@ -330,6 +337,30 @@ impl Transport {
     /// The address SIP over TLS is advertised on, when it listens.
     pub fn local_tls(&self) -> Option<SocketAddr> {
         self.local_tls
+    }
+
+    /// A pending INVITE server transaction from `source`, answered by `leg`.
+    pub fn track_invite(&self, key: String, leg: ActorRef<LegMsg>, source: std::net::IpAddr) {
+        if self.invite_sources.insert(key.clone(), source).is_none() {
+            *self.pending_by_source.entry(source).or_default() += 1;
+        }
+        self.invites.insert(key, leg);
+    }
+
+    /// The INVITE server transaction `key` is over.
+    pub fn untrack_invite(&self, key: &str) {
+        self.invites.remove(key);
+        if let Some((_, source)) = self.invite_sources.remove(key) {
+            if let Some(mut n) = self.pending_by_source.get_mut(&source) {
+                *n = n.saturating_sub(1);
+            }
+            self.pending_by_source.remove_if(&source, |_, n| *n == 0);
+        }
+    }
+
+    /// Pending INVITE server transactions from `source`.
+    pub fn pending_from(&self, source: std::net::IpAddr) -> usize {
+        self.pending_by_source.get(&source).map_or(0, |n| *n)
     }
 
     /// Whether a TCP or TLS connection for `flow` is open.
@@ -637,7 +668,12 @@ impl Transport {
         let shed = match request.method {
             Method::Invite => self
                 .admission
-                .admit_invite(request.call_id(), flow.addr().ip(), self.invites.len(), now)
+                .admit_invite(
+                    request.call_id(),
+                    flow.addr().ip(),
+                    (self.invites.len(), self.pending_from(flow.addr().ip())),
+                    now,
+                )
                 .err(),
             Method::Register => self.admission.admit_register(now).err(),
             _ => None,
