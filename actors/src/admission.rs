@@ -15,6 +15,7 @@
 //! while the store refuses writes (see [`watch_store`]): a call that could
 //! not be billed or given a CDR is not placed.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -172,11 +173,13 @@ pub struct Admission {
     admitted: DashMap<String, Instant>,
     active: AtomicUsize,
     /// New-call buckets by source address, and the rates of trunks'.
-    sources: DashMap<std::net::IpAddr, Bucket>,
-    trunk_rates: std::collections::HashMap<std::net::IpAddr, f64>,
+    sources: DashMap<Origin, Bucket>,
+    /// Every trunk's address, and the limits of those that have them.
+    trunks: std::collections::HashSet<SocketAddr>,
+    trunk_rates: std::collections::HashMap<SocketAddr, f64>,
     /// Calls up by source address, and trunks' channel limits.
-    sources_up: DashMap<std::net::IpAddr, usize>,
-    trunk_channels: std::collections::HashMap<std::net::IpAddr, usize>,
+    sources_up: DashMap<Origin, usize>,
+    trunk_channels: std::collections::HashMap<SocketAddr, usize>,
     /// Calls up and new-call buckets by member.
     members: DashMap<String, (usize, Bucket)>,
     draining: AtomicBool,
@@ -191,7 +194,16 @@ pub struct Counted {
     /// The caller (or the payer of a placed call).
     pub member: String,
     /// Where its INVITE came from (`None` for calls the engine places).
-    pub source: Option<std::net::IpAddr>,
+    pub source: Option<SocketAddr>,
+}
+
+/// Where calls come from, for the per-source limits: a trunk (by its
+/// address and port: its own limits) or any other address (by IP: the
+/// node's per-source limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Origin {
+    Trunk(SocketAddr),
+    Address(std::net::IpAddr),
 }
 
 /// How long an admitted Call-ID covers its retries (Timer B).
@@ -207,21 +219,24 @@ impl Admission {
     /// to that trunk's new-call rate and channels (`None`: unlimited).
     pub fn with_trunks(
         cfg: AdmissionConfig,
-        trunks: impl IntoIterator<Item = (std::net::IpAddr, Option<f64>, Option<usize>)>,
+        trunks: impl IntoIterator<Item = (SocketAddr, Option<f64>, Option<usize>)>,
     ) -> Admission {
+        let mut all = std::collections::HashSet::new();
         let mut trunk_rates = std::collections::HashMap::new();
         let mut trunk_channels = std::collections::HashMap::new();
-        for (ip, rate, channels) in trunks {
+        for (addr, rate, channels) in trunks {
+            all.insert(addr);
             if let Some(r) = rate {
-                trunk_rates.insert(ip, r);
+                trunk_rates.insert(addr, r);
             }
             if let Some(c) = channels {
-                trunk_channels.insert(ip, c);
+                trunk_channels.insert(addr, c);
             }
         }
         Admission {
             cfg,
             sources: DashMap::new(),
+            trunks: all,
             trunk_rates,
             sources_up: DashMap::new(),
             trunk_channels,
@@ -247,7 +262,7 @@ impl Admission {
     pub fn admit_invite(
         &self,
         call_id: &str,
-        source: std::net::IpAddr,
+        source: SocketAddr,
         (pending, pending_from_source): (usize, usize),
         now: Instant,
     ) -> Result<(), Shed> {
@@ -262,18 +277,18 @@ impl Admission {
         {
             return Err(Shed::Pending);
         }
-        if let Some(max) = self.source_call_limit(source)
-            && self.sources_up.get(&source).is_some_and(|n| *n >= max)
+        let origin = self.origin(source);
+        if let Some(max) = self.source_call_limit(origin)
+            && self.sources_up.get(&origin).is_some_and(|n| *n >= max)
         {
             return Err(Shed::SourceCalls);
         }
-        let rate = self
-            .trunk_rates
-            .get(&source)
-            .copied()
-            .or(self.cfg.max_cps_per_source);
+        let rate = match origin {
+            Origin::Trunk(a) => self.trunk_rates.get(&a).copied(),
+            Origin::Address(_) => self.cfg.max_cps_per_source,
+        };
         if let Some(rate) = rate
-            && !self.sources.entry(source).or_default().take(rate, 1.0, now)
+            && !self.sources.entry(origin).or_default().take(rate, 1.0, now)
         {
             return Err(Shed::Source);
         }
@@ -287,11 +302,19 @@ impl Admission {
         self.admit_call(call_id, now)
     }
 
-    fn source_call_limit(&self, source: std::net::IpAddr) -> Option<usize> {
-        self.trunk_channels
-            .get(&source)
-            .copied()
-            .or(self.cfg.max_calls_per_source)
+    fn origin(&self, source: SocketAddr) -> Origin {
+        if self.trunks.contains(&source) {
+            Origin::Trunk(source)
+        } else {
+            Origin::Address(source.ip())
+        }
+    }
+
+    fn source_call_limit(&self, origin: Origin) -> Option<usize> {
+        match origin {
+            Origin::Trunk(a) => self.trunk_channels.get(&a).copied(),
+            Origin::Address(_) => self.cfg.max_calls_per_source,
+        }
     }
 
     fn retry_of_admitted(&self, call_id: &str, now: Instant) -> bool {
@@ -387,10 +410,11 @@ impl Admission {
         if self.cfg.max_calls_per_member.is_some() {
             self.members.entry(who.member.clone()).or_default().0 += 1;
         }
-        if let Some(ip) = who.source
-            && self.source_call_limit(ip).is_some()
-        {
-            *self.sources_up.entry(ip).or_default() += 1;
+        if let Some(source) = who.source {
+            let origin = self.origin(source);
+            if self.source_call_limit(origin).is_some() {
+                *self.sources_up.entry(origin).or_default() += 1;
+            }
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
@@ -398,13 +422,14 @@ impl Admission {
 
     /// A call ended.
     pub fn call_ended(&self, who: &Counted) {
-        if let Some(ip) = who.source
-            && self.source_call_limit(ip).is_some()
-        {
-            if let Some(mut n) = self.sources_up.get_mut(&ip) {
-                *n = n.saturating_sub(1);
+        if let Some(source) = who.source {
+            let origin = self.origin(source);
+            if self.source_call_limit(origin).is_some() {
+                if let Some(mut n) = self.sources_up.get_mut(&origin) {
+                    *n = n.saturating_sub(1);
+                }
+                self.sources_up.remove_if(&origin, |_, n| *n == 0);
             }
-            self.sources_up.remove_if(&ip, |_, n| *n == 0);
         }
         let member = who.member.as_str();
         if self.cfg.max_calls_per_member.is_some() {
@@ -522,7 +547,7 @@ pub async fn watch_store(
 mod tests {
     use super::*;
 
-    fn who(member: &str, source: Option<std::net::IpAddr>) -> Counted {
+    fn who(member: &str, source: Option<SocketAddr>) -> Counted {
         Counted {
             member: member.into(),
             source,
@@ -580,9 +605,9 @@ mod tests {
 
     #[tokio::test]
     async fn sources_pending_and_members_have_their_own_limits() {
-        let trunk: std::net::IpAddr = [10, 0, 0, 9].into();
-        let phone: std::net::IpAddr = [192, 0, 2, 1].into();
-        let other: std::net::IpAddr = [192, 0, 2, 2].into();
+        let trunk = SocketAddr::from(([10, 0, 0, 9], 5060));
+        let phone = SocketAddr::from(([192, 0, 2, 1], 5060));
+        let other = SocketAddr::from(([192, 0, 2, 2], 5060));
         let a = Admission::with_trunks(
             AdmissionConfig {
                 max_cps_per_source: Some(2.0),
@@ -605,6 +630,12 @@ mod tests {
         assert_eq!(from(phone, 0..10), 2, "the default per-source rate");
         assert_eq!(from(trunk, 0..10), 5, "a trunk's address: its own rate");
         assert_eq!(from(other, 0..1), 1, "another address is not held back");
+        let beside_trunk = SocketAddr::from(([10, 0, 0, 9], 40000));
+        assert_eq!(
+            from(beside_trunk, 0..10),
+            2,
+            "another port on the trunk's IP is not the trunk"
+        );
         assert_eq!(
             a.admit_invite("p", other, (3, 0), now),
             Err(Shed::Pending),
@@ -646,8 +677,8 @@ mod tests {
 
     #[tokio::test]
     async fn calls_up_are_limited_per_source_and_per_trunk_address() {
-        let trunk: std::net::IpAddr = [10, 0, 0, 9].into();
-        let phone: std::net::IpAddr = [192, 0, 2, 1].into();
+        let trunk = SocketAddr::from(([10, 0, 0, 9], 5060));
+        let phone = SocketAddr::from(([192, 0, 2, 1], 5060));
         let a = Admission::with_trunks(
             AdmissionConfig {
                 max_calls_per_source: Some(1),
@@ -674,6 +705,11 @@ mod tests {
         );
         a.call_ended(&who("100", Some(phone)));
         assert_eq!(a.admit_invite("p3", phone, (0, 0), now), Ok(()));
-        assert!(a.sources_up.get(&phone).is_none(), "forgotten when idle");
+        assert_eq!(
+            a.sources_up.len(),
+            1,
+            "the phone's count forgotten when idle"
+        );
+        assert!(a.sources_up.get(&Origin::Address(phone.ip())).is_none());
     }
 }

@@ -416,7 +416,7 @@ impl Actor for Call {
         };
         let counted = crate::admission::Counted {
             member: args.caller.clone(),
-            source: invite.as_ref().map(|_| args.flow.addr().ip()),
+            source: invite.as_ref().map(|_| args.flow.addr()),
         };
         args.transport.admission.call_started(&counted);
         let mut legs = HashMap::new();

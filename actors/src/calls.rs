@@ -499,7 +499,7 @@ impl CallsState {
             counted: crate::admission::Counted {
                 member: args.caller.clone(),
                 source: matches!(args.start, crate::call::Start::Invite(_))
-                    .then(|| args.flow.addr().ip()),
+                    .then(|| args.flow.addr()),
             },
         };
         let request = match &args.start {

@@ -218,7 +218,7 @@ impl Transport {
                             cfg.admission.clone(),
                             cfg.routing.trunks.iter().map(|t| {
                                 (
-                                    t.addr.ip(),
+                                    t.addr,
                                     (t.max_cps != u32::MAX).then(|| f64::from(t.max_cps)),
                                     (t.max_channels != u32::MAX).then(|| {
                                         usize::try_from(t.max_channels).unwrap_or(usize::MAX)
@@ -670,7 +670,7 @@ impl Transport {
                 .admission
                 .admit_invite(
                     request.call_id(),
-                    flow.addr().ip(),
+                    flow.addr(),
                     (self.invites.len(), self.pending_from(flow.addr().ip())),
                     now,
                 )
