@@ -833,25 +833,10 @@ pub async fn serve_udp(transport: Arc<Transport>) {
 
 /// Accept loop for TCP.
 pub async fn serve_tcp(transport: Arc<Transport>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                if transport
-                    .guard
-                    .banned(peer.ip(), tokio::time::Instant::now())
-                {
-                    metrics::counter!(m::SOURCE_DROPPED, "reason" => "banned").increment(1);
-                    continue;
-                }
-                let t = transport.clone();
-                tokio::spawn(async move { t.serve_connection(stream, Flow::Tcp(peer)).await });
-            }
-            Err(e) => {
-                warn!(error = %e, "tcp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
+    accept_loop(transport, listener, "tcp", |t, stream, peer| {
+        tokio::spawn(async move { t.serve_connection(stream, Flow::Tcp(peer)).await });
+    })
+    .await;
 }
 
 /// Accept loop for TLS: each handshake runs on its own task, bounded by
@@ -860,6 +845,30 @@ pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener) {
     let Some(acceptor) = transport.tls.acceptor.clone() else {
         return;
     };
+    accept_loop(transport, listener, "tls", move |t, stream, peer| {
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let handshake = acceptor.accept(stream);
+            let why = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(stream)) => return t.serve_connection(stream, Flow::Tls(peer)).await,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_owned(),
+            };
+            debug!(%peer, error = %why, "tls handshake failed");
+            metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tls").increment(1);
+        });
+    })
+    .await;
+}
+
+/// Accept connections for ever, closing those from banned sources at once
+/// and handing the others to `serve`.
+async fn accept_loop(
+    transport: Arc<Transport>,
+    listener: TcpListener,
+    what: &'static str,
+    serve: impl Fn(Arc<Transport>, TcpStream, SocketAddr),
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -870,27 +879,10 @@ pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener) {
                     metrics::counter!(m::SOURCE_DROPPED, "reason" => "banned").increment(1);
                     continue;
                 }
-                let t = transport.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => t.serve_connection(stream, Flow::Tls(peer)).await,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "tls handshake failed");
-                            metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tls")
-                                .increment(1);
-                        }
-                        Err(_) => {
-                            debug!(%peer, "tls handshake timed out");
-                            metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "tls")
-                                .increment(1);
-                        }
-                    }
-                });
+                serve(transport.clone(), stream, peer);
             }
             Err(e) => {
-                warn!(error = %e, "tls accept failed");
+                warn!(error = %e, transport = what, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

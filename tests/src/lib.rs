@@ -209,6 +209,17 @@ impl Env {
         Ok(s)
     }
 
+    /// Register `number` from a fresh port and start UAS `scenario` there
+    /// for `calls` calls.
+    pub async fn callee(&self, number: &str, scenario: &str, calls: u32) -> Result<SippChild> {
+        let port = free_port();
+        self.register(number, port).await?;
+        let sc = self.scenario(scenario, &[])?;
+        let mut uas = Sipp::new(self.work.path(), &sc, port);
+        uas.args(["-m", &calls.to_string()]);
+        uas.spawn()
+    }
+
     /// Register `number` from local `port` (digest auth, expires 3600).
     pub async fn register(&self, number: &str, port: u16) -> Result<()> {
         let sc = self.scenario("register.xml", &[("FINAL", "200")])?;

@@ -7,10 +7,7 @@ use switchboard_tests::{Env, Sipp, eventually, free_port};
 
 /// Register `number` from a fresh port and start `scenario` (a UAS) there.
 async fn callee(env: &Env, number: &str, scenario: &str) -> switchboard_tests::SippChild {
-    let port = free_port();
-    env.register(number, port).await.unwrap();
-    let sc = env.scenario(scenario, &[]).unwrap();
-    Sipp::new(env.work.path(), &sc, port).spawn().unwrap()
+    env.callee(number, scenario, 1).await.unwrap()
 }
 
 fn caller(env: &Env, from: &str, to: &str, scenario: &str, vars: &[(&str, &str)]) -> Sipp {

@@ -233,12 +233,7 @@ async fn a_member_over_its_own_calls_is_refused_and_others_are_not() {
     })
     .await
     .unwrap();
-    let port = free_port();
-    env.register("200", port).await.unwrap();
-    let uas = env.scenario("uas.xml", &[]).unwrap();
-    let mut callee = Sipp::new(env.work.path(), &uas, port);
-    callee.args(["-m", "3"]);
-    let callee = callee.spawn().unwrap();
+    let callee = env.callee("200", "uas.xml", 3).await.unwrap();
     let call = |from: &str, hold: &str| {
         let sc = env.scenario("uac.xml", &[("HOLD", hold)]).unwrap();
         let mut s = env.sipp_as(&sc, from, free_port()).unwrap();

@@ -11,7 +11,7 @@ use engine::lcr::{Deck, Rate};
 use engine::rating::{OnNet, Plan};
 use schema::model::{CdrQuery, LedgerEntry};
 use schema::store::Store;
-use switchboard_tests::{Env, Sipp, eventually, free_port};
+use switchboard_tests::{Env, eventually, free_port};
 
 /// On-net calls at 1 cent a second, billed by the second.
 fn per_second() -> Arc<Plan> {
@@ -46,14 +46,9 @@ async fn a_store_refusing_writes_stops_new_calls_and_loses_no_charge_or_cdr() {
         })
         .await
         .unwrap();
-    let port = free_port();
-    env.register("200", port).await.unwrap();
     // The callee answers two calls: the one up during the outage and the
     // one after it.
-    let uas = env.scenario("uas.xml", &[]).unwrap();
-    let mut callee = Sipp::new(env.work.path(), &uas, port);
-    callee.args(["-m", "2"]);
-    let callee = callee.spawn().unwrap();
+    let callee = env.callee("200", "uas.xml", 2).await.unwrap();
 
     // Call A: up before the store fails, ends (BYE after 3 s) during it.
     let uac = env.scenario("uac.xml", &[("HOLD", "3000")]).unwrap();

@@ -197,16 +197,21 @@ async fn a_phone_registers_over_tls_and_takes_a_call_on_that_connection() {
     let _ = phone.child.kill().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trunk_is_reached_with_client_tls_that_checks_its_name() {
+/// Member 100 calls a Seoul number, routed to the TLS trunk that must show
+/// a certificate for `trunk.test`; its far end is baresip showing a
+/// certificate for `shown` and answering. `scenario` (with `vars`) is the
+/// caller's; returns the call's report.
+async fn call_through_tls_trunk(
+    shown: &str,
+    scenario: &str,
+    vars: &[(&str, &str)],
+) -> actors::call::CallReport {
     let pki_dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(pki_dir.path());
     let listen = free_pair();
     let env = engine(&pki, routing(tls_port(listen), "trunk.test")).await;
-    // The far end: baresip with a certificate for trunk.test, answering
-    // calls to the number the trunk is handed.
     let home = tempfile::tempdir().unwrap();
-    let (_, _, own) = pki.issue("trunk", &["trunk.test"]);
+    let (_, _, own) = pki.issue("far", &[shown]);
     let extra = format!("sip_certificate\t\t{}\n", own.display());
     let mut far = Baresip::start(
         home.path(),
@@ -217,52 +222,36 @@ async fn a_trunk_is_reached_with_client_tls_that_checks_its_name() {
     )
     .unwrap();
     listening(tls_port(listen)).await;
-    let sc = env.scenario("uac.xml", &[("HOLD", "500")]).unwrap();
+    let sc = env.scenario(scenario, vars).unwrap();
     let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
     caller.args(["-s", "+82212345678"]);
     caller.run().await.unwrap();
     let report = env.call_report(|r| r.callee == "+82212345678").await;
+    let _ = far.child.kill().await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_is_reached_with_client_tls_that_checks_its_name() {
+    let report = call_through_tls_trunk("trunk.test", "uac.xml", &[("HOLD", "500")]).await;
     assert_eq!(
         (report.result, report.status),
         ("answered", 200),
         "{report:?}"
     );
-    let _ = far.child.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_whose_certificate_lacks_its_name_gets_nothing() {
-    let pki_dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(pki_dir.path());
-    let listen = free_pair();
-    // The engine expects trunk.test; the far end shows other.test.
-    let env = engine(&pki, routing(tls_port(listen), "trunk.test")).await;
-    let home = tempfile::tempdir().unwrap();
-    let (_, _, own) = pki.issue("other", &["other.test"]);
-    let extra = format!("sip_certificate\t\t{}\n", own.display());
-    let mut far = Baresip::start(
-        home.path(),
-        listen,
-        &extra,
-        "<sip:+82212345678@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU",
-        40,
-    )
-    .unwrap();
-    listening(tls_port(listen)).await;
     // The handshake fails: the call is refused at once (503 from the
     // transport, RFC 3261 §8.1.3.1), not after Timer B.
-    let sc = env
-        .scenario(
-            "uac_final.xml",
-            &[("FINAL", "503"), ("REASON", "Service Unavailable")],
-        )
-        .unwrap();
-    let mut caller = env.sipp_as(&sc, "100", free_port()).unwrap();
-    caller.args(["-s", "+82212345678"]);
-    caller.run().await.unwrap();
-    let report = env.call_report(|r| r.callee == "+82212345678").await;
+    let report = call_through_tls_trunk(
+        "other.test",
+        "uac_final.xml",
+        &[("FINAL", "503"), ("REASON", "Service Unavailable")],
+    )
+    .await;
     assert_eq!(report.status, 503, "{report:?}");
-    let _ = far.child.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
