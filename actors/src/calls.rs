@@ -342,9 +342,7 @@ impl CallsState {
             status: 500,
             cause: Some(why.to_owned()),
             disconnect: Some("engine".into()),
-            attempts: Vec::new(),
             setup_ms: f.setup_ms,
-            ring_ms: None,
             answer_ms: (answered > 0).then_some(answered),
             end_ms: now,
             billed_secs: f
@@ -352,10 +350,8 @@ impl CallsState {
                 .as_ref()
                 .map_or(0, |c| c.tariff.billed_secs(talked)),
             price,
-            cost_micros: 0,
             currency: self.currency.clone(),
-            media: None,
-            digits: String::new(),
+            ..Default::default()
         };
         self.write_cdr(&cdr).await;
     }

@@ -386,17 +386,10 @@ impl CenterState {
             status,
             cause: Some(why.to_owned()),
             disconnect: Some("engine".into()),
-            attempts: Vec::new(),
             setup_ms: now,
-            ring_ms: None,
-            answer_ms: None,
             end_ms: now,
-            billed_secs: 0,
-            price: 0,
-            cost_micros: 0,
             currency: self.cfg.billing.currency.clone(),
-            media: None,
-            digits: String::new(),
+            ..Default::default()
         };
         if let Err(e) = self.store.put_cdr(&cdr).await {
             warn!(call = call_id, error = %e, cdr = ?cdr, "CDR not written");

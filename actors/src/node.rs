@@ -539,17 +539,13 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>
             status: 500,
             cause: Some(cause),
             disconnect: Some("engine".into()),
-            attempts: Vec::new(),
             setup_ms: c.setup_ms,
-            ring_ms: None,
             answer_ms: c.answered_ms,
             end_ms: last_alive_ms.unwrap_or(now).max(c.setup_ms),
             billed_secs: tariff.map_or(0, |t| t.billed_secs(talked)),
             price,
-            cost_micros: 0,
             currency: cfg.billing.currency.clone(),
-            media: None,
-            digits: String::new(),
+            ..Default::default()
         };
         // Insert-if-absent: a call whose CDR was written before the stop
         // keeps it.

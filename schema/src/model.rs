@@ -406,7 +406,7 @@ pub struct CdrMedia {
 }
 
 /// A call detail record: one per call attempt, answered or not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cdr {
     /// Unique per call attempt; a second write with it is ignored.
     pub call_id: String,
