@@ -139,9 +139,11 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
-    /// When a token was last asked for.
-    pub(crate) fn last(&self) -> Option<Instant> {
+    /// Whether it was asked for within [`IDLE_AFTER`] of `now` (an idle
+    /// bucket is full again and may be forgotten).
+    pub(crate) fn recent(&self, now: Instant) -> bool {
         self.at
+            .is_some_and(|t| now.saturating_duration_since(t) < IDLE_AFTER)
     }
 
     /// Take a token at `now`, if there is one.
@@ -205,6 +207,9 @@ enum Origin {
     Trunk(SocketAddr),
     Address(std::net::IpAddr),
 }
+
+/// How long after its last use a rate bucket is forgotten.
+const IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// How long an admitted Call-ID covers its retries (Timer B).
 const RETRY_WINDOW: Duration = Duration::from_secs(32);
@@ -292,13 +297,6 @@ impl Admission {
         {
             return Err(Shed::Source);
         }
-        if self.sources.len() > 100_000 {
-            let horizon = Duration::from_secs(10);
-            self.sources.retain(|_, b| {
-                b.last()
-                    .is_some_and(|t| now.saturating_duration_since(t) < horizon)
-            });
-        }
         self.admit_call(call_id, now)
     }
 
@@ -328,14 +326,6 @@ impl Admission {
     pub fn admit_member(&self, member: &str, now: Instant) -> Result<(), Shed> {
         if self.cfg.max_calls_per_member.is_none() && self.cfg.max_cps_per_member.is_none() {
             return Ok(());
-        }
-        if self.members.len() > 100_000 {
-            let horizon = Duration::from_secs(10);
-            self.members.retain(|_, (up, b)| {
-                *up > 0
-                    || b.last()
-                        .is_some_and(|t| now.saturating_duration_since(t) < horizon)
-            });
         }
         let mut entry = self.members.entry(member.to_owned()).or_default();
         let (up, bucket) = &mut *entry;
@@ -376,10 +366,6 @@ impl Admission {
         {
             return Err(Shed::Rate);
         }
-        if self.admitted.len() > 100_000 {
-            self.admitted
-                .retain(|_, t| now.saturating_duration_since(*t) < RETRY_WINDOW);
-        }
         self.admitted.insert(call_id.to_owned(), now);
         Ok(())
     }
@@ -402,6 +388,17 @@ impl Admission {
         self.cfg.max_lag.is_some_and(|max| {
             self.lag_us.load(Ordering::Relaxed) > u64::try_from(max.as_micros()).unwrap_or(u64::MAX)
         })
+    }
+
+    /// Forget what no longer limits anything at `now`: Call-IDs past their
+    /// retry window, idle buckets, members with no call up and an idle
+    /// bucket. Run once a second by the node (not per request: a flood of
+    /// new sources must not make each request walk the maps).
+    pub fn sweep(&self, now: Instant) {
+        self.admitted
+            .retain(|_, t| now.saturating_duration_since(*t) < RETRY_WINDOW);
+        self.sources.retain(|_, b| b.recent(now));
+        self.members.retain(|_, (up, b)| *up > 0 || b.recent(now));
     }
 
     /// A call started (every call, admitted here or placed by the engine);
@@ -431,21 +428,11 @@ impl Admission {
                 self.sources_up.remove_if(&origin, |_, n| *n == 0);
             }
         }
-        let member = who.member.as_str();
-        if self.cfg.max_calls_per_member.is_some() {
-            let idle = match self.members.get_mut(member) {
-                Some(mut e) => {
-                    e.0 = e.0.saturating_sub(1);
-                    e.0 == 0
-                        && e.1
-                            .last()
-                            .is_none_or(|t| t.elapsed() > Duration::from_secs(2))
-                }
-                None => false,
-            };
-            if idle {
-                self.members.remove_if(member, |_, e| e.0 == 0);
-            }
+        if self.cfg.max_calls_per_member.is_some()
+            && let Some(mut e) = self.members.get_mut(&who.member)
+        {
+            // Forgotten by the sweep once idle.
+            e.0 = e.0.saturating_sub(1);
         }
         if self
             .active
@@ -711,5 +698,30 @@ mod tests {
             "the phone's count forgotten when idle"
         );
         assert!(a.sources_up.get(&Origin::Address(phone.ip())).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sweep_forgets_only_what_no_longer_limits() {
+        let a = Admission::new(AdmissionConfig {
+            max_cps_per_source: Some(1.0),
+            max_calls_per_member: Some(1),
+            ..AdmissionConfig::default()
+        });
+        let now = Instant::now();
+        let phone = SocketAddr::from(([192, 0, 2, 1], 5060));
+        assert_eq!(a.admit_invite("c1", phone, (0, 0), now), Ok(()));
+        a.call_started(&who("100", Some(phone)));
+        assert_eq!(a.admit_member("200", now), Ok(()));
+        a.sweep(now + Duration::from_secs(5));
+        assert_eq!(
+            a.admit_invite("c2", phone, (0, 0), now),
+            Err(Shed::Source),
+            "a bucket in use is kept"
+        );
+        let later = now + RETRY_WINDOW + Duration::from_secs(1);
+        a.sweep(later);
+        assert!(a.admitted.is_empty() && a.sources.is_empty());
+        assert_eq!(a.members.len(), 1, "100 has a call up, 200 is idle");
+        assert_eq!(a.admit_member("100", later), Err(Shed::MemberCalls));
     }
 }

@@ -441,6 +441,9 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         loop {
             every.tick().await;
             let left = sweeper.sweep_lingering(clock::now());
+            let now = tokio::time::Instant::now();
+            sweeper.admission.sweep(now);
+            sweeper.guard.sweep(now);
             metrics::gauge!(m::LINGERING).set(left as f64);
             metrics::gauge!(m::DIALOG_ROUTES).set(sweeper.dialogs.len() as f64);
             metrics::gauge!(m::INVITE_ROUTES).set(sweeper.invites.len() as f64);

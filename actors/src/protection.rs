@@ -217,13 +217,12 @@ impl Guard {
             metrics::counter!(crate::metrics::BANS, "reason" => reason.label()).increment(1);
         }
         self.sources.remove(&ip);
-        if self.sources.len() > 100_000 {
-            let horizon = Duration::from_secs(10);
-            self.sources.retain(|_, s| {
-                s.last()
-                    .is_some_and(|t| now.saturating_duration_since(t) < horizon)
-            });
-        }
+    }
+
+    /// Forget idle sources and ended bans; run once a second by the node.
+    pub fn sweep(&self, now: Instant) {
+        self.sources.retain(|_, b| b.recent(now));
+        self.bans.retain(|_, b| now < b.0);
     }
 
     /// Bans in force at `now`.
