@@ -334,11 +334,6 @@ impl Transport {
         }
     }
 
-    /// The address SIP over TLS is advertised on, when it listens.
-    pub fn local_tls(&self) -> Option<SocketAddr> {
-        self.local_tls
-    }
-
     /// A pending INVITE server transaction from `source`, answered by `leg`.
     pub fn track_invite(&self, key: String, leg: ActorRef<LegMsg>, source: std::net::IpAddr) {
         if self.invite_sources.insert(key.clone(), source).is_none() {
@@ -453,38 +448,33 @@ impl Transport {
         let t = self.clone();
         tokio::spawn(async move {
             let addr = flow.addr();
+            let why = match (TcpStream::connect(addr).await, flow) {
+                (Err(e), _) => e.to_string(),
+                (Ok(stream), Flow::Tls(_)) => {
+                    let handshake = t.tls.connector.connect(t.tls.server_name(addr), stream);
+                    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let (rd, wr) = tokio::io::split(stream);
+                            return t.run_connection(rd, wr, flow, rx).await;
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "handshake timed out".to_owned(),
+                    }
+                }
+                (Ok(stream), _) => {
+                    let (rd, wr) = stream.into_split();
+                    return t.run_connection(rd, wr, flow, rx).await;
+                }
+            };
+            warn!(%flow, error = %why, "connect failed");
+            t.streams.remove(&flow);
             let label = if matches!(flow, Flow::Tls(_)) {
                 "tls"
             } else {
                 "tcp"
             };
-            let failed = match TcpStream::connect(addr).await {
-                Ok(stream) => match flow {
-                    Flow::Tls(_) => {
-                        let name = t.tls.server_name(addr);
-                        let handshake = t.tls.connector.connect(name, stream);
-                        match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
-                            Ok(Ok(stream)) => {
-                                t.run_connection(stream, flow, rx).await;
-                                return;
-                            }
-                            Ok(Err(e)) => Some((e.to_string(), rx)),
-                            Err(_) => Some(("handshake timed out".to_owned(), rx)),
-                        }
-                    }
-                    _ => {
-                        t.run_connection(stream, flow, rx).await;
-                        return;
-                    }
-                },
-                Err(e) => Some((e.to_string(), rx)),
-            };
-            if let Some((why, rx)) = failed {
-                warn!(%flow, error = %why, "connect failed");
-                t.streams.remove(&flow);
-                metrics::counter!(m::TRANSPORT_ERRORS, "transport" => label).increment(1);
-                t.transport_failed(flow, rx).await;
-            }
+            metrics::counter!(m::TRANSPORT_ERRORS, "transport" => label).increment(1);
+            t.transport_failed(flow, rx).await;
         });
     }
 
@@ -834,7 +824,9 @@ pub async fn serve_udp(transport: Arc<Transport>) {
 /// Accept loop for TCP.
 pub async fn serve_tcp(transport: Arc<Transport>, listener: TcpListener) {
     accept_loop(transport, listener, "tcp", |t, stream, peer| {
-        tokio::spawn(async move { t.serve_connection(stream, Flow::Tcp(peer)).await });
+        // TCP splits without a lock; TLS needs `tokio::io::split`.
+        let (rd, wr) = stream.into_split();
+        tokio::spawn(async move { t.serve_connection(rd, wr, Flow::Tcp(peer)).await });
     })
     .await;
 }
@@ -850,7 +842,10 @@ pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener) {
         tokio::spawn(async move {
             let handshake = acceptor.accept(stream);
             let why = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(stream)) => return t.serve_connection(stream, Flow::Tls(peer)).await,
+                Ok(Ok(stream)) => {
+                    let (rd, wr) = tokio::io::split(stream);
+                    return t.serve_connection(rd, wr, Flow::Tls(peer)).await;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "timed out".to_owned(),
             };
@@ -890,24 +885,28 @@ async fn accept_loop(
 }
 
 impl Transport {
-    async fn serve_connection<S>(self: Arc<Self>, stream: S, flow: Flow)
+    async fn serve_connection<R, W>(self: Arc<Self>, rd: R, wr: W, flow: Flow)
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
         self.streams.insert(flow, tx);
-        self.run_connection(stream, flow, rx).await;
+        self.run_connection(rd, wr, flow, rx).await;
     }
 
-    async fn run_connection<S>(
+    /// Serve a connection's two halves: frames read go to
+    /// [`Transport::handle_bytes`], what is queued for `flow` is written.
+    async fn run_connection<R, W>(
         self: Arc<Self>,
-        stream: S,
+        mut rd: R,
+        mut wr: W,
         flow: Flow,
         mut rx: mpsc::UnboundedReceiver<Bytes>,
     ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        let (mut rd, mut wr) = tokio::io::split(stream);
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
