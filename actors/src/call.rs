@@ -222,6 +222,17 @@ pub struct CallArgs {
     pub answered_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl CallArgs {
+    /// Whom the call counts against in admission: its caller and, for a
+    /// call that came in, the address its INVITE came from.
+    pub fn counted(&self) -> crate::admission::Counted {
+        crate::admission::Counted {
+            member: self.caller.clone(),
+            source: matches!(self.start, Start::Invite(_)).then(|| self.flow.addr()),
+        }
+    }
+}
+
 /// What every outgoing branch of a call shares.
 struct Branches {
     cfg: Arc<NodeConfig>,
@@ -410,13 +421,10 @@ impl Actor for Call {
         myself: ActorRef<CallMsg>,
         args: CallArgs,
     ) -> Result<CallState, ActorProcessingErr> {
+        let counted = args.counted();
         let (invite, first) = match args.start {
             Start::Invite(r) => (Some(r), None),
             Start::Originate(f) => (None, Some(f)),
-        };
-        let counted = crate::admission::Counted {
-            member: args.caller.clone(),
-            source: invite.as_ref().map(|_| args.flow.addr()),
         };
         args.transport.admission.call_started(&counted);
         let mut legs = HashMap::new();

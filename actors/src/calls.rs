@@ -492,11 +492,7 @@ impl CallsState {
             charge: args.billing.as_ref().map(|b| b.0.clone()),
             setup_ms: crate::clock::unix_ms(),
             answered_ms: args.answered_ms.clone(),
-            counted: crate::admission::Counted {
-                member: args.caller.clone(),
-                source: matches!(args.start, crate::call::Start::Invite(_))
-                    .then(|| args.flow.addr()),
-            },
+            counted: args.counted(),
         };
         let request = match &args.start {
             crate::call::Start::Invite(r) => Some(r.clone()),

@@ -178,11 +178,7 @@ impl CenterState {
             .admission
             .admit_member(&caller, tokio::time::Instant::now())
         {
-            metrics::counter!(m::SHED, "method" => "INVITE", "reason" => shed.label()).increment(1);
-            let retry_after = Some(self.transport.admission.retry_after());
-            self.transport
-                .refuse(&request, 503, flow, shed.why(), retry_after)
-                .await;
+            self.transport.shed(&request, flow, shed).await;
             return;
         }
         let Some(callee) = request
@@ -846,10 +842,11 @@ impl CenterState {
                 return None;
             }
         };
-        if let Some(secs) = self.transport.auth.user_locked(&member.number, now)
-            && !crate::registered_from(self.store.as_ref(), &member.number, ip).await
-        {
-            metrics::counter!(m::AUTH_BLOCKED, "by" => "user").increment(1);
+        let locked = self
+            .transport
+            .auth
+            .locked_out(self.store.as_ref(), &member.number, ip, now);
+        if let Some(secs) = locked.await {
             let why = "too many failed attempts for this user, try later";
             self.transport
                 .refuse(request, 403, flow, why, u32::try_from(secs).ok())

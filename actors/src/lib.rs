@@ -35,22 +35,10 @@ pub mod tls;
 pub mod transport;
 pub mod trunk;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 pub use config::NodeConfig;
 pub use node::{NodeHandle, start};
-
-/// Whether one of `number`'s live bindings was registered from `ip` (its
-/// own phone; a store error counts as no).
-pub async fn registered_from(store: &dyn schema::store::Store, number: &str, ip: IpAddr) -> bool {
-    store
-        .bindings(number, clock::unix_now())
-        .await
-        .is_ok_and(|b| {
-            b.iter()
-                .any(|b| transport::Flow::parse(&b.source).is_some_and(|f| f.addr().ip() == ip))
-        })
-}
 
 /// Whether `host` (a Request-URI or To host) is one this node serves: its
 /// listening or advertised address, a configured domain, or `localhost`. A

@@ -464,9 +464,10 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
     })
 }
 
-/// After an unclean stop: give each call this node had up exactly one CDR
-/// (`lost`, not charged: how long it went on is unknown; its hold is
-/// released), from the records written when the calls started.
+/// After an unclean stop, from the records of the calls this node had up:
+/// send each call's recorded BYEs, charge an answered call the talk time up
+/// to the node's last heartbeat (never above its hold, once by its ledger
+/// key), drop its hold, and give it exactly one CDR (`lost`).
 async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>) {
     let open = match store.open_calls(&cfg.node_name).await {
         Ok(open) => open,

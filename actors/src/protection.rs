@@ -301,6 +301,33 @@ impl AuthGuard {
             .then(|| self.window.saturating_sub(age).as_secs().max(1))
     }
 
+    /// If `user` is locked out for an attempt from `ip` at `now`: seconds
+    /// until its window ends. A user guessed at too often is locked out
+    /// from every address but those its phones are registered from (read
+    /// from the store only then); counted in `switchboard_auth_blocked_total`.
+    pub async fn locked_out(
+        &self,
+        store: &dyn schema::store::Store,
+        user: &str,
+        ip: IpAddr,
+        now: std::time::Instant,
+    ) -> Option<u64> {
+        let secs = self.user_locked(user, now)?;
+        let own_phone = store
+            .bindings(user, crate::clock::unix_now())
+            .await
+            .is_ok_and(|b| {
+                b.iter().any(|b| {
+                    crate::transport::Flow::parse(&b.source).is_some_and(|f| f.addr().ip() == ip)
+                })
+            });
+        if own_phone {
+            return None;
+        }
+        metrics::counter!(crate::metrics::AUTH_BLOCKED, "by" => "user").increment(1);
+        Some(secs)
+    }
+
     /// An attempt from `ip` (for `user`, when known) failed.
     pub fn failed(&self, ip: IpAddr, user: Option<&str>, now: std::time::Instant) {
         let bump = |e: &mut (u32, std::time::Instant)| {

@@ -231,10 +231,11 @@ impl RegistrarState {
             metrics::counter!(m::REGISTERS, "result" => "challenged").increment(1);
             return self.challenge(now, request, false);
         };
-        if let Some(secs) = self.transport.auth.user_locked(&number, now)
-            && !crate::registered_from(self.store.as_ref(), &number, ip).await
-        {
-            metrics::counter!(m::AUTH_BLOCKED, "by" => "user").increment(1);
+        let locked = self
+            .transport
+            .auth
+            .locked_out(self.store.as_ref(), &number, ip, now);
+        if let Some(secs) = locked.await {
             metrics::counter!(m::REGISTERS, "result" => "blocked").increment(1);
             let mut r = refuse(403, "too many failed attempts for this user, try later");
             r.headers.push("Retry-After", secs.to_string());

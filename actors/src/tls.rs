@@ -92,7 +92,6 @@ pub struct Tls {
 impl Tls {
     /// Load certificates and keys and build both sides.
     pub fn new(cfg: &TlsConfig, trunks: &[TrunkRoute]) -> Result<Tls, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let acceptor = match (&cfg.listen, &cfg.cert, &cfg.key) {
             (None, _, _) => None,
             (Some(_), Some(cert), Some(key)) => {
@@ -101,7 +100,7 @@ impl Tls {
                     path: key.clone(),
                     source,
                 })?;
-                let server = ServerConfig::builder_with_provider(provider.clone())
+                let server = ServerConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()?
                     .with_no_client_auth()
                     .with_single_cert(chain, key)?;
@@ -113,16 +112,9 @@ impl Tls {
             .iter()
             .filter(|t| t.transport == crate::config::SipTransport::Tls)
             .collect();
-        let mut roots = RootCertStore::empty();
-        let ca_file = cfg
-            .ca_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE));
-        if cfg.ca_file.is_some() || ca_file.exists() {
-            roots.add_parsable_certificates(certificates(&ca_file)?);
-        }
+        let (connector, anchors) = client(cfg.ca_file.as_deref())?;
         if let Some(first) = tls_trunks.first()
-            && roots.is_empty()
+            && anchors == 0
         {
             return Err(TlsError::NoTrustAnchors(first.name.clone()));
         }
@@ -137,13 +129,9 @@ impl Tls {
             };
             names.insert(t.addr, name);
         }
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Ok(Tls {
             acceptor,
-            connector: TlsConnector::from(Arc::new(client)),
+            connector,
             names,
         })
     }
@@ -156,6 +144,28 @@ impl Tls {
             .cloned()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()))
     }
+}
+
+/// The crypto of every TLS configuration here.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client verifying servers against the certificates in `ca_file`
+/// (PEM), else the system's bundle when there is one; with the number of
+/// trust anchors it holds. Trunks and https status callbacks use it.
+pub fn client(ca_file: Option<&Path>) -> Result<(TlsConnector, usize), TlsError> {
+    let mut roots = RootCertStore::empty();
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_FILE));
+    if ca_file.is_some() || path.exists() {
+        roots.add_parsable_certificates(certificates(path)?);
+    }
+    let anchors = roots.len();
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((TlsConnector::from(Arc::new(config)), anchors))
 }
 
 /// Every certificate in a PEM file (at least one).

@@ -305,6 +305,21 @@ impl Transport {
             .await;
     }
 
+    /// Refuse a request admission shed: 503 with `Retry-After` and the
+    /// reason, counted in `switchboard_shed_total`.
+    pub async fn shed(
+        self: &Arc<Self>,
+        request: &Request,
+        flow: Flow,
+        shed: crate::admission::Shed,
+    ) {
+        metrics::counter!(m::SHED, "method" => request.method.as_str().to_owned(), "reason" => shed.label())
+            .increment(1);
+        let retry_after = Some(self.admission.retry_after());
+        self.refuse(request, 503, flow, shed.why(), retry_after)
+            .await;
+    }
+
     /// The running center that takes calls to Request-URI user `user`.
     pub fn center_for(&self, user: &str) -> Option<ActorRef<CenterMsg>> {
         let index = self.routing.center_for(user);
@@ -669,11 +684,7 @@ impl Transport {
             _ => None,
         };
         if let Some(shed) = shed {
-            metrics::counter!(m::SHED, "method" => request.method.as_str().to_owned(), "reason" => shed.label())
-                .increment(1);
-            let retry_after = Some(self.admission.retry_after());
-            self.refuse(&request, 503, flow, shed.why(), retry_after)
-                .await;
+            self.shed(&request, flow, shed).await;
             return;
         }
         match request.method {

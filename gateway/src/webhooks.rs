@@ -53,25 +53,10 @@ impl Callbacks {
     /// Callbacks to public addresses and `allow`; `https` verified against
     /// `ca_file` (PEM), else the system's trust anchors.
     pub fn new(allow: Vec<(IpAddr, u8)>, ca_file: Option<&Path>) -> Result<Callbacks, String> {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let path = ca_file.unwrap_or(Path::new(actors::tls::SYSTEM_CA_FILE));
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        if ca_file.is_some() || path.exists() {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            roots.add_parsable_certificates(certs);
-        }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let (connector, _) = actors::tls::client(ca_file).map_err(|e| e.to_string())?;
         Ok(Callbacks {
             allow,
-            tls: Some(tokio_rustls::TlsConnector::from(Arc::new(config))),
+            tls: Some(connector),
         })
     }
 
