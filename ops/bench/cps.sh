@@ -36,12 +36,8 @@ HTTP_PORT=${HTTP_PORT:-18080}
 UAS_PORT=15202
 UAC_PORT=15201
 
-cargo build --release --locked --bin switchboard -q
-BIN=./target/release/switchboard
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-$BIN member add --number 100 --password bench-100 --data "$WORK/data" >/dev/null
-$BIN member add --number 200 --password bench-200 --data "$WORK/data" >/dev/null
+source ops/bench/onnet.sh
+bench_setup
 LCR=${LCR:-0}
 CONFIG=()
 DIAL=200
@@ -94,19 +90,14 @@ fi
 CONFIG=(--config "$WORK/switchboard.toml")
 RUST_LOG=error $BIN serve "${CONFIG[@]}" --data "$WORK/data" --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT >"$WORK/serve.log" 2>&1 &
 PID=$!
-for _ in $(seq 300); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
-grep -q serving "$WORK/serve.log" || { cat "$WORK/serve.log"; exit 1; }
+wait_serving
 
-S=$(pwd)/tests/scenarios
-sed 's/__FINAL__/200/' $S/register.xml >"$WORK/register.xml"
 sed "s/__HOLD__/$HOLD_MS/" $S/uac.xml >"$WORK/uac.xml"
-printf 'SEQUENTIAL\n200;bench-200;3600;\n' >"$WORK/callee.csv"
-printf 'SEQUENTIAL\n100;bench-100;\n' >"$WORK/caller.csv"
 if [ "$LCR" != 1 ]; then
-  (cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
-    127.0.0.1:$SIP_PORT -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "callee registration failed"; exit 1; }
+  start_callee
+else
+  start_uas
 fi
-(cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $UAS_PORT -nostdin -max_socket 65000 >/dev/null 2>&1) &
 
 cpu_ticks() { awk '{print $14+$15}' /proc/$PID/stat; }
 cdrs() {

@@ -23,25 +23,14 @@ SIP_PORT=${SIP_PORT:-15060}
 HTTP_PORT=${HTTP_PORT:-18080}
 UAS_PORT=15202
 UAC_PORT=15201
-cargo build --release --locked --bin switchboard -q
-BIN=./target/release/switchboard
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-$BIN member add --number 100 --password bench-100 --data "$WORK/data" >/dev/null
-$BIN member add --number 200 --password bench-200 --data "$WORK/data" >/dev/null
+source ops/bench/onnet.sh
+bench_setup
 printf '[overload]\nmax_cps = %s\n[calls]\ndrain_s = 5\n' "$LIMIT" >"$WORK/switchboard.toml"
 SWITCHBOARD_ENUM=127.0.0.1:15300 RUST_LOG=error $BIN serve --config "$WORK/switchboard.toml" --data "$WORK/data" \
   --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT >"$WORK/serve.log" 2>&1 &
-for _ in $(seq 300); do grep -q serving "$WORK/serve.log" && break; sleep 0.1; done
-grep -q serving "$WORK/serve.log" || { cat "$WORK/serve.log"; exit 1; }
-S=$(pwd)/tests/scenarios
-sed 's/__FINAL__/200/' $S/register.xml >"$WORK/register.xml"
+wait_serving
 sed "s/__HOLD__/$HOLD_MS/" $S/uac_or_shed.xml >"$WORK/uac.xml"
-printf 'SEQUENTIAL\n200;bench-200;3600;\n' >"$WORK/callee.csv"
-printf 'SEQUENTIAL\n100;bench-100;\n' >"$WORK/caller.csv"
-(cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
-  127.0.0.1:$SIP_PORT -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "callee registration failed"; exit 1; }
-(cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $UAS_PORT -nostdin -max_socket 65000 >/dev/null 2>&1) &
+start_callee
 
 counter() {
   python3 -c "import urllib.request, re
