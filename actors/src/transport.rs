@@ -613,6 +613,17 @@ impl Transport {
 
     async fn route_request(self: &Arc<Self>, request: Request, flow: Flow) {
         let is_ack = request.method == Method::Ack;
+        let unsupported = request.unsupported_requirements(SUPPORTED);
+        if !unsupported.is_empty() {
+            // §8.2.2.3: an extension the caller requires and we lack is
+            // refused before anything else, so it can retry without it.
+            let tag = stateless_tag(&request);
+            let mut response = request.response(420, Some(&tag));
+            response.headers.push("Unsupported", unsupported.join(", "));
+            self.send_response(&response, response_flow(&response, flow))
+                .await;
+            return;
+        }
         if let Some(to_tag) = request.to_tag() {
             let key = dialog_key(request.call_id(), &to_tag);
             let leg = self.dialogs.get(&key).map(|r| r.clone());
@@ -734,6 +745,10 @@ pub fn server_linger_key(request: &Request) -> String {
 pub fn response_linger_key(dialog_key: &str, seq: u32) -> String {
     format!("r:{dialog_key}|{seq}")
 }
+
+/// Option tags (RFC 3261 §19.2) this node implements: none yet, so every
+/// `Require` is answered 420 (100rel, timer and replaces included).
+pub const SUPPORTED: &[&str] = &[];
 
 /// Methods this node accepts.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -931,8 +946,16 @@ impl Transport {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
+            let mut framed = 0u32;
             loop {
                 match next_frame(&buf, self.max_message) {
+                    Frame::Message(0) | Frame::KeepAlive(0) => {
+                        // Never happens by the framer's contract; a reader
+                        // that took nothing would spin here for ever.
+                        metrics::counter!(m::SIP_MALFORMED).increment(1);
+                        warn!(%flow, "empty frame: closing the stream");
+                        break 'read;
+                    }
                     Frame::Message(n) => {
                         let chunk = buf.split_to(n);
                         self.handle_bytes(&chunk, flow).await;
@@ -946,6 +969,12 @@ impl Transport {
                         debug!(%flow, why, "closing unframeable stream");
                         break 'read;
                     }
+                }
+                // A pipelined burst must not hold this worker thread: let
+                // the other connections, the timers and the API run.
+                framed += 1;
+                if framed.is_multiple_of(16) {
+                    tokio::task::yield_now().await;
                 }
             }
         }

@@ -138,6 +138,11 @@ pub fn read(path: &Path) -> Result<Vec<Captured>, Error> {
                 buf.extend_from_slice(t.payload());
                 loop {
                     match next_frame(buf, 65_535) {
+                        Frame::Message(0) | Frame::KeepAlive(0) => {
+                            // The framer never says so; taking nothing would loop.
+                            buf.clear();
+                            break;
+                        }
                         Frame::Message(n) => {
                             let m: Vec<u8> = buf.drain(..n).collect();
                             push(&mut out, at, src, dst, &m);
@@ -516,6 +521,57 @@ mod tests {
                 "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKccc\nFrom: <sip:100@127.0.0.1>;tag=t1\nTo: <sip:200@127.0.0.1>;tag=t2\nCall-ID: cid-1\nCSeq: 2 BYE\nContent-Length: 0\n\n",
             ),
         ]
+    }
+
+    /// A pcap of raw IPv4 packets, each a TCP segment from A to B.
+    fn tcp_pcap(path: &Path, segments: &[&[u8]]) {
+        use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+        let header = PcapHeader {
+            datalink: DataLink::RAW,
+            ..PcapHeader::default()
+        };
+        let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
+        let mut seq = 1u32;
+        for (i, payload) in segments.iter().enumerate() {
+            let mut data = Vec::new();
+            etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+                .tcp(5070, 5060, seq, 65_535)
+                .write(&mut data, payload)
+                .unwrap();
+            seq = seq.wrapping_add(payload.len() as u32);
+            let at = Duration::from_millis(i as u64);
+            w.write_packet(&PcapPacket::new(at, data.len() as u32, &data))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_crafted_stream_length_does_not_hang_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crafted.pcap");
+        let options = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKok\r\n\
+            From: <sip:a@b>;tag=1\r\nTo: <sip:b@b>\r\nCall-ID: ok\r\nCSeq: 1 OPTIONS\r\n\
+            Content-Length: 0\r\n\r\n";
+        tcp_pcap(
+            &path,
+            &[
+                options.as_bytes(),
+                b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551564\r\n\r\n",
+            ],
+        );
+        // Bounded: a reader that loops on a zero-length frame never returns.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&path).map(|all| all.len()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the capture reader returns");
+        assert_eq!(
+            got.unwrap(),
+            1,
+            "the good message is read, the crafted one dropped"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! its header section plus Content-Length bytes of body. CRLF keep-alives
 //! between messages (RFC 5626 §3.5.1) are skipped.
 
-/// The outcome of looking for one message at the start of a buffer.
+/// The outcome of looking for one message at the start of a buffer. A
+/// `Message` or `KeepAlive` is never of length zero, so a reader that
+/// consumes what it is told always makes progress.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A whole message of this many bytes is at the front of the buffer.
@@ -33,35 +35,63 @@ pub fn next_frame(buf: &[u8], limit: usize) -> Frame {
         };
     };
     let head = &buf[..head_end];
-    let mut length = None;
+    let mut length: Option<usize> = None;
     for line in head.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
-        let name = String::from_utf8_lossy(&line[..colon]);
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-            let value = String::from_utf8_lossy(&line[colon + 1..]);
-            match value.trim().parse::<usize>() {
-                Ok(n) => length = Some(n),
-                Err(_) => return Frame::Invalid("malformed Content-Length"),
-            }
+        let name = trim_ascii(&line[..colon]);
+        if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
+            continue;
         }
+        let value = trim_ascii(&line[colon + 1..]);
+        // Digits only, and refused as soon as the value passes the limit:
+        // a length near 2^64 must never reach the frame arithmetic.
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Frame::Invalid("malformed Content-Length");
+        }
+        let mut n: usize = 0;
+        for d in value {
+            n = match n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(usize::from(d - b'0')))
+            {
+                Some(n) if n <= limit => n,
+                _ => return Frame::Invalid("Content-Length exceeds the message size limit"),
+            };
+        }
+        // Two lengths leave the boundary of the next message unknown.
+        if length.is_some_and(|l| l != n) {
+            return Frame::Invalid("conflicting Content-Length headers");
+        }
+        length = Some(n);
     }
     // §18.3: over a stream Content-Length MUST be present.
     let Some(length) = length else {
         return Frame::Invalid("Content-Length missing on a stream transport");
     };
-    let total = head_end + 4 + length;
-    if total > limit {
-        return Frame::Invalid("message exceeds the size limit");
-    }
+    let total = match (head_end + 4).checked_add(length) {
+        Some(t) if t <= limit => t,
+        _ => return Frame::Invalid("message exceeds the size limit"),
+    };
     if buf.len() < total {
         Frame::Incomplete
     } else {
         Frame::Message(total)
     }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
 }
 
 #[cfg(test)]
@@ -84,5 +114,27 @@ mod tests {
             Frame::Invalid(_)
         ));
         assert!(matches!(next_frame(&[b'a'; 2000], 1000), Frame::Invalid(_)));
+    }
+
+    #[test]
+    fn a_length_near_2_pow_64_is_refused_not_wrapped() {
+        // 48 header bytes + 4 + (2^64 - 52) wraps to a zero-length frame in
+        // unchecked arithmetic, and a reader loop spins on it for ever.
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551564\r\n\r\n";
+        assert!(matches!(next_frame(m, 65_535), Frame::Invalid(_)));
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: 99999999999999999999999999\r\n\r\n";
+        assert!(matches!(next_frame(m, 65_535), Frame::Invalid(_)));
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: 65535\r\n\r\n";
+        assert!(matches!(next_frame(m, 65_535), Frame::Invalid(_)));
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: -1\r\n\r\n";
+        assert!(matches!(next_frame(m, 65_535), Frame::Invalid(_)));
+    }
+
+    #[test]
+    fn conflicting_lengths_are_refused() {
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\nContent-Length: 0\r\n\r\nabc";
+        assert!(matches!(next_frame(m, 65_535), Frame::Invalid(_)));
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(next_frame(m, 65_535), Frame::Message(m.len()));
     }
 }

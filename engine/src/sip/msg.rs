@@ -66,6 +66,13 @@ pub enum ParseError {
     /// Content-Length says more bytes than the datagram carries.
     #[error("body shorter than Content-Length")]
     ShortBody,
+    /// A header that allows one value carries several (RFC 4475 §3.4.8, §3.4.9).
+    #[error("several values in single-valued header {0}")]
+    Repeated(&'static str),
+    /// The Request-URI is well formed but of a scheme this node does not
+    /// serve (RFC 3261 §8.2.2.1; RFC 4475 §3.4.2, §3.4.3).
+    #[error("unsupported URI scheme {0}")]
+    Scheme(String),
 }
 
 impl ParseError {
@@ -74,6 +81,7 @@ impl ParseError {
         match self {
             ParseError::TooLarge { .. } => 513,
             ParseError::Version => 505,
+            ParseError::Scheme(_) => 416,
             // A malformed Request-URI is a bad request; 416 is for a
             // well-formed URI of a scheme we do not serve (RFC 4475 ltgtruri).
             _ => 400,
@@ -313,6 +321,10 @@ impl NameAddr {
                 Some(i) => (&s[..i], split_params(&s[i..])),
                 None => (s, Vec::new()),
             };
+            if uri_part.trim().contains(['?', ',', ' ']) {
+                // §20.10: a URI with headers, commas or spaces must be in <>.
+                return Err(ParseError::Malformed(header));
+            }
             let uri = Uri::parse(uri_part).map_err(|_| ParseError::Malformed(header))?;
             Ok(NameAddr {
                 display: None,
@@ -988,9 +1000,23 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
             ParseError::StartLine
         });
     }
+    let uri = Uri::parse(uri)?;
+    if uri.scheme != "sip" && uri.scheme != "sips" {
+        return Err(ParseError::Scheme(uri.scheme));
+    }
+    if uri.user.as_deref().unwrap_or("").contains('?')
+        || uri
+            .params
+            .iter()
+            .any(|(n, v)| n.contains('?') || v.as_deref().is_some_and(|v| v.contains('?')))
+        || uri.host.contains('?')
+    {
+        // §19.1.5: header fields are not allowed in a Request-URI (RFC 4475 escruri).
+        return Err(ParseError::RequestUri);
+    }
     let request = Request {
         method: Method::parse(method),
-        uri: Uri::parse(uri)?,
+        uri,
         headers,
         body,
     };
@@ -1009,8 +1035,22 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
             .parse::<u32>()
             .map_err(|_| ParseError::Malformed("Expires"))?;
     }
+    check_request_addresses(&request)?;
     Ok(Message::Request(request))
 }
+
+/// Headers that carry one value (RFC 3261 §20, §25.1): a second line or a
+/// comma-separated second value is an error, not a choice.
+const SINGLE: [&str; 8] = [
+    "Call-ID",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "From",
+    "Max-Forwards",
+    "To",
+    "Expires",
+];
 
 fn check_common(m: &impl HasHeaders) -> Result<(), ParseError> {
     let h = m.headers();
@@ -1019,10 +1059,52 @@ fn check_common(m: &impl HasHeaders) -> Result<(), ParseError> {
             return Err(ParseError::Missing(name));
         }
     }
-    m.top_via().ok_or(ParseError::Malformed("Via"))?;
+    for name in SINGLE {
+        let mut lines = h.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let first = lines.next();
+        let listed = first.is_some_and(|(_, v)| {
+            // A display name may hold a quoted comma; split_list knows quotes.
+            name != "Content-Type" && split_list(v).len() > 1
+        });
+        if lines.next().is_some() || listed {
+            return Err(ParseError::Repeated(name));
+        }
+    }
+    // Every Via must be readable, not only the top one (RFC 4475 badinv01).
+    for via in h.get_all("Via") {
+        Via::parse(via)?;
+    }
     m.from_hdr().ok_or(ParseError::Malformed("From"))?;
     m.to_hdr().ok_or(ParseError::Malformed("To"))?;
     CSeq::parse(h.get("CSeq").unwrap_or(""))?;
+    Ok(())
+}
+
+/// Every Contact, Route and Record-Route value of a request must parse,
+/// and a Contact's `expires` fit in 32 bits (RFC 4475 badinv01, regbadct,
+/// scalarlg), so a malformed request is refused before it is challenged.
+fn check_request_addresses(r: &Request) -> Result<(), ParseError> {
+    for (name, what) in [
+        ("Contact", "Contact"),
+        ("Route", "Route"),
+        ("Record-Route", "Record-Route"),
+    ] {
+        for v in r.headers.get_all(name) {
+            if name == "Contact" && v.trim() == "*" {
+                continue;
+            }
+            let a = NameAddr::parse(v, what)?;
+            if name == "Contact"
+                && let Some(e) = a.param("expires")
+                && e.trim().parse::<u32>().is_err()
+            {
+                return Err(ParseError::Malformed("Contact"));
+            }
+        }
+    }
+    if r.method == Method::Invite && r.headers.get_all("Contact").count() > 1 {
+        return Err(ParseError::Repeated("Contact"));
+    }
     Ok(())
 }
 
@@ -1088,6 +1170,20 @@ fn write_headers(out: &mut String, headers: &Headers, body_len: usize) {
 }
 
 impl Request {
+    /// The option tags of its `Require` header that are not in `supported`
+    /// (RFC 3261 §8.2.2.3): a UAS answers them 420 with `Unsupported`.
+    /// ACK and CANCEL are never refused for them.
+    pub fn unsupported_requirements(&self, supported: &[&str]) -> Vec<String> {
+        if matches!(self.method, Method::Ack | Method::Cancel) {
+            return Vec::new();
+        }
+        self.headers
+            .get_all("Require")
+            .filter(|tag| !supported.iter().any(|s| s.eq_ignore_ascii_case(tag)))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Serialise, with Content-Length set from the body.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = String::with_capacity(512 + self.body.len());

@@ -907,3 +907,51 @@ async fn after_kill_9_every_call_has_exactly_one_cdr_and_one_charge() {
         "nothing left in progress"
     );
 }
+
+/// A Content-Length near 2^64 over TCP (issue 19.1): the engine closes that
+/// connection, keeps answering /healthz and SIP on other connections, and
+/// still stops on SIGTERM. Unchecked frame arithmetic wrapped it to a
+/// zero-length frame that spun the connection's reader for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_near_2_pow_64_closes_its_connection_and_stalls_nothing() {
+    let mut n = TrunkNode::start("", "").await;
+    let sip = format!("127.0.0.1:{}", n.sip_port);
+    let mut bad = tokio::net::TcpStream::connect(&sip).await.unwrap();
+    bad.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551564\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut sink)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_))),
+        "the engine closes an unframeable stream"
+    );
+    let health = http_get(&format!("127.0.0.1:{}", n.http_port), "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // A well-formed request on a new connection is still served.
+    let mut good = tokio::net::TcpStream::connect(&sip).await.unwrap();
+    let local = good.local_addr().unwrap();
+    good.write_all(
+        format!(
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKbig1\r\n\
+             From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: big1\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut reply = vec![0u8; 4096];
+    let got = tokio::time::timeout(Duration::from_secs(5), good.read(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..got]);
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    n.signal("TERM").await;
+    let status = tokio::time::timeout(Duration::from_secs(20), n.serve.wait())
+        .await
+        .expect("SIGTERM stops the engine")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -268,3 +268,32 @@ async fn torture_messages_get_their_answers_and_the_engine_keeps_answering() {
         );
     }
 }
+
+/// RFC 3261 §8.2.2.3 (issue 19.10): an extension the caller requires and
+/// the engine lacks is refused 420 naming it in `Unsupported`, before any
+/// challenge; the same INVITE without it is challenged as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_extension_we_lack_gets_420_before_the_challenge() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let invite = probe("INVITE", "200", port, "req1").replace(
+        "Max-Forwards: 70",
+        &format!(
+            "Contact: <sip:100@127.0.0.1:{port}>\r\nRequire: 100rel, timer\r\nMax-Forwards: 70"
+        ),
+    );
+    let r = ask(&sock, env.sip(), &invite).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 420"), "{r}");
+    assert!(r.contains("Unsupported: 100rel, timer"), "{r}");
+    let r = ask(
+        &sock,
+        env.sip(),
+        &invite
+            .replace("Require: 100rel, timer\r\n", "Supported: 100rel\r\n")
+            .replace("req1", "req2"),
+    )
+    .await
+    .unwrap();
+    assert!(r.starts_with("SIP/2.0 407"), "{r}");
+}
