@@ -514,6 +514,10 @@ struct AuthSection {
     fail_limit: Option<u32>,
     fail_limit_per_user: Option<u32>,
     fail_window_s: Option<u64>,
+    /// Accept digest answers without qop (RFC 2069 phones); weaker.
+    allow_no_qop: Option<bool>,
+    /// Refuse (403) a call whose From user is not the authenticated member.
+    strict_from: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -667,6 +671,8 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     if let Some(v) = file.auth.fail_window_s {
         node.auth_fail_window = Duration::from_secs(v);
     }
+    node.allow_no_qop = file.auth.allow_no_qop.unwrap_or(node.allow_no_qop);
+    node.strict_from = file.auth.strict_from.unwrap_or(node.strict_from);
     if let Some(v) = file.calls.no_answer_timeout_s {
         node.no_answer_timeout = Duration::from_secs(v);
     }

@@ -430,9 +430,12 @@ impl Actor for Call {
         let mut legs = HashMap::new();
         let local = args.transport.local();
         let host = local.ip().to_string();
+        // The caller's display name is kept only when its From is the
+        // authenticated member: another From's name is not verified.
         let display = invite
             .as_ref()
             .and_then(|i| i.from_hdr())
+            .filter(|f| f.uri.user.as_deref() == Some(args.caller.as_str()))
             .and_then(|f| f.display);
         let from = NameAddr {
             display,

@@ -857,10 +857,15 @@ impl CenterState {
             Algorithm::Md5 => &member.ha1_md5,
             Algorithm::Sha256 => &member.ha1_sha256,
         };
-        match self
-            .nonces
-            .verify(now, &creds, &self.cfg.realm, "INVITE", ha1)
-        {
+        match self.nonces.verify(
+            now,
+            &creds,
+            &self.cfg.realm,
+            "INVITE",
+            &request.uri,
+            ha1,
+            self.cfg.digest_policy(),
+        ) {
             Ok(()) => {}
             Err(digest::Error::Stale) => {
                 self.challenge(now, request, flow, true).await;
@@ -874,7 +879,10 @@ impl CenterState {
             }
         }
         self.transport.auth.succeeded(ip);
-        if from_user.as_deref() != Some(member.number.as_str()) {
+        // A B2BUA originates its own From (the authenticated member), so a
+        // PBX authenticating as 1001 with From alice@pbx spoofs nothing;
+        // operators who want the strict rule set `[auth] strict_from`.
+        if self.cfg.strict_from && from_user.as_deref() != Some(member.number.as_str()) {
             self.transport
                 .respond(
                     request,

@@ -28,9 +28,18 @@ pub struct NodeConfig {
     /// Challenge algorithms, one header each, in this order. Default: MD5
     /// only, because SIPp 3.6 refuses a SHA-256 challenge and libre 1.1
     /// (baresip 1.0) fails on one even when MD5 is also offered. Set
-    /// `["SHA-256", "MD5"]` (RFC 8760 order) for phones that cope. Credentials
-    /// of either algorithm are verified whatever is offered.
+    /// `["SHA-256", "MD5"]` (RFC 8760 order) for phones that cope.
+    /// Credentials are verified only in an algorithm offered here: an
+    /// operator offering SHA-256 alone is never downgraded to MD5.
     pub algorithms: Vec<Algorithm>,
+    /// Accept digest answers without qop (RFC 2069 phones). Off by
+    /// default: without a client nonce an answer is bound to nothing but
+    /// the server's nonce, which is then good for one request only.
+    pub allow_no_qop: bool,
+    /// Refuse (403) a call whose From user is not the authenticated member.
+    /// Off by default: a B2BUA presents the authenticated member's own
+    /// identity to the callee whatever the caller's From said.
+    pub strict_from: bool,
     /// How long a nonce is fresh.
     pub nonce_lifetime: Duration,
     /// RFC 3261 T1, T2, T4.
@@ -81,6 +90,14 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// What digest answers this node accepts.
+    pub fn digest_policy(&self) -> engine::sip::digest::Policy<'_> {
+        engine::sip::digest::Policy {
+            algorithms: &self.algorithms,
+            allow_no_qop: self.allow_no_qop,
+        }
+    }
+
     /// A configuration with defaults, listening on `sip_addr`.
     pub fn new(sip_addr: SocketAddr) -> Self {
         NodeConfig {
@@ -89,6 +106,8 @@ impl NodeConfig {
             domains: Vec::new(),
             realm: "switchboard".into(),
             algorithms: vec![Algorithm::Md5],
+            allow_no_qop: false,
+            strict_from: false,
             nonce_lifetime: Duration::from_secs(300),
             timers: Timers::default(),
             registrar: Policy::default(),

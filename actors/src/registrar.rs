@@ -216,20 +216,23 @@ impl RegistrarState {
         if from.uri.user.as_deref() != Some(number.as_str()) {
             return refuse(403, "third-party registration is not allowed");
         }
+        // Known or not, an address of record is challenged alike: the
+        // answer to a REGISTER must not tell who is a member.
+        let Some(auth) = request.headers.get("Authorization") else {
+            metrics::counter!(m::REGISTERS, "result" => "challenged").increment(1);
+            return self.challenge(now, request, false);
+        };
         let member = match self.store.member(&number).await {
             Ok(Some(m)) => m,
             Ok(None) => {
                 metrics::counter!(m::REGISTERS, "result" => "unknown").increment(1);
-                return refuse(404, "no such member");
+                self.note_failure(ip, None, now);
+                return self.challenge(now, request, false);
             }
             Err(e) => {
                 warn!(error = %e, "store unavailable");
                 return refuse(500, "store unavailable");
             }
-        };
-        let Some(auth) = request.headers.get("Authorization") else {
-            metrics::counter!(m::REGISTERS, "result" => "challenged").increment(1);
-            return self.challenge(now, request, false);
         };
         let locked = self
             .transport
@@ -256,10 +259,15 @@ impl RegistrarState {
             Algorithm::Md5 => &member.ha1_md5,
             Algorithm::Sha256 => &member.ha1_sha256,
         };
-        match self
-            .nonces
-            .verify(now, &creds, &self.cfg.realm, "REGISTER", ha1)
-        {
+        match self.nonces.verify(
+            now,
+            &creds,
+            &self.cfg.realm,
+            "REGISTER",
+            &request.uri,
+            ha1,
+            self.cfg.digest_policy(),
+        ) {
             Ok(()) => {}
             Err(digest::Error::Stale) => return self.challenge(now, request, true),
             Err(e) => {

@@ -4,7 +4,8 @@
 //! replayed nonce-count.
 //!
 //! Implemented: algorithms MD5 and SHA-256, qop=auth, and the RFC 2069 form
-//! without qop. Not implemented: `-sess` algorithms, qop=auth-int,
+//! without qop (only where a [`Policy`] allows it); the digest-uri is
+//! checked against the Request-URI. Not implemented: `-sess` algorithms, qop=auth-int,
 //! SHA-512-256, `userhash`.
 
 use std::collections::{HashMap, VecDeque};
@@ -81,6 +82,72 @@ pub enum Error {
     /// The response digest does not match: wrong password.
     #[error("wrong response")]
     Mismatch,
+    /// The answer has no qop and the policy requires qop=auth.
+    #[error("qop=auth required")]
+    QopRequired,
+    /// The digest-uri is not the request's Request-URI (RFC 3261 §22.4).
+    #[error("digest uri does not match the Request-URI")]
+    Uri,
+}
+
+/// What a verifier accepts (the `[auth]` settings of a node).
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// Algorithms offered; an answer in another one is refused, so an
+    /// operator who offers SHA-256 only is not downgraded to MD5.
+    pub algorithms: &'a [Algorithm],
+    /// Accept RFC 2069 answers without qop (weaker: no client nonce, so a
+    /// nonce is then good for one request only).
+    pub allow_no_qop: bool,
+}
+
+/// Whether the credentials' digest-uri names the Request-URI `request_uri`
+/// (as written, or the same SIP URI by RFC 3261 §19.1.4 comparison). A
+/// digest-uri without a user part is taken for the Request-URI's scheme,
+/// host and port alone: SIPp writes that form unless given `-auth_uri`. A
+/// digest-uri with a user must name the Request-URI's user, so a phone's
+/// answer for a call to 200 cannot be moved onto a call to another number.
+pub fn uri_matches(digest_uri: &str, request_uri: &crate::sip::msg::Uri) -> bool {
+    let written = request_uri.to_string();
+    if digest_uri == written {
+        return true;
+    }
+    let Ok(u) = crate::sip::msg::Uri::parse(digest_uri) else {
+        return false;
+    };
+    let mut a: Vec<(String, Option<String>)> = u
+        .params
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                v.as_ref().map(|v| v.to_ascii_lowercase()),
+            )
+        })
+        .collect();
+    let mut b: Vec<(String, Option<String>)> = request_uri
+        .params
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                v.as_ref().map(|v| v.to_ascii_lowercase()),
+            )
+        })
+        .collect();
+    a.sort();
+    b.sort();
+    let same_server = u.scheme == request_uri.scheme
+        && u.host.eq_ignore_ascii_case(&request_uri.host)
+        && u.port == request_uri.port;
+    if u.user.is_none() && u.params.is_empty() {
+        return same_server;
+    }
+    u.scheme == request_uri.scheme
+        && u.user == request_uri.user
+        && u.host.eq_ignore_ascii_case(&request_uri.host)
+        && u.port == request_uri.port
+        && a == b
 }
 
 /// Parsed `Authorization` / `Proxy-Authorization` digest credentials.
@@ -316,16 +383,33 @@ impl Nonces {
     /// Verify credentials for `method` against the stored `ha1` for their
     /// algorithm. The nonce-count is consumed only when the digest matches,
     /// so a wrong guess does not burn a legitimate client's count.
+    ///
+    /// Refused before the digest is computed: an algorithm the policy does
+    /// not offer, a missing qop when the policy requires it, and a
+    /// digest-uri other than `request_uri`. Each (nonce, nc) is accepted
+    /// once and nc must rise; an answer without qop uses its nonce up.
+    #[allow(clippy::too_many_arguments, reason = "each is one fact of the request")]
     pub fn verify(
         &mut self,
         now: Instant,
         creds: &Credentials,
         realm: &str,
         method: &str,
+        request_uri: &crate::sip::msg::Uri,
         ha1: &str,
+        policy: Policy<'_>,
     ) -> Result<(), Error> {
         if creds.realm != realm {
             return Err(Error::Realm);
+        }
+        if !policy.algorithms.contains(&creds.algorithm) {
+            return Err(Error::Algorithm);
+        }
+        if creds.qop.is_none() && !policy.allow_no_qop {
+            return Err(Error::QopRequired);
+        }
+        if !uri_matches(&creds.uri, request_uri) {
+            return Err(Error::Uri);
         }
         let entry = self.entries.get(&creds.nonce).ok_or(Error::UnknownNonce)?;
         if now.saturating_duration_since(entry.issued) >= self.lifetime {
@@ -336,7 +420,8 @@ impl Nonces {
                 Err(Error::Mismatch)
             };
         }
-        let nc = creds.nc.unwrap_or(entry.last_nc + 1);
+        // Without qop there is no count: the nonce is good for one answer.
+        let nc = creds.nc.unwrap_or(1);
         if nc <= entry.last_nc {
             return Err(Error::Replay);
         }
@@ -534,6 +619,90 @@ mod tests {
         c
     }
 
+    const BOTH: Policy<'static> = Policy {
+        algorithms: &[Algorithm::Sha256, Algorithm::Md5],
+        allow_no_qop: false,
+    };
+
+    fn ruri() -> crate::sip::msg::Uri {
+        crate::sip::msg::Uri::parse("sip:127.0.0.1").unwrap()
+    }
+
+    /// `table.verify` for a REGISTER to sip:127.0.0.1 in realm `realm`.
+    fn check(
+        table: &mut Nonces,
+        now: Instant,
+        c: &Credentials,
+        realm: &str,
+        ha1: &str,
+    ) -> Result<(), Error> {
+        table.verify(now, c, realm, "REGISTER", &ruri(), ha1, BOTH)
+    }
+
+    #[test]
+    fn policy_refuses_other_algorithms_missing_qop_and_other_uris() {
+        let t0 = epoch();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut table = Nonces::new(Duration::from_secs(30), 100);
+        let nonce = table.issue(t0, &mut rng);
+        let md5 = Algorithm::Md5.ha1("100", "sb", "secret");
+        let sha_only = Policy {
+            algorithms: &[Algorithm::Sha256],
+            allow_no_qop: false,
+        };
+        let c = answer(&nonce, 1, "secret", Algorithm::Md5);
+        assert_eq!(
+            table.verify(t0, &c, "sb", "REGISTER", &ruri(), &md5, sha_only),
+            Err(Error::Algorithm),
+            "an MD5 answer when only SHA-256 is offered"
+        );
+        // RFC 2069 form: refused unless allowed, then good once per nonce.
+        let mut bare = answer(&nonce, 1, "secret", Algorithm::Md5);
+        bare.qop = None;
+        bare.nc = None;
+        bare.cnonce = None;
+        bare.response = expected_response(&bare, "REGISTER", &md5);
+        assert_eq!(
+            check(&mut table, t0, &bare, "sb", &md5),
+            Err(Error::QopRequired)
+        );
+        let old_phones = Policy {
+            allow_no_qop: true,
+            ..BOTH
+        };
+        assert_eq!(
+            table.verify(t0, &bare, "sb", "REGISTER", &ruri(), &md5, old_phones),
+            Ok(())
+        );
+        assert_eq!(
+            table.verify(t0, &bare, "sb", "REGISTER", &ruri(), &md5, old_phones),
+            Err(Error::Replay),
+            "a nonce answered without qop cannot be replayed"
+        );
+        // The digest-uri must be the Request-URI.
+        let nonce = table.issue(t0, &mut rng);
+        let mut other = answer(&nonce, 1, "secret", Algorithm::Md5);
+        other.uri = "sip:evil.example".into();
+        other.response = expected_response(&other, "REGISTER", &md5);
+        assert_eq!(check(&mut table, t0, &other, "sb", &md5), Err(Error::Uri));
+        let mut same = answer(&nonce, 1, "secret", Algorithm::Md5);
+        same.uri = "sip:127.0.0.1".into();
+        assert_eq!(check(&mut table, t0, &same, "sb", &md5), Ok(()));
+        assert!(uri_matches(
+            "sip:100@Example.COM:5060;Transport=UDP",
+            &crate::sip::msg::Uri::parse("sip:100@example.com:5060;transport=udp").unwrap()
+        ));
+        assert!(!uri_matches(
+            "sip:100@example.com",
+            &crate::sip::msg::Uri::parse("sip:100@example.com:5060").unwrap()
+        ));
+        // SIPp's form (host and port, no user) names the server only.
+        let call = crate::sip::msg::Uri::parse("sip:200@127.0.0.1:5060").unwrap();
+        assert!(uri_matches("sip:127.0.0.1:5060", &call));
+        assert!(!uri_matches("sip:127.0.0.2:5060", &call));
+        assert!(!uri_matches("sip:1900555@127.0.0.1:5060", &call));
+    }
+
     #[test]
     fn nonce_table_expires_refuses_replay_and_wrong_passwords() {
         let t0 = epoch();
@@ -543,39 +712,36 @@ mod tests {
         let ha1 = Algorithm::Sha256.ha1("100", "sb", "secret");
         let good = answer(&nonce, 1, "secret", Algorithm::Sha256);
         assert_eq!(
-            table.verify(
+            check(
+                &mut table,
                 t0,
                 &answer(&nonce, 1, "wrong", Algorithm::Sha256),
                 "sb",
-                "REGISTER",
                 &ha1
             ),
             Err(Error::Mismatch)
         );
-        assert_eq!(table.verify(t0, &good, "sb", "REGISTER", &ha1), Ok(()));
-        assert_eq!(
-            table.verify(t0, &good, "sb", "REGISTER", &ha1),
-            Err(Error::Replay)
-        );
+        assert_eq!(check(&mut table, t0, &good, "sb", &ha1), Ok(()));
+        assert_eq!(check(&mut table, t0, &good, "sb", &ha1), Err(Error::Replay));
         let next = answer(&nonce, 2, "secret", Algorithm::Sha256);
-        assert_eq!(table.verify(t0, &next, "sb", "REGISTER", &ha1), Ok(()));
+        assert_eq!(check(&mut table, t0, &next, "sb", &ha1), Ok(()));
         let later = answer(&nonce, 3, "secret", Algorithm::Sha256);
         assert_eq!(
-            table.verify(t0 + Duration::from_secs(31), &later, "sb", "REGISTER", &ha1),
+            check(&mut table, t0 + Duration::from_secs(31), &later, "sb", &ha1),
             Err(Error::Stale)
         );
         assert_eq!(
-            table.verify(
+            check(
+                &mut table,
                 t0,
                 &answer("nope", 1, "secret", Algorithm::Sha256),
                 "sb",
-                "REGISTER",
                 &ha1
             ),
             Err(Error::UnknownNonce)
         );
         assert_eq!(
-            table.verify(t0, &good, "other", "REGISTER", &ha1),
+            check(&mut table, t0, &good, "other", &ha1),
             Err(Error::Realm)
         );
         table.purge(t0 + Duration::from_secs(61));
@@ -595,7 +761,7 @@ mod tests {
         let c = answer(&first, 1, "secret", Algorithm::Md5);
         let ha1 = Algorithm::Md5.ha1("100", "sb", "secret");
         assert_eq!(
-            table.verify(t0, &c, "sb", "REGISTER", &ha1),
+            check(&mut table, t0, &c, "sb", &ha1),
             Err(Error::UnknownNonce),
             "the oldest was evicted"
         );

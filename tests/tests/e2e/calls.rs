@@ -291,3 +291,50 @@ async fn callee_registered_over_tcp_is_reached_over_tcp() {
     uas.wait().await.unwrap();
     no_calls_left(&env).await;
 }
+
+/// `scenario` with its From written as a PBX writes it (issue 19.11):
+/// another user and display name than the member it authenticates as.
+fn from_pbx(env: &Env, scenario: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
+    let sc = env.scenario(scenario, vars).unwrap();
+    let text = std::fs::read_to_string(&sc).unwrap().replace(
+        "\"Caller [field0]\" <sip:[field0]@",
+        "\"Bank Of Trust\" <sip:alice@",
+    );
+    std::fs::write(&sc, text).unwrap();
+    sc
+}
+
+/// A phone or PBX authenticating as member 100 with `From: alice@...` is
+/// put through, and the callee is shown member 100 (not alice, not the
+/// unverified display name). `[auth] strict_from = true` refuses it (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_from_other_than_the_authenticated_member_presents_the_member() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let port = free_port();
+    env.register("200", port).await.unwrap();
+    let uas = env.scenario("uas.xml", &[]).unwrap();
+    // Member 100 with no display name: neither alice nor her name.
+    let text = std::fs::read_to_string(&uas).unwrap().replacen(
+        "<action>",
+        "<action>\n      <ereg regexp=\"^[^&quot;]*sip:100@\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"member\"/>",
+        1,
+    )
+    .replace("<Reference variables=\"cid,offer\"/>", "<Reference variables=\"cid,offer,member\"/>");
+    std::fs::write(&uas, text).unwrap();
+    let uas = Sipp::new(env.work.path(), &uas, port).spawn().unwrap();
+    let sc = from_pbx(&env, "uac.xml", &[("HOLD", "200")]);
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    let c = c.spawn().unwrap();
+    uas.wait().await.unwrap();
+    c.wait().await.unwrap();
+    no_calls_left(&env).await;
+
+    let strict = Env::start(&["100", "200"], |c| c.strict_from = true)
+        .await
+        .unwrap();
+    let sc = from_pbx(&strict, "uac_final.xml", &[("FINAL", "403")]);
+    let mut c = strict.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+}

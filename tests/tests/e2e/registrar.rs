@@ -139,17 +139,114 @@ async fn repeated_failures_from_one_source_are_refused() {
     assert_eq!(env.bindings("100").await.unwrap(), 0);
 }
 
+/// No user enumeration (issue 19.4): an unknown address of record gets
+/// the same 401 challenge as a member's, and its answer another 401, never
+/// a 404 that tells who is a member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_member_gets_404() {
+async fn unknown_member_is_challenged_like_a_member() {
     let env = Env::start(&["100"], |_| {}).await.unwrap();
-    let sc = env
-        .scenario("register_once.xml", &[("FINAL", "404")])
+    for number in ["555", "100"] {
+        let sc = env
+            .scenario("register_once.xml", &[("FINAL", "401")])
+            .unwrap();
+        env.sipp_as(&sc, number, free_port())
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+    }
+    let mut phone = RawClient::new().await;
+    let first = phone.register_as(env.sip(), "555", None).await;
+    assert!(first.starts_with("SIP/2.0 401"), "{first}");
+    let ch = first
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:"))
         .unwrap();
-    env.sipp_as(&sc, "555", free_port())
-        .unwrap()
-        .run()
+    let reply = Reply {
+        user: "555",
+        algorithm: engine::sip::digest::Algorithm::Md5,
+        ..Reply::default()
+    };
+    let again = phone
+        .register_as(env.sip(), "555", Some(&reply.to(ch, 1, "anything")))
+        .await;
+    assert!(again.starts_with("SIP/2.0 401"), "{again}");
+    assert_eq!(env.bindings("555").await.unwrap(), 0);
+}
+
+/// Digest policy (issue 19.4): with SHA-256 alone offered, a correct MD5
+/// answer is refused; an answer without qop is refused; an answer whose
+/// uri= is not the Request-URI is refused; none of them creates a binding,
+/// and the right answer then does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_answers_outside_the_policy_are_refused() {
+    use engine::sip::digest::Algorithm;
+    let env = Env::start(&["100"], |c| c.algorithms = vec![Algorithm::Sha256])
         .await
         .unwrap();
+    let mut phone = RawClient::new().await;
+    let first = phone.register(env.sip(), None).await;
+    assert!(!first.contains("algorithm=MD5"), "{first}");
+    let ch = sha256_challenge(&first);
+    let pw = password("100");
+    let refused = [
+        (
+            "an MD5 answer",
+            Reply {
+                algorithm: Algorithm::Md5,
+                ..Reply::default()
+            },
+        ),
+        (
+            "no qop",
+            Reply {
+                qop: false,
+                ..Reply::default()
+            },
+        ),
+        (
+            "another uri",
+            Reply {
+                uri: "sip:elsewhere.example",
+                ..Reply::default()
+            },
+        ),
+    ];
+    for (i, (what, reply)) in refused.iter().enumerate() {
+        let nc = u32::try_from(i).unwrap() + 1;
+        let r = phone
+            .register(env.sip(), Some(&reply.to(&ch, nc, &pw)))
+            .await;
+        assert!(r.starts_with("SIP/2.0 401"), "{what}: {r}");
+        assert_eq!(env.bindings("100").await.unwrap(), 0, "{what}");
+    }
+    let ok = phone
+        .register(env.sip(), Some(&Reply::default().to(&ch, 9, &pw)))
+        .await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(env.bindings("100").await.unwrap(), 1);
+}
+
+/// `[auth] allow_no_qop = true` takes an RFC 2069 answer, once per nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_qop_is_taken_once_when_allowed() {
+    let env = Env::start(&["100"], |c| {
+        c.algorithms = vec![engine::sip::digest::Algorithm::Sha256];
+        c.allow_no_qop = true;
+    })
+    .await
+    .unwrap();
+    let mut phone = RawClient::new().await;
+    let ch = sha256_challenge(&phone.register(env.sip(), None).await);
+    let bare = Reply {
+        qop: false,
+        ..Reply::default()
+    }
+    .to(&ch, 1, &password("100"));
+    let ok = phone.register(env.sip(), Some(&bare)).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let replay = phone.register(env.sip(), Some(&bare)).await;
+    assert!(replay.starts_with("SIP/2.0 401"), "{replay}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,14 +278,23 @@ impl RawClient {
     }
 
     async fn register(&mut self, engine: std::net::SocketAddr, auth: Option<&str>) -> String {
+        self.register_as(engine, "100", auth).await
+    }
+
+    async fn register_as(
+        &mut self,
+        engine: std::net::SocketAddr,
+        user: &str,
+        auth: Option<&str>,
+    ) -> String {
         self.cseq += 1;
         let auth = auth
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
         let msg = format!(
             "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKraw{c};rport\r\n\
-             From: <sip:100@127.0.0.1>;tag=raw\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: raw-{p}\r\n\
-             CSeq: {c} REGISTER\r\nContact: <sip:100@127.0.0.1:{p}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
+             From: <sip:{user}@127.0.0.1>;tag=raw\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: raw-{p}\r\n\
+             CSeq: {c} REGISTER\r\nContact: <sip:{user}@127.0.0.1:{p}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
             p = self.port,
             c = self.cseq
         );
@@ -212,29 +318,61 @@ fn challenge_param<'a>(challenge: &'a str, name: &str) -> &'a str {
 }
 
 fn answer(challenge: &str, nc: u32, password: &str) -> String {
-    use engine::sip::digest::{Algorithm, Credentials, expected_response};
-    let nonce = challenge_param(challenge, "nonce").to_owned();
-    let mut c = Credentials {
-        username: "100".into(),
-        realm: switchboard_tests::REALM.into(),
-        nonce,
-        uri: "sip:127.0.0.1".into(),
-        response: String::new(),
-        algorithm: Algorithm::Sha256,
-        cnonce: Some("c0ffee".into()),
-        qop: Some("auth".into()),
-        nc: Some(nc),
-    };
-    c.response = expected_response(
-        &c,
-        "REGISTER",
-        &Algorithm::Sha256.ha1("100", &c.realm, password),
-    );
-    format!(
-        "Digest username=\"100\", realm=\"{}\", nonce=\"{}\", uri=\"sip:127.0.0.1\", response=\"{}\", \
-         algorithm=SHA-256, qop=auth, nc={nc:08x}, cnonce=\"c0ffee\"",
-        c.realm, c.nonce, c.response
-    )
+    Reply::default().to(challenge, nc, password)
+}
+
+/// A digest answer to a REGISTER to sip:127.0.0.1, computed correctly for
+/// whatever it claims (algorithm, qop, uri).
+struct Reply<'a> {
+    user: &'a str,
+    algorithm: engine::sip::digest::Algorithm,
+    qop: bool,
+    uri: &'a str,
+}
+
+impl Default for Reply<'_> {
+    fn default() -> Self {
+        Reply {
+            user: "100",
+            algorithm: engine::sip::digest::Algorithm::Sha256,
+            qop: true,
+            uri: "sip:127.0.0.1",
+        }
+    }
+}
+
+impl Reply<'_> {
+    fn to(&self, challenge: &str, nc: u32, password: &str) -> String {
+        use engine::sip::digest::{Credentials, expected_response};
+        let mut c = Credentials {
+            username: self.user.into(),
+            realm: switchboard_tests::REALM.into(),
+            nonce: challenge_param(challenge, "nonce").to_owned(),
+            uri: self.uri.into(),
+            response: String::new(),
+            algorithm: self.algorithm,
+            cnonce: self.qop.then(|| "c0ffee".into()),
+            qop: self.qop.then(|| "auth".into()),
+            nc: self.qop.then_some(nc),
+        };
+        let ha1 = self.algorithm.ha1(self.user, &c.realm, password);
+        c.response = expected_response(&c, "REGISTER", &ha1);
+        let qop = if self.qop {
+            format!(", qop=auth, nc={nc:08x}, cnonce=\"c0ffee\"")
+        } else {
+            String::new()
+        };
+        format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", \
+             algorithm={}{qop}",
+            self.user,
+            c.realm,
+            c.nonce,
+            self.uri,
+            c.response,
+            self.algorithm.as_str()
+        )
+    }
 }
 
 fn sha256_challenge(response: &str) -> String {
