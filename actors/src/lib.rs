@@ -45,7 +45,10 @@ pub use node::{NodeHandle, start};
 /// node listening on an unspecified address serves any host.
 pub fn serves_host(cfg: &NodeConfig, local: SocketAddr, host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    // Addresses compare as addresses: ::1 and 0:0:0:0:0:0:0:1 are one host.
+    let ip = host.parse::<std::net::IpAddr>().ok();
     cfg.sip_addr.ip().is_unspecified()
+        || ip.is_some_and(|ip| ip == local.ip() || ip == cfg.sip_addr.ip())
         || host == local.ip().to_string()
         || host == cfg.sip_addr.ip().to_string()
         || host.eq_ignore_ascii_case("localhost")

@@ -191,12 +191,22 @@ impl Env {
         Ok(p)
     }
 
+    /// A SIPp run of `scenario` from local `port`, on the engine's address
+    /// family (`-i ::1` when the engine listens on IPv6).
+    pub fn sipp(&self, scenario: &Path, port: u16) -> Sipp {
+        let mut s = Sipp::new(self.work.path(), scenario, port);
+        if self.sip().is_ipv6() {
+            s.args(["-i", "::1"]);
+        }
+        s
+    }
+
     /// A SIPp run against this engine as member `number` (CSV number;password;expires,
     /// digest credentials), from local port `port`.
     pub fn sipp_as(&self, scenario: &Path, number: &str, port: u16) -> Result<Sipp> {
         let pw = password(number);
         let csv = self.csv(&[number, &pw, "3600"])?;
-        let mut s = Sipp::new(self.work.path(), scenario, port);
+        let mut s = self.sipp(scenario, port);
         s.args([
             "-inf",
             &csv.to_string_lossy(),
@@ -215,7 +225,7 @@ impl Env {
         let port = free_port();
         self.register(number, port).await?;
         let sc = self.scenario(scenario, &[])?;
-        let mut uas = Sipp::new(self.work.path(), &sc, port);
+        let mut uas = self.sipp(&sc, port);
         uas.args(["-m", &calls.to_string()]);
         uas.spawn()
     }

@@ -90,6 +90,24 @@ pub enum Error {
     Uri,
 }
 
+/// `scheme:IPv6:port` naming the Request-URI's scheme, address and port.
+fn unbracketed_server(digest_uri: &str, request_uri: &crate::sip::msg::Uri) -> bool {
+    let Some((scheme, rest)) = digest_uri.split_once(':') else {
+        return false;
+    };
+    let Some((ip, port)) = rest.rsplit_once(':') else {
+        return false;
+    };
+    let (Ok(ip), Ok(port), Ok(want)) = (
+        ip.parse::<std::net::Ipv6Addr>(),
+        port.parse::<u16>(),
+        request_uri.host.parse::<std::net::Ipv6Addr>(),
+    ) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case(&request_uri.scheme) && ip == want && Some(port) == request_uri.port
+}
+
 /// What a verifier accepts (the `[auth]` settings of a node).
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
@@ -113,7 +131,9 @@ pub fn uri_matches(digest_uri: &str, request_uri: &crate::sip::msg::Uri) -> bool
         return true;
     }
     let Ok(u) = crate::sip::msg::Uri::parse(digest_uri) else {
-        return false;
+        // SIPp writes an IPv6 server as `sip:::1:5060`, unbracketed: taken
+        // as the user-less form when it names the Request-URI's address.
+        return unbracketed_server(digest_uri, request_uri);
     };
     let mut a: Vec<(String, Option<String>)> = u
         .params
@@ -701,6 +721,10 @@ mod tests {
         assert!(uri_matches("sip:127.0.0.1:5060", &call));
         assert!(!uri_matches("sip:127.0.0.2:5060", &call));
         assert!(!uri_matches("sip:1900555@127.0.0.1:5060", &call));
+        let v6 = crate::sip::msg::Uri::parse("sip:200@[::1]:5060").unwrap();
+        assert!(uri_matches("sip:[::1]:5060", &v6));
+        assert!(uri_matches("sip:::1:5060", &v6), "SIPp's unbracketed form");
+        assert!(!uri_matches("sip:::2:5060", &v6));
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! SIP messages: parse, inspect, build and serialise (RFC 3261 §7, §20, §25).
 //!
-//! This is the only module that touches `rsip`. rsip 0.4 tokenises only the
-//! methods it knows (an extension method could not be answered with 501),
-//! does not expand compact header names and does not unfold continuation
-//! lines, so the message framing and header split are done here and rsip is
-//! used for the URI grammar (`rsip::Uri`). Everything else in the workspace
-//! sees only the types of this module, so another parser can replace rsip
-//! without touching them.
+//! The grammar of RFC 3261 §25 is implemented here, URIs included (rsip
+//! 0.4, used before, tokenised only the methods it knew, did not expand
+//! compact forms or unfold lines, and refused every IPv6 reference, so no
+//! IPv6 phone could register). Everything else in the workspace sees only
+//! the types of this module.
 //!
 //! Implemented: request and status lines, header folding (§7.3.1), compact
 //! forms (§7.3.3), Content-Length on datagrams (§18.3: extra bytes dropped,
@@ -172,10 +170,13 @@ pub struct Uri {
     pub port: Option<u16>,
     /// URI parameters as written (`;name=value` or `;name`).
     pub params: Vec<(String, Option<String>)>,
+    /// URI headers as written after `?` (never allowed in a Request-URI).
+    pub headers: Option<String>,
 }
 
 impl Uri {
-    /// Parse a URI, using rsip's grammar for SIP and SIPS URIs.
+    /// Parse a URI: SIP and SIPS URIs by the RFC 3261 §25.1 grammar, other
+    /// schemes kept opaque.
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
         let s = s.trim();
         let scheme_end = s.find(':').ok_or(ParseError::RequestUri)?;
@@ -195,30 +196,10 @@ impl Uri {
                 host: String::new(),
                 port: None,
                 params: Vec::new(),
+                headers: None,
             });
         }
-        let parsed = rsip::Uri::try_from(s).map_err(|_| ParseError::RequestUri)?;
-        let host = match &parsed.host_with_port.host {
-            rsip::Host::Domain(d) => d.to_string(),
-            rsip::Host::IpAddr(ip) => ip.to_string(),
-        };
-        if host.is_empty() {
-            return Err(ParseError::RequestUri);
-        }
-        let port = parsed.host_with_port.port.map(|p| *p.value());
-        let params = split_params(
-            s.split_once('?')
-                .map_or(s, |(a, _)| a)
-                .get(scheme_end..)
-                .unwrap_or(""),
-        );
-        Ok(Uri {
-            scheme,
-            user: parsed.user().map(str::to_owned),
-            host,
-            port,
-            params,
-        })
+        parse_sip_uri(scheme, &s[scheme_end + 1..]).ok_or(ParseError::RequestUri)
     }
 
     /// A `sip:` URI with the given parts.
@@ -229,6 +210,7 @@ impl Uri {
             host: host.to_owned(),
             port,
             params: Vec::new(),
+            headers: None,
         }
     }
 
@@ -271,6 +253,9 @@ impl fmt::Display for Uri {
                 None => write!(f, ";{n}")?,
             }
         }
+        if let Some(h) = &self.headers {
+            write!(f, "?{h}")?;
+        }
         Ok(())
     }
 }
@@ -288,6 +273,113 @@ fn split_params(s: &str) -> Vec<(String, Option<String>)> {
             None => (p.trim().to_owned(), None),
         })
         .collect()
+}
+
+/// The part of a SIP or SIPS URI after `scheme:` (RFC 3261 §25.1):
+/// `[user[:password]@]host[:port][;params][?headers]`, the host a name, an
+/// IPv4 address or a bracketed IPv6 reference (RFC 5118).
+fn parse_sip_uri(scheme: String, rest: &str) -> Option<Uri> {
+    // '@' is not allowed unescaped in a user, password, host, parameter or
+    // header, so the first one ends the userinfo.
+    let (user, hostpart) = match rest.find('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if user.is_empty() || !userinfo.bytes().all(is_user_byte) || !escapes_ok(userinfo) {
+                return None;
+            }
+            (Some(user.to_owned()), &rest[at + 1..])
+        }
+        None => (None, rest),
+    };
+    let (hostport, after) = match hostpart.find([';', '?']) {
+        Some(i) => (&hostpart[..i], &hostpart[i..]),
+        None => (hostpart, ""),
+    };
+    let (host, port) = parse_hostport(hostport)?;
+    let (params_text, headers) = match after.find('?') {
+        Some(i) => (&after[..i], Some(&after[i + 1..])),
+        None => (after, None),
+    };
+    let params = split_params(params_text);
+    if params.iter().any(|(n, v)| {
+        n.is_empty()
+            || !n.bytes().all(is_param_byte)
+            || v.as_deref()
+                .is_some_and(|v| v.is_empty() || !v.bytes().all(is_param_byte))
+    }) || !escapes_ok(params_text)
+    {
+        return None;
+    }
+    if let Some(h) = headers
+        && (h.is_empty() || !h.bytes().all(|b| is_param_byte(b) || b"=&?".contains(&b)))
+    {
+        return None;
+    }
+    Some(Uri {
+        scheme,
+        user,
+        host,
+        port,
+        params,
+        headers: headers.map(str::to_owned),
+    })
+}
+
+/// `host[:port]` with the host a name, an IPv4 address or `[IPv6]`; the
+/// host is returned without brackets.
+fn parse_hostport(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let ip: std::net::Ipv6Addr = rest[..end].parse().ok()?;
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        (ip.to_string(), port)
+    } else {
+        let (h, p) = match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        };
+        let name_ok = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            && !h.starts_with(['-', '.'])
+            && !h.contains("..");
+        if !name_ok {
+            return None;
+        }
+        (h.to_owned(), p)
+    };
+    let port = match port {
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+        None => None,
+    };
+    Some((host, port))
+}
+
+/// unreserved / escaped / user-unreserved, and ':' between user and password.
+fn is_user_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$,;?/:".contains(&b)
+}
+
+/// paramchar: param-unreserved / unreserved / escaped.
+fn is_param_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$".contains(&b)
+}
+
+/// Every `%` is followed by two hex digits.
+fn escapes_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, c)| {
+        *c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
 }
 
 /// A name-addr or addr-spec with header parameters: From, To, Contact,
@@ -1004,13 +1096,7 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<Message, ParseError> {
     if uri.scheme != "sip" && uri.scheme != "sips" {
         return Err(ParseError::Scheme(uri.scheme));
     }
-    if uri.user.as_deref().unwrap_or("").contains('?')
-        || uri
-            .params
-            .iter()
-            .any(|(n, v)| n.contains('?') || v.as_deref().is_some_and(|v| v.contains('?')))
-        || uri.host.contains('?')
-    {
+    if uri.headers.is_some() {
         // §19.1.5: header fields are not allowed in a Request-URI (RFC 4475 escruri).
         return Err(ParseError::RequestUri);
     }

@@ -122,3 +122,37 @@ fn invalid_messages_get_the_answer_the_rfc_names() {
     }
     assert!(checked >= 12);
 }
+
+#[test]
+fn ipv6_references_parse_everywhere_rfc_5118_puts_them() {
+    let r = request("v6ruri");
+    assert_eq!(r.uri.host, "2001:db8::10");
+    assert_eq!(r.uri.port, None);
+    assert_eq!(r.uri.to_string(), "sip:[2001:db8::10]");
+    assert_eq!(r.contacts()[0].uri.host, "2001:db8::9:1");
+    assert_eq!(r.top_via().unwrap().host, "2001:db8::9:1");
+    let r = request("v6port");
+    assert_eq!(
+        (r.uri.host.as_str(), r.uri.port),
+        ("2001:db8::10", Some(5070))
+    );
+    let r = request("v6ambig");
+    assert_eq!(
+        (r.uri.host.as_str(), r.uri.port),
+        ("2001:db8::10:5070", None)
+    );
+    let r = request("v6via");
+    let via = r.top_via().unwrap();
+    assert_eq!((via.host.as_str(), via.port), ("2001:db8::9:1", Some(6050)));
+    assert_eq!(r.headers.get_all("Via").count(), 3);
+    let r = request("v6sdp");
+    assert_eq!(r.uri.host, "::ffff:198.51.100.10");
+    assert_eq!(r.from_hdr().unwrap().uri.host, "2001:db8::20");
+    let audio = switchboard_engine::sdp::audio(std::str::from_utf8(&r.body).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (audio.addr.to_string().as_str(), audio.port),
+        ("2001:db8::20", 22334)
+    );
+}

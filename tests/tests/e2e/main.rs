@@ -14,6 +14,7 @@ mod calls;
 mod centers;
 mod cli;
 mod click;
+mod ipv6;
 mod media;
 mod numbering;
 mod onnet;
