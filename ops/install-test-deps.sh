@@ -9,6 +9,7 @@
 #   python3-aiosmtpd  a real SMTP server on loopback that receives billing notices and cards
 #   chromium, chromium-driver  headless browser (WebDriver) for the card maker and live card
 #   fonts-dejavu-core  fonts for the browser's pages and screenshots
+#   cargo-nextest      the test runner (crates.io), when absent
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
@@ -26,5 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+# The test runner, from crates.io (a new machine may lack it).
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 sipp -v 2>/dev/null | grep -m1 SIPp || true
 baresip -h 2>&1 | head -1 || true

@@ -357,6 +357,9 @@ pub struct CallState {
     callee: String,
     cfg: Arc<NodeConfig>,
     legs: HashMap<LegId, ActorRef<LegMsg>>,
+    /// The address each leg's signalling goes to or comes from, by leg id
+    /// (the caller's first): media is latched only from it or its SDP's.
+    signalling: Vec<std::net::IpAddr>,
     /// Branches still waiting for a final response.
     pending: HashSet<LegId>,
     winner: Option<LegId>,
@@ -481,7 +484,7 @@ impl Actor for Call {
                             )),
                             ct.clone(),
                         ));
-                        m.remote(media::A, audio);
+                        m.remote(media::A, audio, Some(args.flow.addr().ip()));
                         session = Some(m);
                     }
                     Err(e) => refused = Some((503, e.to_string())),
@@ -628,6 +631,9 @@ impl Actor for Call {
             over: false,
             calls: args.calls,
             legs,
+            signalling: std::iter::once(args.flow.addr().ip())
+                .chain(args.targets.iter().map(|t| t.flow.addr().ip()))
+                .collect(),
             timers: vec![no_answer],
             caller: args.caller,
             counted,
@@ -967,7 +973,7 @@ impl CallState {
         let side = if id == CALLER { media::A } else { media::B };
         match offered_audio(sdp) {
             Ok(Some(audio)) => {
-                m.remote(side, audio);
+                m.remote(side, audio, self.signalling.get(id as usize).copied());
                 let local = m.local(1 - side);
                 let text = String::from_utf8_lossy(sdp);
                 Some((

@@ -227,7 +227,7 @@ pub struct StreamReport {
 pub type MediaReport = [StreamReport; 2];
 
 enum Cmd {
-    Remote(usize, AudioMedia),
+    Remote(usize, AudioMedia, Option<std::net::IpAddr>),
     Play(usize, Vec<Item>),
     Stop(usize),
     Answered,
@@ -274,9 +274,11 @@ impl MediaSession {
         self.local[side]
     }
 
-    /// Where `side`'s party wants its audio (from its SDP).
-    pub fn remote(&self, side: usize, media: AudioMedia) {
-        let _ = self.tx.send(Cmd::Remote(side, media));
+    /// Where `side`'s party wants its audio (from its SDP), and the address
+    /// its signalling comes from: the first packet is latched only from one
+    /// of those two addresses (a party behind NAT sends from the second).
+    pub fn remote(&self, side: usize, media: AudioMedia, signalling: Option<std::net::IpAddr>) {
+        let _ = self.tx.send(Cmd::Remote(side, media, signalling));
     }
 
     /// Play `items` to `side` (instead of the other party's audio).
@@ -302,6 +304,8 @@ impl MediaSession {
 
 struct Side {
     remote: Option<AudioMedia>,
+    /// Where the party's signalling comes from.
+    signalling: Option<std::net::IpAddr>,
     latched_rtp: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
     stats: StreamStats,
@@ -318,6 +322,7 @@ impl Side {
     fn new() -> Side {
         Side {
             remote: None,
+            signalling: None,
             latched_rtp: None,
             latched_rtcp: None,
             stats: StreamStats::default(),
@@ -327,6 +332,19 @@ impl Side {
             last_rx: None,
             timed_out: false,
         }
+    }
+
+    /// Whether a first packet from `from` may be latched as this party's:
+    /// it comes from the address its SDP or its signalling names. Anyone
+    /// else who sends first (RTP bleed) is not relayed and not latched.
+    fn may_latch(&self, from: SocketAddr) -> bool {
+        let ip = from.ip().to_canonical();
+        let sdp = self
+            .remote
+            .as_ref()
+            .map(|r| r.addr.to_canonical())
+            .filter(|a| !a.is_unspecified());
+        sdp == Some(ip) || self.signalling.map(|s| s.to_canonical()) == Some(ip)
     }
 
     /// Where to send this party's RTP: the latched source, else its SDP.
@@ -447,8 +465,9 @@ impl Relay {
 
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Remote(side, media) => {
+            Cmd::Remote(side, media, signalling) => {
                 let s = &mut self.sides[side];
+                s.signalling = signalling.or(s.signalling);
                 // A new SDP may move the party: latch again.
                 if s.remote.as_ref().map(|r| (r.addr, r.port)) != Some((media.addr, media.port)) {
                     s.latched_rtp = None;
@@ -489,6 +508,10 @@ impl Relay {
         {
             let s = &mut self.sides[side];
             match s.latched_rtp {
+                None if !s.may_latch(from) => {
+                    u.dropped += 1;
+                    return;
+                }
                 None => {
                     s.latched_rtp = Some(from);
                     self.report.lock()[side].latched = Some(from);
@@ -568,7 +591,7 @@ impl Relay {
 
     fn on_rtcp(&mut self, side: usize, pkt: &[u8], from: SocketAddr) {
         let s = &mut self.sides[side];
-        if s.latched_rtcp.is_none() {
+        if s.latched_rtcp.is_none() && s.may_latch(from) {
             s.latched_rtcp = Some(from);
         }
         if s.latched_rtcp != Some(from) {
@@ -672,5 +695,30 @@ mod tests {
         let refused = side("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 0 RTP/AVP 0\r\n");
         assert_eq!((refused.rtp_dest(), refused.rtcp_dest()), (None, None));
         assert_eq!(Side::new().rtp_dest(), None, "nothing known yet");
+    }
+
+    #[test]
+    fn only_the_sdp_or_signalling_address_may_be_latched() {
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        let mut s = side("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n");
+        assert!(s.may_latch(at("192.0.2.1:4000")));
+        assert!(
+            s.may_latch(at("192.0.2.1:7000")),
+            "another port of the party"
+        );
+        assert!(!s.may_latch(at("203.0.113.9:4000")), "a stranger");
+        s.signalling = Some("198.51.100.7".parse().unwrap());
+        assert!(s.may_latch(at("198.51.100.7:61000")), "behind NAT");
+        let held = side("v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n");
+        assert!(!held.may_latch(at("0.0.0.0:4000")));
+        assert!(
+            !Side::new().may_latch(at("192.0.2.1:4000")),
+            "nothing known yet"
+        );
+        let v6 = side("v=0\r\nc=IN IP6 ::ffff:192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n");
+        assert!(
+            v6.may_latch(at("192.0.2.1:4000")),
+            "an IPv4-mapped address is the IPv4 one"
+        );
     }
 }

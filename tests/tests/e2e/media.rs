@@ -475,3 +475,81 @@ async fn the_first_party_hears_the_prompt_and_ringback_then_the_other_party() {
     );
     ports_all_free(&env).await;
 }
+
+/// RTP bleed (issue 19.9): a third party on another loopback address that
+/// sprays the engine's media ports before the phones send is never latched
+/// and never relayed; each side latches on its own phone, and every packet
+/// of the caller's reaches the callee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_sending_first_does_not_take_the_stream() {
+    // Ports of its own, so that the spray reaches no other test's calls.
+    const IP: &str = "127.0.0.4";
+    let env = Env::start(&["100", "200"], |c| {
+        c.media.bind = IP.parse().unwrap();
+        c.media.ports = (33000, 33099);
+    })
+    .await
+    .unwrap();
+    // The callee rings 2 s: time for the stranger to reach both sides.
+    let port = free_port();
+    env.register("200", port).await.unwrap();
+    let sc = env
+        .scenario(
+            "uas_media.xml",
+            &[("MEDIA_IP", IP), ("WAIT", "20000"), ("RING", "2000")],
+        )
+        .unwrap();
+    let mut uas = Sipp::new(env.work.path(), &sc, port);
+    uas.args(["-mp", &free_media_port().to_string(), "-rtp_echo"]);
+    let uas = uas.spawn().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spray = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let rogue = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+            let mut pkt = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+            pkt.extend_from_slice(&[0xd5; 160]);
+            let mut sent = 0u32;
+            // Bounded: at most 300 rounds of 50 ports, 10 ms apart.
+            for round in 0..300u16 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                pkt[2..4].copy_from_slice(&round.to_be_bytes());
+                for p in (33000..33100u16).step_by(2) {
+                    if rogue.send_to(&pkt, (IP, p)).await.is_ok() {
+                        sent += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            sent
+        })
+    };
+    let mp = free_media_port();
+    let sc = env
+        .scenario(
+            "uac_media.xml",
+            &[
+                ("MEDIA_IP", IP),
+                ("PCAP", G711A),
+                ("HOLD", "8000"),
+                ("SDP_PORT", "[media_port]"),
+                ("SENDER_LINE", ""),
+            ],
+        )
+        .unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200", "-mp", &mp.to_string()]);
+    c.run().await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(spray.await.unwrap() > 0, "the stranger sent");
+    uas.wait().await.unwrap();
+    let r = last_report(&env, "200").await;
+    let m = r.media.expect("media report");
+    let latched = |side: usize| m[side].latched.map(|a| a.ip().to_string());
+    assert_eq!(latched(A).as_deref(), Some("127.0.0.1"), "caller side");
+    assert_eq!(latched(B).as_deref(), Some("127.0.0.1"), "callee side");
+    assert_eq!(m[A].relayed, G711A_PACKETS, "the caller's audio, all of it");
+    assert_eq!(m[B].relayed, G711A_PACKETS, "the callee's echo, all of it");
+}
