@@ -41,15 +41,16 @@ async fn main() {
         ..MediaConfig::default()
     });
     let (sink, _) = Actor::spawn(None, Sink, ()).await.unwrap();
-    // Until a party's first packet, audio for it goes to the discard port.
+    // Until a party's first packet, audio for it goes to the discard port;
+    // its packets are latched from 127.0.0.1, the address that SDP names.
     let nowhere = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 9 RTP/AVP 0\r\n";
     let placeholder = engine::sdp::audio(nowhere).unwrap().unwrap();
     let mut sessions = Vec::with_capacity(n);
     let mut out = std::io::stdout().lock();
     for _ in 0..n {
         let s = MediaSession::start(&ports, sink.clone()).unwrap();
-        s.remote(A, placeholder.clone());
-        s.remote(B, placeholder.clone());
+        s.remote(A, placeholder.clone(), None);
+        s.remote(B, placeholder.clone(), None);
         s.answered();
         writeln!(out, "{} {}", s.local(A), s.local(B)).unwrap();
         sessions.push(s);

@@ -34,8 +34,9 @@ pub type PlanSet = arc_swap::ArcSwap<HashMap<String, Arc<Plan>>>;
 /// Who tells members about their money (e-mail, in the gateway).
 pub trait Notify: Send + Sync {
     /// A call of `payer` to `callee` was refused: `available` minor units
-    /// do not cover its first increment.
-    fn refused(&self, payer: &str, callee: &str, available: i64);
+    /// do not cover `needed`, the least it costs (its first billing
+    /// increment, or the plan's minimum, and the connection fee).
+    fn refused(&self, payer: &str, callee: &str, available: i64, needed: i64);
     /// `payer`'s balance has just fallen below the warning threshold.
     fn balance_low(&self, payer: &str, balance: i64);
 }

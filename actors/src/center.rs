@@ -328,7 +328,7 @@ impl CenterState {
             Err(crate::billing::Refusal::Insufficient { available, needed }) => {
                 metrics::counter!(m::CALLS, "result" => "refused_balance").increment(1);
                 if let Some(n) = &b.notify {
-                    n.0.refused(caller, callee, available);
+                    n.0.refused(caller, callee, available, needed);
                 }
                 tracing::info!(
                     payer = caller,

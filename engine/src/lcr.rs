@@ -40,7 +40,17 @@ impl Rate {
         } else {
             first + (secs - first).div_ceil(next) * next
         };
-        self.connect_fee + self.per_minute * i64::from(billed) / 60
+        self.micros(billed).unwrap_or(i64::MAX)
+    }
+
+    /// The connection fee plus `billed` seconds at the per-minute price,
+    /// micro-units; `None` when it does not fit in 64 bits (a deck with
+    /// such a rate is refused when loaded, see [`Deck::from_rows`]).
+    pub fn micros(&self, billed: u32) -> Option<i64> {
+        self.per_minute
+            .checked_mul(i64::from(billed))
+            .map(|m| m / 60)
+            .and_then(|m| m.checked_add(self.connect_fee))
     }
 }
 
@@ -109,6 +119,13 @@ impl Deck {
                 return Err(DeckError::BadRate {
                     row,
                     what: "money cannot be negative",
+                });
+            }
+            if rate.micros(u32::MAX).is_none() {
+                // The longest call the engine can rate must fit in 64 bits.
+                return Err(DeckError::BadRate {
+                    row,
+                    what: "price too large: a call's cost would not fit in 64 bits",
                 });
             }
             if rate.first_increment == 0 || rate.next_increment == 0 {
@@ -341,6 +358,41 @@ mod tests {
         )])
         .unwrap_err();
         assert_eq!(e.to_string(), "row 1: money cannot be negative");
+        let e = Deck::from_rows([(
+            "1",
+            Rate {
+                connect_fee: -500,
+                ..r
+            },
+        )])
+        .unwrap_err();
+        assert_eq!(e.to_string(), "row 1: money cannot be negative");
+        // A price whose longest call overflows 64 bits is refused, not
+        // wrapped into a negative (free) charge.
+        for big in [
+            Rate {
+                per_minute: i64::MAX / 1_000,
+                ..r
+            },
+            Rate {
+                connect_fee: i64::MAX,
+                per_minute: 1,
+                ..r
+            },
+        ] {
+            let e = Deck::from_rows([("1", big)]).unwrap_err();
+            assert!(e.to_string().contains("too large"), "{e}");
+        }
+        assert!(
+            Deck::from_rows([(
+                "1",
+                Rate {
+                    per_minute: 2_000_000_000,
+                    ..r
+                }
+            )])
+            .is_ok()
+        );
         let e = Deck::from_rows([(
             "1",
             Rate {

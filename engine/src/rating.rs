@@ -89,8 +89,8 @@ impl Tariff {
         if billed == 0 {
             return 0;
         }
-        let micros = self.rate.connect_fee + self.rate.per_minute * i64::from(billed) / 60;
-        micros_to_minor(micros)
+        // Decks are refused when a rate could overflow; saturate regardless.
+        micros_to_minor(self.rate.micros(billed).unwrap_or(i64::MAX))
     }
 
     /// The longest call whose charge fits in `available` minor units:
@@ -106,8 +106,11 @@ impl Tariff {
             return u32::MAX;
         }
         // Estimate from the per-minute price, then step to the exact edge.
-        let budget = available * MICROS_PER_MINOR - self.rate.connect_fee;
-        let guess = (budget * 60 / self.rate.per_minute).clamp(0, i64::from(u32::MAX / 2)) as u32;
+        let budget = available
+            .saturating_mul(MICROS_PER_MINOR)
+            .saturating_sub(self.rate.connect_fee);
+        let guess = (budget.saturating_mul(60) / self.rate.per_minute)
+            .clamp(0, i64::from(u32::MAX / 2)) as u32;
         let mut secs = if guess <= start {
             start
         } else {
@@ -135,7 +138,7 @@ pub fn micros_to_minor(micros: i64) -> i64 {
     if micros <= 0 {
         return 0;
     }
-    (micros + MICROS_PER_MINOR - 1) / MICROS_PER_MINOR
+    micros / MICROS_PER_MINOR + i64::from(micros % MICROS_PER_MINOR != 0)
 }
 
 #[cfg(test)]

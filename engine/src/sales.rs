@@ -48,11 +48,11 @@ pub enum Refusal {
         account_kind: &'static str,
     },
     /// The balance does not cover the price.
-    #[error("insufficient balance: the number costs {price}, your balance is {balance}")]
+    #[error("insufficient balance: the number costs {price}, you can spend {balance}")]
     InsufficientBalance {
         /// Price, minor units.
         price: i64,
-        /// Balance, minor units.
+        /// What the member can spend (balance less live holds), minor units.
         balance: i64,
     },
     /// The hold ran out (the number may have gone to someone else), or
@@ -329,7 +329,7 @@ mod tests {
         let e = approve(mine, Some(&avail), &me, 999, 10).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "insufficient balance: the number costs 1000, your balance is 999"
+            "insufficient balance: the number costs 1000, you can spend 999"
         );
     }
 

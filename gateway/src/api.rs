@@ -2059,7 +2059,15 @@ async fn hold(api: &Api, me: &Account, n: &str) -> Result<HoldView, ApiError> {
     for _ in 0..4 {
         let now = api.now();
         let record = api.store.number(&key).await?;
-        let balance = api.store.balance(&me.id).await?;
+        // What the member can spend: money held for its live calls is not.
+        let held: i64 = api
+            .store
+            .holds(&me.id, now)
+            .await?
+            .iter()
+            .map(|h| h.amount)
+            .sum();
+        let balance = api.store.balance(&me.id).await? - held;
         sales::approve(&key, record.as_ref(), me, balance, now)?;
         let Some(r) = record else { break };
         let hold_id = format!("h{:016x}", rand::thread_rng().r#gen::<u64>());

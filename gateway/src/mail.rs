@@ -189,16 +189,19 @@ impl BillingNotices {
 }
 
 impl actors::billing::Notify for BillingNotices {
-    fn refused(&self, payer: &str, callee: &str, available: i64) {
+    fn refused(&self, payer: &str, callee: &str, available: i64, needed: i64) {
+        let c = &self.0.currency;
         self.spawn(
             payer,
             Kind::Refused,
             "A call could not be placed: insufficient balance".into(),
             format!(
-                "A call from your account to {callee} was refused because your balance \
-                 ({} {}) does not cover its first minute. Top up your account to place calls again.",
+                "A call from your account to {callee} was refused because the {} {c} you can \
+                 spend (your balance less what your calls in progress hold) does not cover the \
+                 {} {c} it costs at the least: its first billing increment and any connection \
+                 fee. Top up your account to place calls again.",
                 crate::billing::money(available),
-                self.0.currency
+                crate::billing::money(needed),
             ),
         );
     }
@@ -209,7 +212,8 @@ impl actors::billing::Notify for BillingNotices {
             Kind::Low,
             "Your balance is running low".into(),
             format!(
-                "Your balance is now {} {}. Calls are refused when it cannot cover their first minute.",
+                "Your balance is now {} {}. Calls are refused when it cannot cover their first \
+                 billing increment and connection fee.",
                 crate::billing::money(balance),
                 self.0.currency
             ),

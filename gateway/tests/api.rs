@@ -406,7 +406,7 @@ async fn the_whole_sale_with_every_refusal() {
     assert_eq!(code(&r), (402, "insufficient_balance".into()));
     assert_eq!(
         r.1["message"],
-        "insufficient balance: the number costs 1000, your balance is 0"
+        "insufficient balance: the number costs 1000, you can spend 0"
     );
 
     // Top-ups are idempotent by key.
@@ -1807,4 +1807,38 @@ async fn the_live_page_click_needs_the_pages_form_token() {
         .card_click(&format!("{token}/call"), b"not json", None)
         .await;
     assert_eq!(r.status().as_u16(), 400);
+}
+
+/// Money held for a live call cannot buy a number (issue 19.8): with 5,000
+/// on the balance and 4,500 held by a call, a number of 1,000 is refused;
+/// once the call's hold is gone it is approved.
+#[tokio::test]
+async fn money_held_for_a_call_cannot_buy_a_number() {
+    let t = T::new();
+    let (b, b_tok) = t.sign_up("acme@acme.example", "company", None).await;
+    t.import(json!([{"number": "7001234", "country": "KR", "area": "2"}]))
+        .await;
+    t.top_up(&b, "pay-b", 5000).await;
+    let now = t.clock.load(Ordering::SeqCst);
+    let call = schema::model::Hold {
+        account: b.clone(),
+        id: "call-1".into(),
+        amount: 4_500,
+        expires_at: now + 3600,
+    };
+    assert!(t.store.put_hold(&call, 0, now).await.unwrap().set);
+    let (s, v) = t
+        .call("POST", "/api/v1/numbers/7001234/hold", Some(&b_tok), None)
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (402, Some("insufficient_balance")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("500"), "{v}");
+    t.store.release_hold(&b, "call-1", None).await.unwrap();
+    let (s, v) = t
+        .call("POST", "/api/v1/numbers/7001234/hold", Some(&b_tok), None)
+        .await;
+    assert_eq!(s, 201, "{v}");
 }

@@ -351,7 +351,8 @@ fn balance_of(conn: &Connection, account: &str) -> Result<i64> {
 }
 
 /// Post `e` inside transaction `tx`: once per key, never below zero.
-fn post_in(tx: &rusqlite::Transaction<'_>, e: &LedgerEntry) -> Result<Posted> {
+/// Post `e` in `tx`; a debit may not take the balance below `floor`.
+fn post_in(tx: &rusqlite::Transaction<'_>, e: &LedgerEntry, floor: i64) -> Result<Posted> {
     let exists: Option<i64> = tx
         .query_row(
             "SELECT 1 FROM ledger WHERE account = ?1 AND key = ?2",
@@ -364,8 +365,8 @@ fn post_in(tx: &rusqlite::Transaction<'_>, e: &LedgerEntry) -> Result<Posted> {
     if exists.is_some() {
         return Ok(Posted::Duplicate(balance));
     }
-    if e.amount < 0 && balance + e.amount < 0 {
-        return Ok(Posted::Insufficient(balance));
+    if e.amount < 0 && balance + e.amount < floor {
+        return Ok(Posted::Insufficient(balance - floor));
     }
     tx.execute(
         "INSERT INTO ledger (account, key, amount, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -732,7 +733,15 @@ impl Store for Embedded {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unavailable)?;
-        let posted = post_in(&tx, e)?;
+        // Money held for live calls is not spendable.
+        let held: i64 = tx
+            .query_row(
+                "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account = ?1 AND expires_at > ?2",
+                params![e.account, e.at as i64],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        let posted = post_in(&tx, e, held.max(0))?;
         tx.commit().map_err(unavailable)?;
         Ok(posted)
     }
@@ -772,7 +781,9 @@ impl Store for Embedded {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unavailable)?;
-        let posted = entry.map(|e| post_in(&tx, e)).transpose()?;
+        // A call's charge is what its own hold covered: it may use all of
+        // the balance, never below zero.
+        let posted = entry.map(|e| post_in(&tx, e, 0)).transpose()?;
         tx.execute(
             "DELETE FROM holds WHERE account = ?1 AND id = ?2",
             params![account, id],

@@ -373,7 +373,9 @@ pub enum Posted {
     Posted(i64),
     /// An entry with this key existed; nothing written; the balance.
     Duplicate(i64),
-    /// A debit that would take the balance below zero; nothing written.
+    /// A debit larger than what the account can spend (its balance less
+    /// its live holds; for a call's own settlement, less the other calls'
+    /// holds only down to zero); nothing written; what it can spend.
     Insufficient(i64),
 }
 

@@ -1253,7 +1253,12 @@ impl Store for Scylla {
     async fn post(&self, e: &LedgerEntry) -> Result<Posted> {
         for _ in 0..CAS_TRIES {
             let row = self.balance_row(&e.account).await?;
-            let (posted, next) = match self.plan_post(&row, e).await? {
+            // Money held for live calls is not spendable.
+            let held: i64 = live_holds(&row.holds, e.at)
+                .values()
+                .map(|h| h.amount)
+                .sum();
+            let (posted, next) = match self.plan_post(&row, e, held.max(0)).await? {
                 Plan::Done(p) => return Ok(p),
                 Plan::Write(posted, next) => (posted, next),
             };
@@ -1317,7 +1322,9 @@ impl Store for Scylla {
                     },
                     None,
                 ),
-                Some(e) => match self.plan_post(&row, e).await? {
+                // A call's charge is what its own hold covered: it may use
+                // all of the balance, never below zero.
+                Some(e) => match self.plan_post(&row, e, 0).await? {
                     Plan::Done(p) => (
                         Some(p),
                         Next {
@@ -1734,8 +1741,9 @@ impl Scylla {
     }
 
     /// Posting `e` over `row`: a duplicate (its rows rewritten, in case a
-    /// crash left them unwritten), refused, or the row after it.
-    async fn plan_post(&self, row: &BalanceRow, e: &LedgerEntry) -> Result<Plan> {
+    /// crash left them unwritten), refused (a debit below `floor`), or the
+    /// row after it.
+    async fn plan_post(&self, row: &BalanceRow, e: &LedgerEntry, floor: i64) -> Result<Plan> {
         if let Some(r) = row.recent.get(&e.key) {
             let r: Recent = from_doc(r)?;
             self.write_entry(&e.account, &e.key, &r).await?;
@@ -1748,8 +1756,8 @@ impl Scylla {
         {
             return Ok(Plan::Done(Posted::Duplicate(row.amount)));
         }
-        if e.amount < 0 && row.amount + e.amount < 0 {
-            return Ok(Plan::Done(Posted::Insufficient(row.amount)));
+        if e.amount < 0 && row.amount + e.amount < floor {
+            return Ok(Plan::Done(Posted::Insufficient(row.amount - floor)));
         }
         let posted = Recent {
             seq: row.version + 1,

@@ -98,8 +98,10 @@ pub trait Store: Send + Sync + 'static {
     /// record carries `expected + 1`. `false` if someone changed it first.
     async fn update_number(&self, record: &NumberRecord, expected: u64) -> Result<bool>;
 
-    /// Post an entry to its account's ledger: once per key; a debit that
-    /// would leave the balance below zero is refused. Atomic per account.
+    /// Post an entry to its account's ledger: once per key; a debit larger
+    /// than the spendable balance (the balance less the account's holds
+    /// live at the entry's time: money held for calls cannot be spent) is
+    /// refused. Atomic per account.
     async fn post(&self, entry: &LedgerEntry) -> Result<Posted>;
     /// The account's balance (sum of its entries).
     async fn balance(&self, account: &str) -> Result<i64>;

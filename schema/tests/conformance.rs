@@ -696,6 +696,31 @@ async fn holds_suite(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(o.set && o.available == 880, "{o:?}");
+    // Money held for live calls cannot be spent (a number purchase, an
+    // operator's debit): with "late" released, 880 less the five holds of
+    // 150 still live at 100.
+    store.release_hold("holder", "late", None).await.unwrap();
+    let buy = |amount: i64, at: u64| LedgerEntry {
+        account: "holder".into(),
+        key: format!("buy:{amount}:{at}"),
+        amount: -amount,
+        reason: "number".into(),
+        at,
+    };
+    assert_eq!(
+        store.post(&buy(500, 100)).await.unwrap(),
+        Posted::Insufficient(130),
+        "only 130 is spendable while the calls hold 750"
+    );
+    assert_eq!(
+        store.post(&buy(130, 100)).await.unwrap(),
+        Posted::Posted(750)
+    );
+    // Once the holds have lapsed the rest is spendable again.
+    assert_eq!(
+        store.post(&buy(500, 10_000)).await.unwrap(),
+        Posted::Posted(250)
+    );
 }
 
 /// Registrations are not returned once expired (a TTL in CQL).

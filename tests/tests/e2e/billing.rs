@@ -383,6 +383,11 @@ async fn the_payer_of_a_refused_call_gets_one_email() {
     let m = &msgs[0];
     assert!(m.contains("To: owner@example.com"), "{m}");
     assert!(m.contains("insufficient balance"), "{m}");
+    // The real reason (issue 19.8): this plan bills per second, so what is
+    // missing is its first increment, not a minute.
+    let text = m.replace("=\r\n", "").replace("\r\n", " ");
+    assert!(!text.contains("first minute"), "{text}");
+    assert!(text.contains("first billing increment"), "{text}");
     assert!(
         m.contains("text/html") && m.contains("text/plain"),
         "both parts"
