@@ -230,6 +230,8 @@ struct FileConfig {
     #[serde(default)]
     protection: ProtectionSection,
     #[serde(default)]
+    connections: ConnectionsSection,
+    #[serde(default)]
     registrar: RegistrarSection,
     #[serde(default)]
     auth: AuthSection,
@@ -542,6 +544,17 @@ struct ProtectionSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ConnectionsSection {
+    max: Option<usize>,
+    per_source: Option<usize>,
+    idle_s: Option<u64>,
+    partial_s: Option<u64>,
+    tls_handshakes: Option<usize>,
+    write_queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OverloadSection {
     max_cps: Option<f64>,
     max_calls: Option<usize>,
@@ -726,6 +739,23 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             None => defaults.exempt,
             Some(list) => networks(list, "protection.exempt")?,
         },
+    };
+    let c = &file.connections;
+    let d = actors::connections::ConnectionConfig::default();
+    let at_least_one = |v: Option<usize>, key: &str, default: usize| -> Result<usize> {
+        match v {
+            Some(0) => bail!("connections.{key} must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    };
+    node.connections = actors::connections::ConnectionConfig {
+        max: at_least_one(c.max, "max", d.max)?,
+        per_source: at_least_one(c.per_source, "per_source", d.per_source)?,
+        idle: c.idle_s.map_or(d.idle, Duration::from_secs),
+        partial: c.partial_s.map_or(d.partial, Duration::from_secs),
+        tls_handshakes: at_least_one(c.tls_handshakes, "tls_handshakes", d.tls_handshakes)?,
+        write_queue: at_least_one(c.write_queue, "write_queue", d.write_queue)?,
     };
     if let Some(v) = file.calls.checkpoint_after_s {
         node.checkpoint_after = Duration::from_secs(v);

@@ -69,6 +69,8 @@ pub struct NodeConfig {
     pub admission: crate::admission::AdmissionConfig,
     /// Source protection (per-source rate and bans, scanner agents).
     pub protection: crate::protection::ProtectionConfig,
+    /// Limits on TCP and TLS connections.
+    pub connections: crate::connections::ConnectionConfig,
     /// How long a call is up before its in-progress record is rewritten
     /// with its answer, tariff and BYEs (see `calls::Calls`).
     pub checkpoint_after: Duration,
@@ -122,6 +124,7 @@ impl NodeConfig {
             tls: crate::tls::TlsConfig::default(),
             admission: crate::admission::AdmissionConfig::default(),
             protection: crate::protection::ProtectionConfig::default(),
+            connections: crate::connections::ConnectionConfig::default(),
             panic_on_callee: None,
             panic_center_on: None,
             routing: Arc::new(Routing::default()),

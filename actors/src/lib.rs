@@ -23,6 +23,7 @@ pub mod calls;
 pub mod center;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod events;
 pub mod leg;
 pub mod media;

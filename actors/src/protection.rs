@@ -198,7 +198,13 @@ impl Guard {
     }
 
     /// Whether `user_agent` is a scanner's; if so `ip` is banned.
-    pub fn scanner(&self, ip: IpAddr, user_agent: &str, now: Instant) -> bool {
+    ///
+    /// The source is banned only when `verified`, that is when the request
+    /// came over a connection whose handshake it completed (TCP, TLS): a
+    /// UDP source address is forged in one packet, and banning it would let
+    /// anyone lock a phone or a customer out. A UDP scanner's packets are
+    /// only dropped.
+    pub fn scanner(&self, ip: IpAddr, user_agent: &str, now: Instant, verified: bool) -> bool {
         if self.exempt(ip) {
             return false;
         }
@@ -206,7 +212,7 @@ impl Guard {
             .agents
             .iter()
             .any(|a| contains_ignore_ascii_case(user_agent.as_bytes(), a.as_bytes()));
-        if hit {
+        if hit && verified {
             self.ban(ip, BanReason::Scanner, now);
         }
         hit
@@ -397,10 +403,13 @@ mod tests {
         assert_eq!((bans[0].ip, bans[0].reason), (flood, BanReason::Rate));
         // The ban ends by itself, or when the operator lifts it.
         assert_eq!(g.admit(flood, now + Duration::from_secs(301)), None);
-        g.scanner(flood, "x", now);
-        assert!(!g.scanner(quiet, "Linphone/5.2 (friendly)", now));
+        g.scanner(flood, "x", now, true);
+        assert!(!g.scanner(quiet, "Linphone/5.2 (friendly)", now, true));
+        // Over UDP (a forgeable source) the packet is refused, nobody banned.
+        assert!(g.scanner(quiet, "friendly-scanner", now, false));
+        assert_eq!(g.admit(quiet, now), None, "a spoofed scanner bans nobody");
         assert!(
-            g.scanner(flood, "Friendly-Scanner 1.0", now),
+            g.scanner(flood, "Friendly-Scanner 1.0", now, true),
             "case is ignored"
         );
         assert_eq!(g.admit(flood, now), Some("banned"));

@@ -122,7 +122,9 @@ pub struct Transport {
     udp: Arc<UdpSocket>,
     /// Open TCP and TLS connections, by flow: what is sent to one goes
     /// through its writer task.
-    streams: DashMap<Flow, mpsc::UnboundedSender<Bytes>>,
+    streams: DashMap<Flow, mpsc::Sender<Bytes>>,
+    /// Limits on inbound connections (see [`crate::connections`]).
+    pub conns: Arc<crate::connections::Connections>,
     /// The TLS side: the acceptor when listening, the connector always.
     tls: crate::tls::Tls,
     /// The address written into Via and Contact for TLS.
@@ -239,6 +241,7 @@ impl Transport {
                         events: crate::events::CallEvents::new(),
                         udp: Arc::new(udp),
                         streams: DashMap::new(),
+                        conns: crate::connections::Connections::new(cfg.connections.clone()),
                         local_tls,
                         tls,
                         dialogs: DashMap::new(),
@@ -442,12 +445,21 @@ impl Transport {
                 }
             }
             Flow::Tcp(_) | Flow::Tls(_) => {
-                let sent = self
-                    .streams
-                    .get(&flow)
-                    .is_some_and(|tx| tx.send(bytes.clone()).is_ok());
-                if !sent {
-                    self.connect_and_send(flow, bytes);
+                let sent = self.streams.get(&flow).map(|tx| tx.try_send(bytes.clone()));
+                match sent {
+                    Some(Ok(())) => {}
+                    Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                        // The peer does not read: its queue is full. Drop the
+                        // connection (its writer ends with the last sender)
+                        // rather than hold its messages without bound.
+                        warn!(%flow, "write queue full: closing the connection");
+                        metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "queue_full")
+                            .increment(1);
+                        self.streams.remove(&flow);
+                    }
+                    Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                        self.connect_and_send(flow, bytes);
+                    }
                 }
             }
         }
@@ -457,8 +469,8 @@ impl Transport {
         // Outbound TCP or TLS: connect, then serve the connection like an
         // inbound one, so responses on it are read. What is sent meanwhile
         // queues in the channel.
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        let _ = tx.send(bytes);
+        let (tx, rx) = mpsc::channel::<Bytes>(self.conns.config().write_queue.max(1));
+        let _ = tx.try_send(bytes);
         self.streams.insert(flow, tx);
         let t = self.clone();
         tokio::spawn(async move {
@@ -496,11 +508,7 @@ impl Transport {
     /// RFC 3261 §8.1.3.1: a request that could not be sent is answered as
     /// if the peer had said 503, at once, so its transaction fails over
     /// instead of waiting for Timer B (TCP has no retransmissions to fail).
-    async fn transport_failed(
-        self: &Arc<Self>,
-        flow: Flow,
-        mut queued: mpsc::UnboundedReceiver<Bytes>,
-    ) {
+    async fn transport_failed(self: &Arc<Self>, flow: Flow, mut queued: mpsc::Receiver<Bytes>) {
         while let Ok(bytes) = queued.try_recv() {
             let Ok(Message::Request(request)) = msg::parse(&bytes, self.max_message) else {
                 continue;
@@ -566,11 +574,12 @@ impl Transport {
         };
         match message {
             Message::Request(mut request) => {
-                if request
-                    .headers
-                    .get("User-Agent")
-                    .is_some_and(|ua| self.guard.scanner(source, ua, now))
-                {
+                if request.headers.get("User-Agent").is_some_and(|ua| {
+                    // Banned only over a completed handshake: a UDP
+                    // source is forged in one packet.
+                    let verified = !matches!(flow, Flow::Udp(_));
+                    self.guard.scanner(source, ua, now, verified)
+                }) {
                     metrics::counter!(m::SOURCE_DROPPED, "reason" => "scanner").increment(1);
                     return;
                 }
@@ -849,10 +858,13 @@ pub async fn serve_udp(transport: Arc<Transport>) {
 
 /// Accept loop for TCP.
 pub async fn serve_tcp(transport: Arc<Transport>, listener: TcpListener) {
-    accept_loop(transport, listener, "tcp", |t, stream, peer| {
+    accept_loop(transport, listener, "tcp", |t, stream, peer, slot| {
         // TCP splits without a lock; TLS needs `tokio::io::split`.
         let (rd, wr) = stream.into_split();
-        tokio::spawn(async move { t.serve_connection(rd, wr, Flow::Tcp(peer)).await });
+        tokio::spawn(async move {
+            t.serve_connection(rd, wr, Flow::Tcp(peer)).await;
+            drop(slot);
+        });
     })
     .await;
 }
@@ -863,14 +875,23 @@ pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener) {
     let Some(acceptor) = transport.tls.acceptor.clone() else {
         return;
     };
-    accept_loop(transport, listener, "tls", move |t, stream, peer| {
+    accept_loop(transport, listener, "tls", move |t, stream, peer, slot| {
+        let Some(permit) = t.conns.handshake() else {
+            // As many handshakes as allowed are running: refuse, cheaply.
+            metrics::counter!(m::SOURCE_DROPPED, "reason" => "tls_handshakes").increment(1);
+            return;
+        };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let handshake = acceptor.accept(stream);
-            let why = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await {
+            let done = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await;
+            drop(permit);
+            let why = match done {
                 Ok(Ok(stream)) => {
                     let (rd, wr) = tokio::io::split(stream);
-                    return t.serve_connection(rd, wr, Flow::Tls(peer)).await;
+                    t.serve_connection(rd, wr, Flow::Tls(peer)).await;
+                    drop(slot);
+                    return;
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "timed out".to_owned(),
@@ -888,7 +909,7 @@ async fn accept_loop(
     transport: Arc<Transport>,
     listener: TcpListener,
     what: &'static str,
-    serve: impl Fn(Arc<Transport>, TcpStream, SocketAddr),
+    serve: impl Fn(Arc<Transport>, TcpStream, SocketAddr, crate::connections::Slot),
 ) {
     loop {
         match listener.accept().await {
@@ -900,7 +921,14 @@ async fn accept_loop(
                     metrics::counter!(m::SOURCE_DROPPED, "reason" => "banned").increment(1);
                     continue;
                 }
-                serve(transport.clone(), stream, peer);
+                match transport.conns.admit(peer.ip()) {
+                    Ok(slot) => serve(transport.clone(), stream, peer, slot),
+                    Err(why) => {
+                        // Over the limits: closed before a byte is read.
+                        debug!(%peer, why, "connection refused");
+                        metrics::counter!(m::SOURCE_DROPPED, "reason" => why).increment(1);
+                    }
+                }
             }
             Err(e) => {
                 warn!(error = %e, transport = what, "accept failed");
@@ -916,7 +944,7 @@ impl Transport {
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, rx) = mpsc::channel::<Bytes>(self.conns.config().write_queue.max(1));
         self.streams.insert(flow, tx);
         self.run_connection(rd, wr, flow, rx).await;
     }
@@ -928,7 +956,7 @@ impl Transport {
         mut rd: R,
         mut wr: W,
         flow: Flow,
-        mut rx: mpsc::UnboundedReceiver<Bytes>,
+        mut rx: mpsc::Receiver<Bytes>,
     ) where
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -941,10 +969,27 @@ impl Transport {
             }
         });
         let mut buf = BytesMut::with_capacity(8192);
+        let (idle, partial) = (self.conns.config().idle, self.conns.config().partial);
+        // When the message now in `buf` was begun: it must end by then + partial.
+        let mut begun: Option<tokio::time::Instant> = None;
         'read: loop {
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            let deadline = match begun {
+                Some(at) => at + partial,
+                None => tokio::time::Instant::now() + idle,
+            };
+            match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    let why = if begun.is_some() {
+                        "partial message"
+                    } else {
+                        "idle"
+                    };
+                    debug!(%flow, why, "closing a connection that timed out");
+                    metrics::counter!(m::TRANSPORT_ERRORS, "transport" => "timeout").increment(1);
+                    break;
+                }
             }
             let mut framed = 0u32;
             loop {
@@ -963,13 +1008,23 @@ impl Transport {
                     Frame::KeepAlive(n) => {
                         let _ = buf.split_to(n);
                     }
-                    Frame::Incomplete => break,
+                    Frame::Incomplete => {
+                        // Bytes of the next message wait in `buf`: its
+                        // clock starts with its first byte.
+                        if buf.is_empty() {
+                            begun = None;
+                        } else if begun.is_none() {
+                            begun = Some(tokio::time::Instant::now());
+                        }
+                        break;
+                    }
                     Frame::Invalid(why) => {
                         metrics::counter!(m::SIP_MALFORMED).increment(1);
                         debug!(%flow, why, "closing unframeable stream");
                         break 'read;
                     }
                 }
+                begun = None;
                 // A pipelined burst must not hold this worker thread: let
                 // the other connections, the timers and the API run.
                 framed += 1;

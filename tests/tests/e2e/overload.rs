@@ -76,6 +76,29 @@ async fn twice_the_rate_for_thirty_seconds_sheds_the_excess_and_completes_the_re
     drop(uas);
 }
 
+/// An OPTIONS over TCP from 127.0.0.7; its answer within a second, if any
+/// (`None` also when the connection is closed).
+async fn tcp_options(engine: std::net::SocketAddr, user_agent: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+    let mut s = sock.connect(engine).await.ok()?;
+    let local = s.local_addr().unwrap();
+    let msg = format!(
+        "OPTIONS sip:{engine} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcpscan{}\r\n\
+         From: <sip:100@127.0.0.7>;tag=t1\r\nTo: <sip:100@{engine}>\r\nCall-ID: tcpscan-{}\r\nCSeq: 1 OPTIONS\r\n\
+         User-Agent: {user_agent}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        local.port(),
+        local.port()
+    );
+    s.write_all(msg.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
 /// An OPTIONS from `from` to the engine; its answer within `wait`, if any.
 async fn options(
     from: &tokio::net::UdpSocket,
@@ -128,14 +151,25 @@ async fn scanners_and_floods_are_banned_and_others_are_unaffected() {
         "a phone is served"
     );
 
-    // The scanner: no answer, then none to anything it sends.
+    // A scanner over UDP: no answer, but its address is not banned, as
+    // one spoofed packet could otherwise lock anyone out (issue 19.7).
     assert_eq!(
         options(&scanner, engine, "friendly-scanner", 1, short).await,
         None
     );
+    let after = options(&scanner, engine, "Linphone/5.2", 2, Duration::from_secs(5)).await;
+    assert!(
+        after.is_some_and(|a| a.starts_with("SIP/2.0 200")),
+        "the address a UDP scanner named is still served"
+    );
+    // Over TCP (a completed handshake: the address is real) it is banned:
+    // no answer, and its next connection is closed at accept.
+    let tcp_scan = tcp_options(engine, "friendly-scanner").await;
+    assert_eq!(tcp_scan, None, "a TCP scanner is not answered");
     assert_eq!(
-        options(&scanner, engine, "Linphone/5.2", 2, short).await,
-        None
+        tcp_options(engine, "Linphone/5.2").await,
+        None,
+        "then banned"
     );
 
     // The flood: 200 requests at once, far over 20 a second.
@@ -177,8 +211,8 @@ async fn scanners_and_floods_are_banned_and_others_are_unaffected() {
     assert_eq!(
         bans,
         [
-            ("127.0.0.5".to_owned(), "scanner"),
-            ("127.0.0.6".to_owned(), "rate")
+            ("127.0.0.6".to_owned(), "rate"),
+            ("127.0.0.7".to_owned(), "scanner")
         ]
     );
     // Through the operator API.
@@ -206,8 +240,8 @@ async fn scanners_and_floods_are_banned_and_others_are_unaffected() {
         .await
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(listed[1]["ip"], "127.0.0.6", "{listed}");
-    assert_eq!(listed[1]["reason"], "rate", "{listed}");
+    assert_eq!(listed[0]["ip"], "127.0.0.6", "{listed}");
+    assert_eq!(listed[0]["reason"], "rate", "{listed}");
     assert_eq!(call("DELETE", "bans/127.0.0.6").await.status(), 204);
     assert_eq!(
         call("DELETE", "bans/127.0.0.6").await.status(),
@@ -220,7 +254,11 @@ async fn scanners_and_floods_are_banned_and_others_are_unaffected() {
         answered.is_some_and(|a| a.starts_with("SIP/2.0 200")),
         "lifted"
     );
-    assert!(dialer.lift_ban("127.0.0.5".parse().unwrap()));
+    assert!(dialer.lift_ban("127.0.0.7".parse().unwrap()));
+    assert!(
+        !dialer.lift_ban("127.0.0.5".parse().unwrap()),
+        "the UDP scanner's address was never banned"
+    );
 }
 
 /// A member's own limit: with one call up it may not start a second (503
@@ -255,4 +293,86 @@ async fn a_member_over_its_own_calls_is_refused_and_others_are_not() {
     first.wait().await.unwrap();
     call("100", "300").run().await.unwrap();
     callee.wait().await.unwrap();
+}
+
+/// Whether the engine closes `s` within `patience` (reads to EOF).
+async fn closed_within(s: &mut tokio::net::TcpStream, patience: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    matches!(
+        tokio::time::timeout(patience, s.read_to_end(&mut sink)).await,
+        Ok(Ok(_))
+    )
+}
+
+async fn connect_from(ip: &str, engine: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    sock.connect(engine).await.unwrap()
+}
+
+/// Connection limits (issue 19.7): a source over its connection share is
+/// closed at accept while another source is served; a message begun and
+/// never finished, and a connection that says nothing, are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_are_capped_per_source_and_timed_out() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::start(&["100"], |c| {
+        c.connections.per_source = 2;
+        c.connections.partial = Duration::from_secs(1);
+        c.connections.idle = Duration::from_secs(3);
+        c.protection.exempt = Vec::new();
+    })
+    .await
+    .unwrap();
+    let engine = env.sip();
+    let mut first = connect_from("127.0.0.8", engine).await;
+    let mut second = connect_from("127.0.0.8", engine).await;
+    let mut third = connect_from("127.0.0.8", engine).await;
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        "a third connection from one source is closed at accept"
+    );
+    // Another source is served meanwhile.
+    let answered = tcp_options_from("127.0.0.9", engine).await;
+    assert!(answered.is_some_and(|a| a.starts_with("SIP/2.0 200")));
+    // A message begun and never finished: closed after `partial`.
+    first
+        .write_all(b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP x")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut first, Duration::from_secs(5)).await,
+        "slow sender"
+    );
+    // A connection that says nothing: closed after `idle`.
+    assert!(
+        closed_within(&mut second, Duration::from_secs(8)).await,
+        "idle"
+    );
+    // Their places are given back.
+    let answered = tcp_options_from("127.0.0.8", engine).await;
+    assert!(
+        answered.is_some_and(|a| a.starts_with("SIP/2.0 200")),
+        "served again"
+    );
+}
+
+/// An OPTIONS over TCP from `ip`; its answer within five seconds, if any.
+async fn tcp_options_from(ip: &str, engine: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(ip, engine).await;
+    let local = s.local_addr().unwrap();
+    let msg = format!(
+        "OPTIONS sip:{engine} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKcap{p}\r\n\
+         From: <sip:100@{ip}>;tag=t1\r\nTo: <sip:100@{engine}>\r\nCall-ID: cap-{p}\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        p = local.port()
+    );
+    s.write_all(msg.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
 }
