@@ -453,6 +453,8 @@ struct EnumSection {
     listen: Option<SocketAddr>,
     zone: Option<String>,
     enabled: Option<bool>,
+    /// UDP answers a second per source address (more are dropped).
+    per_source_per_s: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -582,6 +584,7 @@ struct Settings {
     plan_minimum_s: u32,
     api: gateway::api::ApiConfig,
     enum_dns: Option<(SocketAddr, String)>,
+    enum_per_source_per_s: u32,
 }
 
 /// Networks (`ip` or `ip/len`) of the key `key`.
@@ -1004,6 +1007,11 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     let enum_listen = env_parse::<SocketAddr>("SWITCHBOARD_ENUM")?
         .or(file.enum_dns.listen)
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5300)));
+    let enum_per_source_per_s = match file.enum_dns.per_source_per_s {
+        Some(0) => bail!("enum.per_source_per_s must be at least 1"),
+        Some(n) => n,
+        None => gateway::enum_dns::PER_SOURCE_PER_S,
+    };
     let enum_dns = file.enum_dns.enabled.unwrap_or(true).then(|| {
         (
             enum_listen,
@@ -1038,6 +1046,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         scylla,
         api,
         enum_dns,
+        enum_per_source_per_s,
         mail,
         mail_from,
         notice_period_s: file.billing.notice_period_s.unwrap_or(3600),
@@ -1199,7 +1208,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             store.clone(),
             settings.api.directory.clone(),
             zone.clone(),
-        );
+        )
+        .with_rate(settings.enum_per_source_per_s);
         let (bound, server) = gateway::enum_dns::serve(addr, handler)
             .await
             .with_context(|| format!("binding ENUM DNS on {addr}"))?;

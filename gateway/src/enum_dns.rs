@@ -4,16 +4,25 @@
 //! the holder's order (order 100, preference 10, 20, …; flags `u`; the
 //! service from the URI's scheme, RFC 6116 §3 and the IANA ENUM services);
 //! an unknown number gets NXDOMAIN; a name outside the zone gets REFUSED.
+//!
+//! Over UDP an answer never exceeds what the asker can take (512 bytes, or
+//! its EDNS size): a longer one is sent empty with TC set, and the asker
+//! retries over TCP (RFC 1035 §4.2.1, RFC 6891); and each source address
+//! gets at most `per_source_per_s` answers a second, the rest dropped, so
+//! the responder cannot be turned into an amplifier.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_server::ServerFuture;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::proto::op::{Header, MessageType, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::NAPTR;
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncodable;
+use hickory_server::proto::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use schema::store::Store;
 
@@ -70,21 +79,71 @@ pub fn naptrs(uris: &[String]) -> Vec<NAPTR> {
         .collect()
 }
 
+/// Answers a second per source address over UDP, by default.
+pub const PER_SOURCE_PER_S: u32 = 50;
+
+/// Sources remembered at most; past it, the ones not seen this second go.
+const SOURCES: usize = 10_000;
+
+/// UDP answers a second per source address.
+#[derive(Debug)]
+pub struct SourceRate {
+    per_s: u32,
+    seen: parking_lot::Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl SourceRate {
+    /// At most `per_s` a second per source.
+    pub fn new(per_s: u32) -> Self {
+        SourceRate {
+            per_s,
+            seen: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `ip` may have another answer at `now`.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut seen = self.seen.lock();
+        let second = Duration::from_secs(1);
+        if seen.len() >= SOURCES && !seen.contains_key(&ip) {
+            seen.retain(|_, (since, _)| now.saturating_duration_since(*since) < second);
+            if seen.len() >= SOURCES {
+                return false;
+            }
+        }
+        let (since, n) = seen.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(*since) >= second {
+            (*since, *n) = (now, 0);
+        }
+        *n += 1;
+        *n <= self.per_s
+    }
+}
+
 /// The handler.
 pub struct EnumHandler {
     store: Arc<dyn Store>,
     directory: Directory,
     zone: String,
+    rate: SourceRate,
 }
 
 impl EnumHandler {
-    /// Answer for `zone` from `store`.
+    /// Answer for `zone` from `store`, at most [`PER_SOURCE_PER_S`] UDP
+    /// answers a second per source.
     pub fn new(store: Arc<dyn Store>, directory: Directory, zone: String) -> Self {
         EnumHandler {
             store,
             directory,
             zone,
+            rate: SourceRate::new(PER_SOURCE_PER_S),
         }
+    }
+
+    /// At most `per_s` UDP answers a second per source address.
+    pub fn with_rate(mut self, per_s: u32) -> Self {
+        self.rate = SourceRate::new(per_s);
+        self
     }
 
     async fn answer(&self, name: &str, qtype: RecordType) -> (ResponseCode, Vec<NAPTR>) {
@@ -113,6 +172,13 @@ impl RequestHandler for EnumHandler {
         request: &Request,
         mut response: R,
     ) -> ResponseInfo {
+        let udp = request.protocol() == Protocol::Udp;
+        if udp && !self.rate.admit(request.src().ip(), Instant::now()) {
+            // Over its rate: no answer at all (an answer is what a forged
+            // source would be after).
+            metrics::counter!("switchboard_enum_dropped_total").increment(1);
+            return Header::response_from_request(request.header()).into();
+        }
         let builder = MessageResponseBuilder::from_message_request(request);
         let fail = |code| {
             let mut h = Header::response_from_request(request.header());
@@ -139,10 +205,26 @@ impl RequestHandler for EnumHandler {
         header.set_authoritative(code != ResponseCode::Refused);
         header.set_response_code(code);
         let owner = Name::from(q.name().clone());
-        let answers: Vec<Record> = records
+        let mut answers: Vec<Record> = records
             .into_iter()
             .map(|n| Record::from_rdata(owner.clone(), TTL, RData::NAPTR(n)))
             .collect();
+        if udp {
+            // Header, question and OPT, then each record as encoded without
+            // name compression: never less than what is sent.
+            let size = 12
+                + owner.len()
+                + 6
+                + 11
+                + answers
+                    .iter()
+                    .map(|r| r.to_bytes().map_or(usize::MAX / 2, |b| b.len()))
+                    .sum::<usize>();
+            if size > usize::from(request.max_payload()) {
+                answers.clear();
+                header.set_truncated(true);
+            }
+        }
         let msg = builder.build(header, answers.iter(), [], [], []);
         response
             .send_response(msg)

@@ -20,6 +20,11 @@ struct Edge {
 }
 
 async fn edge(env: &Env) -> Edge {
+    edge_with(env, gateway::enum_dns::PER_SOURCE_PER_S).await
+}
+
+/// [`edge`] whose ENUM answers `per_s` UDP queries a second per source.
+async fn edge_with(env: &Env, per_s: u32) -> Edge {
     let store: Arc<dyn Store> = env.store.clone();
     let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), REALM.into());
     cfg.admin_token = Some(ADMIN.into());
@@ -38,7 +43,8 @@ async fn edge(env: &Env) -> Edge {
     })
     .unwrap();
     tokio::spawn(server);
-    let handler = gateway::enum_dns::EnumHandler::new(store, cfg.directory, "e164.arpa.".into());
+    let handler = gateway::enum_dns::EnumHandler::new(store, cfg.directory, "e164.arpa.".into())
+        .with_rate(per_s);
     let (dns, dns_server) = gateway::enum_dns::serve("127.0.0.1:0".parse().unwrap(), handler)
         .await
         .unwrap();
@@ -278,4 +284,124 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
         1,
         "still only the roaming phone"
     );
+}
+
+/// ENUM over UDP is no amplifier (issue 19.7): an answer larger than the
+/// asker can take (512 bytes without EDNS) comes back empty with TC set and
+/// whole over TCP, and a source gets at most its rate of answers a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enum_over_udp_truncates_to_the_askers_size_and_limits_each_source() {
+    let env = Env::start(&[], |_| {}).await.unwrap();
+    let edge = edge_with(&env, 10).await;
+    let (s, _) = curl(
+        &edge,
+        "POST",
+        "/api/v1/inventory",
+        Some(ADMIN),
+        Some(json!({"numbers": [{"number": "2 1234 5678 82", "area": "2"}]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, v) = curl(
+        &edge,
+        "POST",
+        "/api/v1/signup",
+        None,
+        Some(json!({
+        "login": "kim@example.com", "password": "correct horse battery", "kind": "individual",
+        "name": "Kim", "contact_pstn": "02-1234-5678"})),
+    )
+    .await;
+    let (id, tok) = (
+        v["member"]["id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    );
+    curl(
+        &edge,
+        "POST",
+        &format!("/api/v1/members/{id}/topups"),
+        Some(ADMIN),
+        Some(json!({"key": "card-1", "amount": 5000})),
+    )
+    .await;
+    let (_, h) = curl(
+        &edge,
+        "POST",
+        "/api/v1/numbers/212345678*82/hold",
+        Some(&tok),
+        None,
+    )
+    .await;
+    let (s, _) = curl(
+        &edge,
+        "POST",
+        "/api/v1/numbers/212345678*82/confirm",
+        Some(&tok),
+        Some(json!({"hold": h["hold"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Eight long URIs: some 900 bytes of NAPTR records.
+    let uris: Vec<String> = (0..8)
+        .map(|i| format!("https://kim.example.com/{i}/{}", "card".repeat(20)))
+        .collect();
+    let (s, v) = curl(
+        &edge,
+        "PATCH",
+        "/api/v1/members/me",
+        Some(&tok),
+        Some(json!({"uris": uris})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let name = "8.7.6.5.4.3.2.1.2.2.8.e164.arpa.";
+    let small = dig(&edge, name, &["+noedns", "+ignore"]).await;
+    assert!(
+        small.contains(" tc"),
+        "truncated for a 512-byte asker: {small}"
+    );
+    assert!(small.contains("ANSWER: 0"), "{small}");
+    let tcp = dig(&edge, name, &["+tcp", "+short"]).await;
+    assert_eq!(tcp.lines().count(), 8, "whole over TCP: {tcp}");
+    let big = dig(&edge, name, &["+bufsize=4096", "+short", "+ignore"]).await;
+    assert_eq!(
+        big.lines().count(),
+        8,
+        "whole for an asker that takes 4096: {big}"
+    );
+
+    // A burst of 100 queries from one source: at most its rate answered.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let query = |id: u16| {
+        use hickory_server::proto::op::{Message, Query};
+        use hickory_server::proto::rr::{Name, RecordType};
+        let mut m = Message::new();
+        m.set_id(id).set_recursion_desired(false);
+        m.add_query(Query::query(
+            Name::from_ascii("9.9.9.9.2.2.8.e164.arpa.").unwrap(),
+            RecordType::NAPTR,
+        ));
+        m.to_vec().unwrap()
+    };
+    for id in 0..100u16 {
+        sock.send_to(&query(id), edge.dns).await.unwrap();
+    }
+    let mut answered = 0;
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(_)) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        sock.recv_from(&mut buf),
+    )
+    .await
+    {
+        answered += 1;
+    }
+    assert!((10..=20).contains(&answered), "answered {answered} of 100");
+    // The next second it is answered again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sock.send_to(&query(500), edge.dns).await.unwrap();
+    let again =
+        tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv_from(&mut buf)).await;
+    assert!(matches!(again, Ok(Ok(_))), "answered in the next second");
 }
