@@ -233,6 +233,9 @@ impl CallArgs {
     }
 }
 
+/// Digits kept per call for its report; more are relayed and counted only.
+const MAX_DIGITS: usize = 256;
+
 /// What every outgoing branch of a call shares.
 struct Branches {
     cfg: Arc<NodeConfig>,
@@ -953,7 +956,11 @@ impl CallState {
         };
         info!(callee = %self.callee, side, %digit, duration_ms, source = label, "dtmf");
         metrics::counter!(m::DTMF_DIGITS, "source" => label).increment(1);
-        self.digits.push((side, digit, source));
+        // Kept for the call's report; a party that sends digits for ever
+        // does not grow the call without bound.
+        if self.digits.len() < MAX_DIGITS {
+            self.digits.push((side, digit, source));
+        }
     }
 
     /// A body from leg `id`'s party as the other party must see it: when

@@ -63,6 +63,14 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
     }
 }
 
+/// Window keys (addresses, cards, callback numbers) held at most; past it
+/// the ones with nothing in the last hour go, and if all are recent a new
+/// key is refused (a click from a new address waits) rather than grown.
+const MAX_KEYS: usize = 100_000;
+
+/// The longest window, ms.
+const LONGEST_MS: u64 = 3_600_000;
+
 /// Sliding windows and live calls.
 #[derive(Default)]
 pub struct Guard {
@@ -94,6 +102,15 @@ impl Drop for Admitted<'_> {
 impl Guard {
     fn hit(&self, key: String, now_ms: u64, window_ms: u64, max: usize) -> bool {
         let mut w = self.windows.lock();
+        if w.len() >= MAX_KEYS && !w.contains_key(&key) {
+            w.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now_ms.saturating_sub(*t) < LONGEST_MS)
+            });
+            if w.len() >= MAX_KEYS {
+                return false;
+            }
+        }
         let q = w.entry(key).or_default();
         while q
             .front()
@@ -217,6 +234,21 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_are_bounded_and_forget_quiet_keys() {
+        let g = Guard::default();
+        for i in 0..MAX_KEYS {
+            assert!(g.hit(format!("ip:{i}"), 0, 60_000, 5));
+        }
+        // Full of recent keys: a new one is refused, a known one counted.
+        assert!(!g.hit("ip:new".into(), 1_000, 60_000, 5));
+        assert!(g.hit("ip:7".into(), 1_000, 60_000, 5));
+        assert_eq!(g.windows.lock().len(), MAX_KEYS);
+        // An hour later the quiet ones are forgotten to make room.
+        assert!(g.hit("ip:new".into(), LONGEST_MS + 1_000, 60_000, 5));
+        assert_eq!(g.windows.lock().len(), 1);
+    }
 
     fn ip(n: u8) -> Option<IpAddr> {
         Some(IpAddr::from([192, 0, 2, n]))
