@@ -42,6 +42,37 @@ struct CallerFacts {
     terms: Option<(Option<String>, Option<String>)>,
 }
 
+/// A leg an on-net number's holder set up to go off-net (its forward to
+/// its contact PSTN number, an office on the PSTN or on a trunk): it is
+/// rated where it goes and paid by that holder, as mobile operators bill a
+/// forwarded leg.
+#[derive(Debug, Clone)]
+struct Forwarded {
+    /// The member who set it up.
+    payer: String,
+    /// Where it goes: E.164 (a PSTN forward or office), or the number as a
+    /// trunk office's carrier is sent it.
+    destination: String,
+}
+
+/// Where a call goes: its targets, the failover statuses when they are
+/// hunted, and the holder's forward when the call leaves the network on it.
+struct Resolved {
+    targets: Vec<Target>,
+    hunt: Option<Vec<u16>>,
+    forward: Option<Forwarded>,
+}
+
+impl Resolved {
+    fn direct((targets, hunt): (Vec<Target>, Option<Vec<u16>>)) -> Resolved {
+        Resolved {
+            targets,
+            hunt,
+            forward: None,
+        }
+    }
+}
+
 /// A call the engine places between two parties.
 #[derive(Debug, Clone)]
 pub struct Originate {
@@ -199,7 +230,11 @@ impl CenterState {
             return;
         }
         let ident = self.caller_facts(&caller, Some(&request)).await;
-        let (mut targets, hunt) = match self.resolve(&callee, &ident).await {
+        let Resolved {
+            mut targets,
+            hunt,
+            forward,
+        } = match self.resolve(&callee, &ident).await {
             Ok(t) => t,
             Err((status, why)) => {
                 self.transport
@@ -220,7 +255,10 @@ impl CenterState {
             }
         }
         let call_id = ids::call_id(&mut self.rng, "call");
-        let billing = match self.authorise(&caller, &callee, &call_id, &ident).await {
+        let billing = match self
+            .authorise_routed(&caller, &callee, forward.as_ref(), &call_id, &ident)
+            .await
+        {
             Ok(b) => b,
             Err((status, why)) => {
                 self.transport
@@ -266,20 +304,57 @@ impl CenterState {
         call_id: &str,
         ident: &CallerFacts,
     ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
-        let r = self.charge_for(caller, callee, call_id, ident).await;
+        let r = self.charge_for(caller, callee, call_id, ident, false).await;
         if let Err((status, why)) = &r {
-            self.refused_cdr(call_id, caller, callee, *status, why)
+            self.refused_cdr(call_id, caller, caller, callee, *status, why)
                 .await;
         }
         r
     }
 
+    /// [`Center::authorise`] by where the call really goes: a call that
+    /// leaves the network on the callee's forward or office is rated at
+    /// that destination and held on, and paid by, the member who set the
+    /// forward up; without the funds (or a plan that sells it) the forward
+    /// is refused with 480 and a CDR that says why.
+    async fn authorise_routed(
+        &self,
+        caller: &str,
+        callee: &str,
+        forward: Option<&Forwarded>,
+        call_id: &str,
+        ident: &CallerFacts,
+    ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
+        let Some(f) = forward else {
+            return self.authorise(caller, callee, call_id, ident).await;
+        };
+        let payer_facts = self.caller_facts(&f.payer, None).await;
+        match self
+            .charge_for(&f.payer, &f.destination, call_id, &payer_facts, true)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err((status, why)) => {
+                let why = format!("forward of {callee} to {} refused: {why}", f.destination);
+                self.refused_cdr(call_id, &f.payer, caller, callee, status, &why)
+                    .await;
+                // The caller is not the one refused: the callee is
+                // unavailable to it.
+                Err((480, why))
+            }
+        }
+    }
+
+    /// The charge and hold of `caller` (the payer) for a call to `callee`
+    /// rated by its plan; `off_net`: `callee` is where a forward goes, and
+    /// must be rated as a PSTN destination (never as a free on-net call).
     async fn charge_for(
         &self,
         caller: &str,
         callee: &str,
         call_id: &str,
         ident: &CallerFacts,
+        off_net: bool,
     ) -> Result<Option<(crate::billing::Charge, u32)>, (u16, String)> {
         use engine::numbering::Dialled;
         let b = &self.cfg.billing;
@@ -296,6 +371,12 @@ impl CenterState {
                     format!("{} is not a destination of plan {}", p.e164, plan.name),
                 )
             })?),
+            _ if off_net => {
+                return Err((
+                    403,
+                    format!("{callee} is not a destination of plan {}", plan.name),
+                ));
+            }
             _ => plan.onnet(),
         };
         let Some(tariff) = tariff else {
@@ -365,11 +446,19 @@ impl CenterState {
 
     /// The CDR of a call refused before it started (no funds, a
     /// destination the plan does not sell).
-    async fn refused_cdr(&self, call_id: &str, caller: &str, callee: &str, status: u16, why: &str) {
+    async fn refused_cdr(
+        &self,
+        call_id: &str,
+        payer: &str,
+        caller: &str,
+        callee: &str,
+        status: u16,
+        why: &str,
+    ) {
         let now = clock::unix_ms();
         let cdr = schema::model::Cdr {
             call_id: call_id.to_owned(),
-            payer: caller.to_owned(),
+            payer: payer.to_owned(),
             caller: caller.to_owned(),
             callee: callee.to_owned(),
             center: self.spec().name.clone(),
@@ -423,21 +512,20 @@ impl CenterState {
     /// Where a call to `callee` goes: a member's phones (forked), an on-net
     /// number's holder, office or forward, or the least-cost trunks
     /// (hunted, with the failover statuses); or the status that refuses it.
-    async fn resolve(
-        &self,
-        callee: &str,
-        ident: &CallerFacts,
-    ) -> Result<(Vec<Target>, Option<Vec<u16>>), (u16, String)> {
+    async fn resolve(&self, callee: &str, ident: &CallerFacts) -> Result<Resolved, (u16, String)> {
         match self.store.member(callee).await {
             Ok(Some(_)) => self
                 .member_targets(callee)
                 .await
-                .map(|t| (t, None))
+                .map(|t| Resolved::direct((t, None)))
                 .map_err(|(s, w)| (s, w.to_owned())),
             Ok(None) => match self.onnet_targets(callee, ident).await {
                 Some(r) => r,
                 None => match self.trunk_targets(callee, ident) {
-                    Ok(t) => Ok((t, Some(self.cfg.routing.failover.clone()))),
+                    Ok(t) => Ok(Resolved::direct((
+                        t,
+                        Some(self.cfg.routing.failover.clone()),
+                    ))),
                     Err(e) => {
                         metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
                         Err(e)
@@ -476,15 +564,20 @@ impl CenterState {
             return Err((503, shed.why().to_owned()));
         }
         let ident = self.caller_facts(&o.caller, None).await;
-        let (first, _) = self.resolve(&o.first, &ident).await?;
+        let first = self.resolve(&o.first, &ident).await?;
         let first = first
+            .targets
             .into_iter()
             .next()
             .ok_or((480, format!("{} cannot be reached", o.first)))?;
-        let (targets, hunt) = self.resolve(&o.second, &ident).await?;
+        let Resolved {
+            targets,
+            hunt,
+            forward,
+        } = self.resolve(&o.second, &ident).await?;
         let flow = first.flow;
         let billing = self
-            .authorise(&o.caller, &o.second, &call_id, &ident)
+            .authorise_routed(&o.caller, &o.second, forward.as_ref(), &call_id, &ident)
             .await?;
         let snapshots = crate::calls::snapshots(flow, targets.len());
         let args = CallArgs {
@@ -586,7 +679,7 @@ impl CenterState {
         &self,
         callee: &str,
         ident: &CallerFacts,
-    ) -> Option<Result<(Vec<Target>, Option<Vec<u16>>), (u16, String)>> {
+    ) -> Option<Result<Resolved, (u16, String)>> {
         use engine::numbering::Dialled;
         use engine::routing::{Decision, Holder, OfficeTarget, decide};
         use schema::model::{NumberState, OfficeContact};
@@ -634,6 +727,12 @@ impl CenterState {
             default_office: holder.default_office.clone(),
         };
         let hunt = Some(r.failover.clone());
+        let forward = |destination: &str| {
+            Some(Forwarded {
+                payer: holder.id.clone(),
+                destination: destination.to_owned(),
+            })
+        };
         Some(match decide(&dialled, ident.region, Some(&facts)) {
             Decision::Fork { sip_user } => {
                 let found = if sip_user == holder.id {
@@ -641,11 +740,23 @@ impl CenterState {
                 } else {
                     self.member_targets(&sip_user).await
                 };
-                found.map(|t| (t, None)).map_err(|(c, w)| (c, w.to_owned()))
+                found
+                    .map(|t| Resolved::direct((t, None)))
+                    .map_err(|(c, w)| (c, w.to_owned()))
             }
-            Decision::Pstn { e164, .. } => self.trunk_targets(&e164, ident).map(|t| (t, hunt)),
+            Decision::Pstn { e164, .. } => {
+                self.trunk_targets(&e164, ident).map(|targets| Resolved {
+                    targets,
+                    hunt,
+                    forward: forward(&e164),
+                })
+            }
             Decision::Trunk { trunk, number } => match r.trunks.iter().find(|t| t.name == trunk) {
-                Some(t) => Ok((vec![self.trunk_target(t, &number, ident)], hunt)),
+                Some(t) => Ok(Resolved {
+                    targets: vec![self.trunk_target(t, &number, ident)],
+                    hunt,
+                    forward: forward(&number),
+                }),
                 None => Err((404, format!("no trunk {trunk}"))),
             },
             Decision::Reject { code, reason } => Err((code, reason)),

@@ -46,6 +46,15 @@ fn sold(number: &str, kind: AccountKind, to: &str) -> NumberRecord {
 
 /// The members and numbers; `trunk`: a PSTN trunk for forwarded calls.
 async fn env(forward: bool, trunk: Option<u16>) -> Env {
+    env_with(forward, trunk, |_| {}).await
+}
+
+/// [`env`] with `tweak` applied to the node's configuration.
+async fn env_with(
+    forward: bool,
+    trunk: Option<u16>,
+    tweak: impl FnOnce(&mut actors::NodeConfig),
+) -> Env {
     let mut routing = Routing {
         home: RegionId::KR,
         ..Routing::default()
@@ -78,7 +87,8 @@ async fn env(forward: bool, trunk: Option<u16>) -> Env {
         .into();
     }
     let env = Env::start(&["100", PERSON, KR_OFFICE, US_OFFICE], |cfg| {
-        cfg.routing = Arc::new(routing)
+        cfg.routing = Arc::new(routing);
+        tweak(cfg);
     })
     .await
     .unwrap();
@@ -165,4 +175,125 @@ async fn a_company_number_reaches_the_office_of_the_dialled_or_the_callers_count
     kr.wait().await.unwrap();
     // A base nobody holds.
     call(&env, "7009999", "uac_final.xml", &[("FINAL", "404")]).await;
+}
+
+/// A sell plan: Korean PSTN numbers at one cent a second, on-net free.
+fn korea_plan() -> Arc<engine::rating::Plan> {
+    Arc::new(engine::rating::Plan {
+        name: "korea".into(),
+        deck: Deck::from_rows([(
+            "82",
+            Rate {
+                per_minute: 60 * engine::rating::MICROS_PER_MINOR,
+                connect_fee: 0,
+                first_increment: 1,
+                next_increment: 1,
+            },
+        )])
+        .unwrap(),
+        minimum_secs: 0,
+        onnet: engine::rating::OnNet::Free,
+    })
+}
+
+async fn cdrs_of(env: &Env, payer: &str) -> Vec<schema::model::Cdr> {
+    env.store
+        .cdrs(&schema::model::CdrQuery {
+            payer: Some(payer.into()),
+            from_ms: 0,
+            to_ms: u64::MAX / 2,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+}
+
+/// Money follows where the call goes (issue 19.2): dialling a member's
+/// on-net number (free) that forwards to its PSTN number is a PSTN call,
+/// rated there and paid by the member who forwards. Without funds its
+/// forward is refused: the caller hears 480, the trunk sees nothing and a
+/// CDR says why; with funds the forward is held and charged to it, and the
+/// caller pays nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_to_the_pstn_is_rated_there_and_paid_by_the_forwarding_member() {
+    let trunk_port = free_port();
+    let env = env_with(true, Some(trunk_port), |c| {
+        c.billing.plan = Some(korea_plan())
+    })
+    .await;
+    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", trunk_port))
+        .await
+        .unwrap();
+    call(&env, "2-1234-5678-82", "uac_final.xml", &[("FINAL", "480")]).await;
+    let mut buf = [0u8; 2048];
+    assert!(
+        watch.try_recv(&mut buf).is_err(),
+        "no free call reached the trunk"
+    );
+    drop(watch);
+    let refused = cdrs_of(&env, PERSON).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].result, "refused_balance");
+    assert_eq!(refused[0].caller, "100");
+    assert!(
+        refused[0]
+            .cause
+            .as_deref()
+            .unwrap_or("")
+            .contains("forward"),
+        "the CDR says why: {:?}",
+        refused[0].cause
+    );
+
+    // Funded: the forward goes out, held on and charged to its member.
+    env.store
+        .post(&schema::model::LedgerEntry {
+            account: PERSON.into(),
+            key: "topup:person".into(),
+            amount: 1_000,
+            reason: "test".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+    let sc = env
+        .scenario("trunk_answer.xml", &[("RURI", "0212345678")])
+        .unwrap();
+    let t = Sipp::new(env.work.path(), &sc, trunk_port).spawn().unwrap();
+    call(&env, "2-1234-5678-82", "uac.xml", &[("HOLD", "2000")]).await;
+    t.wait().await.unwrap();
+    switchboard_tests::eventually(
+        "the forward's CDR",
+        std::time::Duration::from_secs(10),
+        || async { cdrs_of(&env, PERSON).await.len() == 2 },
+    )
+    .await
+    .unwrap();
+    let answered: Vec<_> = cdrs_of(&env, PERSON)
+        .await
+        .into_iter()
+        .filter(|c| c.result == "answered")
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert!(
+        answered[0].price > 0,
+        "the forward is charged: {:?}",
+        answered[0]
+    );
+    let balance = env.store.balance(PERSON).await.unwrap();
+    assert_eq!(
+        balance,
+        1_000 - answered[0].price,
+        "charged to the forwarding member"
+    );
+    assert_eq!(
+        env.store.balance("100").await.unwrap(),
+        0,
+        "the caller pays nothing"
+    );
+    assert!(
+        cdrs_of(&env, "100").await.is_empty(),
+        "no CDR charged to the caller"
+    );
 }
