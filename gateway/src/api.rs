@@ -946,16 +946,25 @@ impl Api {
                 .ok_or_else(|| ApiError::invalid("country", format!("{c:?} is not a region")))?,
             None => dir.home,
         };
-        let (callback, cc) = match numbering::classify(&b.callback, region, &dir.plan) {
-            Ok(Dialled::Pstn(p)) => (p.e164.clone(), p.cc.to_string()),
+        // The callback, its calling code (for the ringback tone) and, for a
+        // PSTN number, its country by phonenumber ("" when it has none).
+        let (callback, cc, pstn_region) = match numbering::classify(&b.callback, region, &dir.plan)
+        {
+            Ok(Dialled::Pstn(p)) => (
+                p.e164.clone(),
+                p.cc.to_string(),
+                Some(p.region.clone().unwrap_or_default()),
+            ),
             Ok(Dialled::Individual(_) | Dialled::Company(_)) => (
                 b.callback.trim().to_owned(),
                 numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
+                None,
             ),
             // A member's SIP user (its registered phones) is a callback too.
             Ok(_) | Err(_) if self.store.member(b.callback.trim()).await?.is_some() => (
                 b.callback.trim().to_owned(),
                 numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
+                None,
             ),
             Ok(_) | Err(_) => {
                 return Err(ApiError::invalid(
@@ -995,26 +1004,32 @@ impl Api {
             ));
         }
         let allowed = self.click_countries(&card.owner).await;
-        let pstn_cc = callback.starts_with('+').then_some(cc.as_str());
-        let admitted = self
-            .click_guard
-            .admit(
-                &self.cfg.clicks,
-                self.now().saturating_mul(1000),
-                remote.map(|r| r.ip()),
-                &card.id,
-                &card.owner,
-                &callback,
-                pstn_cc,
-                &allowed,
-            )
-            .map_err(|r| {
+        let admitted = match self.click_guard.admit(
+            &self.cfg.clicks,
+            self.now().saturating_mul(1000),
+            remote.map(|r| r.ip()),
+            &card.id,
+            &card.owner,
+            &callback,
+            pstn_region.as_deref(),
+            &allowed,
+        ) {
+            Ok(a) => a,
+            Err(r) => {
+                // Refused before any call: the key stays free for a retry.
+                if let Some(k) = &b.idempotency_key {
+                    self.store
+                        .release_idempotency(&card.owner, k, &call_id)
+                        .await?;
+                }
                 let status = match r.code {
                     "country_not_allowed" | "blocked_destination" => StatusCode::FORBIDDEN,
                     _ => StatusCode::TOO_MANY_REQUESTS,
                 };
-                ApiError::new(status, r.code, r.message)
-            })?;
+                return Err(ApiError::new(status, r.code, r.message));
+            }
+        };
+        let call_id_claimed = call_id.clone();
         let o = actors::center::Originate {
             caller: card.owner.clone(),
             first: callback,
@@ -1023,7 +1038,17 @@ impl Api {
             ringback_cc: cc,
             call_id: Some(call_id),
         };
-        match dialer.originate(o).await {
+        let placed = dialer.originate(o).await;
+        if placed.is_err()
+            && let Some(k) = &b.idempotency_key
+        {
+            // No call was placed: the key must not answer "duplicate" for a
+            // call that never existed; a retry with it places the call.
+            self.store
+                .release_idempotency(&card.owner, k, &call_id_claimed)
+                .await?;
+        }
+        match placed {
             Ok(id) => {
                 let events = dialer.events();
                 events.open(&id);
@@ -1355,12 +1380,21 @@ impl Api {
 
     /// Calling codes the owner lets its cards call back (default: the
     /// operator's home country).
+    /// The countries (ISO 3166 regions) `owner`'s buttons may call back:
+    /// its own list, else the node's home country. An entry written as a
+    /// calling code (older accounts) stands for that code's main country
+    /// only (`1` is the US, not the whole +1 zone).
     async fn click_countries(&self, owner: &str) -> Vec<String> {
         match self.store.account(owner).await {
-            Ok(Some(o)) if !o.click_countries.is_empty() => o.click_countries,
-            _ => numbering::cc_of_region(self.cfg.directory.home)
-                .map(|c| vec![c.to_string()])
-                .unwrap_or_default(),
+            Ok(Some(o)) if !o.click_countries.is_empty() => o
+                .click_countries
+                .iter()
+                .filter_map(|c| match c.parse::<u16>() {
+                    Ok(cc) => numbering::region_of_cc(cc),
+                    Err(_) => Some(c.trim().to_ascii_uppercase()),
+                })
+                .collect(),
+            _ => vec![self.cfg.directory.home.as_ref().to_owned()],
         }
     }
 

@@ -331,17 +331,17 @@ pub struct Country {
     pub cc: String,
 }
 
-/// The countries of calling codes `ccs` (those that name a region), and
+/// The countries of the ISO regions `regions` (those with a calling code), and
 /// the one to preselect: the country of the card's first number when it is
 /// among them, else the first.
-pub fn countries(ccs: &[String], card: &CardInfo) -> (Vec<Country>, String) {
-    let list: Vec<Country> = ccs
+pub fn countries(regions: &[String], card: &CardInfo) -> (Vec<Country>, String) {
+    let list: Vec<Country> = regions
         .iter()
-        .filter_map(|cc| {
-            let region = engine::numbering::region_of_cc(cc.parse().ok()?)?;
+        .filter_map(|r| {
+            let cc = engine::numbering::cc_of_region(engine::numbering::region(r)?)?;
             Some(Country {
-                region,
-                cc: cc.clone(),
+                region: r.to_ascii_uppercase(),
+                cc: cc.to_string(),
             })
         })
         .collect();
@@ -566,7 +566,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let offer = countries(&["1".into(), "82".into(), "999".into()], &card.info);
+        let offer = countries(&["US".into(), "KR".into(), "ZZ".into()], &card.info);
         let html = CardPage::new(&card, "https://sb.example/c/tok", "1.ab".into(), offer)
             .render()
             .unwrap();
@@ -583,7 +583,7 @@ mod tests {
         );
         assert!(html.contains("#0b6e4f"), "the design's accent colour");
         // The card's numbers are Korean: Korea is preselected in each form;
-        // a calling code of no region is not offered.
+        // a code that is no region is not offered.
         assert_eq!(
             html.matches("<option value=\"KR\" selected>").count(),
             2,

@@ -139,8 +139,11 @@ impl Guard {
     }
 
     /// Check one click; `callback` is E.164 digits (with `+`) or an
-    /// on-net number (`None`: not a PSTN number), `allowed` the country
-    /// codes the owner lets its buttons call.
+    /// on-net number; `callback_region` the ISO 3166 region of a PSTN
+    /// callback (`Some("")` when phonenumber knows none; `None`: not a
+    /// PSTN number), `allowed` the regions the owner lets its buttons call.
+    /// Regions, not calling codes: allowing the US does not allow the
+    /// Caribbean numbers that share +1.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site, every input named"
@@ -153,15 +156,20 @@ impl Guard {
         card: &str,
         owner: &str,
         callback: &str,
-        callback_cc: Option<&str>,
+        callback_region: Option<&str>,
         allowed: &[String],
     ) -> Result<Admitted<'_>, Refusal> {
         let digits = callback.trim_start_matches('+');
-        if let Some(cc) = callback_cc {
-            if !allowed.iter().any(|a| a == cc) {
+        if let Some(region) = callback_region {
+            if region.is_empty() || !allowed.iter().any(|a| a.eq_ignore_ascii_case(region)) {
+                let r = if region.is_empty() {
+                    "an unknown country"
+                } else {
+                    region
+                };
                 return Err(refuse(
                     "country_not_allowed",
-                    format!("This card does not call numbers in country +{cc}."),
+                    format!("This card does not call numbers in {r}."),
                 ));
             }
             if limits
@@ -265,41 +273,51 @@ mod tests {
             ..Limits::default()
         };
         let g = Guard::default();
-        let us = ["1".to_owned()];
-        let kr = ["82".to_owned()];
+        let us = ["US".to_owned()];
+        let kr = ["KR".to_owned()];
         let code = |r: Result<Admitted<'_>, Refusal>| r.err().map(|e| e.code);
         assert_eq!(
-            code(g.admit(&l, 0, ip(1), "c", "o", "+821012345678", Some("82"), &us)),
+            code(g.admit(&l, 0, ip(1), "c", "o", "+821012345678", Some("KR"), &us)),
+            Some("country_not_allowed")
+        );
+        // +1 876 is Jamaica: the US is allowed, the +1 zone is not.
+        assert_eq!(
+            code(g.admit(&l, 0, ip(1), "c", "o", "+18765550100", Some("JM"), &us)),
             Some("country_not_allowed")
         );
         assert_eq!(
-            code(g.admit(&l, 0, ip(1), "c", "o", "+19005550100", Some("1"), &us)),
+            code(g.admit(&l, 0, ip(1), "c", "o", "+18005550100", Some(""), &us)),
+            Some("country_not_allowed"),
+            "a number of no known country"
+        );
+        assert_eq!(
+            code(g.admit(&l, 0, ip(1), "c", "o", "+19005550100", Some("US"), &us)),
             Some("blocked_destination")
         );
         let a = g
-            .admit(&l, 0, ip(1), "c", "o", "+821012345678", Some("82"), &kr)
+            .admit(&l, 0, ip(1), "c", "o", "+821012345678", Some("KR"), &kr)
             .unwrap()
             .started();
         assert_eq!(
-            code(g.admit(&l, 1, ip(1), "c", "o", "+821012345678", Some("82"), &kr)),
+            code(g.admit(&l, 1, ip(1), "c", "o", "+821012345678", Some("KR"), &kr)),
             Some("number_called_too_often")
         );
         assert_eq!(
-            code(g.admit(&l, 2, ip(1), "c", "o", "+821011111111", Some("82"), &kr)),
+            code(g.admit(&l, 2, ip(1), "c", "o", "+821011111111", Some("KR"), &kr)),
             Some("too_many_clicks")
         );
         let b = g
-            .admit(&l, 3, ip(2), "c", "o", "+821022222222", Some("82"), &kr)
+            .admit(&l, 3, ip(2), "c", "o", "+821022222222", Some("KR"), &kr)
             .unwrap()
             .started();
         assert_eq!(
-            code(g.admit(&l, 4, ip(3), "c", "o", "+821033333333", Some("82"), &kr)),
+            code(g.admit(&l, 4, ip(3), "c", "o", "+821033333333", Some("KR"), &kr)),
             Some("card_in_use")
         );
         g.ended(&a);
         // The card's minute is spent (4 clicks counted, refused ones too).
         assert_eq!(
-            code(g.admit(&l, 5, ip(4), "c", "o", "+821044444444", Some("82"), &kr)),
+            code(g.admit(&l, 5, ip(4), "c", "o", "+821044444444", Some("KR"), &kr)),
             Some("card_busy")
         );
         assert!(
@@ -310,7 +328,7 @@ mod tests {
                 "c",
                 "o",
                 "+821044444444",
-                Some("82"),
+                Some("KR"),
                 &kr
             )
             .is_ok(),
@@ -326,7 +344,7 @@ mod tests {
                 "d",
                 "o",
                 "+821055555555",
-                Some("82"),
+                Some("KR"),
                 &kr,
             )
             .unwrap();

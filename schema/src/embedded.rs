@@ -941,6 +941,17 @@ impl Store for Embedded {
         .map_err(unavailable)
     }
 
+    async fn release_idempotency(&self, owner: &str, key: &str, call_id: &str) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "DELETE FROM idempotency WHERE owner = ?1 AND key = ?2 AND call_id = ?3",
+                params![owner, key, call_id],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn record_card_send(
         &self,
         owner: &str,

@@ -140,8 +140,9 @@ pub struct Account {
     /// ISO 4217 code of its balance and charges; `None`: the node's.
     #[serde(default)]
     pub currency: Option<String>,
-    /// Country codes its cards' buttons may call back; empty: the node's
-    /// home country only.
+    /// Countries (ISO 3166 regions, `US`, `KR`) its cards' buttons may
+    /// call back; empty: the node's home country only. Regions, not
+    /// calling codes: `US` does not admit the other countries of +1.
     #[serde(default)]
     pub click_countries: Vec<String>,
     /// Argon2id hash in PHC string form.

@@ -389,6 +389,11 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
         "SELECT call_id FROM idempotency WHERE owner = ? AND key = ?",
     ),
     (
+        "idem_release",
+        Kind::Lwt,
+        "DELETE FROM idempotency WHERE owner = ? AND key = ? IF call_id = ?",
+    ),
+    (
         "send_owner_put",
         Kind::Write,
         "INSERT INTO card_sends_by_owner (owner, day, at, id, card, version, recipient) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -1537,6 +1542,12 @@ impl Store for Scylla {
             .into_iter()
             .next()
             .ok_or_else(|| StoreError::Unavailable(format!("idempotency key {key}: lost")))
+    }
+
+    async fn release_idempotency(&self, owner: &str, key: &str, call_id: &str) -> Result<()> {
+        // Applied or not (another call holds the key now), nothing to do.
+        self.lwt("idem_release", (owner, key, call_id)).await?;
+        Ok(())
     }
 
     async fn record_card_send(

@@ -160,6 +160,9 @@ pub trait Store: Send + Sync + 'static {
         call_id: &str,
         at: u64,
     ) -> Result<String>;
+    /// Forget `owner`'s idempotency `key` if it still names `call_id` (the
+    /// call it stood for was never placed), so that a retry places it.
+    async fn release_idempotency(&self, owner: &str, key: &str, call_id: &str) -> Result<()>;
     /// Record that a card (at `version`) was sent to `to` at `at`.
     async fn record_card_send(
         &self,

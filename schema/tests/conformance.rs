@@ -548,6 +548,31 @@ async fn card_suite(store: &dyn Store) {
         "call-c",
         "per owner"
     );
+    // A key released by another call id stays; released by its own, a
+    // retry takes it.
+    store
+        .release_idempotency("1001", "k1", "call-b")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency("1001", "k1", "call-d", 4)
+            .await
+            .unwrap(),
+        "call-a"
+    );
+    store
+        .release_idempotency("1001", "k1", "call-a")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency("1001", "k1", "call-e", 5)
+            .await
+            .unwrap(),
+        "call-e",
+        "the key is free again"
+    );
 }
 
 /// Two buyers (or two calls) racing: exactly one compare-and-set wins; many

@@ -262,6 +262,11 @@ impl Store for Faulty {
         self.inner.claim_idempotency(owner, key, call_id, at).await
     }
 
+    async fn release_idempotency(&self, owner: &str, key: &str, call_id: &str) -> Result<()> {
+        self.check()?;
+        self.inner.release_idempotency(owner, key, call_id).await
+    }
+
     async fn record_card_send(
         &self,
         owner: &str,

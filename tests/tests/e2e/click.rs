@@ -293,3 +293,41 @@ async fn abuse_limits_refuse_clicks_with_their_reason() {
     );
     assert!(v["message"].as_str().unwrap().contains("try again"));
 }
+
+/// A click whose call could not be placed does not keep its idempotency
+/// key (issue 19.6): the retry with the same key places the call instead
+/// of answering "duplicate" for a call that never existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_that_placed_no_call_leaves_its_key_for_the_retry() {
+    let env = Env::start(&["100", "200", "300"], |c| {
+        c.media.bind = MEDIA_IP.parse().unwrap();
+        c.media.ports = (34000, 34999);
+        c.max_call_duration = Duration::from_secs(2);
+    })
+    .await
+    .unwrap();
+    let (api, key, card) = owner_with_card(&env, "200", |_| {}).await;
+    let button = card["info"]["phones"][0]["button_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = json!({"card": card["id"], "button": button, "callback": "300", "idempotency_key": "retry-1"});
+    // The visitor's phone is not registered yet: no call is placed.
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&key),
+        click.clone(),
+    )
+    .await;
+    assert!(s >= 400, "{s} {v}");
+    assert!(env.node().recent_calls().await.is_empty());
+    // Once it is, the same key places the call.
+    let visitor = phone(&env, "300").await;
+    let owner_phone = phone(&env, "200").await;
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("initiated")), "{v}");
+    visitor.wait().await.unwrap();
+    owner_phone.wait().await.unwrap();
+}
