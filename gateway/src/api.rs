@@ -1483,10 +1483,7 @@ impl Api {
                 warp::http::header::CACHE_CONTROL,
                 warp::http::HeaderValue::from_static("no-store"),
             );
-            h.insert(
-                "x-content-type-options",
-                warp::http::HeaderValue::from_static("nosniff"),
-            );
+            crate::site::security_headers(h);
             r
         };
         let Some(card) = card else {

@@ -95,19 +95,7 @@ impl Page {
             HeaderValue::from_static(self.content_type),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            "content-security-policy",
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' https: http: data:; style-src 'self' 'unsafe-inline'; \
-                 script-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
-        );
-        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        h.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+        security_headers(h);
         if let Some(to) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             h.insert(header::LOCATION, to);
         }
@@ -127,6 +115,26 @@ struct Visit {
     session: Option<String>,
     csrf: String,
     new_seed: Option<String>,
+}
+
+/// The headers every page of ours carries, the member site's and the
+/// public card page alike: a content security policy (our own scripts and
+/// forms only, images from anywhere), never framed (clickjacking of a call
+/// button), no type sniffing, and no referrer beyond our origin.
+pub fn security_headers(h: &mut warp::http::HeaderMap) {
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' https: http: data:; style-src 'self' 'unsafe-inline'; \
+             script-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
 }
 
 fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {

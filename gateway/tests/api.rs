@@ -1533,6 +1533,25 @@ async fn cards_are_made_saved_and_shown_live() {
             (status, String::from_utf8_lossy(&body).into_owned())
         }
     };
+    // The public page carries the member site's protections (issue 19.6):
+    // a content security policy, never framed, no type sniffing.
+    let r = t.api.card_page(&token).await;
+    let h = r.headers();
+    assert!(
+        h.get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("frame-ancestors 'none'")),
+        "{h:?}"
+    );
+    assert_eq!(
+        h.get("x-frame-options").and_then(|v| v.to_str().ok()),
+        Some("DENY")
+    );
+    assert_eq!(
+        h.get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
     let (s, html) = page(token.clone()).await;
     assert_eq!(s, 200);
     assert!(html.contains("data-version=\"1\""));
