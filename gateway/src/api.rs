@@ -117,6 +117,9 @@ impl ApiConfig {
 /// The API's state.
 pub struct Api {
     click_guard: Arc<crate::clicks::Guard>,
+    /// One card send at a time per owner, so that the daily allowance is
+    /// checked and used as one step (entries go when their send ends).
+    send_locks: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     dialer: Option<actors::node::Dialer>,
     mailer: Option<Arc<crate::mail::Mailer>>,
     store: Arc<dyn Store>,
@@ -471,6 +474,7 @@ impl Api {
         let limiter = SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr);
         Api {
             click_guard: Arc::default(),
+            send_locks: parking_lot::Mutex::new(std::collections::HashMap::new()),
             dialer: None,
             mailer: None,
             store,
@@ -1256,7 +1260,6 @@ impl Api {
         c: &schema::model::Card,
         b: CardSend,
     ) -> Result<CardSent, ApiError> {
-        use askama::Template as _;
         let Some(mailer) = &self.mailer else {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -1280,6 +1283,33 @@ impl Api {
                 ));
             }
         }
+        // The allowance is checked and spent under the owner's lock: ten
+        // sends at once cannot each see the same remainder.
+        let lock = self
+            .send_locks
+            .lock()
+            .entry(a.id.clone())
+            .or_default()
+            .clone();
+        let held = lock.lock().await;
+        let r = self.send_card_locked(mailer, a, c, b).await;
+        drop(held);
+        // Forget the lock when no other send of this owner holds it.
+        let mut locks = self.send_locks.lock();
+        if locks.get(&a.id).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            locks.remove(&a.id);
+        }
+        r
+    }
+
+    async fn send_card_locked(
+        &self,
+        mailer: &crate::mail::Mailer,
+        a: &Account,
+        c: &schema::model::Card,
+        b: CardSend,
+    ) -> Result<CardSent, ApiError> {
+        use askama::Template as _;
         let now = self.now();
         let used = self
             .store

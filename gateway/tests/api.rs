@@ -1743,6 +1743,17 @@ async fn cards_are_sent_by_email_within_a_daily_allowance() {
             .collect::<Vec<_>>(),
         [("one@example.com", 1), ("two@example.com", 1)]
     );
+    // One send left: five at once (issue 19.6), exactly one gets it.
+    let (r1, r2, r3, r4, r5) = tokio::join!(
+        send(json!(["p1@example.com"])),
+        send(json!(["p2@example.com"])),
+        send(json!(["p3@example.com"])),
+        send(json!(["p4@example.com"])),
+        send(json!(["p5@example.com"])),
+    );
+    let ok = [r1, r2, r3, r4, r5].iter().filter(|r| r.0 == 200).count();
+    assert_eq!(ok, 1, "the allowance is reserved as one step");
+    assert_eq!(std::fs::read_dir(outbox.path()).unwrap().count(), 3);
     let (s, v) = send(json!(["three@example.com", "four@example.com"])).await;
     assert_eq!((s, v["code"].as_str()), (429, Some("send_limit")));
 }
