@@ -415,7 +415,10 @@ struct ApiSection {
     currency: Option<String>,
     price_standard: Option<i64>,
     price_premium: Option<i64>,
+    /// Failed sign-ins of one login before its attempts wait.
     signin_per_minute: Option<u32>,
+    /// The first wait, doubling with each further failure (max 30 s).
+    signin_delay_ms: Option<u64>,
     max_body: Option<usize>,
     /// Networks status callbacks may reach although not public.
     callback_networks: Option<Vec<String>>,
@@ -853,6 +856,9 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
     api.prices.standard = file.api.price_standard.unwrap_or(api.prices.standard);
     api.prices.premium = file.api.price_premium.unwrap_or(api.prices.premium);
     api.signin_per_login = file.api.signin_per_minute.unwrap_or(api.signin_per_login);
+    if let Some(ms) = file.api.signin_delay_ms {
+        api.signin_delay = Duration::from_millis(ms);
+    }
     api.max_body = file.api.max_body.unwrap_or(api.max_body);
     let c = &file.cards;
     api.card_sends_per_day = c.sends_per_day.unwrap_or(api.card_sends_per_day);

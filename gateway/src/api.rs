@@ -60,8 +60,12 @@ pub struct ApiConfig {
     pub currency: String,
     /// Default prices per class.
     pub prices: Prices,
-    /// Sign-in attempts a minute per login.
+    /// Failed sign-ins of one login before its attempts are slowed down
+    /// (never locked out).
     pub signin_per_login: u32,
+    /// The first wait of a login past those failures; it doubles with each
+    /// further failure up to [`auth::MAX_DELAY`].
+    pub signin_delay: std::time::Duration,
     /// Sign-in attempts a minute per source address.
     pub signin_per_addr: u32,
     /// Largest request body, bytes.
@@ -102,6 +106,7 @@ impl ApiConfig {
             currency: "USD".into(),
             prices: Prices::default(),
             signin_per_login: 5,
+            signin_delay: std::time::Duration::from_secs(1),
             signin_per_addr: 30,
             max_body: 64 * 1024,
             max_rates_body: 64 * 1024 * 1024,
@@ -471,7 +476,8 @@ impl utoipa::Modify for BearerAuth {
 impl Api {
     /// The API over `store`.
     pub fn new(store: Arc<dyn Store>, cfg: ApiConfig, clock: Clock) -> Self {
-        let limiter = SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr);
+        let limiter =
+            SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr, cfg.signin_delay);
         Api {
             click_guard: Arc::default(),
             send_locks: parking_lot::Mutex::new(std::collections::HashMap::new()),
@@ -1998,12 +2004,21 @@ pub(crate) async fn sign_in(
     from: Option<IpAddr>,
 ) -> Result<SignedIn, ApiError> {
     let login = b.login.trim().to_ascii_lowercase();
-    if !api.limiter.allow(&login, from) {
+    if login.len() > auth::MAX_LOGIN {
+        return Err(ApiError::invalid("login", "at most 254 characters"));
+    }
+    if !api.limiter.allow_addr(from) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many sign-in attempts; wait a minute",
+            "too many sign-in attempts from this address; wait a minute",
         ));
+    }
+    // A login that failed repeatedly is answered after a growing wait: a
+    // guesser is slowed down, its owner still gets in.
+    let wait = api.limiter.delay(&login, std::time::Instant::now());
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
     }
     let bad = || {
         ApiError::new(
@@ -2026,8 +2041,10 @@ pub(crate) async fn sign_in(
     .await
     .unwrap_or(false);
     let Some(a) = account.filter(|_| ok) else {
+        api.limiter.failed(&login, std::time::Instant::now());
         return Err(bad());
     };
+    api.limiter.succeeded(&login);
     let (token, expires_at) = start_session(api, &a).await?;
     Ok(SignedIn {
         token,

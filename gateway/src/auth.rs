@@ -1,8 +1,10 @@
 //! Passwords (argon2id), bearer tokens (random, stored as SHA-256) and the
 //! sign-in rate limiter (governor, per login and per source address).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -57,32 +59,84 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 /// Sign-in attempts allowed per minute, per login and per source address.
 pub struct SignInLimiter {
-    by_login: DefaultKeyedRateLimiter<String>,
     by_addr: DefaultKeyedRateLimiter<IpAddr>,
+    /// Failed attempts per login: (count, last), forgotten after a while.
+    failures: parking_lot::Mutex<HashMap<String, (u32, Instant)>>,
+    free: u32,
+    base: Duration,
 }
 
+/// Longest wait before a login's next attempt is answered.
+pub const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// A login's failures are forgotten this long after the last one.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Logins and addresses remembered at most before the quiet ones go.
+const MAX_KEYS: usize = 10_000;
+
+/// The longest login accepted (an e-mail address).
+pub const MAX_LOGIN: usize = 254;
+
 impl SignInLimiter {
-    /// `per_login` attempts a minute for one login, `per_addr` for one
-    /// source address (both at least 1).
-    pub fn new(per_login: u32, per_addr: u32) -> Self {
+    /// `free` failed attempts for one login before its attempts are slowed
+    /// down (waits of `base`, doubling with each further failure, at most
+    /// [`MAX_DELAY`]); `per_addr` attempts a minute from one address.
+    pub fn new(free: u32, per_addr: u32, base: Duration) -> Self {
         let q = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         SignInLimiter {
-            by_login: RateLimiter::keyed(q(per_login)),
             by_addr: RateLimiter::keyed(q(per_addr)),
+            failures: parking_lot::Mutex::new(HashMap::new()),
+            free: free.max(1),
+            base,
         }
     }
 
     /// May this address make another costly attempt (a sign-up hashes a
     /// password too)? Counts it against the address only.
     pub fn allow_addr(&self, addr: Option<IpAddr>) -> bool {
+        if self.by_addr.len() > MAX_KEYS {
+            self.by_addr.retain_recent();
+        }
         addr.is_none_or(|a| self.by_addr.check_key(&a).is_ok())
     }
 
-    /// May this attempt go ahead? Counts it.
-    pub fn allow(&self, login: &str, addr: Option<IpAddr>) -> bool {
-        let login_ok = self.by_login.check_key(&login.to_owned()).is_ok();
-        let addr_ok = addr.is_none_or(|a| self.by_addr.check_key(&a).is_ok());
-        login_ok && addr_ok
+    /// How long an attempt for `login` waits before it is answered: nothing
+    /// until it has failed `free` times, then a doubling wait. Its owner is
+    /// slowed down like a guesser, never locked out.
+    pub fn delay(&self, login: &str, now: Instant) -> Duration {
+        let failures = self.failures.lock();
+        let Some((n, last)) = failures.get(login) else {
+            return Duration::ZERO;
+        };
+        if *n < self.free || now.saturating_duration_since(*last) >= FORGET_AFTER {
+            return Duration::ZERO;
+        }
+        let doublings = (*n - self.free).min(16);
+        self.base.saturating_mul(1 << doublings).min(MAX_DELAY)
+    }
+
+    /// An attempt for `login` failed.
+    pub fn failed(&self, login: &str, now: Instant) {
+        let mut failures = self.failures.lock();
+        if failures.len() >= MAX_KEYS && !failures.contains_key(login) {
+            failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < FORGET_AFTER);
+            if failures.len() >= MAX_KEYS {
+                // Every remembered login failed recently: the new one is
+                // not tracked (the per-address limit still holds).
+                return;
+            }
+        }
+        let e = failures.entry(login.to_owned()).or_insert((0, now));
+        if now.saturating_duration_since(e.1) >= FORGET_AFTER {
+            e.0 = 0;
+        }
+        *e = (e.0.saturating_add(1), now);
+    }
+
+    /// `login` signed in: its failures are forgotten.
+    pub fn succeeded(&self, login: &str) {
+        self.failures.lock().remove(login);
     }
 }
 
@@ -104,14 +158,44 @@ mod tests {
     }
 
     #[test]
-    fn limiter_counts_per_login() {
-        let l = SignInLimiter::new(3, 100);
-        let ip = Some(IpAddr::from([127, 0, 0, 1]));
-        assert!((0..3).all(|_| l.allow("a@example.com", ip)));
-        assert!(!l.allow("a@example.com", ip), "fourth attempt in a minute");
-        assert!(
-            l.allow("b@example.com", ip),
-            "another login is not affected"
+    fn failures_slow_a_login_down_with_doubling_waits() {
+        let l = SignInLimiter::new(3, 100, Duration::from_secs(1));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(l.delay("a@example.com", t0), Duration::ZERO);
+            l.failed("a@example.com", t0);
+        }
+        assert_eq!(l.delay("a@example.com", t0), Duration::from_secs(1));
+        l.failed("a@example.com", t0);
+        assert_eq!(l.delay("a@example.com", t0), Duration::from_secs(2));
+        for _ in 0..20 {
+            l.failed("a@example.com", t0);
+        }
+        assert_eq!(l.delay("a@example.com", t0), MAX_DELAY, "capped");
+        assert_eq!(
+            l.delay("b@example.com", t0),
+            Duration::ZERO,
+            "another login"
         );
+        assert_eq!(
+            l.delay("a@example.com", t0 + FORGET_AFTER),
+            Duration::ZERO,
+            "forgotten"
+        );
+        l.succeeded("a@example.com");
+        assert_eq!(l.delay("a@example.com", t0), Duration::ZERO);
+    }
+
+    #[test]
+    fn failures_are_bounded_and_quiet_logins_forgotten() {
+        let l = SignInLimiter::new(3, 100, Duration::from_secs(1));
+        let t0 = Instant::now();
+        for i in 0..MAX_KEYS {
+            l.failed(&format!("{i}@example.com"), t0);
+        }
+        l.failed("new@example.com", t0);
+        assert_eq!(l.failures.lock().len(), MAX_KEYS, "not grown");
+        l.failed("new@example.com", t0 + FORGET_AFTER);
+        assert_eq!(l.failures.lock().len(), 1, "the quiet ones forgotten");
     }
 }
