@@ -529,11 +529,20 @@ impl Api {
         &self.store
     }
 
-    /// Largest accepted body for a path under `/api/v1/` (rate decks are
-    /// files of many megabytes).
-    pub fn max_body(&self, path: &str) -> usize {
-        let path = path.trim_end_matches('/');
-        if path.ends_with("/rates") || path.starts_with("plans/") {
+    /// Largest accepted body for `method path` under `/api/v1/`, decided
+    /// before a byte of it is read: the large limit (rate decks and plans
+    /// are files of many megabytes) only for `PUT trunks/{name}/rates` and
+    /// `PUT plans/{name}` sent with the operator's token; every other
+    /// request, and those without the token, keep `max_body`.
+    pub fn max_body(&self, method: &Method, path: &str, authorization: Option<&str>) -> usize {
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let upload = *method == Method::PUT
+            && matches!(parts.as_slice(), ["trunks", name, "rates"] | ["plans", name] if !name.is_empty());
+        let operator = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .zip(self.cfg.admin_token.as_deref())
+            .is_some_and(|(token, admin)| auth::same_secret(token.trim(), admin));
+        if upload && operator {
             self.cfg.max_rates_body
         } else {
             self.cfg.max_body
@@ -2016,7 +2025,9 @@ pub(crate) async fn sign_in(
     }
     // A login that failed repeatedly is answered after a growing wait: a
     // guesser is slowed down, its owner still gets in.
-    let wait = api.limiter.delay(&login, std::time::Instant::now());
+    let wait = api
+        .limiter
+        .delay(&login, tokio::time::Instant::now().into_std());
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
@@ -2041,7 +2052,8 @@ pub(crate) async fn sign_in(
     .await
     .unwrap_or(false);
     let Some(a) = account.filter(|_| ok) else {
-        api.limiter.failed(&login, std::time::Instant::now());
+        api.limiter
+            .failed(&login, tokio::time::Instant::now().into_std());
         return Err(bad());
     };
     api.limiter.succeeded(&login);

@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn failures_slow_a_login_down_with_doubling_waits() {
         let l = SignInLimiter::new(3, 100, Duration::from_secs(1));
-        let t0 = Instant::now();
+        let t0 = tokio::time::Instant::now().into_std();
         for _ in 0..3 {
             assert_eq!(l.delay("a@example.com", t0), Duration::ZERO);
             l.failed("a@example.com", t0);
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn failures_are_bounded_and_quiet_logins_forgotten() {
         let l = SignInLimiter::new(3, 100, Duration::from_secs(1));
-        let t0 = Instant::now();
+        let t0 = tokio::time::Instant::now().into_std();
         for i in 0..MAX_KEYS {
             l.failed(&format!("{i}@example.com"), t0);
         }

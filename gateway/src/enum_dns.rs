@@ -173,7 +173,11 @@ impl RequestHandler for EnumHandler {
         mut response: R,
     ) -> ResponseInfo {
         let udp = request.protocol() == Protocol::Udp;
-        if udp && !self.rate.admit(request.src().ip(), Instant::now()) {
+        if udp
+            && !self
+                .rate
+                .admit(request.src().ip(), tokio::time::Instant::now().into_std())
+        {
             // Over its rate: no answer at all (an answer is what a forged
             // source would be after).
             metrics::counter!("switchboard_enum_dropped_total").increment(1);

@@ -82,13 +82,28 @@ async fn read_body(
     Ok(Some(out.freeze()))
 }
 
-/// The body, or the response refusing it: 413 above `max` bytes, 400 when
-/// it could not be read.
+/// How long a request body may take to arrive, whole.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The body, or the response refusing it: 413 above `max` bytes, 408 when
+/// it does not arrive within [`BODY_TIMEOUT`] (a client sending a byte now
+/// and then holds no task for ever), 400 when it could not be read.
 async fn bounded_body(
     stream: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
     max: usize,
 ) -> Result<bytes::Bytes, warp::reply::Response> {
-    match read_body(stream, max).await {
+    let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, read_body(stream, max)).await else {
+        return Err(error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response());
+    };
+    match read {
         Ok(Some(body)) => Ok(body),
         Ok(None) => Err(error::ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -115,10 +130,16 @@ pub fn api_filter(
         .and(warp::addr::remote())
         .and(warp::body::stream())
         .and_then(
-            move |method, tail: warp::path::Tail, query, authorization, remote, body| {
+            move |method,
+                  tail: warp::path::Tail,
+                  query,
+                  authorization: Option<String>,
+                  remote,
+                  body| {
                 let api = api.clone();
                 async move {
-                    let res = match bounded_body(body, api.max_body(tail.as_str())).await {
+                    let limit = api.max_body(&method, tail.as_str(), authorization.as_deref());
+                    let res = match bounded_body(body, limit).await {
                         Ok(body) => {
                             api.handle(api::Request {
                                 method,

@@ -633,6 +633,29 @@ async fn two_buyers_of_one_number_one_wins_and_the_other_pays_nothing() {
     assert_eq!(t.balance(&winners[0]).await, 9_000);
 }
 
+/// The operator's deck upload may be large: a 1 MiB deck with the
+/// operator's token is read whole (not refused as too large).
+#[tokio::test]
+async fn the_operator_uploads_a_large_rate_deck() {
+    let t = T::new();
+    let mut csv = String::from("prefix,per_minute,connect_fee,first_increment,next_increment\n");
+    let mut n = 0u64;
+    while csv.len() < 1024 * 1024 {
+        csv.push_str(&format!("{},1000,0,60,60\n", 100_000_000 + n));
+        n += 1;
+    }
+    let (s, _, text) = t
+        .raw(
+            "PUT",
+            "/api/v1/trunks/ny/rates",
+            Some(ADMIN),
+            csv.into_bytes(),
+        )
+        .await;
+    assert_ne!(s, 413, "{text}");
+    assert!(s < 500, "{s}: {text}");
+}
+
 #[tokio::test]
 async fn bad_input_gets_json_4xx_never_500() {
     let t = T::new();
@@ -649,6 +672,13 @@ async fn bad_input_gets_json_4xx_never_500() {
         ("POST", "/api/v1/signup", None, b"{not json".to_vec(), 400, "malformed_json"),
         ("POST", "/api/v1/signup", None, Vec::new(), 400, "bad_request"),
         ("POST", "/api/v1/signup", None, vec![b' '; 70 * 1024], 413, "body_too_large"),
+        // The large limit is the operator's rate and plan uploads' alone
+        // (issue 19.6): any other path ending in /rates, a GET under plans/,
+        // or an upload without the operator's token keeps the small one.
+        ("PUT", "/api/v1/members/me/rates", Some(&tok), vec![b' '; 70 * 1024], 413, "body_too_large"),
+        ("POST", "/api/v1/plans/x", None, vec![b' '; 70 * 1024], 413, "body_too_large"),
+        ("PUT", "/api/v1/plans/x", Some(&tok), vec![b' '; 70 * 1024], 413, "body_too_large"),
+        ("PUT", "/api/v1/trunks/ny/rates", None, vec![b' '; 70 * 1024], 413, "body_too_large"),
         ("PATCH", "/api/v1/members/me", Some(&tok), b"{\"uris\": \"sip:x@y\"}".to_vec(), 400, "bad_request"),
         ("GET", "/api/v1/numbers?limit=0", None, Vec::new(), 422, "invalid_field"),
         ("GET", "/api/v1/numbers?kind=robot", None, Vec::new(), 422, "invalid_field"),
