@@ -955,7 +955,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         route.max_channels = t.max_channels.unwrap_or(route.max_channels);
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         route.priority = t.priority;
-        route.trusted = t.trusted.unwrap_or(true);
+        route.trusted = t.trusted.unwrap_or(false);
         route.credentials = match (t.auth_user, t.auth_password) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,

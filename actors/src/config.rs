@@ -188,6 +188,7 @@ pub struct TrunkRoute {
     /// Higher goes first among equal costs and priorities.
     pub weight: u32,
     /// Inside the trust domain (RFC 3325): it receives P-Asserted-Identity.
+    /// Off unless configured.
     pub trusted: bool,
     /// Username and password for the trunk's digest challenges.
     pub credentials: Option<(String, String)>,
@@ -246,7 +247,9 @@ impl TrunkRoute {
             down_after: 3,
             priority: 0,
             weight: 1,
-            trusted: true,
+            // Outside the trust domain until the operator says otherwise:
+            // a caller's identity is asserted only to trunks that honour it.
+            trusted: false,
             credentials: None,
             register: None,
         }

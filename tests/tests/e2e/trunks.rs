@@ -414,7 +414,8 @@ async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
-    let (env, t) = env().await;
+    // Asserted identity goes to trusted trunks only (they are not by default).
+    let (env, t) = env_with(|a| a.trusted = true).await;
     let caller_account = schema::model::Account {
         contact_pstn: Some("+82311234567".into()),
         ..schema::model::Account::new(
@@ -436,6 +437,35 @@ async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
             ("FROM", "0311234567"),
             ("PAI", "0311234567"),
         ],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
+}
+
+/// A trunk not marked trusted (the default, issue 19.5) is shown the
+/// caller's number in From but no P-Asserted-Identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_trunk_is_not_asserted_the_callers_identity() {
+    let (env, t) = env().await;
+    let caller_account = schema::model::Account {
+        contact_pstn: Some("+82311234567".into()),
+        ..schema::model::Account::new(
+            "100",
+            "100@example.com",
+            schema::model::AccountKind::Individual,
+            "Caller",
+        )
+    };
+    use schema::store::Store as _;
+    assert!(env.store.insert_account(&caller_account).await.unwrap());
+    let a = trunk(
+        &env,
+        t.seoul_a,
+        "trunk_untrusted.xml",
+        &[("RURI", "0212345678"), ("FROM", "0311234567")],
     );
     caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
         .run()
