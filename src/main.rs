@@ -883,6 +883,8 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         }
         l.blocked_prefixes = p.clone();
     }
+    // One list for the cards' callbacks and members' forwards and offices.
+    node.billing.blocked_prefixes = l.blocked_prefixes.clone();
     if let Some(s) = &c.form_secret {
         if s.len() < 16 {
             bail!("cards.form_secret must be at least 16 characters");

@@ -72,6 +72,9 @@ pub struct BillingConfig {
     pub notify: Option<Notifier>,
     /// A balance falling below this (minor units) is worth a warning.
     pub low_balance: Option<i64>,
+    /// E.164 prefixes a member's forward or office never reaches (the same
+    /// list as the cards' callbacks).
+    pub blocked_prefixes: Vec<String>,
 }
 
 impl Default for BillingConfig {
@@ -85,6 +88,10 @@ impl Default for BillingConfig {
             credit_limit: 0,
             notify: None,
             low_balance: None,
+            blocked_prefixes: engine::routing::HIGH_RISK_PREFIXES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }

@@ -329,10 +329,14 @@ impl CenterState {
             return self.authorise(caller, callee, call_id, ident).await;
         };
         let payer_facts = self.caller_facts(&f.payer, None).await;
-        match self
-            .charge_for(&f.payer, &f.destination, call_id, &payer_facts, true)
-            .await
-        {
+        let charged =
+            if engine::routing::blocked(&f.destination, &self.cfg.billing.blocked_prefixes) {
+                Err((403, "its destination is a blocked range".to_owned()))
+            } else {
+                self.charge_for(&f.payer, &f.destination, call_id, &payer_facts, true)
+                    .await
+            };
+        match charged {
             Ok(b) => Ok(b),
             Err((status, why)) => {
                 let why = format!("forward of {callee} to {} refused: {why}", f.destination);

@@ -274,6 +274,20 @@ pub struct Presented {
     pub privacy: Option<&'static str>,
 }
 
+/// E.164 prefixes that a call the engine places or forwards on a member's
+/// behalf never goes to unless the operator says otherwise: premium rate,
+/// satellite, international shared-cost and other ranges of toll fraud.
+pub const HIGH_RISK_PREFIXES: &[&str] = &[
+    "1900", "1976", "881", "882", "883", "8816", "979", "808", "4470", "4487", "4490", "4491",
+    "4498", "3389", "3908", "4990", "4919",
+];
+
+/// Whether E.164 `number` (with or without `+`) starts with one of `prefixes`.
+pub fn blocked(number: &str, prefixes: &[String]) -> bool {
+    let digits = number.trim_start_matches('+');
+    prefixes.iter().any(|p| digits.starts_with(p.as_str()))
+}
+
 /// The identity a trunk is shown for a caller whose number is `caller_e164`.
 pub fn present(
     caller_e164: &str,

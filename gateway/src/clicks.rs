@@ -35,13 +35,10 @@ impl Default for Limits {
             per_callback_per_hour: 3,
             concurrent_per_card: 5,
             concurrent_per_owner: 10,
-            blocked_prefixes: [
-                "1900", "1976", "881", "882", "883", "8816", "979", "808", "4470", "4487", "4490",
-                "4491", "4498", "3389", "3908", "4990", "4919",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
+            blocked_prefixes: engine::routing::HIGH_RISK_PREFIXES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }

@@ -297,3 +297,47 @@ async fn a_forward_to_the_pstn_is_rated_there_and_paid_by_the_forwarding_member(
         "no CDR charged to the caller"
     );
 }
+
+/// A forward into a blocked range is refused however much the member has
+/// (issue 19.2): 480 to the caller, nothing at the trunk, a CDR that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_into_a_blocked_range_is_refused() {
+    let trunk_port = free_port();
+    let env = env_with(true, Some(trunk_port), |c| {
+        c.billing.plan = Some(korea_plan());
+        c.billing.blocked_prefixes = vec!["8221".into()];
+    })
+    .await;
+    env.store
+        .post(&schema::model::LedgerEntry {
+            account: PERSON.into(),
+            key: "topup:person".into(),
+            amount: 1_000,
+            reason: "test".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", trunk_port))
+        .await
+        .unwrap();
+    call(&env, "2-1234-5678-82", "uac_final.xml", &[("FINAL", "480")]).await;
+    let mut buf = [0u8; 2048];
+    assert!(watch.try_recv(&mut buf).is_err(), "the trunk saw nothing");
+    let refused = cdrs_of(&env, PERSON).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]
+            .cause
+            .as_deref()
+            .unwrap_or("")
+            .contains("blocked"),
+        "{:?}",
+        refused[0].cause
+    );
+    assert_eq!(
+        env.store.balance(PERSON).await.unwrap(),
+        1_000,
+        "nothing charged"
+    );
+}
