@@ -965,33 +965,41 @@ impl Api {
                 .ok_or_else(|| ApiError::invalid("country", format!("{c:?} is not a region")))?,
             None => dir.home,
         };
-        // The callback, its calling code (for the ringback tone) and, for a
-        // PSTN number, its country by phonenumber ("" when it has none).
-        let (callback, cc, pstn_region) = match numbering::classify(&b.callback, region, &dir.plan)
-        {
-            Ok(Dialled::Pstn(p)) => (
-                p.e164.clone(),
-                p.cc.to_string(),
-                Some(p.region.clone().unwrap_or_default()),
-            ),
-            Ok(Dialled::Individual(_) | Dialled::Company(_)) => (
-                b.callback.trim().to_owned(),
-                numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
-                None,
-            ),
-            // A member's SIP user (its registered phones) is a callback too.
-            Ok(_) | Err(_) if self.store.member(b.callback.trim()).await?.is_some() => (
-                b.callback.trim().to_owned(),
-                numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
-                None,
-            ),
-            Ok(_) | Err(_) => {
-                return Err(ApiError::invalid(
-                    "callback",
-                    format!("{:?} is not a phone number", b.callback),
-                ));
-            }
-        };
+        // The callback, its calling code (for the ringback tone) and, when
+        // it reaches the PSTN, the number it reaches there with that
+        // number's country by phonenumber ("" when it has none).
+        let (callback, cc, pstn): (String, String, Option<(String, String)>) =
+            match numbering::classify(&b.callback, region, &dir.plan) {
+                Ok(Dialled::Pstn(p)) => (
+                    p.e164.clone(),
+                    p.cc.to_string(),
+                    Some((p.e164.clone(), p.region.clone().unwrap_or_default())),
+                ),
+                Ok(d @ (Dialled::Individual(_) | Dialled::Company(_))) => {
+                    // An on-net number may leave the network on its holder's
+                    // forward or a PSTN office: the checks apply to where it
+                    // can go, so the first such exit stands for the callback.
+                    let exit = self.onnet_exits(&d).await?.into_iter().next();
+                    (
+                        b.callback.trim().to_owned(),
+                        numbering::cc_of_region(dir.home)
+                            .map_or_else(String::new, |c| c.to_string()),
+                        exit,
+                    )
+                }
+                // A member's SIP user (its registered phones) is a callback too.
+                Ok(_) | Err(_) if self.store.member(b.callback.trim()).await?.is_some() => (
+                    b.callback.trim().to_owned(),
+                    numbering::cc_of_region(dir.home).map_or_else(String::new, |c| c.to_string()),
+                    None,
+                ),
+                Ok(_) | Err(_) => {
+                    return Err(ApiError::invalid(
+                        "callback",
+                        format!("{:?} is not a phone number", b.callback),
+                    ));
+                }
+            };
         let callback_url = b
             .status_callback
             .as_deref()
@@ -1029,8 +1037,8 @@ impl Api {
             remote.map(|r| r.ip()),
             &card.id,
             &card.owner,
-            &callback,
-            pstn_region.as_deref(),
+            pstn.as_ref().map_or(callback.as_str(), |(n, _)| n.as_str()),
+            pstn.as_ref().map(|(_, r)| r.as_str()),
             &allowed,
         ) {
             Ok(a) => a,
@@ -1425,6 +1433,48 @@ impl Api {
 
     /// Calling codes the owner lets its cards call back (default: the
     /// operator's home country).
+    /// Where an on-net number can leave the network, as (E.164, region):
+    /// its holder's forward to its contact PSTN number, and its PSTN offices.
+    async fn onnet_exits(&self, d: &Dialled) -> Result<Vec<(String, String)>, ApiError> {
+        use schema::model::{NumberState, OfficeContact};
+        let key = match d {
+            Dialled::Individual(i) => i.canonical(),
+            Dialled::Company(c) => c.base.clone(),
+            _ => return Ok(Vec::new()),
+        };
+        let Some(r) = self.store.number(&key).await? else {
+            return Ok(Vec::new());
+        };
+        let NumberState::Sold { account, .. } = &r.state else {
+            return Ok(Vec::new());
+        };
+        let Some(a) = self.store.account(account).await? else {
+            return Ok(Vec::new());
+        };
+        let mut numbers: Vec<String> = Vec::new();
+        if a.forward_to_pstn
+            && let Some(p) = &a.contact_pstn
+        {
+            numbers.push(p.clone());
+        }
+        for o in &a.offices {
+            if let OfficeContact::Pstn { number } = &o.contact {
+                numbers.push(number.clone());
+            }
+        }
+        let dir = &self.cfg.directory;
+        Ok(numbers
+            .into_iter()
+            .map(|n| {
+                let region = match numbering::classify(&n, dir.home, &dir.plan) {
+                    Ok(Dialled::Pstn(p)) => p.region.unwrap_or_default(),
+                    _ => String::new(),
+                };
+                (n, region)
+            })
+            .collect())
+    }
+
     /// The countries (ISO 3166 regions) `owner`'s buttons may call back:
     /// its own list, else the node's home country. An entry written as a
     /// calling code (older accounts) stands for that code's main country

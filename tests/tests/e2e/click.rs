@@ -331,3 +331,47 @@ async fn a_click_that_placed_no_call_leaves_its_key_for_the_retry() {
     visitor.wait().await.unwrap();
     owner_phone.wait().await.unwrap();
 }
+
+/// A visitor's on-net number is checked where it can leave the network
+/// (issue 19.3): a member number whose holder forwards to Jamaica (+1 876)
+/// is refused by a card that calls Korea only, and no call is placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onnet_callback_is_checked_where_its_forward_goes() {
+    let env = Env::start(&["100", "200"], |c| {
+        c.media.bind = MEDIA_IP.parse().unwrap();
+        c.media.ports = (35000, 35999);
+    })
+    .await
+    .unwrap();
+    let (api, key, card) = owner_with_card(&env, "200", |c| {
+        c.directory.home = engine::numbering::RegionId::KR;
+    })
+    .await;
+    env.add_account("1000000009", "jm@example.com", |a| {
+        a.contact_pstn = Some("+18765550100".into());
+        a.forward_to_pstn = true;
+    })
+    .await;
+    let number = schema::model::NumberRecord {
+        number: "8765550100*1".into(),
+        kind: schema::model::AccountKind::Individual,
+        country: "JM".into(),
+        area: String::new(),
+        price_class: schema::model::PriceClass::Standard,
+        price: 0,
+        state: schema::model::NumberState::Sold {
+            account: "1000000009".into(),
+            since: 0,
+        },
+        version: 0,
+    };
+    assert!(env.store.insert_number(&number).await.unwrap());
+    let button = card["info"]["phones"][0]["button_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = json!({"card": card["id"], "button": button, "callback": "8765550100*1"});
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("country_not_allowed")), "{v}");
+    assert!(env.node().recent_calls().await.is_empty(), "no call placed");
+}
