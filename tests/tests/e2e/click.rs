@@ -372,6 +372,10 @@ async fn an_onnet_callback_is_checked_where_its_forward_goes() {
         .to_owned();
     let click = json!({"card": card["id"], "button": button, "callback": "8765550100*1"});
     let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
-    assert_eq!((s, v["code"].as_str()), (403, Some("country_not_allowed")), "{v}");
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (403, Some("country_not_allowed")),
+        "{v}"
+    );
     assert!(env.node().recent_calls().await.is_empty(), "no call placed");
 }

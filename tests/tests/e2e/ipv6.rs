@@ -8,6 +8,7 @@ use actors::config::{Routing, TrunkRoute};
 use actors::media::{A, B};
 use engine::lcr::{Deck, Rate, Table, TrunkDeck};
 use engine::routing::{NumberFormat, Translation};
+use schema::store::Store as _;
 use switchboard_tests::{Env, free_media_port, free_port};
 
 const G711A: &str = "/usr/share/sip-tester/g711a.pcap";
@@ -115,4 +116,32 @@ async fn a_pstn_call_reaches_a_trunk_over_ipv6() {
     c.args(["-s", "+82212345678"]);
     c.run().await.unwrap();
     trunk.wait().await.unwrap();
+}
+
+/// Over TCP on IPv6: a phone registers over a TCP connection to [::1] and
+/// a call from a UDP phone reaches it over TCP (the engine connects to its
+/// bracketed IPv6 Contact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registered_over_tcp_on_ipv6_is_called_over_tcp() {
+    let env = v6_env(|_| {}).await;
+    let port = free_port();
+    let sc = env.scenario("register.xml", &[("FINAL", "200")]).unwrap();
+    let mut reg = env.sipp_as(&sc, "200", port).unwrap();
+    reg.args(["-t", "t1"]);
+    reg.run().await.unwrap();
+    let bindings = env
+        .store
+        .bindings("200", actors::clock::unix_now())
+        .await
+        .unwrap();
+    assert_eq!(bindings[0].source, format!("tcp:[::1]:{port}"));
+    let sc = env.scenario("uas.xml", &[]).unwrap();
+    let mut uas = env.sipp(&sc, port);
+    uas.args(["-t", "t1"]);
+    let uas = uas.spawn().unwrap();
+    let sc = env.scenario("uac.xml", &[("HOLD", "200")]).unwrap();
+    let mut c = env.sipp_as(&sc, "100", free_port()).unwrap();
+    c.args(["-s", "200"]);
+    c.run().await.unwrap();
+    uas.wait().await.unwrap();
 }
