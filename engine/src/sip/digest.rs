@@ -90,6 +90,22 @@ pub enum Error {
     Uri,
 }
 
+/// A URI's parameters, lower-cased and sorted, for comparison.
+fn lowered_params(u: &crate::sip::msg::Uri) -> Vec<(String, Option<String>)> {
+    let mut p: Vec<(String, Option<String>)> = u
+        .params
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                v.as_ref().map(|v| v.to_ascii_lowercase()),
+            )
+        })
+        .collect();
+    p.sort();
+    p
+}
+
 /// `scheme:IPv6:port` naming the Request-URI's scheme, address and port.
 fn unbracketed_server(digest_uri: &str, request_uri: &crate::sip::msg::Uri) -> bool {
     let Some((scheme, rest)) = digest_uri.split_once(':') else {
@@ -135,28 +151,7 @@ pub fn uri_matches(digest_uri: &str, request_uri: &crate::sip::msg::Uri) -> bool
         // as the user-less form when it names the Request-URI's address.
         return unbracketed_server(digest_uri, request_uri);
     };
-    let mut a: Vec<(String, Option<String>)> = u
-        .params
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.to_ascii_lowercase(),
-                v.as_ref().map(|v| v.to_ascii_lowercase()),
-            )
-        })
-        .collect();
-    let mut b: Vec<(String, Option<String>)> = request_uri
-        .params
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.to_ascii_lowercase(),
-                v.as_ref().map(|v| v.to_ascii_lowercase()),
-            )
-        })
-        .collect();
-    a.sort();
-    b.sort();
+    let (a, b) = (lowered_params(&u), lowered_params(request_uri));
     let same_server = u.scheme == request_uri.scheme
         && u.host.eq_ignore_ascii_case(&request_uri.host)
         && u.port == request_uri.port;

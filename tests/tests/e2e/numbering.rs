@@ -114,14 +114,11 @@ async fn dig(edge: &Edge, name: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone() {
-    let env = Env::start(&["100"], |_| {}).await.unwrap();
-    let edge = edge(&env).await;
-
-    // The operator loads numbers; a member signs up, is credited, buys its individual number.
+/// The operator loads `2 1234 5678 82`; Kim signs up with her Seoul
+/// number, is credited 5,000 and buys it (1,000). Her id and token.
+async fn kim_buys_her_number(edge: &Edge) -> (String, String) {
     let (s, v) = curl(
-        &edge,
+        edge,
         "POST",
         "/api/v1/inventory",
         Some(ADMIN),
@@ -130,7 +127,7 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
     .await;
     assert_eq!((s, v["added"].as_u64()), (200, Some(1)), "{v}");
     let (s, v) = curl(
-        &edge,
+        edge,
         "POST",
         "/api/v1/signup",
         None,
@@ -143,7 +140,7 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
     let id = v["member"]["id"].as_str().unwrap().to_owned();
     let tok = v["token"].as_str().unwrap().to_owned();
     let (s, _) = curl(
-        &edge,
+        edge,
         "POST",
         &format!("/api/v1/members/{id}/topups"),
         Some(ADMIN),
@@ -152,7 +149,7 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
     .await;
     assert_eq!(s, 200);
     let (s, h) = curl(
-        &edge,
+        edge,
         "POST",
         "/api/v1/numbers/212345678*82/hold",
         Some(&tok),
@@ -161,7 +158,7 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
     .await;
     assert_eq!(s, 201, "{h}");
     let (s, v) = curl(
-        &edge,
+        edge,
         "POST",
         "/api/v1/numbers/212345678*82/confirm",
         Some(&tok),
@@ -169,6 +166,16 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
     )
     .await;
     assert_eq!((s, v["balance"].as_i64()), (200, Some(4000)), "{v}");
+    (id, tok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone() {
+    let env = Env::start(&["100"], |_| {}).await.unwrap();
+    let edge = edge(&env).await;
+
+    // The operator loads numbers; a member signs up, is credited, buys its individual number.
+    let (id, tok) = kim_buys_her_number(&edge).await;
     let uris = json!([
         "sip:kim@example.com",
         "tel:+82212345678",
@@ -293,54 +300,7 @@ async fn a_bought_number_resolves_over_http_and_enum_and_rings_the_roaming_phone
 async fn enum_over_udp_truncates_to_the_askers_size_and_limits_each_source() {
     let env = Env::start(&[], |_| {}).await.unwrap();
     let edge = edge_with(&env, 10).await;
-    let (s, _) = curl(
-        &edge,
-        "POST",
-        "/api/v1/inventory",
-        Some(ADMIN),
-        Some(json!({"numbers": [{"number": "2 1234 5678 82", "area": "2"}]})),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (_, v) = curl(
-        &edge,
-        "POST",
-        "/api/v1/signup",
-        None,
-        Some(json!({
-        "login": "kim@example.com", "password": "correct horse battery", "kind": "individual",
-        "name": "Kim", "contact_pstn": "02-1234-5678"})),
-    )
-    .await;
-    let (id, tok) = (
-        v["member"]["id"].as_str().unwrap().to_owned(),
-        v["token"].as_str().unwrap().to_owned(),
-    );
-    curl(
-        &edge,
-        "POST",
-        &format!("/api/v1/members/{id}/topups"),
-        Some(ADMIN),
-        Some(json!({"key": "card-1", "amount": 5000})),
-    )
-    .await;
-    let (_, h) = curl(
-        &edge,
-        "POST",
-        "/api/v1/numbers/212345678*82/hold",
-        Some(&tok),
-        None,
-    )
-    .await;
-    let (s, _) = curl(
-        &edge,
-        "POST",
-        "/api/v1/numbers/212345678*82/confirm",
-        Some(&tok),
-        Some(json!({"hold": h["hold"]})),
-    )
-    .await;
-    assert_eq!(s, 200);
+    let (_, tok) = kim_buys_her_number(&edge).await;
     // Eight long URIs: some 900 bytes of NAPTR records.
     let uris: Vec<String> = (0..8)
         .map(|i| format!("https://kim.example.com/{i}/{}", "card".repeat(20)))

@@ -196,6 +196,20 @@ fn korea_plan() -> Arc<engine::rating::Plan> {
     })
 }
 
+/// Credit `account` with `amount` minor units.
+async fn fund(env: &Env, account: &str, amount: i64) {
+    env.store
+        .post(&schema::model::LedgerEntry {
+            account: account.into(),
+            key: format!("topup:{account}"),
+            amount,
+            reason: "test".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+}
+
 async fn cdrs_of(env: &Env, payer: &str) -> Vec<schema::model::Cdr> {
     env.store
         .cdrs(&schema::model::CdrQuery {
@@ -247,16 +261,7 @@ async fn a_forward_to_the_pstn_is_rated_there_and_paid_by_the_forwarding_member(
     );
 
     // Funded: the forward goes out, held on and charged to its member.
-    env.store
-        .post(&schema::model::LedgerEntry {
-            account: PERSON.into(),
-            key: "topup:person".into(),
-            amount: 1_000,
-            reason: "test".into(),
-            at: 0,
-        })
-        .await
-        .unwrap();
+    fund(&env, PERSON, 1_000).await;
     let sc = env
         .scenario("trunk_answer.xml", &[("RURI", "0212345678")])
         .unwrap();
@@ -308,16 +313,7 @@ async fn a_forward_into_a_blocked_range_is_refused() {
         c.billing.blocked_prefixes = vec!["8221".into()];
     })
     .await;
-    env.store
-        .post(&schema::model::LedgerEntry {
-            account: PERSON.into(),
-            key: "topup:person".into(),
-            amount: 1_000,
-            reason: "test".into(),
-            at: 0,
-        })
-        .await
-        .unwrap();
+    fund(&env, PERSON, 1_000).await;
     let watch = tokio::net::UdpSocket::bind(("127.0.0.1", trunk_port))
         .await
         .unwrap();

@@ -412,21 +412,19 @@ async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again(
     );
 }
 
+/// Member 100's account, with its PSTN number +82 31 123 4567.
+async fn caller_with_number(env: &Env) {
+    env.add_account("100", "100@example.com", |a| {
+        a.contact_pstn = Some("+82311234567".into());
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
     // Asserted identity goes to trusted trunks only (they are not by default).
     let (env, t) = env_with(|a| a.trusted = true).await;
-    let caller_account = schema::model::Account {
-        contact_pstn: Some("+82311234567".into()),
-        ..schema::model::Account::new(
-            "100",
-            "100@example.com",
-            schema::model::AccountKind::Individual,
-            "Caller",
-        )
-    };
-    use schema::store::Store as _;
-    assert!(env.store.insert_account(&caller_account).await.unwrap());
+    caller_with_number(&env).await;
     // seoul-a wants the national format: the caller's +82 31 123 4567 is 0311234567.
     let a = trunk(
         &env,
@@ -450,17 +448,7 @@ async fn the_trunk_sees_the_callers_number_in_its_own_format_and_asserted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_trunk_is_not_asserted_the_callers_identity() {
     let (env, t) = env().await;
-    let caller_account = schema::model::Account {
-        contact_pstn: Some("+82311234567".into()),
-        ..schema::model::Account::new(
-            "100",
-            "100@example.com",
-            schema::model::AccountKind::Individual,
-            "Caller",
-        )
-    };
-    use schema::store::Store as _;
-    assert!(env.store.insert_account(&caller_account).await.unwrap());
+    caller_with_number(&env).await;
     let a = trunk(
         &env,
         t.seoul_a,
