@@ -170,9 +170,12 @@ impl Guard {
     }
 
     /// Whether a datagram (or TCP message) from `ip` at `now` may be
-    /// handled: counts it, bans a source over its rate. `Some(reason)` when
-    /// it must be dropped.
-    pub fn admit(&self, ip: IpAddr, now: Instant) -> Option<&'static str> {
+    /// handled: counts it; what is over the source's rate is dropped, and
+    /// the source banned only when `verified` (its message came over a
+    /// connection it completed): a UDP flood may carry anyone's address,
+    /// and a ban would lock that address out after the flood ended.
+    /// `Some(reason)` when it must be dropped.
+    pub fn admit(&self, ip: IpAddr, now: Instant, verified: bool) -> Option<&'static str> {
         if let Some(b) = self.bans.get(&ip) {
             if now < b.0 {
                 return Some("banned");
@@ -187,7 +190,9 @@ impl Guard {
         if self.sources.entry(ip).or_default().take(rate, 2.0, now) {
             return None;
         }
-        self.ban(ip, BanReason::Rate, now);
+        if verified {
+            self.ban(ip, BanReason::Rate, now);
+        }
         Some("rate")
     }
 
@@ -381,40 +386,62 @@ mod tests {
         let trunk = IpAddr::from([192, 0, 2, 7]);
         let g = Guard::new(cfg(10.0), [trunk]);
         let now = Instant::now();
+        // Over UDP (a forgeable source): the excess is dropped, no ban.
+        let spoofed = IpAddr::from([198, 51, 100, 8]);
+        let passed = (0..50)
+            .filter(|_| g.admit(spoofed, now, false).is_none())
+            .count();
+        assert_eq!(passed, 20, "two seconds' worth, the rest dropped");
+        assert_eq!(
+            g.admit(spoofed, now + Duration::from_secs(60), false),
+            None,
+            "served once the flood is over"
+        );
+        // Over a completed connection: banned.
         let flood = IpAddr::from([198, 51, 100, 9]);
-        let passed = (0..50).filter(|_| g.admit(flood, now).is_none()).count();
+        let passed = (0..50)
+            .filter(|_| g.admit(flood, now, true).is_none())
+            .count();
         assert_eq!(passed, 20, "two seconds' worth, then banned");
         assert_eq!(
-            g.admit(flood, now + Duration::from_secs(60)),
+            g.admit(flood, now + Duration::from_secs(60), true),
             Some("banned")
         );
         let quiet = IpAddr::from([198, 51, 100, 10]);
-        assert_eq!(g.admit(quiet, now), None, "another source is unaffected");
+        assert_eq!(
+            g.admit(quiet, now, true),
+            None,
+            "another source is unaffected"
+        );
         assert!(
-            (0..500).all(|_| g.admit(trunk, now).is_none()),
+            (0..500).all(|_| g.admit(trunk, now, true).is_none()),
             "trunks are trusted"
         );
         assert!(
-            (0..500).all(|_| g.admit(IpAddr::from([10, 1, 2, 3]), now).is_none()),
+            (0..500).all(|_| g.admit(IpAddr::from([10, 1, 2, 3]), now, true).is_none()),
             "exempt network"
         );
         let bans = g.bans(now);
         assert_eq!(bans.len(), 1);
         assert_eq!((bans[0].ip, bans[0].reason), (flood, BanReason::Rate));
         // The ban ends by itself, or when the operator lifts it.
-        assert_eq!(g.admit(flood, now + Duration::from_secs(301)), None);
+        assert_eq!(g.admit(flood, now + Duration::from_secs(301), true), None);
         g.scanner(flood, "x", now, true);
         assert!(!g.scanner(quiet, "Linphone/5.2 (friendly)", now, true));
         // Over UDP (a forgeable source) the packet is refused, nobody banned.
         assert!(g.scanner(quiet, "friendly-scanner", now, false));
-        assert_eq!(g.admit(quiet, now), None, "a spoofed scanner bans nobody");
+        assert_eq!(
+            g.admit(quiet, now, true),
+            None,
+            "a spoofed scanner bans nobody"
+        );
         assert!(
             g.scanner(flood, "Friendly-Scanner 1.0", now, true),
             "case is ignored"
         );
-        assert_eq!(g.admit(flood, now), Some("banned"));
+        assert_eq!(g.admit(flood, now, true), Some("banned"));
         assert!(g.lift(flood));
-        assert_eq!(g.admit(flood, now), None);
+        assert_eq!(g.admit(flood, now, true), None);
         assert!(!g.lift(flood));
     }
 

@@ -557,7 +557,7 @@ impl Transport {
     pub async fn handle_bytes(self: &Arc<Self>, bytes: &[u8], flow: Flow) {
         let now = tokio::time::Instant::now();
         let source = flow.addr().ip();
-        if let Some(why) = self.guard.admit(source, now) {
+        if let Some(why) = self.guard.admit(source, now, !matches!(flow, Flow::Udp(_))) {
             metrics::counter!(m::SOURCE_DROPPED, "reason" => why).increment(1);
             return;
         }
