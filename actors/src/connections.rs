@@ -114,6 +114,11 @@ impl Connections {
         self.handshakes.clone().try_acquire_owned().ok()
     }
 
+    /// Inbound connections open now.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
     /// Inbound connections open now: in all, and from `ip`.
     pub fn open(&self, ip: IpAddr) -> (usize, usize) {
         (

@@ -40,6 +40,8 @@ pub const TRANSACTIONS: &str = "switchboard_transactions_total";
 pub const RESTARTS: &str = "switchboard_actor_restarts_total";
 /// Retransmission answers kept for finished legs.
 pub const LINGERING: &str = "switchboard_lingering_transactions";
+/// Inbound TCP and TLS connections open.
+pub const CONNECTIONS: &str = "switchboard_sip_connections";
 /// Dialog routes in the transport (one per live leg).
 pub const DIALOG_ROUTES: &str = "switchboard_dialog_routes";
 /// Pending initial INVITE routes in the transport.

@@ -446,6 +446,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
             sweeper.guard.sweep(now);
             metrics::gauge!(m::LINGERING).set(left as f64);
             metrics::gauge!(m::DIALOG_ROUTES).set(sweeper.dialogs.len() as f64);
+            metrics::gauge!(m::CONNECTIONS).set(sweeper.conns.total() as f64);
             metrics::gauge!(m::INVITE_ROUTES).set(sweeper.invites.len() as f64);
             let rt = tokio::runtime::Handle::current().metrics();
             metrics::gauge!(m::TASKS).set(rt.num_alive_tasks() as f64);
@@ -615,6 +616,11 @@ impl NodeHandle {
         Dialer {
             transport: self.transport.clone(),
         }
+    }
+
+    /// Inbound TCP/TLS connections open: in all, and from `ip`.
+    pub fn connections(&self, ip: std::net::IpAddr) -> (usize, usize) {
+        self.transport.conns.open(ip)
     }
 
     /// Media port pairs (free, leased), when media is anchored.

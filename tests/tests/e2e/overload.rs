@@ -337,6 +337,8 @@ async fn tcp_connections_are_capped_per_source_and_timed_out() {
         closed_within(&mut third, Duration::from_secs(2)).await,
         "a third connection from one source is closed at accept"
     );
+    let source: std::net::IpAddr = "127.0.0.8".parse().unwrap();
+    assert_eq!(env.node().connections(source).1, 2, "the two it holds");
     // Another source is served meanwhile.
     let answered = tcp_options_from("127.0.0.9", engine).await;
     assert!(answered.is_some_and(|a| a.starts_with("SIP/2.0 200")));
@@ -355,6 +357,11 @@ async fn tcp_connections_are_capped_per_source_and_timed_out() {
         "idle"
     );
     // Their places are given back.
+    switchboard_tests::eventually("places given back", Duration::from_secs(5), || async {
+        env.node().connections(source).1 == 0
+    })
+    .await
+    .unwrap();
     let answered = tcp_options_from("127.0.0.8", engine).await;
     assert!(
         answered.is_some_and(|a| a.starts_with("SIP/2.0 200")),
