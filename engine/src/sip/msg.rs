@@ -344,9 +344,11 @@ fn parse_hostport(s: &str) -> Option<(String, Option<u16>)> {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         };
+        // Underscores are not in the grammar but are common in the field
+        // (container and cloud host names): taken, as Via sent-by takes them.
         let name_ok = !h.is_empty()
             && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
             && !h.starts_with(['-', '.'])
             && !h.contains("..");
         if !name_ok {
@@ -1339,6 +1341,41 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sip_uris_follow_the_rfc_3261_grammar() {
+        let u =
+            Uri::parse("sip:alice;day=tuesday@atlanta.com:5070;transport=tcp?subject=x").unwrap();
+        assert_eq!(u.user.as_deref(), Some("alice;day=tuesday"));
+        assert_eq!((u.host.as_str(), u.port), ("atlanta.com", Some(5070)));
+        assert_eq!(u.transport().as_deref(), Some("tcp"));
+        assert_eq!(u.headers.as_deref(), Some("subject=x"));
+        let u = Uri::parse("sips:%61lice:secret@[2001:DB8::1]").unwrap();
+        assert_eq!(
+            (u.user.as_deref(), u.host.as_str()),
+            (Some("%61lice"), "2001:db8::1")
+        );
+        assert_eq!(u.to_string(), "sips:%61lice@[2001:db8::1]");
+        assert!(
+            Uri::parse("sip:my_host.internal").is_ok(),
+            "underscores are tolerated"
+        );
+        for bad in [
+            "sip:",
+            "sip:@host",
+            "sip:a@",
+            "sip:a@host:",
+            "sip:a@host:99999",
+            "sip:a@[::1",
+            "sip:a@[not-v6]",
+            "sip:a@ho st",
+            "sip:a@host;=x",
+            "sip:a%zz@host",
+            "sip:a@.host",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     const INVITE: &[u8] = b"INVITE sip:212345678@127.0.0.1 SIP/2.0\r\n\
 v: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n\
