@@ -13,8 +13,8 @@ use engine::numbering::{self, Alias, Dialled, RegionId};
 use engine::sales;
 use rand::Rng;
 use schema::model::{
-    Account, AccountKind, LedgerEntry, Member, NumberQuery, NumberRecord, NumberState, Office,
-    OfficeContact, OtherNumber, Posted, Session,
+    Account, AccountKind, ApiKey, KeyScope, LedgerEntry, Member, NumberQuery, NumberRecord,
+    NumberState, Office, OfficeContact, OtherNumber, Posted, Session,
 };
 use schema::store::Store;
 use serde::de::DeserializeOwned;
@@ -175,6 +175,9 @@ enum Caller {
     Anonymous,
     Operator,
     Member(Box<Account>),
+    /// An API key of the member: a `full` one may do what its member may,
+    /// a `calls` one only place and follow calls.
+    Key(Box<Account>, Box<ApiKey>),
 }
 
 /// One request, as the router sees it.
@@ -674,16 +677,54 @@ impl Api {
             ("GET", ["card-samples"]) => ok(&crate::cards::samples()),
             ("POST", ["members", id, "api-keys"]) => {
                 let a = self.target(req, id).await?;
+                let b: Option<KeyCreate> = if req.body.is_empty() {
+                    None
+                } else {
+                    body(req)?
+                };
+                let b = b.unwrap_or_default();
+                let name = b.name.unwrap_or_else(|| "API key".into());
+                if name.is_empty() || name.len() > 100 {
+                    return Err(ApiError::invalid("name", "1 to 100 characters"));
+                }
                 let (key, hash) = auth::new_token();
-                let expires_at = self.now() + 10 * 365 * 24 * 3600;
-                self.store
-                    .put_session(&Session {
-                        token_hash: hash,
-                        account: a.id.clone(),
-                        expires_at,
-                    })
-                    .await?;
-                ok(&serde_json::json!({ "key": key, "expires_at": expires_at }))
+                let k = ApiKey {
+                    id: format!("k{:016x}", rand::thread_rng().r#gen::<u64>()),
+                    account: a.id.clone(),
+                    name,
+                    scope: b.scope.unwrap_or(KeyScope::Full),
+                    token_hash: hash,
+                    webhook_secret: auth::new_token().0,
+                    created_at: self.now(),
+                    last_used: None,
+                    revoked: false,
+                };
+                self.store.put_api_key(&k).await?;
+                // The token and the webhook secret are shown this once.
+                let mut v = key_view(&k);
+                v["key"] = key.into();
+                v["webhook_secret"] = k.webhook_secret.clone().into();
+                ok(&v)
+            }
+            ("GET", ["members", id, "api-keys"]) => {
+                let a = self.target(req, id).await?;
+                let keys = self.store.api_keys_of(&a.id).await?;
+                ok(&keys.iter().map(key_view).collect::<Vec<_>>())
+            }
+            ("DELETE", ["members", id, "api-keys", key_id]) => {
+                let a = self.target(req, id).await?;
+                let Some(mut k) = self
+                    .store
+                    .api_keys_of(&a.id)
+                    .await?
+                    .into_iter()
+                    .find(|k| k.id == *key_id)
+                else {
+                    return Err(ApiError::not_found(format!("no API key {key_id}")));
+                };
+                k.revoked = true;
+                self.store.put_api_key(&k).await?;
+                Ok(no_content())
             }
             ("POST", ["calls"]) => self.click(req, body(req)?).await,
             ("GET", ["calls", id, "events"]) => self.call_events(id),
@@ -804,22 +845,48 @@ impl Api {
             return Ok(Caller::Operator);
         }
         let now = (self.clock)();
-        let Some(s) = self.store.session(&auth::token_hash(token), now).await? else {
+        let hash = auth::token_hash(token);
+        if let Some(s) = self.store.session(&hash, now).await? {
+            return match self.store.account(&s.account).await? {
+                Some(a) => Ok(Caller::Member(Box::new(a))),
+                None => Err(ApiError::unauthorized()),
+            };
+        }
+        let Some(mut k) = self.store.api_key(&hash).await? else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "the token is unknown or expired; sign in again",
             ));
         };
-        match self.store.account(&s.account).await? {
-            Some(a) => Ok(Caller::Member(Box::new(a))),
+        if k.revoked {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "key_revoked",
+                "this API key was revoked",
+            ));
+        }
+        // Its last use, to the minute (not a write per request).
+        if k.last_used.is_none_or(|t| now.saturating_sub(t) >= 60) {
+            k.last_used = Some(now);
+            self.store.put_api_key(&k).await?;
+        }
+        match self.store.account(&k.account).await? {
+            Some(a) => Ok(Caller::Key(Box::new(a), Box::new(k))),
             None => Err(ApiError::unauthorized()),
         }
+    }
+
+    /// Refused to a `calls` key.
+    fn calls_only() -> ApiError {
+        ApiError::forbidden("this API key may only place and follow calls")
     }
 
     async fn member(&self, req: &Request) -> Result<Account, ApiError> {
         match self.caller(req).await? {
             Caller::Member(a) => Ok(*a),
+            Caller::Key(a, k) if k.scope == KeyScope::Full => Ok(*a),
+            Caller::Key(..) => Err(Self::calls_only()),
             Caller::Operator => Err(ApiError::forbidden(
                 "members buy numbers; the operator cannot",
             )),
@@ -830,7 +897,7 @@ impl Api {
     async fn operator(&self, req: &Request) -> Result<(), ApiError> {
         match self.caller(req).await? {
             Caller::Operator => Ok(()),
-            Caller::Member(_) => Err(ApiError::forbidden("operator only")),
+            Caller::Member(_) | Caller::Key(..) => Err(ApiError::forbidden("operator only")),
             Caller::Anonymous => Err(ApiError::unauthorized()),
         }
     }
@@ -850,8 +917,9 @@ impl Api {
                 Err(ApiError::bad_request("the operator has no `me`"))
             }
             Caller::Operator => self.account(id).await,
-            Caller::Member(a) if id == "me" || id == a.id => Ok(*a),
-            Caller::Member(_) => Err(ApiError::forbidden(
+            Caller::Key(_, k) if k.scope != KeyScope::Full => Err(Self::calls_only()),
+            Caller::Member(a) | Caller::Key(a, _) if id == "me" || id == a.id => Ok(*a),
+            Caller::Member(_) | Caller::Key(..) => Err(ApiError::forbidden(
                 "a member reads and changes only its own data",
             )),
         }
@@ -860,6 +928,26 @@ impl Api {
     pub(crate) fn now(&self) -> u64 {
         (self.clock)()
     }
+}
+
+/// What creates an API key: a name and a scope (`full` by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyCreate {
+    name: Option<String>,
+    scope: Option<KeyScope>,
+}
+
+/// An API key as listed: never its token or secret.
+fn key_view(k: &ApiKey) -> serde_json::Value {
+    serde_json::json!({
+        "id": k.id,
+        "name": k.name,
+        "scope": k.scope,
+        "created_at": k.created_at,
+        "last_used": k.last_used,
+        "revoked": k.revoked,
+    })
 }
 
 /// A 200 with a JSON body.
@@ -917,20 +1005,22 @@ impl Api {
             .card(&b.card)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no card {}", b.card)))?;
-        match self.caller(req).await? {
+        // What signs the call's status webhooks: an API key's own secret
+        // (never the bearer token); a signed-in session's token.
+        let key = match self.caller(req).await? {
             Caller::Anonymous => return Err(ApiError::unauthorized()),
-            Caller::Member(a) if a.id != card.owner => {
+            Caller::Member(a) | Caller::Key(a, _) if a.id != card.owner => {
                 return Err(ApiError::forbidden(
                     "only the card's owner places its calls",
                 ));
             }
-            _ => {}
-        }
-        let key = req
-            .authorization
-            .as_deref()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(|k| k.trim().to_owned());
+            Caller::Key(_, k) => Some(k.webhook_secret.clone()),
+            Caller::Member(_) | Caller::Operator => req
+                .authorization
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(|k| k.trim().to_owned()),
+        };
         self.place_click(card, b, req.remote, key).await
     }
 

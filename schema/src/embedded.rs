@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
-    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, NumberState, OpenCall, Posted, Session,
+    Account, ApiKey, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member,
+    NumberQuery, NumberRecord, NumberState, OpenCall, Posted, Session,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -116,6 +116,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     account TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    token_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_account ON api_keys (account, created_at);
 CREATE TABLE IF NOT EXISTS numbers (
     number TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -648,6 +655,49 @@ impl Store for Embedded {
             )
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn put_api_key(&self, k: &ApiKey) -> Result<()> {
+        let doc = to_doc(k)?;
+        self.conn
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO api_keys (token_hash, account, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![k.token_hash, k.account, k.created_at as i64, doc],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKey>> {
+        let doc: Option<String> = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT doc FROM api_keys WHERE token_hash = ?1",
+                params![token_hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        doc.map(|d| from_doc(&d)).transpose()
+    }
+
+    async fn api_keys_of(&self, account: &str) -> Result<Vec<ApiKey>> {
+        let docs: Vec<String> = {
+            let conn = self.conn.lock();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT doc FROM api_keys WHERE account = ?1 ORDER BY created_at, token_hash",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![account], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(unavailable)?
+        };
+        docs.iter().map(|d| from_doc(d)).collect()
     }
 
     async fn insert_number(&self, r: &NumberRecord) -> Result<bool> {

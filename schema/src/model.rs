@@ -190,6 +190,40 @@ pub struct Session {
     pub expires_at: u64,
 }
 
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyScope {
+    /// Place calls (`POST /calls`) and follow them; nothing else.
+    Calls,
+    /// Everything its member may do.
+    Full,
+}
+
+/// An API key of a member: its own record, stored by the SHA-256 of the
+/// bearer token, named, scoped, revocable, with its own webhook secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Its id, shown in lists (never the token).
+    pub id: String,
+    /// The member it acts for.
+    pub account: String,
+    /// What the member called it.
+    pub name: String,
+    /// What it may do.
+    pub scope: KeyScope,
+    /// Hex SHA-256 of the bearer token.
+    pub token_hash: String,
+    /// The secret that signs the status webhooks of calls it places.
+    pub webhook_secret: String,
+    /// Creation, Unix seconds.
+    pub created_at: u64,
+    /// Last use, Unix seconds (to the minute).
+    pub last_used: Option<u64>,
+    /// Revoked keys are refused.
+    pub revoked: bool,
+}
+
 /// Price class of a number in the inventory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -30,8 +30,8 @@ use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
 
 use crate::model::{
-    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, NumberState, OpenCall, Posted, Session as SessionRecord,
+    Account, ApiKey, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member,
+    NumberQuery, NumberRecord, NumberState, OpenCall, Posted, Session as SessionRecord,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -39,6 +39,7 @@ use crate::store::{Result, Store, StoreError};
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "tables", include_str!("../cql/0001_tables.cql")),
     (2, "heartbeats", include_str!("../cql/0002_heartbeats.cql")),
+    (3, "api_keys", include_str!("../cql/0003_api_keys.cql")),
 ];
 
 /// Posts remembered in a balance's row (older ones in `ledger_keys`).
@@ -377,6 +378,26 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
         "owner_cards",
         Kind::Read,
         "SELECT id FROM cards_by_owner WHERE owner = ?",
+    ),
+    (
+        "key_put",
+        Kind::Write,
+        "INSERT INTO api_keys (token_hash, doc) VALUES (?, ?)",
+    ),
+    (
+        "key_get",
+        Kind::Read,
+        "SELECT doc FROM api_keys WHERE token_hash = ?",
+    ),
+    (
+        "key_index_put",
+        Kind::Write,
+        "INSERT INTO api_keys_by_account (account, created_at, token_hash) VALUES (?, ?, ?)",
+    ),
+    (
+        "key_index_get",
+        Kind::Read,
+        "SELECT token_hash FROM api_keys_by_account WHERE account = ?",
     ),
     (
         "idem_claim",
@@ -1162,6 +1183,36 @@ impl Store for Scylla {
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
         self.exec("session_delete", (token_hash,)).await.map(|_| ())
+    }
+
+    async fn put_api_key(&self, k: &ApiKey) -> Result<()> {
+        self.exec("key_put", (&k.token_hash, to_doc(k)?)).await?;
+        self.exec(
+            "key_index_put",
+            (&k.account, i64_of(k.created_at), &k.token_hash),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKey>> {
+        self.texts("key_get", (token_hash,))
+            .await?
+            .first()
+            .map(|d| from_doc(d))
+            .transpose()
+    }
+
+    async fn api_keys_of(&self, account: &str) -> Result<Vec<ApiKey>> {
+        let mut out = Vec::new();
+        for hash in self.texts("key_index_get", (account,)).await? {
+            if let Some(k) = self.api_key(&hash).await?
+                && k.account == account
+            {
+                out.push(k);
+            }
+        }
+        Ok(out)
     }
 
     async fn insert_number(&self, r: &NumberRecord) -> Result<bool> {

@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, OpenCall, Posted, Session,
+    Account, ApiKey, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member,
+    NumberQuery, NumberRecord, OpenCall, Posted, Session,
 };
 
 /// What a backend can fail with.
@@ -85,6 +85,12 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, token_hash: &str, now: u64) -> Result<Option<Session>>;
     /// End a session.
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Store (or replace) an API key.
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// The API key with this token hash.
+    async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKey>>;
+    /// A member's API keys, oldest first.
+    async fn api_keys_of(&self, account: &str) -> Result<Vec<ApiKey>>;
 
     /// Add a number to the inventory unless present; `false` if it was.
     async fn insert_number(&self, record: &NumberRecord) -> Result<bool>;

@@ -457,6 +457,48 @@ fn card(id: &str, owner: &str, token: &str, at: u64) -> schema::model::Card {
 
 /// Cards: inserted once per ID and token, saved by compare-and-set, read
 /// by ID, token (always the latest) and owner, deleted with their link.
+/// API keys: found by token hash, listed per member oldest first, replaced
+/// whole (revoked, last used).
+async fn api_key_suite(store: &dyn Store) {
+    use schema::model::{ApiKey, KeyScope};
+    let key = |id: &str, at: u64| ApiKey {
+        id: id.into(),
+        account: "1001".into(),
+        name: format!("key {id}"),
+        scope: KeyScope::Calls,
+        token_hash: format!("hash-{id}"),
+        webhook_secret: format!("secret-{id}"),
+        created_at: at,
+        last_used: None,
+        revoked: false,
+    };
+    store.put_api_key(&key("b", 20)).await.unwrap();
+    store.put_api_key(&key("a", 10)).await.unwrap();
+    assert_eq!(store.api_key("hash-a").await.unwrap(), Some(key("a", 10)));
+    assert_eq!(store.api_key("hash-zz").await.unwrap(), None);
+    let ids: Vec<String> = store
+        .api_keys_of("1001")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["a", "b"], "oldest first");
+    assert!(store.api_keys_of("1002").await.unwrap().is_empty());
+    let revoked = ApiKey {
+        revoked: true,
+        last_used: Some(30),
+        ..key("a", 10)
+    };
+    store.put_api_key(&revoked).await.unwrap();
+    assert_eq!(store.api_key("hash-a").await.unwrap(), Some(revoked));
+    assert_eq!(
+        store.api_keys_of("1001").await.unwrap().len(),
+        2,
+        "replaced, not added"
+    );
+}
+
 async fn card_suite(store: &dyn Store) {
     let c1 = card("card1", "1001", "tok-a", 10);
     assert!(store.insert_card(&c1).await.unwrap());
@@ -855,6 +897,7 @@ async fn conforms(store: Arc<dyn Store>) {
     ledger_suite(store_ref).await;
     cdr_suite(store_ref).await;
     card_suite(store_ref).await;
+    api_key_suite(store_ref).await;
     assert_eq!(store.plan("gold").await.unwrap(), None);
     assert_eq!(
         store

@@ -262,6 +262,21 @@ impl Store for Faulty {
         self.inner.claim_idempotency(owner, key, call_id, at).await
     }
 
+    async fn put_api_key(&self, key: &schema::model::ApiKey) -> Result<()> {
+        self.check()?;
+        self.inner.put_api_key(key).await
+    }
+
+    async fn api_key(&self, token_hash: &str) -> Result<Option<schema::model::ApiKey>> {
+        self.check()?;
+        self.inner.api_key(token_hash).await
+    }
+
+    async fn api_keys_of(&self, account: &str) -> Result<Vec<schema::model::ApiKey>> {
+        self.check()?;
+        self.inner.api_keys_of(account).await
+    }
+
     async fn release_idempotency(&self, owner: &str, key: &str, call_id: &str) -> Result<()> {
         self.check()?;
         self.inner.release_idempotency(owner, key, call_id).await

@@ -53,12 +53,13 @@ async fn phone(env: &Env, number: &str) -> switchboard_tests::SippChild {
 const ADMIN: &str = "operator-secret-0123456789";
 
 /// Member 100 with an API key and a card whose one button rings `number`,
-/// and the edge (its config changed by `tweak`) that places its calls.
+/// and the edge (its config changed by `tweak`) that places its calls; the
+/// key's webhook secret last.
 async fn owner_with_card(
     env: &Env,
     number: &str,
     tweak: impl FnOnce(&mut gateway::api::ApiConfig),
-) -> (gateway::api::Api, String, Value) {
+) -> (gateway::api::Api, String, Value, String) {
     env.add_account("100", "owner@example.com", |_| {}).await;
     let mut cfg = gateway::api::ApiConfig::new(env.sip().to_string(), "switchboard".into());
     cfg.admin_token = Some(ADMIN.into());
@@ -82,6 +83,7 @@ async fn owner_with_card(
     )
     .await;
     assert_eq!(s, 200, "{key}");
+    let secret = key["webhook_secret"].as_str().unwrap().to_owned();
     let key = key["key"].as_str().unwrap().to_owned();
     let info =
         json!({"name": "Owner", "phones": [{"label": "Desk", "number": number, "button_id": ""}]});
@@ -94,7 +96,7 @@ async fn owner_with_card(
     )
     .await;
     assert_eq!(s, 200, "{card}");
-    (api, key, card)
+    (api, key, card, secret)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +109,7 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     .await
     .unwrap();
     // 100 owns a card whose button rings its phone 200; 300 is the visitor.
-    let (api, key, card) = owner_with_card(&env, "200", |_| {}).await;
+    let (api, key, card, secret) = owner_with_card(&env, "200", |_| {}).await;
     let button = card["info"]["phones"][0]["button_id"]
         .as_str()
         .unwrap()
@@ -231,8 +233,13 @@ async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key(
     for (ts, sig, body) in &hooks {
         assert_eq!(
             sig,
+            &gateway::webhooks::sign(&secret, ts.parse().unwrap(), body),
+            "verifiable with the key's own webhook secret"
+        );
+        assert_ne!(
+            sig,
             &gateway::webhooks::sign(&key, ts.parse().unwrap(), body),
-            "verifiable"
+            "not with the bearer key"
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -264,7 +271,7 @@ fn hooks_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abuse_limits_refuse_clicks_with_their_reason() {
     let env = Env::start(&["100", "300"], |_| {}).await.unwrap();
-    let (api, key, card) =
+    let (api, key, card, _) =
         owner_with_card(&env, "100", |cfg| cfg.clicks.per_address_per_minute = 1).await;
     let click = |callback: &str| json!({"card": card["id"], "button": card["info"]["phones"][0]["button_id"], "callback": callback});
     let place = |body: Value| api_call(&api, warp::http::Method::POST, "calls", Some(&key), body);
@@ -306,7 +313,7 @@ async fn a_click_that_placed_no_call_leaves_its_key_for_the_retry() {
     })
     .await
     .unwrap();
-    let (api, key, card) = owner_with_card(&env, "200", |_| {}).await;
+    let (api, key, card, _) = owner_with_card(&env, "200", |_| {}).await;
     let button = card["info"]["phones"][0]["button_id"]
         .as_str()
         .unwrap()
@@ -343,7 +350,7 @@ async fn an_onnet_callback_is_checked_where_its_forward_goes() {
     })
     .await
     .unwrap();
-    let (api, key, card) = owner_with_card(&env, "200", |c| {
+    let (api, key, card, _) = owner_with_card(&env, "200", |c| {
         c.directory.home = engine::numbering::RegionId::KR;
     })
     .await;
@@ -378,4 +385,105 @@ async fn an_onnet_callback_is_checked_where_its_forward_goes() {
         "{v}"
     );
     assert!(env.node().recent_calls().await.is_empty(), "no call placed");
+}
+
+/// API keys are records of their own (issue 19.6): named, scoped, listed
+/// without their secrets, revoked one by one, with a last-used time. A
+/// `calls` key places calls and may do nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_named_scoped_listed_and_revoked_one_by_one() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let (api, full, card, _) = owner_with_card(&env, "200", |_| {}).await;
+    let (s, calls) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/api-keys",
+        Some(&full),
+        json!({"name": "CRM", "scope": "calls"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{calls}");
+    assert_eq!(calls["scope"], "calls");
+    let calls_key = calls["key"].as_str().unwrap().to_owned();
+    // A calls key may not read or change the member's data.
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::GET,
+        "members/me",
+        Some(&calls_key),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    let (s, _) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "members/100/api-keys",
+        Some(&calls_key),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 403, "nor make itself keys");
+    // It may place calls (this one fails later: nobody is registered).
+    let button = card["info"]["phones"][0]["button_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = json!({"card": card["id"], "button": button, "callback": "200"});
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&calls_key),
+        click.clone(),
+    )
+    .await;
+    assert!(s != 401 && s != 403, "{s} {v}");
+    // Listed without token or secret, with its last use.
+    let (s, list) = api_call(
+        &api,
+        warp::http::Method::GET,
+        "members/100/api-keys",
+        Some(&full),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let crm = list.iter().find(|k| k["name"] == "CRM").unwrap();
+    assert!(crm["last_used"].is_u64(), "{crm}");
+    assert!(
+        crm.get("key").is_none() && crm.get("webhook_secret").is_none(),
+        "{crm}"
+    );
+    // Revoked alone: the other key still works.
+    let id = crm["id"].as_str().unwrap();
+    let (s, _) = api_call(
+        &api,
+        warp::http::Method::DELETE,
+        &format!("members/100/api-keys/{id}"),
+        Some(&full),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, v) = api_call(
+        &api,
+        warp::http::Method::POST,
+        "calls",
+        Some(&calls_key),
+        click,
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("key_revoked")), "{v}");
+    let (s, _) = api_call(
+        &api,
+        warp::http::Method::GET,
+        "members/me",
+        Some(&full),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 200, "the other key is untouched");
 }
