@@ -380,22 +380,22 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
         "SELECT id FROM cards_by_owner WHERE owner = ?",
     ),
     (
-        "key_put",
+        "apikey_put",
         Kind::Write,
         "INSERT INTO api_keys (token_hash, doc) VALUES (?, ?)",
     ),
     (
-        "key_get",
+        "apikey_get",
         Kind::Read,
         "SELECT doc FROM api_keys WHERE token_hash = ?",
     ),
     (
-        "key_index_put",
+        "apikey_index_put",
         Kind::Write,
         "INSERT INTO api_keys_by_account (account, created_at, token_hash) VALUES (?, ?, ?)",
     ),
     (
-        "key_index_get",
+        "apikey_index_get",
         Kind::Read,
         "SELECT token_hash FROM api_keys_by_account WHERE account = ?",
     ),
@@ -1186,9 +1186,9 @@ impl Store for Scylla {
     }
 
     async fn put_api_key(&self, k: &ApiKey) -> Result<()> {
-        self.exec("key_put", (&k.token_hash, to_doc(k)?)).await?;
+        self.exec("apikey_put", (&k.token_hash, to_doc(k)?)).await?;
         self.exec(
-            "key_index_put",
+            "apikey_index_put",
             (&k.account, i64_of(k.created_at), &k.token_hash),
         )
         .await
@@ -1196,7 +1196,7 @@ impl Store for Scylla {
     }
 
     async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKey>> {
-        self.texts("key_get", (token_hash,))
+        self.texts("apikey_get", (token_hash,))
             .await?
             .first()
             .map(|d| from_doc(d))
@@ -1205,7 +1205,7 @@ impl Store for Scylla {
 
     async fn api_keys_of(&self, account: &str) -> Result<Vec<ApiKey>> {
         let mut out = Vec::new();
-        for hash in self.texts("key_index_get", (account,)).await? {
+        for hash in self.texts("apikey_index_get", (account,)).await? {
             if let Some(k) = self.api_key(&hash).await?
                 && k.account == account
             {
