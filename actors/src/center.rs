@@ -933,6 +933,10 @@ impl CenterState {
         };
         let creds = match digest::parse_credentials(auth) {
             Ok(c) => c,
+            Err(_) if !digest::is_digest(auth) => {
+                self.challenge(now, request, flow, false).await;
+                return None;
+            }
             Err(_) => {
                 metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
                 self.transport.auth.failed(ip, None, now);

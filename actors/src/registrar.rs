@@ -207,6 +207,10 @@ impl RegistrarState {
         let (Some(to), Some(from)) = (request.to_hdr(), request.from_hdr()) else {
             return refuse(400, "bad To or From");
         };
+        if !to.uri.scheme.starts_with("sip") || !from.uri.scheme.starts_with("sip") {
+            // RFC 4475 §3.4.4: an address of record is a SIP or SIPS URI.
+            return refuse(400, "To and From of a REGISTER must be SIP or SIPS URIs");
+        }
         let Some(number) = to.uri.user.clone() else {
             return refuse(404, "no user in To");
         };
@@ -246,6 +250,11 @@ impl RegistrarState {
         }
         let creds = match digest::parse_credentials(auth) {
             Ok(c) => c,
+            Err(_) if !digest::is_digest(auth) => {
+                // RFC 4475 §3.4.7: a scheme we do not know is answered with
+                // the challenge of one we do.
+                return self.challenge(now, request, false);
+            }
             Err(_) => {
                 self.note_failure(ip, None, now);
                 return refuse(400, "malformed Authorization");

@@ -633,6 +633,19 @@ impl Transport {
                 .await;
             return;
         }
+        if request.method == Method::Invite
+            && request.to_tag().is_none()
+            && let Some(status) = request.media_refusal()
+        {
+            // An offer in a type we cannot answer, or an answer type the
+            // caller would not accept: refused before any challenge.
+            let tag = stateless_tag(&request);
+            let mut response = request.response(status, Some(&tag));
+            response.headers.push("Accept", "application/sdp");
+            self.send_response(&response, response_flow(&response, flow))
+                .await;
+            return;
+        }
         if let Some(to_tag) = request.to_tag() {
             let key = dialog_key(request.call_id(), &to_tag);
             let leg = self.dialogs.get(&key).map(|r| r.clone());

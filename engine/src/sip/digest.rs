@@ -188,6 +188,16 @@ pub struct Credentials {
     pub nc: Option<u32>,
 }
 
+/// Whether a credentials header is of the Digest scheme at all (another
+/// scheme is answered with a challenge, not a 400).
+pub fn is_digest(header: &str) -> bool {
+    header
+        .trim()
+        .split(char::is_whitespace)
+        .next()
+        .is_some_and(|s| s.eq_ignore_ascii_case("Digest"))
+}
+
 /// Parse `Digest k=v, k="v", ...` (RFC 7616 §3.4).
 pub fn parse_credentials(header: &str) -> Result<Credentials, Error> {
     let params = digest_params(header)?;

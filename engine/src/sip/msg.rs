@@ -403,7 +403,12 @@ impl NameAddr {
         if let Some(lt) = find_unquoted(s, '<') {
             let gt = s[lt..].find('>').ok_or(ParseError::Malformed(header))? + lt;
             let display = s[..lt].trim();
-            let uri = Uri::parse(&s[lt + 1..gt]).map_err(|_| ParseError::Malformed(header))?;
+            let inside = &s[lt + 1..gt];
+            if inside.trim() != inside {
+                // RFC 4475 §3.1.2.14: no whitespace inside the brackets.
+                return Err(ParseError::Malformed(header));
+            }
+            let uri = Uri::parse(inside).map_err(|_| ParseError::Malformed(header))?;
             Ok(NameAddr {
                 display: (!display.is_empty()).then(|| display.to_owned()),
                 uri,
@@ -1270,6 +1275,34 @@ impl Request {
             .filter(|tag| !supported.iter().any(|s| s.eq_ignore_ascii_case(tag)))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Whether a session offer this node cannot take is refused for its
+    /// media types (RFC 3261 §21.4.7, §21.4.13; RFC 4475 §3.4.6, §3.4.15):
+    /// 415 for a body that is not SDP (multipart may carry SDP), 406 when
+    /// `Accept` admits no SDP answer.
+    pub fn media_refusal(&self) -> Option<u16> {
+        let main = |v: &str| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        };
+        if !self.body.is_empty()
+            && let Some(ct) = self.headers.get("Content-Type").map(main)
+            && ct != "application/sdp"
+            && !ct.starts_with("multipart/")
+        {
+            return Some(415);
+        }
+        let mut accept = self.headers.get_all("Accept").map(main).peekable();
+        if accept.peek().is_some()
+            && !accept.any(|a| a == "application/sdp" || a == "application/*" || a == "*/*")
+        {
+            return Some(406);
+        }
+        None
     }
 
     /// Serialise, with Content-Length set from the body.

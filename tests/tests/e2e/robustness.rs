@@ -297,3 +297,71 @@ async fn a_required_extension_we_lack_gets_420_before_the_challenge() {
     .unwrap();
     assert!(r.starts_with("SIP/2.0 407"), "{r}");
 }
+
+/// RFC 4475's application-layer cases (issue 19.10): an offer of a media
+/// type we cannot answer gets 415 with `Accept`, an `Accept` that admits
+/// no SDP 406, both before any challenge; a REGISTER whose To is not a SIP
+/// URI 400; credentials of a scheme we do not know are challenged (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_and_credentials_we_cannot_take_get_the_rfc_4475_answers() {
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let invite = |branch: &str, extra: &str, body: &str| {
+        probe("INVITE", "200", port, branch)
+            .replace(
+                "Max-Forwards: 70",
+                &format!("Contact: <sip:100@127.0.0.1:{port}>\r\n{extra}Max-Forwards: 70"),
+            )
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+            )
+    };
+    let r = ask(
+        &sock,
+        env.sip(),
+        &invite(
+            "invut",
+            "Content-Type: application/unknownformat\r\n",
+            "<body/>",
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(r.starts_with("SIP/2.0 415"), "{r}");
+    assert!(r.contains("Accept: application/sdp"), "{r}");
+    let r = ask(
+        &sock,
+        env.sip(),
+        &invite("sdp01", "Accept: text/nobodyKnowsThis\r\n", ""),
+    )
+    .await
+    .unwrap();
+    assert!(r.starts_with("SIP/2.0 406"), "{r}");
+    let r = ask(
+        &sock,
+        env.sip(),
+        &invite("ok", "Accept: application/sdp\r\n", ""),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.starts_with("SIP/2.0 407"),
+        "an acceptable offer is challenged: {r}"
+    );
+    let register =
+        probe("REGISTER", "", port, "unksm2").replace("To: <sip:127.0.0.1>", "To: isbn:2983792873");
+    let r = ask(&sock, env.sip(), &register).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 400"), "{r}");
+    let register = probe("REGISTER", "", port, "regaut01")
+        .replace("To: <sip:127.0.0.1>", "To: <sip:100@127.0.0.1>")
+        .replace("From: <sip:probe@127.0.0.1>", "From: <sip:100@127.0.0.1>")
+        .replace(
+            "Max-Forwards: 70",
+            "Authorization: NoOneKnowsThisScheme opaque-data=here\r\nMax-Forwards: 70",
+        );
+    let r = ask(&sock, env.sip(), &register).await.unwrap();
+    assert!(r.starts_with("SIP/2.0 401"), "{r}");
+    assert!(r.contains("WWW-Authenticate: Digest"), "{r}");
+}
