@@ -357,7 +357,8 @@ async fn enum_over_udp_truncates_to_the_askers_size_and_limits_each_source() {
     {
         answered += 1;
     }
-    assert!((10..=20).contains(&answered), "answered {answered} of 100");
+    // Ten a second: the burst spans one window, or a few on a slow machine.
+    assert!((10..=40).contains(&answered), "answered {answered} of 100");
     // The next second it is answered again.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sock.send_to(&query(500), edge.dns).await.unwrap();
