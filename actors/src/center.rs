@@ -64,7 +64,8 @@ struct Resolved {
 }
 
 impl Resolved {
-    fn direct((targets, hunt): (Vec<Target>, Option<Vec<u16>>)) -> Resolved {
+    /// Targets the caller pays for as dialled (no forward).
+    fn direct(targets: Vec<Target>, hunt: Option<Vec<u16>>) -> Resolved {
         Resolved {
             targets,
             hunt,
@@ -521,15 +522,12 @@ impl CenterState {
             Ok(Some(_)) => self
                 .member_targets(callee)
                 .await
-                .map(|t| Resolved::direct((t, None)))
+                .map(|t| Resolved::direct(t, None))
                 .map_err(|(s, w)| (s, w.to_owned())),
             Ok(None) => match self.onnet_targets(callee, ident).await {
                 Some(r) => r,
                 None => match self.trunk_targets(callee, ident) {
-                    Ok(t) => Ok(Resolved::direct((
-                        t,
-                        Some(self.cfg.routing.failover.clone()),
-                    ))),
+                    Ok(t) => Ok(Resolved::direct(t, Some(self.cfg.routing.failover.clone()))),
                     Err(e) => {
                         metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
                         Err(e)
@@ -745,7 +743,7 @@ impl CenterState {
                     self.member_targets(&sip_user).await
                 };
                 found
-                    .map(|t| Resolved::direct((t, None)))
+                    .map(|t| Resolved::direct(t, None))
                     .map_err(|(c, w)| (c, w.to_owned()))
             }
             Decision::Pstn { e164, .. } => {
@@ -933,7 +931,7 @@ impl CenterState {
         };
         let creds = match digest::parse_credentials(auth) {
             Ok(c) => c,
-            Err(_) if !digest::is_digest(auth) => {
+            Err(digest::Error::Scheme) => {
                 self.challenge(now, request, flow, false).await;
                 return None;
             }

@@ -250,7 +250,7 @@ impl RegistrarState {
         }
         let creds = match digest::parse_credentials(auth) {
             Ok(c) => c,
-            Err(_) if !digest::is_digest(auth) => {
+            Err(digest::Error::Scheme) => {
                 // RFC 4475 §3.4.7: a scheme we do not know is answered with
                 // the challenge of one we do.
                 return self.challenge(now, request, false);

@@ -61,9 +61,14 @@ impl Algorithm {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The header is not `Digest` credentials or lacks a mandatory parameter.
+    /// The header is `Digest` credentials that lack a mandatory parameter
+    /// or do not parse.
     #[error("malformed credentials")]
     Malformed,
+    /// The header is credentials of another scheme than Digest: answered
+    /// with a challenge, not a 400 (RFC 4475 §3.4.7).
+    #[error("not a Digest scheme")]
+    Scheme,
     /// The algorithm is not one we offer.
     #[error("unsupported algorithm")]
     Algorithm,
@@ -151,18 +156,13 @@ pub fn uri_matches(digest_uri: &str, request_uri: &crate::sip::msg::Uri) -> bool
         // as the user-less form when it names the Request-URI's address.
         return unbracketed_server(digest_uri, request_uri);
     };
-    let (a, b) = (lowered_params(&u), lowered_params(request_uri));
     let same_server = u.scheme == request_uri.scheme
         && u.host.eq_ignore_ascii_case(&request_uri.host)
         && u.port == request_uri.port;
     if u.user.is_none() && u.params.is_empty() {
         return same_server;
     }
-    u.scheme == request_uri.scheme
-        && u.user == request_uri.user
-        && u.host.eq_ignore_ascii_case(&request_uri.host)
-        && u.port == request_uri.port
-        && a == b
+    same_server && u.user == request_uri.user && lowered_params(&u) == lowered_params(request_uri)
 }
 
 /// Parsed `Authorization` / `Proxy-Authorization` digest credentials.
@@ -186,16 +186,6 @@ pub struct Credentials {
     pub qop: Option<String>,
     /// nonce-count, with qop
     pub nc: Option<u32>,
-}
-
-/// Whether a credentials header is of the Digest scheme at all (another
-/// scheme is answered with a challenge, not a 400).
-pub fn is_digest(header: &str) -> bool {
-    header
-        .trim()
-        .split(char::is_whitespace)
-        .next()
-        .is_some_and(|s| s.eq_ignore_ascii_case("Digest"))
 }
 
 /// Parse `Digest k=v, k="v", ...` (RFC 7616 §3.4).
@@ -226,12 +216,12 @@ pub fn parse_credentials(header: &str) -> Result<Credentials, Error> {
 
 /// The parameters of a `Digest k=v, ...` header value.
 fn digest_params(header: &str) -> Result<HashMap<String, String>, Error> {
+    let header = header.trim();
     let (scheme, rest) = header
-        .trim()
         .split_once(char::is_whitespace)
-        .ok_or(Error::Malformed)?;
+        .unwrap_or((header, ""));
     if !scheme.eq_ignore_ascii_case("Digest") {
-        return Err(Error::Malformed);
+        return Err(Error::Scheme);
     }
     parse_params(rest).ok_or(Error::Malformed)
 }
@@ -798,7 +788,12 @@ mod tests {
 
     #[test]
     fn malformed_credentials_are_errors() {
-        assert_eq!(parse_credentials("Basic abc"), Err(Error::Malformed));
+        assert_eq!(parse_credentials("Basic abc"), Err(Error::Scheme));
+        assert_eq!(
+            parse_credentials("NoOneKnowsThisScheme"),
+            Err(Error::Scheme)
+        );
+        assert_eq!(parse_credentials("Digest"), Err(Error::Malformed));
         assert_eq!(
             parse_credentials("Digest username=\"a"),
             Err(Error::Malformed)
