@@ -41,11 +41,11 @@ pub fn next_frame(buf: &[u8], limit: usize) -> Frame {
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
-        let name = trim_ascii(&line[..colon]);
+        let name = line[..colon].trim_ascii();
         if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
             continue;
         }
-        let value = trim_ascii(&line[colon + 1..]);
+        let value = line[colon + 1..].trim_ascii();
         // Digits only, and refused as soon as the value passes the limit:
         // a length near 2^64 must never reach the frame arithmetic.
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
@@ -80,18 +80,6 @@ pub fn next_frame(buf: &[u8], limit: usize) -> Frame {
     } else {
         Frame::Message(total)
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }
 
 #[cfg(test)]

@@ -1156,8 +1156,9 @@ fn check_common(m: &impl HasHeaders) -> Result<(), ParseError> {
         let mut lines = h.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
         let first = lines.next();
         let listed = first.is_some_and(|(_, v)| {
-            // A display name may hold a quoted comma; split_list knows quotes.
-            name != "Content-Type" && split_list(v).len() > 1
+            // A display name may hold a quoted comma; split_list knows quotes
+            // (and is only needed, and only allocates, when there is one).
+            name != "Content-Type" && v.contains(',') && split_list(v).len() > 1
         });
         if lines.next().is_some() || listed {
             return Err(ParseError::Repeated(name));
@@ -1177,16 +1178,12 @@ fn check_common(m: &impl HasHeaders) -> Result<(), ParseError> {
 /// and a Contact's `expires` fit in 32 bits (RFC 4475 badinv01, regbadct,
 /// scalarlg), so a malformed request is refused before it is challenged.
 fn check_request_addresses(r: &Request) -> Result<(), ParseError> {
-    for (name, what) in [
-        ("Contact", "Contact"),
-        ("Route", "Route"),
-        ("Record-Route", "Record-Route"),
-    ] {
+    for name in ["Contact", "Route", "Record-Route"] {
         for v in r.headers.get_all(name) {
             if name == "Contact" && v.trim() == "*" {
                 continue;
             }
-            let a = NameAddr::parse(v, what)?;
+            let a = NameAddr::parse(v, name)?;
             if name == "Contact"
                 && let Some(e) = a.param("expires")
                 && e.trim().parse::<u32>().is_err()
