@@ -50,8 +50,6 @@ pub fn serves_host(cfg: &NodeConfig, local: SocketAddr, host: &str) -> bool {
     let ip = host.parse::<std::net::IpAddr>().ok();
     cfg.sip_addr.ip().is_unspecified()
         || ip.is_some_and(|ip| ip == local.ip() || ip == cfg.sip_addr.ip())
-        || host == local.ip().to_string()
-        || host == cfg.sip_addr.ip().to_string()
         || host.eq_ignore_ascii_case("localhost")
         || cfg.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
 }

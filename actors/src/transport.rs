@@ -295,15 +295,32 @@ impl Transport {
         why: &str,
         retry_after: Option<u32>,
     ) {
+        let text = why.replace('"', "'");
+        let reason = ("Reason", format!("SIP;cause={status};text=\"{text}\""));
+        match retry_after {
+            Some(secs) => {
+                let retry = ("Retry-After", secs.to_string());
+                self.refuse_with(request, status, flow, &[retry, reason])
+                    .await
+            }
+            None => self.refuse_with(request, status, flow, &[reason]).await,
+        }
+    }
+
+    /// A stateless refusal carrying `headers` (`Unsupported` on a 420,
+    /// `Accept` on a 415 or 406, `Reason` and `Retry-After`).
+    async fn refuse_with(
+        self: &Arc<Self>,
+        request: &Request,
+        status: u16,
+        flow: Flow,
+        headers: &[(&str, String)],
+    ) {
         let tag = stateless_tag(request);
         let mut response = request.response(status, Some(&tag));
-        if let Some(secs) = retry_after {
-            response.headers.push("Retry-After", secs.to_string());
+        for (name, value) in headers {
+            response.headers.push(name, value.as_str());
         }
-        let text = why.replace('"', "'");
-        response
-            .headers
-            .push("Reason", format!("SIP;cause={status};text=\"{text}\""));
         self.send_response(&response, response_flow(&response, flow))
             .await;
     }
@@ -557,7 +574,10 @@ impl Transport {
     pub async fn handle_bytes(self: &Arc<Self>, bytes: &[u8], flow: Flow) {
         let now = tokio::time::Instant::now();
         let source = flow.addr().ip();
-        if let Some(why) = self.guard.admit(source, now, !matches!(flow, Flow::Udp(_))) {
+        // A source is banned only over a completed handshake: a UDP source
+        // is forged in one packet.
+        let verified = flow.is_reliable();
+        if let Some(why) = self.guard.admit(source, now, verified) {
             metrics::counter!(m::SOURCE_DROPPED, "reason" => why).increment(1);
             return;
         }
@@ -574,12 +594,11 @@ impl Transport {
         };
         match message {
             Message::Request(mut request) => {
-                if request.headers.get("User-Agent").is_some_and(|ua| {
-                    // Banned only over a completed handshake: a UDP
-                    // source is forged in one packet.
-                    let verified = !matches!(flow, Flow::Udp(_));
-                    self.guard.scanner(source, ua, now, verified)
-                }) {
+                if request
+                    .headers
+                    .get("User-Agent")
+                    .is_some_and(|ua| self.guard.scanner(source, ua, now, verified))
+                {
                     metrics::counter!(m::SOURCE_DROPPED, "reason" => "scanner").increment(1);
                     return;
                 }
@@ -626,11 +645,8 @@ impl Transport {
         if !unsupported.is_empty() {
             // §8.2.2.3: an extension the caller requires and we lack is
             // refused before anything else, so it can retry without it.
-            let tag = stateless_tag(&request);
-            let mut response = request.response(420, Some(&tag));
-            response.headers.push("Unsupported", unsupported.join(", "));
-            self.send_response(&response, response_flow(&response, flow))
-                .await;
+            let missing = ("Unsupported", unsupported.join(", "));
+            self.refuse_with(&request, 420, flow, &[missing]).await;
             return;
         }
         if request.method == Method::Invite
@@ -639,11 +655,8 @@ impl Transport {
         {
             // An offer in a type we cannot answer, or an answer type the
             // caller would not accept: refused before any challenge.
-            let tag = stateless_tag(&request);
-            let mut response = request.response(status, Some(&tag));
-            response.headers.push("Accept", "application/sdp");
-            self.send_response(&response, response_flow(&response, flow))
-                .await;
+            let accept = ("Accept", "application/sdp".to_owned());
+            self.refuse_with(&request, status, flow, &[accept]).await;
             return;
         }
         if let Some(to_tag) = request.to_tag() {
