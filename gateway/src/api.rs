@@ -543,8 +543,7 @@ impl Api {
             && matches!(parts.as_slice(), ["trunks", name, "rates"] | ["plans", name] if !name.is_empty());
         let operator = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
-            .zip(self.cfg.admin_token.as_deref())
-            .is_some_and(|(token, admin)| auth::same_secret(token.trim(), admin));
+            .is_some_and(|token| self.is_operator_token(token.trim()));
         if upload && operator {
             self.cfg.max_rates_body
         } else {
@@ -839,9 +838,7 @@ impl Api {
                 "Authorization must be `Bearer <token>`",
             ));
         };
-        if let Some(admin) = &self.cfg.admin_token
-            && auth::same_secret(token, admin)
-        {
+        if self.is_operator_token(token) {
             return Ok(Caller::Operator);
         }
         let now = (self.clock)();
@@ -875,6 +872,14 @@ impl Api {
             Some(a) => Ok(Caller::Key(Box::new(a), Box::new(k))),
             None => Err(ApiError::unauthorized()),
         }
+    }
+
+    /// Whether `token` is the operator's (compared in constant time).
+    fn is_operator_token(&self, token: &str) -> bool {
+        self.cfg
+            .admin_token
+            .as_deref()
+            .is_some_and(|admin| auth::same_secret(token, admin))
     }
 
     /// Refused to a `calls` key.
@@ -1069,7 +1074,7 @@ impl Api {
                     // An on-net number may leave the network on its holder's
                     // forward or a PSTN office: the checks apply to where it
                     // can go, so the first such exit stands for the callback.
-                    let exit = self.onnet_exits(&d).await?.into_iter().next();
+                    let exit = self.onnet_exit(&d).await?;
                     (
                         b.callback.trim().to_owned(),
                         numbering::cc_of_region(dir.home)
@@ -1146,14 +1151,13 @@ impl Api {
                 return Err(ApiError::new(status, r.code, r.message));
             }
         };
-        let call_id_claimed = call_id.clone();
         let o = actors::center::Originate {
             caller: card.owner.clone(),
             first: callback,
             second: phone.number.clone(),
             prompt: Some(engine::media::player::Prompt::Connecting),
             ringback_cc: cc,
-            call_id: Some(call_id),
+            call_id: Some(call_id.clone()),
         };
         let placed = dialer.originate(o).await;
         if placed.is_err()
@@ -1162,7 +1166,7 @@ impl Api {
             // No call was placed: the key must not answer "duplicate" for a
             // call that never existed; a retry with it places the call.
             self.store
-                .release_idempotency(&card.owner, k, &call_id_claimed)
+                .release_idempotency(&card.owner, k, &call_id)
                 .await?;
         }
         match placed {
@@ -1523,46 +1527,40 @@ impl Api {
 
     /// Calling codes the owner lets its cards call back (default: the
     /// operator's home country).
-    /// Where an on-net number can leave the network, as (E.164, region):
-    /// its holder's forward to its contact PSTN number, and its PSTN offices.
-    async fn onnet_exits(&self, d: &Dialled) -> Result<Vec<(String, String)>, ApiError> {
+    /// The first place an on-net number can leave the network, as (E.164,
+    /// region): its holder's forward to its contact PSTN number, else its
+    /// first PSTN office.
+    async fn onnet_exit(&self, d: &Dialled) -> Result<Option<(String, String)>, ApiError> {
         use schema::model::{NumberState, OfficeContact};
         let key = match d {
             Dialled::Individual(i) => i.canonical(),
             Dialled::Company(c) => c.base.clone(),
-            _ => return Ok(Vec::new()),
+            _ => return Ok(None),
         };
         let Some(r) = self.store.number(&key).await? else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let NumberState::Sold { account, .. } = &r.state else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let Some(a) = self.store.account(account).await? else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        let mut numbers: Vec<String> = Vec::new();
-        if a.forward_to_pstn
-            && let Some(p) = &a.contact_pstn
-        {
-            numbers.push(p.clone());
-        }
-        for o in &a.offices {
-            if let OfficeContact::Pstn { number } = &o.contact {
-                numbers.push(number.clone());
-            }
-        }
-        let dir = &self.cfg.directory;
-        Ok(numbers
-            .into_iter()
-            .map(|n| {
-                let region = match numbering::classify(&n, dir.home, &dir.plan) {
-                    Ok(Dialled::Pstn(p)) => p.region.unwrap_or_default(),
-                    _ => String::new(),
-                };
-                (n, region)
+        let forward = a.contact_pstn.as_ref().filter(|_| a.forward_to_pstn);
+        let office = || {
+            a.offices.iter().find_map(|o| match &o.contact {
+                OfficeContact::Pstn { number } => Some(number),
+                _ => None,
             })
-            .collect())
+        };
+        let dir = &self.cfg.directory;
+        Ok(forward.or_else(office).map(|n| {
+            let region = match numbering::classify(n, dir.home, &dir.plan) {
+                Ok(Dialled::Pstn(p)) => p.region.unwrap_or_default(),
+                _ => String::new(),
+            };
+            (n.clone(), region)
+        }))
     }
 
     /// The countries (ISO 3166 regions) `owner`'s buttons may call back:

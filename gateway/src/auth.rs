@@ -119,13 +119,12 @@ impl SignInLimiter {
     /// An attempt for `login` failed.
     pub fn failed(&self, login: &str, now: Instant) {
         let mut failures = self.failures.lock();
-        if failures.len() >= MAX_KEYS && !failures.contains_key(login) {
-            failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < FORGET_AFTER);
-            if failures.len() >= MAX_KEYS {
-                // Every remembered login failed recently: the new one is
-                // not tracked (the per-address limit still holds).
-                return;
-            }
+        let recent =
+            |(_, last): &(u32, Instant)| now.saturating_duration_since(*last) < FORGET_AFTER;
+        if !crate::bounded::make_room(&mut failures, login, MAX_KEYS, recent) {
+            // Every remembered login failed recently: the new one is not
+            // tracked (the per-address limit still holds).
+            return;
         }
         let e = failures.entry(login.to_owned()).or_insert((0, now));
         if now.saturating_duration_since(e.1) >= FORGET_AFTER {

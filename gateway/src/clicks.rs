@@ -99,14 +99,12 @@ impl Drop for Admitted<'_> {
 impl Guard {
     fn hit(&self, key: String, now_ms: u64, window_ms: u64, max: usize) -> bool {
         let mut w = self.windows.lock();
-        if w.len() >= MAX_KEYS && !w.contains_key(&key) {
-            w.retain(|_, q| {
-                q.back()
-                    .is_some_and(|t| now_ms.saturating_sub(*t) < LONGEST_MS)
-            });
-            if w.len() >= MAX_KEYS {
-                return false;
-            }
+        let recent = |q: &VecDeque<u64>| {
+            q.back()
+                .is_some_and(|t| now_ms.saturating_sub(*t) < LONGEST_MS)
+        };
+        if !crate::bounded::make_room(&mut w, &key, MAX_KEYS, recent) {
+            return false;
         }
         let q = w.entry(key).or_default();
         while q
@@ -169,11 +167,7 @@ impl Guard {
                     format!("This card does not call numbers in {r}."),
                 ));
             }
-            if limits
-                .blocked_prefixes
-                .iter()
-                .any(|p| digits.starts_with(p.as_str()))
-            {
+            if engine::routing::blocked(callback, &limits.blocked_prefixes) {
                 return Err(refuse(
                     "blocked_destination",
                     "This number cannot be called back.",

@@ -105,11 +105,10 @@ impl SourceRate {
     pub fn admit(&self, ip: IpAddr, now: Instant) -> bool {
         let mut seen = self.seen.lock();
         let second = Duration::from_secs(1);
-        if seen.len() >= SOURCES && !seen.contains_key(&ip) {
-            seen.retain(|_, (since, _)| now.saturating_duration_since(*since) < second);
-            if seen.len() >= SOURCES {
-                return false;
-            }
+        let this_second =
+            |(since, _): &(Instant, u32)| now.saturating_duration_since(*since) < second;
+        if !crate::bounded::make_room(&mut seen, &ip, SOURCES, this_second) {
+            return false;
         }
         let (since, n) = seen.entry(ip).or_insert((now, 0));
         if now.saturating_duration_since(*since) >= second {

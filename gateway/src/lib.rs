@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+mod bounded;
 pub mod cards;
 pub mod cdrs;
 pub mod clicks;
