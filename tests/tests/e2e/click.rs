@@ -52,6 +52,22 @@ async fn phone(env: &Env, number: &str) -> switchboard_tests::SippChild {
 
 const ADMIN: &str = "operator-secret-0123456789";
 
+/// An engine with `members`, its media anchored on [`MEDIA_IP`] at `ports`
+/// (each test its own range), `tweak` applied.
+async fn media_env(
+    members: &[&str],
+    ports: (u16, u16),
+    tweak: impl FnOnce(&mut actors::NodeConfig),
+) -> Env {
+    Env::start(members, |c| {
+        c.media.bind = MEDIA_IP.parse().unwrap();
+        c.media.ports = ports;
+        tweak(c);
+    })
+    .await
+    .unwrap()
+}
+
 /// Member 100 with an API key and a card whose one button rings `number`,
 /// and the edge (its config changed by `tweak`) that places its calls; the
 /// key's webhook secret last.
@@ -101,13 +117,10 @@ async fn owner_with_card(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_click_rings_the_visitor_then_the_owner_once_per_idempotency_key() {
-    let env = Env::start(&["100", "200", "300"], |c| {
-        c.media.bind = MEDIA_IP.parse().unwrap();
-        c.media.ports = (33000, 33999);
+    let env = media_env(&["100", "200", "300"], (33000, 33999), |c| {
         c.max_call_duration = Duration::from_secs(3);
     })
-    .await
-    .unwrap();
+    .await;
     // 100 owns a card whose button rings its phone 200; 300 is the visitor.
     let (api, key, card, secret) = owner_with_card(&env, "200", |_| {}).await;
     let button = card["info"]["phones"][0]["button_id"]
@@ -306,13 +319,10 @@ async fn abuse_limits_refuse_clicks_with_their_reason() {
 /// of answering "duplicate" for a call that never existed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_that_placed_no_call_leaves_its_key_for_the_retry() {
-    let env = Env::start(&["100", "200", "300"], |c| {
-        c.media.bind = MEDIA_IP.parse().unwrap();
-        c.media.ports = (34000, 34999);
+    let env = media_env(&["100", "200", "300"], (34000, 34999), |c| {
         c.max_call_duration = Duration::from_secs(2);
     })
-    .await
-    .unwrap();
+    .await;
     let (api, key, card, _) = owner_with_card(&env, "200", |_| {}).await;
     let button = card["info"]["phones"][0]["button_id"]
         .as_str()
@@ -344,12 +354,7 @@ async fn a_click_that_placed_no_call_leaves_its_key_for_the_retry() {
 /// is refused by a card that calls Korea only, and no call is placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_onnet_callback_is_checked_where_its_forward_goes() {
-    let env = Env::start(&["100", "200"], |c| {
-        c.media.bind = MEDIA_IP.parse().unwrap();
-        c.media.ports = (35000, 35999);
-    })
-    .await
-    .unwrap();
+    let env = media_env(&["100", "200"], (35000, 35999), |_| {}).await;
     let (api, key, card, _) = owner_with_card(&env, "200", |c| {
         c.directory.home = engine::numbering::RegionId::KR;
     })
