@@ -196,6 +196,30 @@ pub async fn settle_lost(
     Ok(if posted.is_some() { amount } else { 0 })
 }
 
+/// A tariff as a call-in-progress record keeps it.
+pub fn open_tariff(t: &Tariff) -> schema::model::OpenTariff {
+    schema::model::OpenTariff {
+        per_minute: t.rate.per_minute,
+        connect_fee: t.rate.connect_fee,
+        first_increment: t.rate.first_increment,
+        next_increment: t.rate.next_increment,
+        minimum_secs: t.minimum_secs,
+    }
+}
+
+/// The tariff a call-in-progress record kept.
+pub fn tariff_of(t: &schema::model::OpenTariff) -> Tariff {
+    Tariff {
+        rate: engine::lcr::Rate {
+            per_minute: t.per_minute,
+            connect_fee: t.connect_fee,
+            first_increment: t.first_increment,
+            next_increment: t.next_increment,
+        },
+        minimum_secs: t.minimum_secs,
+    }
+}
+
 impl Wallets {
     /// No holds.
     pub fn new() -> Arc<Wallets> {

@@ -40,12 +40,38 @@ pub enum CallMsg {
     Hangup,
     /// The media relay heard something.
     Media(MediaEvent),
-    /// Time to extend the call's prepaid hold.
-    Funds,
+    /// Time to extend the prepaid hold of one of its charged legs.
+    Funds(Metered),
     /// The funds run out soon: warn the payer.
     FundsWarning,
     /// The funds have run out: release the call.
     FundsOut,
+}
+
+/// Which of a call's separately charged legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metered {
+    /// The bridged leg (the callee's), charged from the call's answer
+    /// under the call's id.
+    Bridged,
+    /// A placed call's callback leg (its first party), charged from its
+    /// own answer under [`schema::model::callback_key`].
+    Callback,
+}
+
+/// A placed call's callback leg as the call reports it.
+#[derive(Debug, Clone)]
+pub struct CallbackReport {
+    /// The number as asked.
+    pub number: String,
+    /// Where it was rated (the number, or where its forward goes).
+    pub destination: String,
+    /// Who pays for the leg and at what price, when it is charged.
+    pub charge: Option<crate::billing::Charge>,
+    /// Seconds from its answer to the end.
+    pub talked_secs: u32,
+    /// Its answer, Unix ms.
+    pub answer_ms: Option<u64>,
 }
 
 /// What is known of a call when it is over: the seed of its CDR.
@@ -86,6 +112,8 @@ pub struct CallReport {
     /// DTMF digits heard, in order, with where (`A`/`B`) and how (`r`
     /// RFC 4733, `i` INFO): e.g. `A:1r A:2i`.
     pub digits: Vec<(usize, char, DtmfSource)>,
+    /// A placed call's callback leg.
+    pub callback: Option<CallbackReport>,
 }
 
 /// One branch of the fork.
@@ -181,6 +209,17 @@ pub struct FirstParty {
     pub prompt: Option<Prompt>,
     /// Then this ringback until the other party answers.
     pub ringback: &'static Cadence,
+    /// Where its leg is rated: its number, or where that number's forward
+    /// goes.
+    pub destination: String,
+    /// Who pays for its leg, at what price, and the seconds its
+    /// authorisation holds: charged from its own answer (it hears the
+    /// prompt and ringback, then the call) under
+    /// [`schema::model::callback_key`].
+    pub billing: Option<(crate::billing::Charge, u32)>,
+    /// Its answer time (Unix ms, 0 before), shared with the supervisor so
+    /// that a crashed call is still charged for the leg.
+    pub answered_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a Call is started with.
@@ -395,6 +434,8 @@ pub struct CallState {
     first: Option<Box<FirstParty>>,
     call_id: String,
     billing: Option<Billing>,
+    /// A placed call's callback leg, charged by itself.
+    callback: Option<Billing>,
     store: Arc<dyn schema::store::Store>,
     wallets: Arc<crate::billing::Wallets>,
     answered_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -405,11 +446,25 @@ pub struct CallState {
     disconnect: Option<&'static str>,
 }
 
-/// A charged call's prepaid state.
+/// A charged leg's prepaid state.
 struct Billing {
+    /// Its hold and ledger key.
+    key: String,
     charge: crate::billing::Charge,
-    /// Talk time its hold covers, from the answer.
+    /// Talk time its hold covers, from its answer.
     held_secs: u32,
+    /// Its answer: talk time runs from here.
+    since: Option<tokio::time::Instant>,
+}
+
+impl Billing {
+    /// Seconds talked by now (a started second counts), never more than
+    /// it holds (the release at the end of its hold takes milliseconds).
+    fn talked(&self) -> u32 {
+        self.since
+            .map_or(0, |a| a.elapsed().as_secs_f64().ceil() as u32)
+            .min(self.held_secs)
+    }
 }
 
 /// How long before its hold runs out a call tries to extend it.
@@ -428,7 +483,7 @@ impl Actor for Call {
         args: CallArgs,
     ) -> Result<CallState, ActorProcessingErr> {
         let counted = args.counted();
-        let (invite, first) = match args.start {
+        let (invite, mut first) = match args.start {
             Start::Invite(r) => (Some(r), None),
             Start::Originate(f) => (None, Some(f)),
         };
@@ -644,11 +699,22 @@ impl Actor for Call {
             media_report: None,
             digits: Vec::new(),
             cause: refused.map(|r| r.1),
+            callback: first.as_mut().and_then(|f| f.billing.take()).map(
+                |(charge, held_secs)| Billing {
+                    key: schema::model::callback_key(&args.call_id),
+                    charge,
+                    held_secs,
+                    since: None,
+                },
+            ),
             first,
+            billing: args.billing.map(|(charge, held_secs)| Billing {
+                key: args.call_id.clone(),
+                charge,
+                held_secs,
+                since: None,
+            }),
             call_id: args.call_id,
-            billing: args
-                .billing
-                .map(|(charge, held_secs)| Billing { charge, held_secs }),
             store: args.store,
             wallets: args.wallets,
             answered_ms: args.answered_ms,
@@ -699,7 +765,7 @@ impl Actor for Call {
                 }
             }
             CallMsg::Media(event) => st.on_media(event),
-            CallMsg::Funds => st.extend_hold(&myself).await,
+            CallMsg::Funds(which) => st.extend_hold(&myself, which).await,
             CallMsg::FundsWarning => {
                 if let (Some(m), false) = (&st.media, st.over) {
                     m.play(media::A, vec![Item::Samples(Prompt::BalanceLow.samples()?)]);
@@ -806,10 +872,22 @@ impl CallState {
         let end_ms = crate::clock::unix_ms();
         // A started second counts; a charged call never talks longer than
         // it held (the release at the end of its hold takes milliseconds).
-        let talked_secs = self
-            .answered_at
-            .map_or(0, |a| a.elapsed().as_secs_f64().ceil() as u32)
-            .min(self.billing.as_ref().map_or(u32::MAX, |b| b.held_secs));
+        let talked_secs = match &self.billing {
+            Some(b) => b.talked(),
+            None => self
+                .answered_at
+                .map_or(0, |a| a.elapsed().as_secs_f64().ceil() as u32),
+        };
+        let callback = self.first.as_ref().map(|f| {
+            let answered = f.answered_ms.load(std::sync::atomic::Ordering::Relaxed);
+            CallbackReport {
+                number: f.number.clone(),
+                destination: f.destination.clone(),
+                charge: self.callback.as_ref().map(|b| b.charge.clone()),
+                talked_secs: self.callback.as_ref().map_or(0, Billing::talked),
+                answer_ms: (answered > 0).then_some(answered),
+            }
+        });
         let cost_micros = self
             .winner
             .and_then(|w| self.attempts.iter().find(|a| a.leg == w))
@@ -837,6 +915,7 @@ impl CallState {
             attempts: self.attempts.clone(),
             media: self.media_report.clone(),
             digits: self.digits.clone(),
+            callback,
         };
         if report.answer_ms.is_some() {
             self.status(
@@ -866,17 +945,43 @@ impl CallState {
             crate::clock::unix_ms(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        if let Some(b) = &self.billing {
+        self.start_metering(myself, Metered::Bridged, now);
+    }
+
+    /// Leg `which` is answered: its talk time starts at `now`, and its
+    /// hold is extended before what it holds runs out.
+    fn start_metering(
+        &mut self,
+        myself: &ActorRef<CallMsg>,
+        which: Metered,
+        now: tokio::time::Instant,
+    ) {
+        let b = match which {
+            Metered::Bridged => &mut self.billing,
+            Metered::Callback => &mut self.callback,
+        };
+        if let Some(b) = b {
+            b.since = Some(now);
             let at = extend_at(b.held_secs);
-            let t = myself.send_after(std::time::Duration::from_secs(at.into()), || CallMsg::Funds);
+            let t = myself.send_after(std::time::Duration::from_secs(at.into()), move || {
+                CallMsg::Funds(which)
+            });
             self.timers.push(t);
         }
     }
 
-    /// Hold the next chunk; when the funds do not allow more, warn the
-    /// payer and release the call when what it holds is used up.
-    async fn extend_hold(&mut self, myself: &ActorRef<CallMsg>) {
-        let (Some(b), Some(answered)) = (&mut self.billing, self.answered_at) else {
+    /// Hold the next chunk of leg `which`; when the funds do not allow
+    /// more, warn the payer and release the call when what it holds is
+    /// used up.
+    async fn extend_hold(&mut self, myself: &ActorRef<CallMsg>, which: Metered) {
+        let b = match which {
+            Metered::Bridged => &mut self.billing,
+            Metered::Callback => &mut self.callback,
+        };
+        let Some(b) = b else {
+            return;
+        };
+        let Some(answered) = b.since else {
             return;
         };
         if self.over {
@@ -894,7 +999,7 @@ impl CallState {
                 self.store.as_ref(),
                 cfg.credit_limit,
                 &b.charge,
-                &self.call_id,
+                &b.key,
                 want,
             )
             .await
@@ -908,7 +1013,9 @@ impl CallState {
         if held > b.held_secs {
             b.held_secs = held;
             let at = extend_at(held).saturating_sub(elapsed).max(1);
-            let t = myself.send_after(std::time::Duration::from_secs(at.into()), || CallMsg::Funds);
+            let t = myself.send_after(std::time::Duration::from_secs(at.into()), move || {
+                CallMsg::Funds(which)
+            });
             self.timers.push(t);
             return;
         }
@@ -1152,6 +1259,15 @@ impl CallState {
                         g.answered();
                     }
                     self.attempt_ended(id, 200);
+                    if let Some(f) = &self.first {
+                        f.answered_ms.store(
+                            crate::clock::unix_ms(),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                    // Its leg is charged from now (held from the start of
+                    // the call), even if it is released at once.
+                    self.start_metering(myself, Metered::Callback, tokio::time::Instant::now());
                     if self.decided {
                         self.send(CALLER, LegMsg::Hangup { status: 487 });
                         return false;

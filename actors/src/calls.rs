@@ -72,8 +72,9 @@ struct CallRecord {
     facts: Facts,
     /// Its call-in-progress record as first written.
     open: schema::model::OpenCall,
-    /// Whether the record was written again with the answer.
-    answer_recorded: bool,
+    /// Whether the record was written again with the answer, and with the
+    /// callback leg's answer.
+    answer_recorded: (bool, bool),
 }
 
 /// A call as its supervisor knows it.
@@ -87,6 +88,42 @@ struct Facts {
     answered_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Whom it counts against in admission.
     counted: crate::admission::Counted,
+    /// A placed call's callback leg.
+    callback: Option<CallbackFacts>,
+}
+
+/// A placed call's callback leg as its supervisor knows it.
+#[derive(Clone)]
+struct CallbackFacts {
+    number: String,
+    destination: String,
+    charge: Option<crate::billing::Charge>,
+    answered_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CallbackFacts {
+    /// The leg as a call-in-progress record keeps it, before its answer.
+    fn open(&self) -> schema::model::OpenLeg {
+        schema::model::OpenLeg {
+            number: self.number.clone(),
+            destination: self.destination.clone(),
+            payer: self.charge.as_ref().map(|c| c.payer.clone()),
+            answered_ms: None,
+            tariff: self
+                .charge
+                .as_ref()
+                .map(|c| crate::billing::open_tariff(&c.tariff)),
+        }
+    }
+}
+
+/// Seconds from `answered` (Unix ms, 0: never) to `now`, a started second
+/// counting.
+fn secs_since(answered: u64, now: u64) -> u32 {
+    if answered == 0 {
+        return 0;
+    }
+    u32::try_from(now.saturating_sub(answered).div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
 /// The Calls actor.
@@ -259,6 +296,20 @@ impl CallsState {
             Some(c) => self.settle(c, &r.call_id, r.talked_secs).await,
             None => 0,
         };
+        let callback = match &r.callback {
+            Some(cb) => Some(
+                self.settle_callback(
+                    &r.call_id,
+                    &cb.number,
+                    &cb.destination,
+                    cb.charge.as_ref(),
+                    cb.answer_ms,
+                    cb.talked_secs,
+                )
+                .await,
+            ),
+            None => None,
+        };
         let billed = r
             .charge
             .as_ref()
@@ -298,11 +349,12 @@ impl CallsState {
             answer_ms: r.answer_ms,
             end_ms: r.end_ms,
             billed_secs: billed,
-            price,
+            price: price + callback.as_ref().map_or(0, |c| c.price),
             cost_micros: r.cost_micros,
             currency: self.currency.clone(),
             media,
             digits: r.digits.iter().map(|d| d.1).collect(),
+            callback,
         };
         self.write_cdr(&cdr).await;
     }
@@ -320,14 +372,27 @@ impl CallsState {
         );
         let now = crate::clock::unix_ms();
         let answered = f.answered_ms.load(std::sync::atomic::Ordering::Relaxed);
-        let talked = if answered > 0 {
-            u32::try_from(now.saturating_sub(answered).div_ceil(1000)).unwrap_or(u32::MAX)
-        } else {
-            0
-        };
+        let talked = secs_since(answered, now);
         let price = match &f.charge {
             Some(c) => self.settle(c, &f.call_id, talked).await,
             None => 0,
+        };
+        let callback = match &f.callback {
+            Some(cb) => {
+                let answered = cb.answered_ms.load(std::sync::atomic::Ordering::Relaxed);
+                Some(
+                    self.settle_callback(
+                        &f.call_id,
+                        &cb.number,
+                        &cb.destination,
+                        cb.charge.as_ref(),
+                        (answered > 0).then_some(answered),
+                        secs_since(answered, now),
+                    )
+                    .await,
+                )
+            }
+            None => None,
         };
         let cdr = schema::model::Cdr {
             call_id: f.call_id.clone(),
@@ -349,11 +414,40 @@ impl CallsState {
                 .charge
                 .as_ref()
                 .map_or(0, |c| c.tariff.billed_secs(talked)),
-            price,
+            price: price + callback.as_ref().map_or(0, |c| c.price),
             currency: self.currency.clone(),
+            callback,
             ..Default::default()
         };
         self.write_cdr(&cdr).await;
+    }
+
+    /// Charge a placed call's callback leg for `talked` seconds under its
+    /// own key; the CDR's account of it.
+    async fn settle_callback(
+        &mut self,
+        call_id: &str,
+        number: &str,
+        destination: &str,
+        charge: Option<&crate::billing::Charge>,
+        answer_ms: Option<u64>,
+        talked: u32,
+    ) -> schema::model::CdrLeg {
+        let (billed_secs, price) = match charge {
+            Some(c) => (
+                c.tariff.billed_secs(talked),
+                self.settle(c, &schema::model::callback_key(call_id), talked)
+                    .await,
+            ),
+            None => (0, 0),
+        };
+        schema::model::CdrLeg {
+            number: number.to_owned(),
+            destination: destination.to_owned(),
+            answer_ms,
+            billed_secs,
+            price,
+        }
     }
 
     async fn settle(&mut self, c: &crate::billing::Charge, call_id: &str, talked: u32) -> i64 {
@@ -468,6 +562,18 @@ impl CallsState {
     }
 
     async fn start(&mut self, me: &ActorRef<CallsMsg>, args: CallArgs) {
+        let (request, callback) = match &args.start {
+            crate::call::Start::Invite(r) => (Some(r.clone()), None),
+            crate::call::Start::Originate(f) => (
+                None,
+                Some(CallbackFacts {
+                    number: f.number.clone(),
+                    destination: f.destination.clone(),
+                    charge: f.billing.as_ref().map(|b| b.0.clone()),
+                    answered_ms: f.answered_ms.clone(),
+                }),
+            ),
+        };
         // Recorded before anything else happens to the call, without
         // holding up this supervisor: a node that dies gives it a CDR.
         let open = schema::model::OpenCall {
@@ -481,6 +587,7 @@ impl CallsState {
             callee: args.callee.clone(),
             center: self.center.clone(),
             setup_ms: crate::clock::unix_ms(),
+            callback: callback.as_ref().map(CallbackFacts::open),
             ..Default::default()
         };
         self.record_open(open.clone());
@@ -493,10 +600,7 @@ impl CallsState {
             setup_ms: crate::clock::unix_ms(),
             answered_ms: args.answered_ms.clone(),
             counted: args.counted(),
-        };
-        let request = match &args.start {
-            crate::call::Start::Invite(r) => Some(r.clone()),
-            crate::call::Start::Originate(_) => None,
+            callback,
         };
         let flow = args.flow;
         match Actor::spawn_linked(None, Call, args, me.get_cell()).await {
@@ -509,7 +613,7 @@ impl CallsState {
                         over: false,
                         facts,
                         open,
-                        answer_recorded: false,
+                        answer_recorded: (false, false),
                     },
                 );
             }
@@ -595,31 +699,29 @@ impl CallsState {
         let mut answered = Vec::new();
         let now = crate::clock::unix_ms();
         for record in self.calls.values_mut() {
-            let at = record
-                .facts
-                .answered_ms
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if record.over
-                || record.answer_recorded
-                || at == 0
-                || now.saturating_sub(at) < self.checkpoint_after_ms
-            {
+            if record.over {
                 continue;
             }
-            record.answer_recorded = true;
+            let due = |at: u64| at > 0 && now.saturating_sub(at) >= self.checkpoint_after_ms;
+            let f = &record.facts;
+            let at = f.answered_ms.load(std::sync::atomic::Ordering::Relaxed);
+            let callback_at = f.callback.as_ref().map_or(0, |c| {
+                c.answered_ms.load(std::sync::atomic::Ordering::Relaxed)
+            });
+            let fresh = (due(at), due(callback_at));
+            if !(fresh.0 && !record.answer_recorded.0 || fresh.1 && !record.answer_recorded.1) {
+                continue;
+            }
+            record.answer_recorded = fresh;
             let mut open = record.open.clone();
-            open.answered_ms = Some(at);
-            open.tariff = record
-                .facts
-                .charge
-                .as_ref()
-                .map(|c| schema::model::OpenTariff {
-                    per_minute: c.tariff.rate.per_minute,
-                    connect_fee: c.tariff.rate.connect_fee,
-                    first_increment: c.tariff.rate.first_increment,
-                    next_increment: c.tariff.rate.next_increment,
-                    minimum_secs: c.tariff.minimum_secs,
-                });
+            if fresh.0 {
+                open.answered_ms = Some(at);
+                open.tariff = f.charge.as_ref().map(|c| crate::billing::open_tariff(&c.tariff));
+            }
+            open.callback = f.callback.as_ref().map(|c| schema::model::OpenLeg {
+                answered_ms: fresh.1.then_some(callback_at),
+                ..c.open()
+            });
             answered.push((open, record.snapshots.clone()));
         }
         if answered.is_empty() {

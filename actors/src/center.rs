@@ -436,17 +436,28 @@ impl CenterState {
     /// back) when the supervisor is restarting.
     async fn start_call(&self, args: CallArgs) -> Result<String, (u16, String)> {
         let call_id = args.call_id.clone();
-        let held = args.billing.as_ref().map(|b| b.0.clone());
+        let held = args.billing.clone();
+        let callback = match &args.start {
+            Start::Originate(f) => f.billing.clone(),
+            Start::Invite(_) => None,
+        };
         if self.calls.cast(CallsMsg::Start(Box::new(args))).is_ok() {
             return Ok(call_id);
         }
-        if let Some(charge) = held {
+        self.release_hold(held.as_ref(), &call_id).await;
+        self.release_hold(callback.as_ref(), &schema::model::callback_key(&call_id))
+            .await;
+        Err((503, "calls supervisor restarting".to_owned()))
+    }
+
+    /// Give back the hold `key` of a call that never started.
+    async fn release_hold(&self, held: Option<&(crate::billing::Charge, u32)>, key: &str) {
+        if let Some((charge, _)) = held {
             let _ = self
                 .wallets
-                .settle(self.store.as_ref(), &charge, &call_id, 0, clock::unix_now())
+                .settle(self.store.as_ref(), charge, key, 0, clock::unix_now())
                 .await;
         }
-        Err((503, "calls supervisor restarting".to_owned()))
     }
 
     /// The CDR of a call refused before it started (no funds, a
@@ -567,6 +578,12 @@ impl CenterState {
         }
         let ident = self.caller_facts(&o.caller, None).await;
         let first = self.resolve(&o.first, &ident).await?;
+        // The callback leg is the payer's too, rated where it really goes
+        // (an on-net number that forwards to the PSTN is a PSTN leg).
+        let (destination, off_net) = match &first.forward {
+            Some(f) => (f.destination.clone(), true),
+            None => (o.first.clone(), false),
+        };
         let first = first
             .targets
             .into_iter()
@@ -578,9 +595,33 @@ impl CenterState {
             forward,
         } = self.resolve(&o.second, &ident).await?;
         let flow = first.flow;
-        let billing = self
+        let callback_key = schema::model::callback_key(&call_id);
+        let callback = if engine::routing::blocked(&destination, &self.cfg.billing.blocked_prefixes)
+        {
+            Err((403, format!("{destination} is a blocked range")))
+        } else {
+            self.charge_for(&o.caller, &destination, &callback_key, &ident, off_net)
+                .await
+        };
+        let callback = match callback {
+            Ok(c) => c,
+            Err((status, why)) => {
+                let why = format!("the callback to {destination}: {why}");
+                self.refused_cdr(&call_id, &o.caller, &o.caller, &o.second, status, &why)
+                    .await;
+                return Err((status, why));
+            }
+        };
+        let billing = match self
             .authorise_routed(&o.caller, &o.second, forward.as_ref(), &call_id, &ident)
-            .await?;
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                self.release_hold(callback.as_ref(), &callback_key).await;
+                return Err(e);
+            }
+        };
         let snapshots = crate::calls::snapshots(flow, targets.len());
         let args = CallArgs {
             cfg: self.cfg.clone(),
@@ -595,6 +636,9 @@ impl CenterState {
                 number: o.first.clone(),
                 prompt: o.prompt,
                 ringback: engine::media::tone::ringback(&o.ringback_cc),
+                destination,
+                billing: callback,
+                answered_ms: Default::default(),
             })),
             flow,
             caller: o.caller,

@@ -494,36 +494,47 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>
         .map(|s| s.saturating_mul(1000));
     for c in open {
         release_far_ends(transport, &c);
-        let talked = match (c.answered_ms, last_alive_ms) {
-            (Some(answered), Some(alive)) => {
-                u32::try_from(alive.saturating_sub(answered) / 1000).unwrap_or(u32::MAX)
-            }
-            _ => 0,
-        };
-        let tariff = c.tariff.map(|t| engine::rating::Tariff {
-            rate: engine::lcr::Rate {
-                per_minute: t.per_minute,
-                connect_fee: t.connect_fee,
-                first_increment: t.first_increment,
-                next_increment: t.next_increment,
-            },
-            minimum_secs: t.minimum_secs,
-        });
-        // Posted once under the call's key (a charge posted before the
-        // stop stands), and the hold dropped with it.
-        let charged = match &tariff {
-            Some(t) if talked > 0 => {
-                crate::billing::settle_lost(store, &c.payer, &c.call_id, t, talked, now / 1000)
-                    .await
-            }
-            _ => store
-                .release_hold(&c.payer, &c.call_id, None)
-                .await
-                .map(|_| 0),
-        };
-        let Ok(price) = charged else {
+        let tariff = c.tariff.as_ref().map(crate::billing::tariff_of);
+        let Ok((talked, price)) = settle_lost_leg(
+            store,
+            &c.payer,
+            &c.call_id,
+            c.answered_ms,
+            tariff.as_ref(),
+            last_alive_ms,
+            now,
+        )
+        .await
+        else {
             tracing::error!(call = %c.call_id, "charge of a lost call not posted; kept for the next start");
             continue;
+        };
+        let callback = match &c.callback {
+            Some(leg) => {
+                let tariff = leg.tariff.as_ref().map(crate::billing::tariff_of);
+                let settled = settle_lost_leg(
+                    store,
+                    leg.payer.as_deref().unwrap_or(&c.payer),
+                    &schema::model::callback_key(&c.call_id),
+                    leg.answered_ms,
+                    tariff.as_ref(),
+                    last_alive_ms,
+                    now,
+                )
+                .await;
+                let Ok((talked, price)) = settled else {
+                    tracing::error!(call = %c.call_id, "charge of a lost call's callback leg not posted; kept for the next start");
+                    continue;
+                };
+                Some(schema::model::CdrLeg {
+                    number: leg.number.clone(),
+                    destination: leg.destination.clone(),
+                    answer_ms: leg.answered_ms,
+                    billed_secs: tariff.map_or(0, |t| t.billed_secs(talked)),
+                    price,
+                })
+            }
+            None => None,
         };
         let cause = match c.answered_ms {
             Some(_) if talked > 0 => format!(
@@ -548,8 +559,9 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>
             answer_ms: c.answered_ms,
             end_ms: last_alive_ms.unwrap_or(now).max(c.setup_ms),
             billed_secs: tariff.map_or(0, |t| t.billed_secs(talked)),
-            price,
+            price: price + callback.as_ref().map_or(0, |l| l.price),
             currency: cfg.billing.currency.clone(),
+            callback,
             ..Default::default()
         };
         // Insert-if-absent: a call whose CDR was written before the stop
@@ -559,6 +571,35 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>
             metrics::counter!(m::CDRS, "result" => "recovered").increment(1);
         }
     }
+}
+
+/// Charge one leg of a lost call (hold and ledger key `key`) the talk time
+/// from its answer up to the node's last sign of life, once; or drop its
+/// hold when it talked for nothing provable. Its talk time and price.
+async fn settle_lost_leg(
+    store: &dyn Store,
+    payer: &str,
+    key: &str,
+    answered_ms: Option<u64>,
+    tariff: Option<&engine::rating::Tariff>,
+    last_alive_ms: Option<u64>,
+    now: u64,
+) -> Result<(u32, i64), schema::store::StoreError> {
+    let talked = match (answered_ms, last_alive_ms) {
+        (Some(answered), Some(alive)) => {
+            u32::try_from(alive.saturating_sub(answered) / 1000).unwrap_or(u32::MAX)
+        }
+        _ => 0,
+    };
+    // Posted once under the leg's key (a charge posted before the stop
+    // stands), and the hold dropped with it.
+    let price = match tariff {
+        Some(t) if talked > 0 => {
+            crate::billing::settle_lost(store, payer, key, t, talked, now / 1000).await?
+        }
+        _ => store.release_hold(payer, key, None).await.map(|_| 0)?,
+    };
+    Ok((talked, price))
 }
 
 /// Send the BYEs recorded for a lost call's legs (three times over UDP,

@@ -291,6 +291,7 @@ mod tests {
             currency: "USD".into(),
             media: None,
             digits: String::new(),
+            callback: None,
         }
     }
 

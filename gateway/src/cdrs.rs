@@ -9,7 +9,8 @@ pub const MAX_PAGE: usize = 1000;
 /// Columns of the CSV export, in order.
 pub const CSV_HEADER: &str = "call_id,payer,caller,callee,center,result,status,cause,disconnect,\
 attempts,setup_ms,ring_ms,answer_ms,end_ms,total_secs,talk_secs,billed_secs,price,cost_micros,\
-currency,caller_packets,callee_packets,caller_lost,callee_lost,digits";
+currency,caller_packets,callee_packets,caller_lost,callee_lost,digits,callback_destination,\
+callback_answer_ms,callback_billed_secs,callback_price";
 
 /// A page cursor: the last CDR's `setup_ms:call_id`.
 pub fn cursor(c: &Cdr) -> String {
@@ -113,6 +114,16 @@ pub fn csv_row(c: &Cdr) -> String {
         media(|m| m.lost, 0),
         media(|m| m.lost, 1),
         c.digits.clone(),
+        c.callback
+            .as_ref()
+            .map_or(String::new(), |l| l.destination.clone()),
+        opt(c.callback.as_ref().and_then(|l| l.answer_ms)),
+        c.callback
+            .as_ref()
+            .map_or(String::new(), |l| l.billed_secs.to_string()),
+        c.callback
+            .as_ref()
+            .map_or(String::new(), |l| l.price.to_string()),
     ];
     let mut out = String::new();
     for (i, v) in cols.iter().enumerate() {
@@ -173,6 +184,7 @@ mod tests {
             currency: "USD".into(),
             media: None,
             digits: String::new(),
+            callback: None,
         }
     }
 

@@ -1124,6 +1124,7 @@ fn cdr(id: &str, payer: &str, setup_ms: u64, price: i64) -> schema::model::Cdr {
         currency: "USD".into(),
         media: None,
         digits: String::new(),
+        callback: None,
     }
 }
 

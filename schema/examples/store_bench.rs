@@ -48,6 +48,7 @@ fn cdr(i: usize, run: u64) -> Cdr {
         currency: "USD".into(),
         media: None,
         digits: String::new(),
+        callback: None,
     }
 }
 

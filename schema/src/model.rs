@@ -365,6 +365,33 @@ pub struct OpenCall {
     /// dies with the call up.
     #[serde(default)]
     pub byes: Vec<OpenBye>,
+    /// A placed call's callback leg (the party dialled first), charged by
+    /// itself from its own answer under [`callback_key`].
+    #[serde(default)]
+    pub callback: Option<OpenLeg>,
+}
+
+/// A separately charged leg of a call in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenLeg {
+    /// The number as dialled.
+    #[serde(default)]
+    pub number: String,
+    /// Where it was rated.
+    #[serde(default)]
+    pub destination: String,
+    /// Who pays for it, when it is charged.
+    pub payer: Option<String>,
+    /// Answered at, Unix milliseconds.
+    pub answered_ms: Option<u64>,
+    /// What the payer is charged for it.
+    pub tariff: Option<OpenTariff>,
+}
+
+/// The hold and ledger key (`call:<key>`) of a placed call's callback leg:
+/// the call's own key is its bridged leg's.
+pub fn callback_key(call_id: &str) -> String {
+    format!("{call_id}/callback")
 }
 
 /// The price of a call in progress (a plan's tariff, flattened).
@@ -473,9 +500,11 @@ pub struct Cdr {
     pub answer_ms: Option<u64>,
     /// The end.
     pub end_ms: u64,
-    /// Answered seconds billed (after increments and minimum).
+    /// Answered seconds billed (after increments and minimum) of the
+    /// bridged leg (a callback leg has its own in `callback`).
     pub billed_secs: u32,
-    /// Charged to the payer, minor units.
+    /// Charged to the payer for the whole call (every charged leg), minor
+    /// units.
     pub price: i64,
     /// Owed to the trunk, micro-units.
     pub cost_micros: i64,
@@ -485,6 +514,25 @@ pub struct Cdr {
     pub media: Option<CdrMedia>,
     /// DTMF digits heard.
     pub digits: String,
+    /// A placed call's callback leg (the visitor of a card), charged by
+    /// itself from its own answer; its price is part of `price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CdrLeg>,
+}
+
+/// A separately charged leg of a call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrLeg {
+    /// The number as dialled.
+    pub number: String,
+    /// Where it was rated: the number itself, or where its forward goes.
+    pub destination: String,
+    /// The leg's answer, Unix milliseconds.
+    pub answer_ms: Option<u64>,
+    /// Its answered seconds billed.
+    pub billed_secs: u32,
+    /// Its charge, minor units (included in the CDR's `price`).
+    pub price: i64,
 }
 
 impl Cdr {

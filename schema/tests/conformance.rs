@@ -376,6 +376,7 @@ fn cdr(id: &str, payer: &str, setup_ms: u64) -> schema::model::Cdr {
         currency: "USD".into(),
         media: None,
         digits: String::new(),
+        callback: None,
     }
 }
 

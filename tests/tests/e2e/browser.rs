@@ -173,19 +173,17 @@ fn routing(visitors: u16, owners: u16) -> Routing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_makes_sends_and_edits_a_card_and_a_visitor_calls_from_it() {
     let (visitors, owners) = (free_port(), free_port());
-    // The owner pays 1 cent a second for calls to its US 646 number.
+    // The owner pays 1 cent a second for each leg: the callback to the
+    // visitor's New York number and the call to its own US 646 number.
+    let cent_a_second = Rate {
+        per_minute: 60 * engine::rating::MICROS_PER_MINOR,
+        connect_fee: 0,
+        first_increment: 1,
+        next_increment: 1,
+    };
     let plan = Arc::new(Plan {
         name: "cards".into(),
-        deck: Deck::from_rows([(
-            "1646",
-            Rate {
-                per_minute: 60 * engine::rating::MICROS_PER_MINOR,
-                connect_fee: 0,
-                first_increment: 1,
-                next_increment: 1,
-            },
-        )])
-        .unwrap(),
+        deck: Deck::from_rows([("1646", cent_a_second), ("1212", cent_a_second)]).unwrap(),
         minimum_secs: 0,
         onnet: OnNet::Free,
     });
@@ -490,7 +488,13 @@ async fn a_member_makes_sends_and_edits_a_card_and_a_visitor_calls_from_it() {
     assert_eq!(cdr.result, "answered", "{cdr:?}");
     assert!(cdr.callee.contains("16465550199"), "{cdr:?}");
     assert!(cdr.billed_secs >= 3, "{cdr:?}");
-    assert_eq!(cdr.price, i64::from(cdr.billed_secs), "1 cent a second");
+    let callback = cdr.callback.as_ref().expect("the callback leg is charged");
+    assert!(callback.billed_secs >= cdr.billed_secs, "{cdr:?}");
+    assert_eq!(
+        cdr.price,
+        i64::from(cdr.billed_secs + callback.billed_secs),
+        "1 cent a second for each leg"
+    );
     assert_eq!(
         env.store.balance(&owner.id).await.unwrap(),
         1_000 - cdr.price

@@ -667,6 +667,7 @@ async fn cdrs_export_writes_every_record_as_csv_that_adds_up() {
                 currency: "USD".into(),
                 media: None,
                 digits: String::new(),
+                callback: None,
             };
             store.put_cdr(&cdr).await.unwrap();
         }

@@ -492,3 +492,233 @@ async fn api_keys_are_named_scoped_listed_and_revoked_one_by_one() {
     .await;
     assert_eq!(s, 200, "the other key is untouched");
 }
+
+/// Trunks `visitors` (for +1 212 and +1 305) and `owners` (for +1 646) on
+/// loopback SIPp ports, and a plan that sells +1 212 at 2 cents a second
+/// and +1 646 at 1 cent (not +1 305).
+fn pstn_both_ways(
+    visitors: u16,
+    owners: u16,
+) -> (actors::config::Routing, Arc<engine::rating::Plan>) {
+    use engine::lcr::{Deck, Rate, Table, TrunkDeck};
+    let trunk = |name: &str, port: u16| {
+        let mut t = actors::config::TrunkRoute::new(
+            name,
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            engine::routing::Translation::default(),
+        );
+        t.options_interval = None;
+        t
+    };
+    let per_sec = |cents: i64| Rate {
+        per_minute: 60 * cents * engine::rating::MICROS_PER_MINOR,
+        connect_fee: 0,
+        first_increment: 1,
+        next_increment: 1,
+    };
+    let deck = |prefixes: &[&str], name: &str| TrunkDeck {
+        trunk: name.into(),
+        priority: 0,
+        weight: 1,
+        deck: Deck::from_rows(prefixes.iter().map(|p| (*p, per_sec(1)))).unwrap(),
+    };
+    let routing = actors::config::Routing {
+        trunks: vec![trunk("visitors", visitors), trunk("owners", owners)],
+        lcr: Table {
+            trunks: vec![
+                deck(&["1212", "1305"], "visitors"),
+                deck(&["1646"], "owners"),
+            ],
+        }
+        .into(),
+        ..actors::config::Routing::default()
+    };
+    let plan = Arc::new(engine::rating::Plan {
+        name: "cards".into(),
+        deck: Deck::from_rows([("1212", per_sec(2)), ("1646", per_sec(1))]).unwrap(),
+        minimum_secs: 0,
+        onnet: engine::rating::OnNet::Free,
+    });
+    (routing, plan)
+}
+
+/// Issue 19.3: a click bills both legs against the owner, each from its
+/// own answer and under its own ledger key: the callback to the visitor
+/// (prompt, ringback, the call) and the leg to the owner's number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_bills_the_callback_leg_and_the_bridged_leg_each_from_its_own_answer() {
+    let (visitors, owners) = (free_port(), free_port());
+    let (routing, plan) = pstn_both_ways(visitors, owners);
+    let env = media_env(&[], (37000, 37999), |c| {
+        c.routing = Arc::new(routing);
+        c.billing.plan = Some(plan);
+    })
+    .await;
+    let (api, key, card, _) = owner_with_card(&env, "+16465550199", |_| {}).await;
+    env.store
+        .post(&schema::model::LedgerEntry {
+            account: "100".into(),
+            key: "topup:click".into(),
+            amount: 1_000,
+            reason: "test top-up".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+    let visitor_sc = env
+        .scenario(
+            "trunk_party.xml",
+            &[
+                ("RURI", "\\+12125550142"),
+                ("MEDIA_IP", MEDIA_IP),
+                ("RING", "200"),
+                ("WAIT", "30000"),
+            ],
+        )
+        .unwrap();
+    let mut visitor = Sipp::new(env.work.path(), &visitor_sc, visitors);
+    visitor.args(["-mp", &free_media_port().to_string(), "-rtp_echo"]);
+    let visitor = visitor.spawn().unwrap();
+    // The owner's number rings for 2.5 s: the visitor hears the prompt and
+    // ringback meanwhile, on the owner's money.
+    let owner_sc = env
+        .scenario(
+            "trunk_party_talks.xml",
+            &[
+                ("RURI", "\\+16465550199"),
+                ("MEDIA_IP", MEDIA_IP),
+                ("RING", "2500"),
+                ("PCAP", "/usr/share/sip-tester/g711a.pcap"),
+                ("HOLD", "3000"),
+            ],
+        )
+        .unwrap();
+    let mut owner_phone = Sipp::new(env.work.path(), &owner_sc, owners);
+    owner_phone.args(["-mp", &free_media_port().to_string()]);
+    let owner_phone = owner_phone.spawn().unwrap();
+
+    let button = card["info"]["phones"][0]["button_id"].clone();
+    let click = json!({"card": card["id"], "button": button, "callback": "+1 212 555 0142"});
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("initiated")), "{v}");
+    let call_id = v["call_id"].as_str().unwrap().to_owned();
+    visitor.wait().await.unwrap();
+    owner_phone.wait().await.unwrap();
+
+    let query = schema::model::CdrQuery {
+        payer: Some("100".into()),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 10,
+    };
+    switchboard_tests::eventually("the click's CDR", Duration::from_secs(10), || async {
+        !env.store.cdrs(&query).await.unwrap().is_empty()
+    })
+    .await
+    .unwrap();
+    let cdrs = env.store.cdrs(&query).await.unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    let cdr = &cdrs[0];
+    assert_eq!((cdr.call_id.as_str(), cdr.result.as_str()), (call_id.as_str(), "answered"), "{cdr:?}");
+    let callback = cdr.callback.as_ref().expect("the callback leg is accounted");
+    assert_eq!(callback.destination, "+12125550142", "{cdr:?}");
+    assert!(cdr.billed_secs >= 3, "the bridged leg talked: {cdr:?}");
+    assert!(
+        callback.billed_secs >= cdr.billed_secs + 2,
+        "the callback leg runs from its own answer, through the owner's ringing: {cdr:?}"
+    );
+    assert!(callback.answer_ms < cdr.answer_ms, "{cdr:?}");
+    assert_eq!(callback.price, 2 * i64::from(callback.billed_secs), "2 cents a second");
+    assert_eq!(
+        cdr.price,
+        callback.price + i64::from(cdr.billed_secs),
+        "the CDR's price is both legs': {cdr:?}"
+    );
+    // Two ledger entries, one per leg, each under its own key; no hold left.
+    let mut ledger: Vec<(String, i64)> = env
+        .store
+        .ledger("100")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.key.starts_with("call:"))
+        .map(|e| (e.key, e.amount))
+        .collect();
+    ledger.sort();
+    assert_eq!(
+        ledger,
+        [
+            (format!("call:{call_id}"), -i64::from(cdr.billed_secs)),
+            (format!("call:{call_id}/callback"), -callback.price),
+        ]
+    );
+    assert_eq!(env.store.balance("100").await.unwrap(), 1_000 - cdr.price);
+    assert!(
+        env.store
+            .holds("100", actors::clock::unix_now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Issue 19.3: the callback leg is authorised before anything is dialled:
+/// a destination the owner's plan does not sell, or funds that do not
+/// cover its first increment, refuse the click with a CDR and hold nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_whose_callback_leg_cannot_be_paid_is_refused_before_dialling() {
+    let (visitors, owners) = (free_port(), free_port());
+    let (routing, plan) = pstn_both_ways(visitors, owners);
+    let env = media_env(&[], (38000, 38099), |c| {
+        c.routing = Arc::new(routing);
+        c.billing.plan = Some(plan);
+    })
+    .await;
+    let (api, key, card, _) = owner_with_card(&env, "+16465550199", |_| {}).await;
+    let button = card["info"]["phones"][0]["button_id"].clone();
+    // No money: the callback's first second (2 cents) is not covered.
+    let click = json!({"card": card["id"], "button": button, "callback": "+1 212 555 0142"});
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
+    assert_eq!((s, v["code"].as_str()), (402, Some("insufficient_balance")), "{v}");
+    // A US number the plan does not sell (+1 305): refused as a destination.
+    env.store
+        .post(&schema::model::LedgerEntry {
+            account: "100".into(),
+            key: "topup:click".into(),
+            amount: 1_000,
+            reason: "test top-up".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+    let click = json!({"card": card["id"], "button": button, "callback": "+1 305 555 0142"});
+    let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("call_refused")), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("+13055550142"),
+        "{v}"
+    );
+    assert!(env.node().recent_calls().await.is_empty(), "nothing dialled");
+    let query = schema::model::CdrQuery {
+        payer: Some("100".into()),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 10,
+    };
+    let cdrs = env.store.cdrs(&query).await.unwrap();
+    let results: Vec<(&str, u16)> = cdrs.iter().map(|c| (c.result.as_str(), c.status)).collect();
+    assert_eq!(results.len(), 2, "{cdrs:?}");
+    assert!(results.contains(&("refused_balance", 402)), "{cdrs:?}");
+    assert!(results.contains(&("refused", 403)), "{cdrs:?}");
+    assert_eq!(env.store.balance("100").await.unwrap(), 1_000);
+    assert!(
+        env.store
+            .holds("100", actors::clock::unix_now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing held"
+    );
+}
