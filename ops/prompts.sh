@@ -16,6 +16,18 @@ declare -A text=(
   [balance_low]="Your balance is about to run out."
   [enter_code]="Please enter the code."
   [thank_you]="Thank you."
+  [your_code]="Your verification code is"
+  [code_again]="Again:"
+  [digit_0]="zero"
+  [digit_1]="one"
+  [digit_2]="two"
+  [digit_3]="three"
+  [digit_4]="four"
+  [digit_5]="five"
+  [digit_6]="six"
+  [digit_7]="seven"
+  [digit_8]="eight"
+  [digit_9]="nine"
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -205,10 +205,13 @@ pub struct FirstParty {
     pub target: Target,
     /// Its number as asked.
     pub number: String,
-    /// Played once it answers.
-    pub prompt: Option<Prompt>,
+    /// Played once it answers, one after the other.
+    pub prompts: Vec<Prompt>,
     /// Then this ringback until the other party answers.
     pub ringback: &'static Cadence,
+    /// Nobody else is dialled: the call is an announcement (a code read
+    /// out) and ends once the prompts are played.
+    pub announce: bool,
     /// Where its leg is rated: its number, or where that number's forward
     /// goes.
     pub destination: String,
@@ -699,14 +702,15 @@ impl Actor for Call {
             media_report: None,
             digits: Vec::new(),
             cause: refused.map(|r| r.1),
-            callback: first.as_mut().and_then(|f| f.billing.take()).map(
-                |(charge, held_secs)| Billing {
+            callback: first
+                .as_mut()
+                .and_then(|f| f.billing.take())
+                .map(|(charge, held_secs)| Billing {
                     key: schema::model::callback_key(&args.call_id),
                     charge,
                     held_secs,
                     since: None,
-                },
-            ),
+                }),
             first,
             billing: args.billing.map(|(charge, held_secs)| Billing {
                 key: args.call_id.clone(),
@@ -1052,7 +1056,17 @@ impl CallState {
                 self.cause = Some(format!("no RTP from the {who}"));
                 self.hangup_all(408);
             }
-            MediaEvent::PlayDone { .. } => {}
+            MediaEvent::PlayDone { side } => {
+                if side == media::A
+                    && !self.over
+                    && self.result == "announced"
+                    && self.first.as_ref().is_some_and(|f| f.announce)
+                {
+                    info!(callee = %self.callee, "announcement played: releasing the call");
+                    self.disconnect.get_or_insert("engine");
+                    self.hangup_all(200);
+                }
+            }
         }
     }
 
@@ -1158,11 +1172,17 @@ impl CallState {
             return;
         };
         let mut items = Vec::new();
-        if let Some(p) = f.prompt {
+        for p in &f.prompts {
             match p.samples() {
                 Ok(s) => items.push(Item::Samples(s)),
                 Err(e) => tracing::warn!(error = %e, "prompt not played"),
             }
+        }
+        if f.announce {
+            m.play(media::A, items);
+            info!(first = %f.number, "first party answered; announcing");
+            self.status(crate::events::Status::Connected, None, None);
+            return;
         }
         items.push(Item::tone(f.ringback));
         m.play(media::A, items);
@@ -1273,6 +1293,16 @@ impl CallState {
                         return false;
                     }
                     self.first_answered(body);
+                    if self.first.as_ref().is_some_and(|f| f.announce) {
+                        // Nothing else to dial: the announcement plays to
+                        // its end (or for the call's longest duration).
+                        self.decided = true;
+                        self.result = "announced";
+                        let t =
+                            myself.send_after(self.cfg.max_call_duration, || CallMsg::MaxDuration);
+                        self.timers.push(t);
+                        return false;
+                    }
                     return true;
                 }
                 LegEvent::Failed { status } => {

@@ -709,14 +709,21 @@ impl CallsState {
                 c.answered_ms.load(std::sync::atomic::Ordering::Relaxed)
             });
             let fresh = (due(at), due(callback_at));
-            if !(fresh.0 && !record.answer_recorded.0 || fresh.1 && !record.answer_recorded.1) {
+            let newly = (
+                fresh.0 && !record.answer_recorded.0,
+                fresh.1 && !record.answer_recorded.1,
+            );
+            if newly == (false, false) {
                 continue;
             }
             record.answer_recorded = fresh;
             let mut open = record.open.clone();
             if fresh.0 {
                 open.answered_ms = Some(at);
-                open.tariff = f.charge.as_ref().map(|c| crate::billing::open_tariff(&c.tariff));
+                open.tariff = f
+                    .charge
+                    .as_ref()
+                    .map(|c| crate::billing::open_tariff(&c.tariff));
             }
             open.callback = f.callback.as_ref().map(|c| schema::model::OpenLeg {
                 answered_ms: fresh.1.then_some(callback_at),

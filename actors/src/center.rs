@@ -81,10 +81,12 @@ pub struct Originate {
     pub caller: String,
     /// Dialled first (the visitor of a card): a member, an on-net or a PSTN number.
     pub first: String,
-    /// Dialled once `first` has answered.
-    pub second: String,
-    /// Played to `first` before ringback.
-    pub prompt: Option<engine::media::player::Prompt>,
+    /// Dialled once `first` has answered; `None`: nobody, the call is an
+    /// announcement to `first` (a verification code) that ends when the
+    /// prompts are played.
+    pub second: Option<String>,
+    /// Played to `first` (before ringback when `second` is dialled).
+    pub prompts: Vec<engine::media::player::Prompt>,
     /// Country code whose ringback `first` hears.
     pub ringback_cc: String,
     /// The call's ID when the edge chose it (idempotent requests); else new.
@@ -589,11 +591,17 @@ impl CenterState {
             .into_iter()
             .next()
             .ok_or((480, format!("{} cannot be reached", o.first)))?;
+        let announce = o.second.is_none();
+        let second = o.second.clone().unwrap_or_else(|| o.first.clone());
         let Resolved {
             targets,
             hunt,
             forward,
-        } = self.resolve(&o.second, &ident).await?;
+        } = if announce {
+            Resolved::direct(Vec::new(), None)
+        } else {
+            self.resolve(&second, &ident).await?
+        };
         let flow = first.flow;
         let callback_key = schema::model::callback_key(&call_id);
         let callback = if engine::routing::blocked(&destination, &self.cfg.billing.blocked_prefixes)
@@ -607,19 +615,23 @@ impl CenterState {
             Ok(c) => c,
             Err((status, why)) => {
                 let why = format!("the callback to {destination}: {why}");
-                self.refused_cdr(&call_id, &o.caller, &o.caller, &o.second, status, &why)
+                self.refused_cdr(&call_id, &o.caller, &o.caller, &second, status, &why)
                     .await;
                 return Err((status, why));
             }
         };
-        let billing = match self
-            .authorise_routed(&o.caller, &o.second, forward.as_ref(), &call_id, &ident)
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                self.release_hold(callback.as_ref(), &callback_key).await;
-                return Err(e);
+        let billing = if announce {
+            None
+        } else {
+            match self
+                .authorise_routed(&o.caller, &second, forward.as_ref(), &call_id, &ident)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    self.release_hold(callback.as_ref(), &callback_key).await;
+                    return Err(e);
+                }
             }
         };
         let snapshots = crate::calls::snapshots(flow, targets.len());
@@ -634,15 +646,16 @@ impl CenterState {
             start: Start::Originate(Box::new(crate::call::FirstParty {
                 target: first,
                 number: o.first.clone(),
-                prompt: o.prompt,
+                prompts: o.prompts,
                 ringback: engine::media::tone::ringback(&o.ringback_cc),
+                announce,
                 destination,
                 billing: callback,
                 answered_ms: Default::default(),
             })),
             flow,
             caller: o.caller,
-            callee: o.second,
+            callee: second,
             targets,
             snapshots,
             calls: self.calls.clone(),
@@ -688,7 +701,11 @@ impl CenterState {
         use engine::numbering::Dialled;
         let r = &self.cfg.routing;
         let (e164, terms) = match self.store.account(caller).await {
-            Ok(Some(a)) => (a.contact_pstn, Some((a.plan, a.currency))),
+            // Only a proven number is presented as the caller's.
+            Ok(Some(a)) => (
+                a.verified_pstn().map(str::to_owned),
+                Some((a.plan, a.currency)),
+            ),
             Ok(None) => (None, Some((None, None))),
             Err(e) => {
                 warn!(error = %e, "store unavailable");

@@ -64,7 +64,7 @@ impl Dialer {
     pub async fn originate(&self, o: crate::center::Originate) -> Result<String, (u16, String)> {
         let center = self
             .transport
-            .center_for(&o.second)
+            .center_for(o.second.as_deref().unwrap_or(&o.first))
             .ok_or((503, "center restarting".to_owned()))?;
         ractor::call!(center, |reply| crate::center::CenterMsg::Originate(
             Box::new(o),

@@ -37,6 +37,15 @@ pub enum Refusal {
         /// The requester's contact PSTN number.
         contact: String,
     },
+    /// The requester's contact PSTN number is the right one but not yet
+    /// proven to be its own.
+    #[error("{number} is made of {pstn}, your contact PSTN number, which is not verified yet")]
+    PstnNotVerified {
+        /// The number.
+        number: String,
+        /// The PSTN number inside it.
+        pstn: String,
+    },
     /// Individual numbers go to individuals, company numbers to companies.
     #[error("{number} is a number for {number_kind} members; your account kind is {account_kind}")]
     WrongKind {
@@ -70,6 +79,7 @@ impl Refusal {
             Refusal::AlreadySold(_) => "already_sold",
             Refusal::Reserved { .. } => "reserved",
             Refusal::NotYourPstn { .. } => "not_your_pstn",
+            Refusal::PstnNotVerified { .. } => "pstn_not_verified",
             Refusal::WrongKind { .. } => "wrong_kind",
             Refusal::InsufficientBalance { .. } => "insufficient_balance",
             Refusal::HoldExpired(_) => "hold_expired",
@@ -139,13 +149,21 @@ pub fn approve(
         let pstn = Individual::from_canonical(&r.number)
             .map(|i| i.pstn())
             .unwrap_or_default();
-        let contact = account.contact_pstn.clone().unwrap_or_default();
+        if account.contact_pstn.as_deref() == Some(pstn.as_str())
+            && account.verified_pstn().is_none()
+        {
+            return Err(Refusal::PstnNotVerified {
+                number: r.number.clone(),
+                pstn,
+            });
+        }
+        let contact = account.verified_pstn().unwrap_or_default().to_owned();
         if pstn != contact {
             return Err(Refusal::NotYourPstn {
                 number: r.number.clone(),
                 pstn,
                 contact: if contact.is_empty() {
-                    "none given".into()
+                    "none verified".into()
                 } else {
                     contact
                 },
@@ -232,9 +250,11 @@ mod tests {
     use phonenumber::country::Id::{KR, US};
     use schema::model::PriceClass;
 
+    /// An account whose contact PSTN number (if any) is verified.
     fn account(id: &str, kind: AccountKind, pstn: Option<&str>) -> Account {
         Account {
             contact_pstn: pstn.map(Into::into),
+            contact_verified: pstn.map(Into::into),
             ..Account::new(id, &format!("{id}@example.com"), kind, id)
         }
     }
@@ -278,6 +298,24 @@ mod tests {
         let avail = record(mine, AccountKind::Individual, NumberState::Available);
         let codes = |r: Result<(), Refusal>| r.err().map(|e| e.code());
         assert_eq!(codes(approve(mine, Some(&avail), &me, 1000, 10)), None);
+        // Declared but not proven: not usable for the purchase.
+        let unproven = Account {
+            contact_verified: None,
+            ..me.clone()
+        };
+        assert_eq!(
+            codes(approve(mine, Some(&avail), &unproven, 1000, 10)),
+            Some("pstn_not_verified")
+        );
+        // Proven, then changed: the new number is not proven.
+        let changed = Account {
+            contact_verified: Some("+82299999999".into()),
+            ..me.clone()
+        };
+        assert_eq!(
+            codes(approve(mine, Some(&avail), &changed, 1000, 10)),
+            Some("pstn_not_verified")
+        );
         assert_eq!(
             codes(approve(mine, None, &me, 1000, 10)),
             Some("not_in_inventory")

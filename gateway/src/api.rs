@@ -24,6 +24,8 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use crate::auth::{self, SignInLimiter};
+
+mod verify;
 use crate::directory::{Directory, OfficeView, Resolved, display, public_uris};
 use crate::error::{ApiError, ErrorBody, json_response};
 use crate::inventory::{self, ImportReport, InventoryRow, Prices};
@@ -263,6 +265,10 @@ pub struct MemberView {
     pub language: String,
     /// Own PSTN number, E.164.
     pub contact_pstn: Option<String>,
+    /// Whether `contact_pstn` is proven (`POST .../contact/verify`, then
+    /// `.../contact/confirm` with the code read out in the call): only then
+    /// is it presented as the member's number and accepted for purchases.
+    pub contact_pstn_verified: bool,
     /// Numbers at other carriers.
     pub other_numbers: Vec<OtherNumberView>,
     /// Public URIs, in resolution order.
@@ -625,6 +631,24 @@ impl Api {
                 let a = self.target(req, id).await?;
                 alias_delete(self, &a, alias).await?;
                 Ok(no_content())
+            }
+            ("POST", ["members", id, "contact", "verify"]) => {
+                let a = self.target(req, id).await?;
+                Ok(json_response(
+                    StatusCode::ACCEPTED,
+                    &verify::call(self, a).await?,
+                ))
+            }
+            ("POST", ["members", id, "contact", "confirm"]) => {
+                let a = self.target(req, id).await?;
+                let a = verify::confirm(self, a, body(req)?).await?;
+                ok(&full_view(self, &a).await?)
+            }
+            ("PUT", ["members", id, "contact", "verified"]) => {
+                self.operator(req).await?;
+                let a = self.account(id).await?;
+                let a = verify::vouch(self, a).await?;
+                ok(&full_view(self, &a).await?)
             }
             ("PUT", ["members", id, "sip"]) => {
                 let a = self.target(req, id).await?;
@@ -1154,8 +1178,8 @@ impl Api {
         let o = actors::center::Originate {
             caller: card.owner.clone(),
             first: callback,
-            second: phone.number.clone(),
-            prompt: Some(engine::media::player::Prompt::Connecting),
+            second: Some(phone.number.clone()),
+            prompts: vec![engine::media::player::Prompt::Connecting],
             ringback_cc: cc,
             call_id: Some(call_id.clone()),
         };
@@ -2017,6 +2041,7 @@ fn view(a: &Account, aliases: Vec<String>, numbers: Vec<String>) -> MemberView {
         name: a.name.clone(),
         language: a.language.clone(),
         contact_pstn: a.contact_pstn.clone(),
+        contact_pstn_verified: a.verified_pstn().is_some(),
         other_numbers: a
             .other_numbers
             .iter()

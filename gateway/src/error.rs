@@ -98,7 +98,7 @@ impl From<engine::sales::Refusal> for ApiError {
             Malformed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NotInInventory(_) => StatusCode::NOT_FOUND,
             AlreadySold(_) | Reserved { .. } => StatusCode::CONFLICT,
-            NotYourPstn { .. } | WrongKind { .. } => StatusCode::FORBIDDEN,
+            NotYourPstn { .. } | PstnNotVerified { .. } | WrongKind { .. } => StatusCode::FORBIDDEN,
             InsufficientBalance { .. } => StatusCode::PAYMENT_REQUIRED,
             HoldExpired(_) => StatusCode::GONE,
         };

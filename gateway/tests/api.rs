@@ -398,6 +398,18 @@ async fn the_whole_sale_with_every_refusal() {
     };
     let code = |r: &(u16, Value)| (r.0, r.1["code"].as_str().unwrap_or("").to_owned());
 
+    // The member's own PSTN number is not proven yet: not usable for its
+    // number; the member cannot vouch for itself, the operator can.
+    assert_eq!(
+        code(&hold(&a_tok, "212345678*82").await),
+        (403, "pstn_not_verified".into())
+    );
+    let vouch = format!("/api/v1/members/{a}/contact/verified");
+    let (s, _) = t.call("PUT", &vouch, Some(&a_tok), None).await;
+    assert_eq!(s, 403);
+    let (s, v) = t.call("PUT", &vouch, Some(ADMIN), None).await;
+    assert_eq!((s, &v["contact_pstn_verified"]), (200, &json!(true)), "{v}");
+
     // Refusals before any money.
     assert_eq!(code(&hold(&a_tok, "12").await), (422, "malformed".into()));
     assert_eq!(
@@ -717,6 +729,8 @@ async fn numbers_and_aliases_resolve_to_their_holder() {
         .sign_up("kim@example.com", "individual", Some("+82212345678"))
         .await;
     let (_, b_tok) = t.sign_up("acme@acme.example", "company", None).await;
+    let vouch = format!("/api/v1/members/{a}/contact/verified");
+    assert_eq!(t.call("PUT", &vouch, Some(ADMIN), None).await.0, 200);
     t.import(json!([{"number": "212345678*82"}, {"number": "7001234", "country": "KR"}]))
         .await;
     let (b_id, _) = {

@@ -119,8 +119,18 @@ pub struct Account {
     pub name: String,
     /// Preferred language (BCP 47 tag).
     pub language: String,
-    /// The member's own PSTN number, E.164.
+    /// The member's own PSTN number, E.164, as it declared it: presented
+    /// to callees and accepted for purchases only once verified
+    /// ([`Account::verified_pstn`]).
     pub contact_pstn: Option<String>,
+    /// The `contact_pstn` that was proven (a code read out in a call to it
+    /// and typed back, or the operator's word); a changed `contact_pstn`
+    /// is unverified until proven again.
+    #[serde(default)]
+    pub contact_verified: Option<String>,
+    /// A verification of `contact_pstn` in progress.
+    #[serde(default)]
+    pub contact_challenge: Option<ContactChallenge>,
     /// Numbers held at other VoIP carriers.
     pub other_numbers: Vec<OtherNumber>,
     /// Public URIs in the order a resolver returns them (sip:, tel:,
@@ -164,6 +174,8 @@ impl Account {
             name: name.to_owned(),
             language: "en".into(),
             contact_pstn: None,
+            contact_verified: None,
+            contact_challenge: None,
             other_numbers: Vec::new(),
             uris: Vec::new(),
             offices: Vec::new(),
@@ -177,6 +189,30 @@ impl Account {
             version: 0,
         }
     }
+}
+
+impl Account {
+    /// Its PSTN number once proven to be its own.
+    pub fn verified_pstn(&self) -> Option<&str> {
+        self.contact_pstn
+            .as_deref()
+            .filter(|p| self.contact_verified.as_deref() == Some(*p))
+    }
+}
+
+/// A verification call's code, waiting to be typed back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactChallenge {
+    /// The number called.
+    pub number: String,
+    /// Hex SHA-256 of `<account id>:<code>`.
+    pub code_hash: String,
+    /// The code is refused after this, Unix seconds.
+    pub expires_at: u64,
+    /// Wrong codes typed so far.
+    pub attempts: u32,
+    /// When verification calls were placed (the last day's), Unix seconds.
+    pub calls: Vec<u64>,
 }
 
 /// A signed-in session, stored by the SHA-256 of its bearer token.

@@ -25,16 +25,34 @@ pub enum Prompt {
     EnterCode,
     /// "Thank you."
     ThankYou,
+    /// "Your verification code is"
+    YourCode,
+    /// "Again:"
+    CodeAgain,
+    /// One spoken digit, 0 to 9 (a larger value says nine).
+    Digit(u8),
 }
 
 impl Prompt {
     /// Every prompt.
-    pub const ALL: [Prompt; 5] = [
+    pub const ALL: [Prompt; 17] = [
         Prompt::Connecting,
         Prompt::InsufficientBalance,
         Prompt::BalanceLow,
         Prompt::EnterCode,
         Prompt::ThankYou,
+        Prompt::YourCode,
+        Prompt::CodeAgain,
+        Prompt::Digit(0),
+        Prompt::Digit(1),
+        Prompt::Digit(2),
+        Prompt::Digit(3),
+        Prompt::Digit(4),
+        Prompt::Digit(5),
+        Prompt::Digit(6),
+        Prompt::Digit(7),
+        Prompt::Digit(8),
+        Prompt::Digit(9),
     ];
 
     fn wav(self) -> &'static [u8] {
@@ -44,17 +62,36 @@ impl Prompt {
             Prompt::BalanceLow => include_bytes!("../../prompts/balance_low.wav"),
             Prompt::EnterCode => include_bytes!("../../prompts/enter_code.wav"),
             Prompt::ThankYou => include_bytes!("../../prompts/thank_you.wav"),
+            Prompt::YourCode => include_bytes!("../../prompts/your_code.wav"),
+            Prompt::CodeAgain => include_bytes!("../../prompts/code_again.wav"),
+            Prompt::Digit(0) => include_bytes!("../../prompts/digit_0.wav"),
+            Prompt::Digit(1) => include_bytes!("../../prompts/digit_1.wav"),
+            Prompt::Digit(2) => include_bytes!("../../prompts/digit_2.wav"),
+            Prompt::Digit(3) => include_bytes!("../../prompts/digit_3.wav"),
+            Prompt::Digit(4) => include_bytes!("../../prompts/digit_4.wav"),
+            Prompt::Digit(5) => include_bytes!("../../prompts/digit_5.wav"),
+            Prompt::Digit(6) => include_bytes!("../../prompts/digit_6.wav"),
+            Prompt::Digit(7) => include_bytes!("../../prompts/digit_7.wav"),
+            Prompt::Digit(8) => include_bytes!("../../prompts/digit_8.wav"),
+            Prompt::Digit(_) => include_bytes!("../../prompts/digit_9.wav"),
         }
     }
 
     /// Its name (the file's stem).
     pub fn name(self) -> &'static str {
+        const DIGITS: [&str; 10] = [
+            "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7",
+            "digit_8", "digit_9",
+        ];
         match self {
             Prompt::Connecting => "connecting",
             Prompt::InsufficientBalance => "insufficient_balance",
             Prompt::BalanceLow => "balance_low",
             Prompt::EnterCode => "enter_code",
             Prompt::ThankYou => "thank_you",
+            Prompt::YourCode => "your_code",
+            Prompt::CodeAgain => "code_again",
+            Prompt::Digit(d) => DIGITS[usize::from(d.min(9))],
         }
     }
 
@@ -63,11 +100,30 @@ impl Prompt {
         Prompt::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// A code read out twice: "Your verification code is 4 1 7 ...
+    /// Again: 4 1 7 ..."; characters other than digits are skipped.
+    pub fn code(code: &str) -> Vec<Prompt> {
+        let digits: Vec<Prompt> = code
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .map(|b| Prompt::Digit(b - b'0'))
+            .collect();
+        let mut out = Vec::with_capacity(2 * digits.len() + 2);
+        out.push(Prompt::YourCode);
+        out.extend(&digits);
+        out.push(Prompt::CodeAgain);
+        out.extend(&digits);
+        out
+    }
+
     /// Its samples, decoded once per process.
     pub fn samples(self) -> Result<Arc<[i16]>, PromptError> {
         static DECODED: OnceLock<Vec<Result<Arc<[i16]>, PromptError>>> = OnceLock::new();
         let all = DECODED.get_or_init(|| Prompt::ALL.iter().map(|p| decode(p.wav())).collect());
-        let i = Prompt::ALL.iter().position(|p| *p == self).unwrap_or(0);
+        let i = Prompt::ALL
+            .iter()
+            .position(|p| *p == self)
+            .unwrap_or(Prompt::ALL.len() - 1);
         all.get(i)
             .cloned()
             .unwrap_or(Err(PromptError::Format("missing".into())))

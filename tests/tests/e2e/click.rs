@@ -620,8 +620,15 @@ async fn a_click_bills_the_callback_leg_and_the_bridged_leg_each_from_its_own_an
     let cdrs = env.store.cdrs(&query).await.unwrap();
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
     let cdr = &cdrs[0];
-    assert_eq!((cdr.call_id.as_str(), cdr.result.as_str()), (call_id.as_str(), "answered"), "{cdr:?}");
-    let callback = cdr.callback.as_ref().expect("the callback leg is accounted");
+    assert_eq!(
+        (cdr.call_id.as_str(), cdr.result.as_str()),
+        (call_id.as_str(), "answered"),
+        "{cdr:?}"
+    );
+    let callback = cdr
+        .callback
+        .as_ref()
+        .expect("the callback leg is accounted");
     assert_eq!(callback.destination, "+12125550142", "{cdr:?}");
     assert!(cdr.billed_secs >= 3, "the bridged leg talked: {cdr:?}");
     assert!(
@@ -629,7 +636,11 @@ async fn a_click_bills_the_callback_leg_and_the_bridged_leg_each_from_its_own_an
         "the callback leg runs from its own answer, through the owner's ringing: {cdr:?}"
     );
     assert!(callback.answer_ms < cdr.answer_ms, "{cdr:?}");
-    assert_eq!(callback.price, 2 * i64::from(callback.billed_secs), "2 cents a second");
+    assert_eq!(
+        callback.price,
+        2 * i64::from(callback.billed_secs),
+        "2 cents a second"
+    );
     assert_eq!(
         cdr.price,
         callback.price + i64::from(cdr.billed_secs),
@@ -680,7 +691,11 @@ async fn a_click_whose_callback_leg_cannot_be_paid_is_refused_before_dialling() 
     // No money: the callback's first second (2 cents) is not covered.
     let click = json!({"card": card["id"], "button": button, "callback": "+1 212 555 0142"});
     let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
-    assert_eq!((s, v["code"].as_str()), (402, Some("insufficient_balance")), "{v}");
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (402, Some("insufficient_balance")),
+        "{v}"
+    );
     // A US number the plan does not sell (+1 305): refused as a destination.
     env.store
         .post(&schema::model::LedgerEntry {
@@ -699,7 +714,10 @@ async fn a_click_whose_callback_leg_cannot_be_paid_is_refused_before_dialling() 
         v["message"].as_str().unwrap().contains("+13055550142"),
         "{v}"
     );
-    assert!(env.node().recent_calls().await.is_empty(), "nothing dialled");
+    assert!(
+        env.node().recent_calls().await.is_empty(),
+        "nothing dialled"
+    );
     let query = schema::model::CdrQuery {
         payer: Some("100".into()),
         from_ms: 0,

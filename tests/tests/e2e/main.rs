@@ -24,3 +24,4 @@ mod robustness;
 mod store_faults;
 mod tls;
 mod trunks;
+mod verify;

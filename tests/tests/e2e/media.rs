@@ -386,8 +386,8 @@ async fn the_first_party_hears_the_prompt_and_ringback_then_the_other_party() {
         .originate(actors::center::Originate {
             caller: "100".into(),
             first: "300".into(),
-            second: "200".into(),
-            prompt: Some(engine::media::player::Prompt::Connecting),
+            second: Some("200".into()),
+            prompts: vec![engine::media::player::Prompt::Connecting],
             ringback_cc: "1".into(),
             call_id: None,
         })

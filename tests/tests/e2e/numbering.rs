@@ -148,6 +148,17 @@ async fn kim_buys_her_number(edge: &Edge) -> (String, String) {
     )
     .await;
     assert_eq!(s, 200);
+    // The operator vouches for the member's PSTN number (a verification
+    // call is tested in tests/e2e/verify.rs).
+    let (s, v) = curl(
+        edge,
+        "PUT",
+        &format!("/api/v1/members/{id}/contact/verified"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     let (s, h) = curl(
         edge,
         "POST",

@@ -24,6 +24,7 @@ const US_OFFICE: &str = "1000000004";
 fn account(id: &str, kind: AccountKind) -> Account {
     Account {
         contact_pstn: (kind == AccountKind::Individual).then(|| "+82212345678".into()),
+        contact_verified: (kind == AccountKind::Individual).then(|| "+82212345678".into()),
         ..Account::new(id, &format!("{id}@example.com"), kind, id)
     }
 }

@@ -412,12 +412,36 @@ async fn a_trunk_that_stops_answering_options_is_skipped_until_it_answers_again(
     );
 }
 
-/// Member 100's account, with its PSTN number +82 31 123 4567.
+/// Member 100's account, with its PSTN number +82 31 123 4567, proven.
 async fn caller_with_number(env: &Env) {
+    env.add_account("100", "100@example.com", |a| {
+        a.contact_pstn = Some("+82311234567".into());
+        a.contact_verified = a.contact_pstn.clone();
+    })
+    .await;
+}
+
+/// Issue 19.5: a number the member declared but did not prove is not
+/// presented, not even to a trusted trunk: From names the member's SIP
+/// user and no P-Asserted-Identity is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_contact_number_is_never_presented() {
+    let (env, t) = env_with(|a| a.trusted = true).await;
     env.add_account("100", "100@example.com", |a| {
         a.contact_pstn = Some("+82311234567".into());
     })
     .await;
+    let a = trunk(
+        &env,
+        t.seoul_a,
+        "trunk_untrusted.xml",
+        &[("RURI", "0212345678"), ("FROM", "100")],
+    );
+    caller(&env, "+82212345678", "uac.xml", &[("HOLD", "200")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
