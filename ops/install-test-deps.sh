@@ -9,6 +9,7 @@
 #   python3-aiosmtpd  a real SMTP server on loopback that receives billing notices and cards
 #   chromium, chromium-driver  headless browser (WebDriver) for the card maker and live card
 #   fonts-dejavu-core  fonts for the browser's pages and screenshots
+#   dnsmasq-base       a real DNS server on loopback holding the TXT records of domain-alias proofs
 #   cargo-nextest      the test runner (crates.io), when absent
 set -euo pipefail
 need=()
@@ -22,6 +23,7 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -424,6 +424,9 @@ struct ApiSection {
     callback_networks: Option<Vec<String>>,
     /// Trust anchors for https status callbacks (default: the system's).
     callback_ca_file: Option<PathBuf>,
+    /// DNS servers (`ip:port`) domain-alias proofs are looked up at
+    /// (default: the system's).
+    dns_servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -807,6 +810,16 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             gateway::webhooks::Callbacks::new(allow, file.api.callback_ca_file.as_deref())
                 .map_err(|e| anyhow::anyhow!("api.callback_ca_file: {e}"))?,
         );
+    }
+    if let Some(servers) = &file.api.dns_servers {
+        api.dns_servers = servers
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::SocketAddr>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                    .map_err(|_| anyhow::anyhow!("api.dns_servers: {s:?} is not ip or ip:port"))
+            })
+            .collect::<Result<_>>()?;
     }
     api.hold_secs = file.api.hold_s.unwrap_or(api.hold_secs);
     api.session_secs = file.api.session_s.unwrap_or(api.session_secs);

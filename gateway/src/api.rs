@@ -25,6 +25,7 @@ use warp::reply::Response;
 
 use crate::auth::{self, SignInLimiter};
 
+mod aliases;
 mod verify;
 use crate::directory::{Directory, OfficeView, Resolved, display, public_uris};
 use crate::error::{ApiError, ErrorBody, json_response};
@@ -84,6 +85,9 @@ pub struct ApiConfig {
     pub public_url: String,
     /// Where status callbacks may go, and their TLS.
     pub callbacks: Arc<crate::webhooks::Callbacks>,
+    /// DNS servers that domain-alias proofs are looked up at; empty: the
+    /// system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl ApiConfig {
@@ -117,6 +121,7 @@ impl ApiConfig {
             form_secret: crate::cards::token(&mut rand::thread_rng(), 32),
             public_url: "http://127.0.0.1:8080".into(),
             callbacks: Arc::new(crate::webhooks::Callbacks::public()),
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -625,8 +630,14 @@ impl Api {
             }
             ("PUT", ["members", id, "aliases", alias]) => {
                 let a = self.target(req, id).await?;
-                ok(&alias_put(self, &a, alias).await?)
+                let vouched = matches!(self.caller(req).await?, Caller::Operator);
+                alias_put(self, a, alias, vouched).await
             }
+            ("POST", ["members", id, "aliases", alias, "check"]) => {
+                let a = self.target(req, id).await?;
+                ok(&aliases::check(self, a, alias).await?)
+            }
+            ("GET", ["alias-proofs", token]) => ok(&aliases::open_link(self, token).await?),
             ("DELETE", ["members", id, "aliases", alias]) => {
                 let a = self.target(req, id).await?;
                 alias_delete(self, &a, alias).await?;
@@ -2568,46 +2579,40 @@ async fn member_patch(api: &Api, mut a: Account, p: MemberPatch) -> Result<Membe
     full_view(api, &a).await
 }
 
-/// Claim an alias (a domain name or an e-mail address) for a member.
+/// Ask for an alias (a domain name or an e-mail address): it resolves to
+/// the member once proven (202 with the proof to give; an e-mail alias is
+/// sent a link, a domain publishes a TXT record and is checked with
+/// `POST .../check`), or at once when the operator adds it (200).
 #[utoipa::path(put, path = "/api/v1/members/{id}/aliases/{alias}", params(("id" = String, Path), ("alias" = String, Path)),
-    responses((status = 200, body = [String]), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-async fn alias_put(api: &Api, a: &Account, alias: &str) -> Result<Vec<String>, ApiError> {
-    let d = &api.cfg.directory;
-    let alias = match numbering::classify(alias, d.home, &d.plan) {
-        Ok(Dialled::Alias(Alias::Email(e))) => e.to_ascii_lowercase(),
-        Ok(Dialled::Alias(Alias::Domain(dn))) => dn,
-        Ok(_) => {
-            return Err(ApiError::invalid(
-                "alias",
-                "an alias is a domain name or an e-mail address",
-            ));
-        }
-        Err(e) => return Err(ApiError::invalid("alias", e)),
-    };
-    if api.store.aliases_of(&a.id).await?.len() >= 20
-        && api.store.alias_owner(&alias).await?.is_none()
-    {
-        return Err(ApiError::invalid("alias", "at most 20 aliases"));
-    }
-    if !api.store.claim_alias(&alias, &a.id).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "alias_taken",
-            format!("{alias} belongs to another member"),
-        ));
-    }
-    Ok(api.store.aliases_of(&a.id).await?)
+    responses((status = 200, body = [String]), (status = 202), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn alias_put(
+    api: &Api,
+    a: Account,
+    alias: &str,
+    vouched: bool,
+) -> Result<Response, ApiError> {
+    aliases::ask(api, a, alias, vouched).await
 }
 
 /// Give up an alias.
 #[utoipa::path(delete, path = "/api/v1/members/{id}/aliases/{alias}", params(("id" = String, Path), ("alias" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn alias_delete(api: &Api, a: &Account, alias: &str) -> Result<(), ApiError> {
-    if api
-        .store
-        .release_alias(&alias.to_ascii_lowercase(), &a.id)
-        .await?
-    {
+    let alias = alias.to_ascii_lowercase();
+    let pending = a.pending_aliases.iter().any(|p| p.alias == alias);
+    if pending {
+        // Asked for and not proven: the request is withdrawn.
+        let mut a = a.clone();
+        a.pending_aliases.retain(|p| p.alias != alias);
+        if !api.store.update_account(&a, a.version).await? {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the member changed meanwhile; retry",
+            ));
+        }
+    }
+    if api.store.release_alias(&alias, &a.id).await? || pending {
         Ok(())
     } else {
         Err(ApiError::not_found(format!(

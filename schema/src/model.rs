@@ -131,6 +131,9 @@ pub struct Account {
     /// A verification of `contact_pstn` in progress.
     #[serde(default)]
     pub contact_challenge: Option<ContactChallenge>,
+    /// Aliases asked for and not proven yet (they do not resolve).
+    #[serde(default)]
+    pub pending_aliases: Vec<PendingAlias>,
     /// Numbers held at other VoIP carriers.
     pub other_numbers: Vec<OtherNumber>,
     /// Public URIs in the order a resolver returns them (sip:, tel:,
@@ -176,6 +179,7 @@ impl Account {
             contact_pstn: None,
             contact_verified: None,
             contact_challenge: None,
+            pending_aliases: Vec::new(),
             other_numbers: Vec::new(),
             uris: Vec::new(),
             offices: Vec::new(),
@@ -198,6 +202,30 @@ impl Account {
             .as_deref()
             .filter(|p| self.contact_verified.as_deref() == Some(*p))
     }
+}
+
+/// How an alias is proven to be the member's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AliasProof {
+    /// A link mailed to the address is opened.
+    Email,
+    /// A TXT record `switchboard-verification=<token>` is published at
+    /// `_switchboard.<domain>`.
+    Dns,
+}
+
+/// An alias waiting for its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAlias {
+    /// The e-mail address or domain name.
+    pub alias: String,
+    /// What proves it.
+    pub proof: AliasProof,
+    /// Hex SHA-256 of its token (the link's, or the TXT record's).
+    pub token_hash: String,
+    /// The proof is refused after this, Unix seconds.
+    pub expires_at: u64,
 }
 
 /// A verification call's code, waiting to be typed back.

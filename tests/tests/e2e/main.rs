@@ -7,6 +7,7 @@
     reason = "test code: a failed step fails the test"
 )]
 
+mod aliases;
 mod baresip;
 mod billing;
 mod browser;
