@@ -129,9 +129,6 @@ impl ApiConfig {
 /// The API's state.
 pub struct Api {
     click_guard: Arc<crate::clicks::Guard>,
-    /// One card send at a time per owner, so that the daily allowance is
-    /// checked and used as one step (entries go when their send ends).
-    send_locks: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     dialer: Option<actors::node::Dialer>,
     mailer: Option<Arc<crate::mail::Mailer>>,
     store: Arc<dyn Store>,
@@ -494,7 +491,6 @@ impl Api {
             SignInLimiter::new(cfg.signin_per_login, cfg.signin_per_addr, cfg.signin_delay);
         Api {
             click_guard: Arc::default(),
-            send_locks: parking_lot::Mutex::new(std::collections::HashMap::new()),
             dialer: None,
             mailer: None,
             store,
@@ -1435,53 +1431,98 @@ impl Api {
                 ));
             }
         }
-        // The allowance is checked and spent under the owner's lock: ten
-        // sends at once cannot each see the same remainder.
-        let lock = self
-            .send_locks
-            .lock()
-            .entry(a.id.clone())
-            .or_default()
-            .clone();
-        let held = lock.lock().await;
-        let r = self.send_card_locked(mailer, a, c, b).await;
-        drop(held);
-        // Forget the lock when no other send of this owner holds it.
-        let mut locks = self.send_locks.lock();
-        if locks.get(&a.id).is_some_and(|l| Arc::strong_count(l) <= 2) {
-            locks.remove(&a.id);
+        let now = self.now();
+        let n = u32::try_from(b.to.len()).unwrap_or(u32::MAX);
+        let (used, allowance) = self.reserve_sends(&a.id, now, n).await?;
+        let r = self.send_card_reserved(mailer, a, c, &b, now).await;
+        let sent = r.as_ref().map_or_else(|(sent, _)| *sent, |s| s.sent);
+        if sent < b.to.len() {
+            // What was not sent is given back to the allowance.
+            let unsent = u32::try_from(b.to.len() - sent).unwrap_or(u32::MAX);
+            if let Err(e) = self.unreserve_sends(&a.id, now, unsent).await {
+                tracing::warn!(account = %a.id, error = ?e.1, "unsent card e-mails stay counted");
+            }
         }
-        r
+        r.map(|s| CardSent {
+            remaining_today: allowance.saturating_sub(used + s.sent as u64),
+            ..s
+        })
+        .map_err(|(_, e)| e)
     }
 
-    async fn send_card_locked(
+    /// Reserve `n` card e-mails of `owner`'s daily allowance at `now` by a
+    /// compare-and-set of its account (atomic across edges); what was used
+    /// before and the allowance.
+    async fn reserve_sends(&self, owner: &str, now: u64, n: u32) -> Result<(u64, u64), ApiError> {
+        let allowance = self.cfg.card_sends_per_day;
+        for _ in 0..16 {
+            let mut a = self.account(owner).await?;
+            a.card_sends
+                .retain(|(at, _)| now.saturating_sub(*at) < 24 * 3600);
+            let used: u64 = a.card_sends.iter().map(|(_, k)| u64::from(*k)).sum();
+            if used + u64::from(n) > allowance {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "send_limit",
+                    format!("{used} of {allowance} card e-mails sent in the last 24 hours"),
+                ));
+            }
+            a.card_sends.push((now, n));
+            if self.store.update_account(&a, a.version).await? {
+                return Ok((used, allowance));
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the member changed meanwhile; retry",
+        ))
+    }
+
+    /// Give `n` of the sends reserved at `at` back.
+    async fn unreserve_sends(&self, owner: &str, at: u64, n: u32) -> Result<(), (u32, ApiError)> {
+        for _ in 0..16 {
+            let mut a = self.account(owner).await.map_err(|e| (n, e))?;
+            let Some(entry) = a.card_sends.iter_mut().find(|(t, k)| *t == at && *k >= n) else {
+                return Ok(());
+            };
+            entry.1 -= n;
+            a.card_sends.retain(|(_, k)| *k > 0);
+            if self
+                .store
+                .update_account(&a, a.version)
+                .await
+                .map_err(|e| (n, e.into()))?
+            {
+                return Ok(());
+            }
+        }
+        Err((n, ApiError::new(StatusCode::CONFLICT, "conflict", "retry")))
+    }
+
+    /// Send a card whose allowance is reserved: what was sent, or how many
+    /// went before the failure.
+    async fn send_card_reserved(
         &self,
         mailer: &crate::mail::Mailer,
         a: &Account,
         c: &schema::model::Card,
-        b: CardSend,
-    ) -> Result<CardSent, ApiError> {
+        b: &CardSend,
+        now: u64,
+    ) -> Result<CardSent, (usize, ApiError)> {
         use askama::Template as _;
-        let now = self.now();
-        let used = self
-            .store
-            .card_sends_since(&a.id, now.saturating_sub(24 * 3600))
-            .await?;
-        let allowance = self.cfg.card_sends_per_day;
-        if used + b.to.len() as u64 > allowance {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "send_limit",
-                format!("{used} of {allowance} card e-mails sent in the last 24 hours"),
-            ));
-        }
         let link = self.card_link(&c.token);
         let html = crate::cards::CardEmail {
             card: c,
             link: &link,
         }
         .render()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "template", e.to_string()))?;
+        .map_err(|e| {
+            (
+                0,
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "template", e.to_string()),
+            )
+        })?;
         let text = crate::cards::card_text(c, &link);
         let subject = format!("{}'s business card", c.info.name.replace(['\r', '\n'], " "));
         let mut sent = 0;
@@ -1490,16 +1531,20 @@ impl Api {
                 .send(to, &subject, text.clone(), html.clone())
                 .await
                 .map_err(|e| {
-                    ApiError::new(StatusCode::BAD_GATEWAY, "mail_failed", e.to_string())
+                    (
+                        sent,
+                        ApiError::new(StatusCode::BAD_GATEWAY, "mail_failed", e.to_string()),
+                    )
                 })?;
+            sent += 1;
             self.store
                 .record_card_send(&a.id, &c.id, c.version, to, now)
-                .await?;
-            sent += 1;
+                .await
+                .map_err(|e| (sent, e.into()))?;
         }
         Ok(CardSent {
             sent,
-            remaining_today: allowance.saturating_sub(used + sent as u64),
+            remaining_today: 0,
         })
     }
 

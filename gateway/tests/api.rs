@@ -1754,16 +1754,25 @@ async fn cards_are_sent_by_email_within_a_daily_allowance() {
         )
         .unwrap(),
     );
-    let api = Arc::new(
-        Api::new(
-            store.clone() as Arc<dyn Store>,
-            cfg,
-            gateway::api::system_clock(),
+    // Two edges on one store (two regions' web front ends).
+    let edge = |cfg: ApiConfig| {
+        Arc::new(
+            Api::new(
+                store.clone() as Arc<dyn Store>,
+                cfg,
+                gateway::api::system_clock(),
+            )
+            .with_mailer(mailer.clone()),
         )
-        .with_mailer(mailer),
-    );
+    };
+    let other = T {
+        api: edge(cfg.clone()),
+        store: store.clone(),
+        clock: Arc::new(AtomicU64::new(0)),
+        _dir: tempfile::tempdir().unwrap(),
+    };
     let t = T {
-        api,
+        api: edge(cfg),
         store,
         clock: Arc::new(AtomicU64::new(0)),
         _dir: dir,
@@ -1833,16 +1842,22 @@ async fn cards_are_sent_by_email_within_a_daily_allowance() {
             .collect::<Vec<_>>(),
         [("one@example.com", 1), ("two@example.com", 1)]
     );
-    // One send left: five at once (issue 19.6), exactly one gets it.
-    let (r1, r2, r3, r4, r5) = tokio::join!(
+    // One send left: six at once on two edges (issue 19.6), exactly one
+    // gets it.
+    let send_there = |to: Value| other.call("POST", &path, Some(&ta), Some(json!({"to": to})));
+    let (r1, r2, r3, r4, r5, r6) = tokio::join!(
         send(json!(["p1@example.com"])),
-        send(json!(["p2@example.com"])),
+        send_there(json!(["p2@example.com"])),
         send(json!(["p3@example.com"])),
-        send(json!(["p4@example.com"])),
+        send_there(json!(["p4@example.com"])),
         send(json!(["p5@example.com"])),
+        send_there(json!(["p6@example.com"])),
     );
-    let ok = [r1, r2, r3, r4, r5].iter().filter(|r| r.0 == 200).count();
-    assert_eq!(ok, 1, "the allowance is reserved as one step");
+    let ok = [r1, r2, r3, r4, r5, r6]
+        .iter()
+        .filter(|r| r.0 == 200)
+        .count();
+    assert_eq!(ok, 1, "the allowance is reserved as one step on every edge");
     assert_eq!(std::fs::read_dir(outbox.path()).unwrap().count(), 3);
     let (s, v) = send(json!(["three@example.com", "four@example.com"])).await;
     assert_eq!((s, v["code"].as_str()), (429, Some("send_limit")));

@@ -134,6 +134,11 @@ pub struct Account {
     /// Aliases asked for and not proven yet (they do not resolve).
     #[serde(default)]
     pub pending_aliases: Vec<PendingAlias>,
+    /// Card e-mails reserved in the last 24 hours, `(at, count)`: the
+    /// daily allowance is spent by a compare-and-set of this document, so
+    /// sends on every edge together stay within it.
+    #[serde(default)]
+    pub card_sends: Vec<(u64, u32)>,
     /// Numbers held at other VoIP carriers.
     pub other_numbers: Vec<OtherNumber>,
     /// Public URIs in the order a resolver returns them (sip:, tel:,
@@ -180,6 +185,7 @@ impl Account {
             contact_verified: None,
             contact_challenge: None,
             pending_aliases: Vec::new(),
+            card_sends: Vec::new(),
             other_numbers: Vec::new(),
             uris: Vec::new(),
             offices: Vec::new(),
