@@ -427,6 +427,10 @@ struct ApiSection {
     /// DNS servers (`ip:port`) domain-alias proofs are looked up at
     /// (default: the system's).
     dns_servers: Option<Vec<String>>,
+    /// Seconds a client may take to send a request's headers.
+    header_timeout_s: Option<u64>,
+    /// Seconds a client may take to send a request's body.
+    body_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -820,6 +824,12 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
                     .map_err(|_| anyhow::anyhow!("api.dns_servers: {s:?} is not ip or ip:port"))
             })
             .collect::<Result<_>>()?;
+    }
+    if let Some(t) = file.api.header_timeout_s {
+        api.header_timeout = std::time::Duration::from_secs(t.max(1));
+    }
+    if let Some(t) = file.api.body_timeout_s {
+        api.body_timeout = std::time::Duration::from_secs(t.max(1));
     }
     api.hold_secs = file.api.hold_s.unwrap_or(api.hold_secs);
     api.session_secs = file.api.session_s.unwrap_or(api.session_secs);

@@ -88,6 +88,10 @@ pub struct ApiConfig {
     /// DNS servers that domain-alias proofs are looked up at; empty: the
     /// system's (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: std::time::Duration,
+    /// How long a client may take to send a request's body, whole.
+    pub body_timeout: std::time::Duration,
 }
 
 impl ApiConfig {
@@ -122,6 +126,8 @@ impl ApiConfig {
             public_url: "http://127.0.0.1:8080".into(),
             callbacks: Arc::new(crate::webhooks::Callbacks::public()),
             dns_servers: Vec::new(),
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

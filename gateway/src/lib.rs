@@ -83,23 +83,22 @@ async fn read_body(
     Ok(Some(out.freeze()))
 }
 
-/// How long a request body may take to arrive, whole.
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The body, or the response refusing it: 413 above `max` bytes, 408 when
-/// it does not arrive within [`BODY_TIMEOUT`] (a client sending a byte now
-/// and then holds no task for ever), 400 when it could not be read.
+/// it does not arrive within `timeout` (`[api] body_timeout_s`: a client
+/// sending a byte now and then holds no task for ever), 400 when it could
+/// not be read.
 async fn bounded_body(
     stream: impl futures_util::Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
     max: usize,
+    timeout: std::time::Duration,
 ) -> Result<bytes::Bytes, warp::reply::Response> {
-    let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, read_body(stream, max)).await else {
+    let Ok(read) = tokio::time::timeout(timeout, read_body(stream, max)).await else {
         return Err(error::ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
                 "the request body did not arrive within {} s",
-                BODY_TIMEOUT.as_secs()
+                timeout.as_secs()
             ),
         )
         .into_response());
@@ -118,6 +117,19 @@ async fn bounded_body(
     }
 }
 
+/// The peer of a connection, put on each of its requests by [`serve`].
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// The client's address: the connection's peer ([`serve`]), else what
+/// warp's own server knows.
+fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Clone
+{
+    warp::ext::optional::<Peer>()
+        .and(warp::addr::remote())
+        .map(|p: Option<Peer>, r: Option<SocketAddr>| p.map(|p| p.0).or(r))
+}
+
 /// `/api/v1/...`: every method and path goes to [`api::Api::handle`].
 pub fn api_filter(
     api: Arc<api::Api>,
@@ -128,7 +140,7 @@ pub fn api_filter(
         .and(warp::path::tail())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::addr::remote())
+        .and(remote())
         .and(warp::body::stream())
         .and_then(
             move |method,
@@ -140,7 +152,8 @@ pub fn api_filter(
                 let api = api.clone();
                 async move {
                     let limit = api.max_body(&method, tail.as_str(), authorization.as_deref());
-                    let res = match bounded_body(body, limit).await {
+                    let timeout = api.config().body_timeout;
+                    let res = match bounded_body(body, limit, timeout).await {
                         Ok(body) => {
                             api.handle(api::Request {
                                 method,
@@ -169,13 +182,14 @@ pub fn site_filter(
         .and(warp::path::tail())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("cookie"))
-        .and(warp::addr::remote())
+        .and(remote())
         .and(warp::body::stream())
         .and_then(
             move |method, tail: warp::path::Tail, query, cookie, remote, body| {
                 let site = site.clone();
                 async move {
-                    let res = match bounded_body(body, 64 * 1024).await {
+                    let timeout = site.body_timeout();
+                    let res = match bounded_body(body, 64 * 1024, timeout).await {
                         Ok(body) => {
                             site.handle(site::PageRequest {
                                 method,
@@ -223,7 +237,7 @@ pub fn routes(
         warp::path("c")
             .and(warp::post())
             .and(warp::path::tail())
-            .and(warp::addr::remote())
+            .and(remote())
             .and(warp::body::content_length_limit(4096))
             .and(warp::body::bytes())
             .and_then(move |tail: warp::path::Tail, remote, body: bytes::Bytes| {
@@ -262,10 +276,36 @@ pub fn serve(
     api: Arc<api::Api>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), GatewayError> {
-    warp::serve(routes(metrics, api))
-        .try_bind_with_graceful_shutdown(addr, shutdown)
+    use hyper::service::Service as _;
+    let header_timeout = api.config().header_timeout;
+    let svc = warp::service(routes(metrics, api));
+    let make = hyper::service::make_service_fn(move |conn: &hyper::server::conn::AddrStream| {
+        let peer = Peer(conn.remote_addr());
+        let svc = svc.clone();
+        async move {
+            Ok::<_, Infallible>(hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::Body>| {
+                    req.extensions_mut().insert(peer);
+                    let mut svc = svc.clone();
+                    svc.call(req)
+                },
+            ))
+        }
+    });
+    // A client that never finishes its request headers (slowloris) is
+    // disconnected after `[api] header_timeout_s`.
+    let server = hyper::Server::try_bind(&addr)
         .map_err(|e| GatewayError::Bind {
             addr,
             reason: e.to_string(),
-        })
+        })?
+        .http1_header_read_timeout(header_timeout)
+        .serve(make);
+    let local = server.local_addr();
+    let running = server.with_graceful_shutdown(shutdown);
+    Ok((local, async move {
+        if let Err(e) = running.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }))
 }

@@ -413,6 +413,11 @@ impl Site {
         Site { api }
     }
 
+    /// How long a form may take to arrive (the API's setting).
+    pub fn body_timeout(&self) -> std::time::Duration {
+        self.api.config().body_timeout
+    }
+
     fn secure(&self) -> bool {
         self.api.config().public_url.starts_with("https://")
     }
