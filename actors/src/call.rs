@@ -1077,11 +1077,7 @@ impl CallState {
         };
         info!(callee = %self.callee, side, %digit, duration_ms, source = label, "dtmf");
         metrics::counter!(m::DTMF_DIGITS, "source" => label).increment(1);
-        // Kept for the call's report; a party that sends digits for ever
-        // does not grow the call without bound.
-        if self.digits.len() < MAX_DIGITS {
-            self.digits.push((side, digit, source));
-        }
+        keep_digit(&mut self.digits, (side, digit, source));
     }
 
     /// A body from leg `id`'s party as the other party must see it: when
@@ -1492,6 +1488,14 @@ impl CallState {
     }
 }
 
+/// Keep a digit for the call's report: a party that sends digits for ever
+/// does not grow the call without bound (the rest are relayed and counted).
+fn keep_digit(digits: &mut Vec<(usize, char, DtmfSource)>, d: (usize, char, DtmfSource)) {
+    if digits.len() < MAX_DIGITS {
+        digits.push(d);
+    }
+}
+
 /// Seconds after the answer at which a hold of `held` seconds is extended.
 fn extend_at(held: u32) -> u32 {
     if held > 2 * EXTEND_MARGIN {
@@ -1542,7 +1546,17 @@ pub fn best_failure(failures: &[u16]) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Attempt, RouteNote, best_failure};
+    use super::{Attempt, MAX_DIGITS, RouteNote, best_failure, keep_digit};
+    use crate::media::DtmfSource;
+
+    #[test]
+    fn a_call_keeps_at_most_max_digits_for_its_report() {
+        let mut digits = Vec::new();
+        for i in 0..10 * MAX_DIGITS {
+            keep_digit(&mut digits, (i % 2, '5', DtmfSource::Rfc4733));
+        }
+        assert_eq!(digits.len(), MAX_DIGITS);
+    }
 
     #[test]
     fn failure_precedence() {
