@@ -386,6 +386,14 @@ struct TrunkSection {
     register_user: Option<String>,
     register_expires_s: Option<u64>,
     register_retry_s: Option<u64>,
+    /// Takes calls from its carrier.
+    #[serde(default)]
+    inbound: bool,
+    /// Networks the carrier sends from (default: `address`'s IP).
+    #[serde(default)]
+    accept_from: Vec<String>,
+    /// `ruri` (default) or `to`: where the called number is read.
+    called: Option<String>,
 }
 
 fn one() -> u32 {
@@ -981,6 +989,13 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         route.max_cps = t.max_cps.unwrap_or(route.max_cps);
         route.priority = t.priority;
         route.trusted = t.trusted.unwrap_or(false);
+        route.inbound = t.inbound;
+        route.accept_from = networks(&t.accept_from, &format!("trunk {} accept_from", t.name))?;
+        route.called = match t.called.as_deref() {
+            None | Some("ruri") => actors::config::Called::Ruri,
+            Some("to") => actors::config::Called::To,
+            Some(other) => bail!("trunk {}: called {other:?}: ruri or to", t.name),
+        };
         route.credentials = match (t.auth_user, t.auth_password) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,

@@ -114,6 +114,8 @@ pub struct CallReport {
     pub digits: Vec<(usize, char, DtmfSource)>,
     /// A placed call's callback leg.
     pub callback: Option<CallbackReport>,
+    /// The carrier's trunk it came in from.
+    pub peer: Option<String>,
 }
 
 /// One branch of the fork.
@@ -262,6 +264,18 @@ pub struct CallArgs {
     /// The answer time (Unix ms, 0 before), shared with the supervisor so
     /// that a crashed call is still charged for what it talked.
     pub answered_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The carrier a call came in from (interconnect), when it did.
+    pub peer: Option<PeerCall>,
+}
+
+/// A call from a carrier's trunk.
+pub struct PeerCall {
+    /// The trunk's name.
+    pub trunk: String,
+    /// The caller's name as the carrier gave it (From's display name).
+    pub display: Option<String>,
+    /// The trunk channel it takes (inbound and outbound share them).
+    pub channel: ChannelGuard,
 }
 
 impl CallArgs {
@@ -447,6 +461,8 @@ pub struct CallState {
     answered_at: Option<tokio::time::Instant>,
     status: Option<u16>,
     disconnect: Option<&'static str>,
+    /// The carrier's trunk a call came in from.
+    peer: Option<String>,
 }
 
 /// A charged leg's prepaid state.
@@ -496,11 +512,19 @@ impl Actor for Call {
         let host = local.ip().to_string();
         // The caller's display name is kept only when its From is the
         // authenticated member: another From's name is not verified.
-        let display = invite
-            .as_ref()
-            .and_then(|i| i.from_hdr())
-            .filter(|f| f.uri.user.as_deref() == Some(args.caller.as_str()))
-            .and_then(|f| f.display);
+        let (peer, inbound_channel) = match args.peer {
+            Some(p) => (Some((p.trunk, p.display)), Some(p.channel)),
+            None => (None, None),
+        };
+        let display = match &peer {
+            // A carrier's caller: the name it gave (its number is `caller`).
+            Some((_, d)) => d.clone(),
+            None => invite
+                .as_ref()
+                .and_then(|i| i.from_hdr())
+                .filter(|f| f.uri.user.as_deref() == Some(args.caller.as_str()))
+                .and_then(|f| f.display),
+        };
         let from = NameAddr {
             display,
             uri: Uri::sip(Some(&args.caller), &host, Some(local.port())),
@@ -564,6 +588,9 @@ impl Actor for Call {
             snapshots: args.snapshots.clone(),
         };
         let mut channels = HashMap::new();
+        if let Some(g) = inbound_channel {
+            channels.insert(CALLER, g);
+        }
         let mut attempts = Vec::new();
         let role = match (&invite, &first) {
             (Some(i), _) => Role::Uas(i.clone()),
@@ -727,6 +754,7 @@ impl Actor for Call {
             answered_at: None,
             status: None,
             disconnect: None,
+            peer: peer.map(|p| p.0),
         };
         st.status(crate::events::Status::CallingYou, None, None);
         if st.legs.len() == 1 && st.first.is_none() {
@@ -920,6 +948,7 @@ impl CallState {
             media: self.media_report.clone(),
             digits: self.digits.clone(),
             callback,
+            peer: self.peer.clone(),
         };
         if report.answer_ms.is_some() {
             self.status(

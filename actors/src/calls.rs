@@ -355,6 +355,15 @@ impl CallsState {
             media,
             digits: r.digits.iter().map(|d| d.1).collect(),
             callback,
+            direction: if r.peer.is_some() {
+                "inbound"
+            } else if r.attempts.is_empty() {
+                "onnet"
+            } else {
+                "outbound"
+            }
+            .into(),
+            peer: r.peer.clone(),
         };
         self.write_cdr(&cdr).await;
     }

@@ -204,6 +204,18 @@ impl CenterState {
         }
         #[cfg(feature = "testing")]
         self.test_crash(&request);
+        // A carrier's trunk sending a call: not challenged.
+        let ip = flow.addr().ip();
+        if let Some(peer) = self
+            .cfg
+            .routing
+            .trunks
+            .iter()
+            .position(|t| t.sends_from(ip))
+        {
+            self.on_peer_invite(request, flow, peer).await;
+            return;
+        }
         let Some(caller) = self.authenticate(now, &request, flow).await else {
             return;
         };
@@ -280,6 +292,7 @@ impl CenterState {
             store: self.store.clone(),
             wallets: self.wallets.clone(),
             answered_ms: Default::default(),
+            peer: None,
             flow,
             caller,
             callee,
@@ -293,6 +306,203 @@ impl CenterState {
                 .respond(&request, status, flow, Some(&why))
                 .await;
         }
+    }
+
+    /// An INVITE from the carrier of trunk `peer` (interconnect): the
+    /// number it calls is read in the trunk's format and reaches a DID's or
+    /// an on-net number's holder, or a member; the caller is who the
+    /// carrier asserts (P-Asserted-Identity when the trunk is trusted, else
+    /// From). The callee pays nothing; a forward off the network is paid
+    /// by its member as always.
+    async fn on_peer_invite(&mut self, request: Request, flow: Flow, peer: usize) {
+        let cfg = self.cfg.clone();
+        let Some(trunk) = cfg.routing.trunks.get(peer) else {
+            return;
+        };
+        let channel = self
+            .transport
+            .trunks
+            .get(&trunk.name)
+            .and_then(|l| l.try_acquire_inbound());
+        let Some(channel) = channel else {
+            metrics::counter!(m::CALLS, "result" => "peer_full").increment(1);
+            let why = format!("trunk {} is at its channel or call rate limit", trunk.name);
+            self.transport
+                .refuse(&request, 503, flow, &why, Some(1))
+                .await;
+            return;
+        };
+        let called = match trunk.called {
+            crate::config::Called::Ruri => request.uri.user.clone(),
+            crate::config::Called::To => request.to_hdr().and_then(|t| t.uri.user),
+        }
+        .map(|u| u.replace("%23", "#"));
+        let Some(called) = called else {
+            self.transport
+                .respond(&request, 404, flow, Some("no number called"))
+                .await;
+            return;
+        };
+        let region = self.spec().region;
+        let from = request.from_hdr();
+        let asserted = trunk
+            .trusted
+            .then(|| request.headers.get("P-Asserted-Identity"))
+            .flatten()
+            .and_then(|v| engine::sip::msg::NameAddr::parse(v, "P-Asserted-Identity").ok())
+            .and_then(|n| n.uri.user);
+        let raw = asserted
+            .or_else(|| from.as_ref().and_then(|f| f.uri.user.clone()))
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let caller = engine::routing::untranslate(&raw, &trunk.translation, region).unwrap_or(raw);
+        let hidden = request
+            .headers
+            .get("Privacy")
+            .is_some_and(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
+        let ident = CallerFacts {
+            e164: caller.starts_with('+').then(|| caller.clone()),
+            privacy: if hidden {
+                engine::routing::Privacy::Id
+            } else {
+                engine::routing::Privacy::None
+            },
+            region,
+            terms: Some((None, None)),
+        };
+        let (callee, resolved) = self.resolve_inbound(&called, trunk, &ident).await;
+        let Resolved {
+            targets,
+            hunt,
+            forward,
+        } = match resolved {
+            Ok(r) => r,
+            Err((status, why)) => {
+                self.transport
+                    .respond_with_reason(&request, status, flow, &why)
+                    .await;
+                return;
+            }
+        };
+        let call_id = ids::call_id(&mut self.rng, "call");
+        // The callee pays nothing for a call it receives; its forward off
+        // the network is its own (and refused, 480, without the funds).
+        let billing = match &forward {
+            Some(_) => match self
+                .authorise_routed(&caller, &callee, forward.as_ref(), &call_id, &ident)
+                .await
+            {
+                Ok(b) => b,
+                Err((status, why)) => {
+                    self.transport
+                        .respond_with_reason(&request, status, flow, &why)
+                        .await;
+                    return;
+                }
+            },
+            None => None,
+        };
+        let snapshots = crate::calls::snapshots(flow, targets.len());
+        let args = CallArgs {
+            cfg: self.cfg.clone(),
+            transport: self.transport.clone(),
+            start: Start::Invite(request.clone()),
+            call_id,
+            billing,
+            store: self.store.clone(),
+            wallets: self.wallets.clone(),
+            answered_ms: Default::default(),
+            peer: Some(crate::call::PeerCall {
+                trunk: trunk.name.clone(),
+                display: from.and_then(|f| f.display),
+                channel,
+            }),
+            flow,
+            caller,
+            callee,
+            targets,
+            snapshots,
+            calls: self.calls.clone(),
+            hunt,
+        };
+        if let Err((status, why)) = self.start_call(args).await {
+            self.transport
+                .respond(&request, status, flow, Some(&why))
+                .await;
+        }
+    }
+
+    /// Where a number a carrier calls goes, and the number as the call's
+    /// records name it: one of the service's own numbers (`NSN*CC`,
+    /// `BASE#CC`) or a member's SIP user as an on-net call would, else a
+    /// DID (read as E.164 from the trunk's format) to its holder; 404 for
+    /// anything else.
+    async fn resolve_inbound(
+        &self,
+        called: &str,
+        trunk: &crate::config::TrunkRoute,
+        ident: &CallerFacts,
+    ) -> (String, Result<Resolved, (u16, String)>) {
+        use engine::numbering::{Company, Dialled, Individual};
+        if let Some(r) = self.onnet_targets(called, ident).await {
+            return (called.to_owned(), r);
+        }
+        match self.store.member(called).await {
+            Ok(Some(_)) => {
+                let r = self
+                    .member_targets(called)
+                    .await
+                    .map(|t| Resolved::direct(t, None))
+                    .map_err(|(s, w)| (s, w.to_owned()));
+                return (called.to_owned(), r);
+            }
+            Ok(None) => {}
+            Err(_) => return (called.to_owned(), Err((500, "store unavailable".into()))),
+        }
+        let Some(e164) = engine::routing::untranslate(called, &trunk.translation, ident.region)
+        else {
+            return (
+                called.to_owned(),
+                Err((404, format!("{called} is not a number here"))),
+            );
+        };
+        let record = match self.store.number(&e164).await {
+            Ok(Some(r)) if r.did.is_some() => r,
+            Ok(_) => {
+                metrics::counter!(m::CALLS, "result" => "not_found").increment(1);
+                return (
+                    e164.clone(),
+                    Err((404, format!("{e164} is not in service here"))),
+                );
+            }
+            Err(_) => return (e164, Err((500, "store unavailable".into()))),
+        };
+        // A DID rings its holder as that holder's own number would: a
+        // person's phones or forward, a company's office for the caller.
+        let holder_kind = match &record.state {
+            schema::model::NumberState::Sold { account, .. } => {
+                match self.store.account(account).await {
+                    Ok(Some(a)) => a.kind,
+                    Ok(None) => record.kind,
+                    Err(_) => return (e164, Err((500, "store unavailable".into()))),
+                }
+            }
+            _ => record.kind,
+        };
+        let dialled = match holder_kind {
+            schema::model::AccountKind::Individual => Dialled::Individual(Individual {
+                nsn: e164.trim_start_matches('+').to_owned(),
+                cc: 0,
+            }),
+            schema::model::AccountKind::Company => Dialled::Company(Company {
+                base: e164.clone(),
+                cc: None,
+            }),
+        };
+        let r = self
+            .holder_targets(&dialled, &e164, &record, ident)
+            .await
+            .unwrap_or_else(|| Err((404, format!("{e164} is not in service here"))));
+        (e164, r)
     }
 
     /// Who pays for a call from `caller` to `callee` and at what price,
@@ -643,6 +853,7 @@ impl CenterState {
             store: self.store.clone(),
             wallets: self.wallets.clone(),
             answered_ms: Default::default(),
+            peer: None,
             start: Start::Originate(Box::new(crate::call::FirstParty {
                 target: first,
                 number: o.first.clone(),
@@ -744,8 +955,6 @@ impl CenterState {
         ident: &CallerFacts,
     ) -> Option<Result<Resolved, (u16, String)>> {
         use engine::numbering::Dialled;
-        use engine::routing::{Decision, Holder, OfficeTarget, decide};
-        use schema::model::{NumberState, OfficeContact};
         let r = &self.cfg.routing;
         let dialled = r.classify_user(callee).ok()?;
         let key = match &dialled {
@@ -759,6 +968,22 @@ impl CenterState {
             Ok(None) => return None,
             Err(_) => return Some(Err(unavailable())),
         };
+        self.holder_targets(&dialled, &key, &record, ident).await
+    }
+
+    /// Where a call to the sold number `record` (`key`, dialled as
+    /// `dialled`) goes: its holder's phones, forward or office.
+    async fn holder_targets(
+        &self,
+        dialled: &engine::numbering::Dialled,
+        key: &str,
+        record: &schema::model::NumberRecord,
+        ident: &CallerFacts,
+    ) -> Option<Result<Resolved, (u16, String)>> {
+        use engine::routing::{Decision, Holder, OfficeTarget, decide};
+        use schema::model::{NumberState, OfficeContact};
+        let r = &self.cfg.routing;
+        let unavailable = || (500, "store unavailable".to_owned());
         let NumberState::Sold { account, .. } = &record.state else {
             return Some(Err((404, format!("{key} is not in service"))));
         };
@@ -796,7 +1021,7 @@ impl CenterState {
                 destination: destination.to_owned(),
             })
         };
-        Some(match decide(&dialled, ident.region, Some(&facts)) {
+        Some(match decide(dialled, ident.region, Some(&facts)) {
             Decision::Fork { sip_user } => {
                 let found = if sip_user == holder.id {
                     contacts

@@ -195,6 +195,39 @@ pub struct TrunkRoute {
     /// Register with the trunk (outbound registration); until it accepts,
     /// the trunk is skipped. `None`: it needs no registration.
     pub register: Option<TrunkRegistration>,
+    /// Takes calls from its carrier: INVITEs from `accept_from` are not
+    /// challenged and are routed to the DIDs and numbers they dial.
+    pub inbound: bool,
+    /// Networks the carrier sends from (default: its own address).
+    pub accept_from: Vec<(std::net::IpAddr, u8)>,
+    /// Where the called number is read: the Request-URI's user (default)
+    /// or the To header's.
+    pub called: Called,
+}
+
+/// Where a carrier puts the number it calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Called {
+    /// The Request-URI's user part.
+    #[default]
+    Ruri,
+    /// The To header's user part.
+    To,
+}
+
+impl TrunkRoute {
+    /// Whether a request from `ip` comes from this trunk's carrier.
+    pub fn sends_from(&self, ip: std::net::IpAddr) -> bool {
+        if !self.inbound {
+            return false;
+        }
+        if self.accept_from.is_empty() {
+            return ip == self.addr.ip();
+        }
+        self.accept_from
+            .iter()
+            .any(|n| crate::protection::in_network(ip, *n))
+    }
 }
 
 /// An outbound registration with a trunk.
@@ -252,6 +285,9 @@ impl TrunkRoute {
             trusted: false,
             credentials: None,
             register: None,
+            inbound: false,
+            accept_from: Vec::new(),
+            called: Called::Ruri,
         }
     }
 }

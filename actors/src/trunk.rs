@@ -134,6 +134,17 @@ impl TrunkLive {
         if !self.up.load(Ordering::Acquire) || !self.is_registered() {
             return None;
         }
+        self.take_channel(now)
+    }
+
+    /// Take a channel for a call the carrier sends us: its channel and
+    /// calls-per-second limits apply (both directions share them), its
+    /// keep-alive and registration state do not (it is plainly there).
+    pub fn try_acquire_inbound(self: &Arc<Self>) -> Option<ChannelGuard> {
+        self.take_channel(crate::clock::now())
+    }
+
+    fn take_channel(self: &Arc<Self>, now: Instant) -> Option<ChannelGuard> {
         self.channels
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_channels).then_some(n + 1)

@@ -288,6 +288,54 @@ pub fn blocked(number: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|p| digits.starts_with(p.as_str()))
 }
 
+/// Read a number a carrier sent in its trunk's format back as E.164 (the
+/// reverse of [`translate`]): its tech prefix and added prefix removed,
+/// then `+digits`, `00`/`011` international forms, E.164 digits, or a
+/// national number of `home` (where the stripped trunk prefix, if any,
+/// is not needed). `None`: not a number.
+pub fn untranslate(number: &str, t: &Translation, home: RegionId) -> Option<String> {
+    let mut n = number.trim();
+    n = n.strip_prefix(t.tech_prefix.as_str()).unwrap_or(n);
+    if !t.add.is_empty() {
+        n = n.strip_prefix(t.add.as_str()).unwrap_or(n);
+    }
+    let digits_only =
+        |s: &str| !s.is_empty() && s.len() <= 17 && s.bytes().all(|b| b.is_ascii_digit());
+    let e164 = |digits: &str| {
+        let candidate = format!("+{digits}");
+        phonenumber::parse(None, &candidate)
+            .ok()
+            .filter(phonenumber::is_valid)
+            .map(|p| p.format().mode(Mode::E164).to_string())
+    };
+    if let Some(d) = n.strip_prefix('+') {
+        return digits_only(d).then(|| e164(d)).flatten();
+    }
+    if !digits_only(n) {
+        return None;
+    }
+    let international = match t.format {
+        NumberFormat::International(p) => n.strip_prefix(p),
+        _ => None,
+    }
+    .or_else(|| n.strip_prefix("00"))
+    .or_else(|| n.strip_prefix("011"));
+    if let Some(d) = international
+        && let Some(e) = e164(d)
+    {
+        return Some(e);
+    }
+    if t.format == NumberFormat::E164
+        && let Some(e) = e164(n)
+    {
+        return Some(e);
+    }
+    phonenumber::parse(Some(home), n)
+        .ok()
+        .filter(phonenumber::is_valid)
+        .map(|p| p.format().mode(Mode::E164).to_string())
+}
+
 /// The identity a trunk is shown for a caller whose number is `caller_e164`.
 pub fn present(
     caller_e164: &str,
@@ -352,6 +400,52 @@ mod tests {
     use super::*;
     use crate::numbering::{Plan, classify};
     use phonenumber::country::Id::{JP, KR, US};
+
+    #[test]
+    fn a_carriers_number_reads_back_as_e164_whatever_its_format() {
+        use super::{NumberFormat, Translation, translate, untranslate};
+        let us = RegionId::US;
+        let national = Translation {
+            format: NumberFormat::National,
+            ..Translation::default()
+        };
+        for (sent, t, want) in [
+            ("2125550100", &national, Some("+12125550100")),
+            ("12125550100", &national, Some("+12125550100")),
+            ("+12125550100", &national, Some("+12125550100")),
+            ("0082212345678", &national, Some("+82212345678")),
+            ("01182212345678", &national, Some("+82212345678")),
+            ("555", &national, None),
+            ("alice", &national, None),
+        ] {
+            assert_eq!(untranslate(sent, t, us).as_deref(), want, "{sent}");
+        }
+        // Every outbound translation reads back.
+        for t in [
+            Translation::default(),
+            Translation {
+                format: NumberFormat::E164,
+                ..Translation::default()
+            },
+            Translation {
+                format: NumberFormat::International("00"),
+                ..Translation::default()
+            },
+            Translation {
+                format: NumberFormat::National,
+                strip: 1,
+                add: "9".into(),
+                tech_prefix: "1010#".into(),
+            },
+        ] {
+            let sent = translate("+82212345678", &t).unwrap();
+            assert_eq!(
+                untranslate(&sent, &t, RegionId::KR).as_deref(),
+                Some("+82212345678"),
+                "{sent} {t:?}"
+            );
+        }
+    }
 
     fn d(input: &str, from: RegionId) -> Dialled {
         let plan = Plan {

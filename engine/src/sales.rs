@@ -138,14 +138,15 @@ pub fn approve(
         }
         _ => {}
     }
-    if r.kind != account.kind {
+    // A DID is a carrier's PSTN number: any member may hold one.
+    if r.did.is_none() && r.kind != account.kind {
         return Err(Refusal::WrongKind {
             number: r.number.clone(),
             number_kind: r.kind.as_str(),
             account_kind: account.kind.as_str(),
         });
     }
-    if r.kind == AccountKind::Individual {
+    if r.did.is_none() && r.kind == AccountKind::Individual {
         let pstn = Individual::from_canonical(&r.number)
             .map(|i| i.pstn())
             .unwrap_or_default();
@@ -269,6 +270,7 @@ mod tests {
             price: 1000,
             state,
             version: 0,
+            did: None,
         }
     }
 

@@ -44,6 +44,7 @@ async fn fill(store: &dyn Store) {
                     since: 0,
                 },
                 version: 0,
+                did: None,
             })
             .await
             .ok();

@@ -292,6 +292,8 @@ mod tests {
             media: None,
             digits: String::new(),
             callback: None,
+            direction: String::new(),
+            peer: None,
         }
     }
 

@@ -10,7 +10,7 @@ pub const MAX_PAGE: usize = 1000;
 pub const CSV_HEADER: &str = "call_id,payer,caller,callee,center,result,status,cause,disconnect,\
 attempts,setup_ms,ring_ms,answer_ms,end_ms,total_secs,talk_secs,billed_secs,price,cost_micros,\
 currency,caller_packets,callee_packets,caller_lost,callee_lost,digits,callback_destination,\
-callback_answer_ms,callback_billed_secs,callback_price";
+callback_answer_ms,callback_billed_secs,callback_price,direction,peer";
 
 /// A page cursor: the last CDR's `setup_ms:call_id`.
 pub fn cursor(c: &Cdr) -> String {
@@ -124,6 +124,8 @@ pub fn csv_row(c: &Cdr) -> String {
         c.callback
             .as_ref()
             .map_or(String::new(), |l| l.price.to_string()),
+        c.direction.clone(),
+        c.peer.clone().unwrap_or_default(),
     ];
     let mut out = String::new();
     for (i, v) in cols.iter().enumerate() {
@@ -185,6 +187,8 @@ mod tests {
             media: None,
             digits: String::new(),
             callback: None,
+            direction: String::new(),
+            peer: None,
         }
     }
 

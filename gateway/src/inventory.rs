@@ -46,6 +46,16 @@ pub struct InventoryRow {
     /// Price in minor units; the class's default when absent.
     #[serde(default)]
     pub price: Option<i64>,
+    /// `did` for a PSTN number the operator holds from a carrier (its
+    /// calls come in from `trunk`); empty for the plan's own numbers.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A DID's carrier trunk.
+    #[serde(default)]
+    pub trunk: Option<String>,
+    /// A DID's monthly price, minor units (recorded for invoices).
+    #[serde(default)]
+    pub monthly_price: Option<i64>,
 }
 
 /// What an import did.
@@ -85,6 +95,11 @@ pub fn record(row: &InventoryRow, plan: &Plan, prices: &Prices) -> Result<Number
     let area: String = row.area.clone().unwrap_or_default().trim().to_owned();
     if area.len() > 8 || !area.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("area {area} is not up to 8 digits"));
+    }
+    match row.kind.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some("did") => return did_record(row, class, price, area),
+        Some(other) => return Err(format!("kind {other} is not did (or empty)")),
     }
     let given = row
         .country
@@ -127,6 +142,51 @@ pub fn record(row: &InventoryRow, plan: &Plan, prices: &Prices) -> Result<Number
         price,
         state: NumberState::Available,
         version: 0,
+        did: None,
+    })
+}
+
+/// A DID row: a PSTN number (E.164, `+` optional) from a carrier's trunk.
+fn did_record(
+    row: &InventoryRow,
+    class: PriceClass,
+    price: i64,
+    area: String,
+) -> Result<NumberRecord, String> {
+    let trunk = row
+        .trunk
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 64)
+        .ok_or_else(|| "a DID needs its trunk".to_owned())?;
+    let monthly_price = row.monthly_price.unwrap_or(0);
+    if monthly_price < 0 {
+        return Err("monthly price cannot be negative".into());
+    }
+    let pstn = match engine::numbering::normalize(&row.number).map(|n| {
+        let n = if n.starts_with('+') {
+            n
+        } else {
+            format!("+{n}")
+        };
+        classify(&n, RegionId::US, &Plan::default())
+    }) {
+        Ok(Ok(Dialled::Pstn(p))) => p,
+        _ => return Err(format!("{} is not an E.164 PSTN number", row.number)),
+    };
+    Ok(NumberRecord {
+        number: pstn.e164,
+        kind: AccountKind::Individual,
+        country: pstn.region.unwrap_or_default(),
+        area,
+        price_class: class,
+        price,
+        state: NumberState::Available,
+        version: 0,
+        did: Some(schema::model::Did {
+            trunk: trunk.to_owned(),
+            monthly_price,
+        }),
     })
 }
 
@@ -175,6 +235,15 @@ pub fn parse_csv(text: &str) -> Result<Vec<InventoryRow>, String> {
             area: col("area"),
             price_class: col("price_class"),
             price,
+            kind: col("kind"),
+            trunk: col("trunk"),
+            monthly_price: col("monthly_price")
+                .map(|p| {
+                    p.parse::<i64>().map_err(|_| {
+                        format!("row {}: monthly_price {p} is not an integer", row.number)
+                    })
+                })
+                .transpose()?,
         });
     }
     Ok(rows)

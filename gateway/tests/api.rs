@@ -1171,6 +1171,8 @@ fn cdr(id: &str, payer: &str, setup_ms: u64, price: i64) -> schema::model::Cdr {
         media: None,
         digits: String::new(),
         callback: None,
+        direction: String::new(),
+        peer: None,
     }
 }
 

@@ -49,6 +49,8 @@ fn cdr(i: usize, run: u64) -> Cdr {
         media: None,
         digits: String::new(),
         callback: None,
+        direction: String::new(),
+        peer: None,
     }
 }
 
@@ -146,6 +148,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 price: 1000,
                 state: NumberState::Available,
                 version: 0,
+                did: None,
             })
             .await;
     }

@@ -347,6 +347,19 @@ pub struct NumberRecord {
     pub state: NumberState,
     /// Bumped by every change (compare-and-set).
     pub version: u64,
+    /// A PSTN number the operator holds from a carrier (a DID): `number`
+    /// is its E.164 form, and calls to it come in from that carrier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub did: Option<Did>,
+}
+
+/// What the operator holds a DID under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Did {
+    /// The trunk (carrier) it comes from.
+    pub trunk: String,
+    /// Its monthly price to the holder, minor units (for invoices).
+    pub monthly_price: i64,
 }
 
 impl NumberRecord {
@@ -588,6 +601,13 @@ pub struct Cdr {
     /// itself from its own answer; its price is part of `price`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CdrLeg>,
+    /// `inbound` (from a carrier's trunk), `outbound` (to trunks) or
+    /// `onnet`.
+    #[serde(default)]
+    pub direction: String,
+    /// The carrier's trunk an inbound call came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// A separately charged leg of a call.

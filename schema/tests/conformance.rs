@@ -121,6 +121,7 @@ fn number(n: &str, country: &str, area: &str) -> NumberRecord {
         price: 1000,
         state: NumberState::Available,
         version: 0,
+        did: None,
     }
 }
 
@@ -377,6 +378,8 @@ fn cdr(id: &str, payer: &str, setup_ms: u64) -> schema::model::Cdr {
         media: None,
         digits: String::new(),
         callback: None,
+        direction: String::new(),
+        peer: None,
     }
 }
 

@@ -99,6 +99,7 @@ async fn aliases_resolve_only_once_their_owner_proves_them() {
             since: 0,
         },
         version: 0,
+        did: None,
     };
     assert!(env.store.insert_number(&number).await.unwrap());
     let smtp = SmtpServer::start(env.work.path()).await;

@@ -668,6 +668,8 @@ async fn cdrs_export_writes_every_record_as_csv_that_adds_up() {
                 media: None,
                 digits: String::new(),
                 callback: None,
+                direction: String::new(),
+                peer: None,
             };
             store.put_cdr(&cdr).await.unwrap();
         }

@@ -376,6 +376,7 @@ async fn an_onnet_callback_is_checked_where_its_forward_goes() {
             since: 0,
         },
         version: 0,
+        did: None,
     };
     assert!(env.store.insert_number(&number).await.unwrap());
     let button = card["info"]["phones"][0]["button_id"]

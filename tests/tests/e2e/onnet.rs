@@ -42,6 +42,7 @@ fn sold(number: &str, kind: AccountKind, to: &str) -> NumberRecord {
             since: 0,
         },
         version: 0,
+        did: None,
     }
 }
 

@@ -1,0 +1,228 @@
+//! Calls from a carrier (issue 20): SIPp plays the carrier's switch on its
+//! own loopback address (127.0.0.3) behind an inbound trunk; members'
+//! phones are SIPp UASs. The carrier is not challenged; what it dials (a
+//! DID in its national format, or one of the service's own numbers) rings
+//! the holder's phone, showing the caller it asserted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schema::model::{AccountKind, CdrQuery, Did, NumberRecord, NumberState, PriceClass};
+use schema::store::Store;
+use switchboard_tests::{Env, Sipp, free_port};
+
+const CARRIER_IP: &str = "127.0.0.3";
+
+/// An engine with member 100, an inbound trunk `carrier` from
+/// [`CARRIER_IP`] (trusted, national US format, `channels` channels), and
+/// the DID +1 212 555 0100 and the number 212345678*82 held by 100.
+async fn env(channels: u32) -> Env {
+    let env = Env::start(&["100"], |c| {
+        let mut t = actors::config::TrunkRoute::new(
+            "carrier",
+            format!("{CARRIER_IP}:{}", free_port()).parse().unwrap(),
+            engine::routing::Translation {
+                format: engine::routing::NumberFormat::National,
+                ..Default::default()
+            },
+        );
+        t.options_interval = None;
+        t.inbound = true;
+        t.trusted = true;
+        t.max_channels = channels;
+        c.routing = Arc::new(actors::config::Routing {
+            trunks: vec![t],
+            ..actors::config::Routing::default()
+        });
+    })
+    .await
+    .unwrap();
+    env.add_account("100", "kim@example.com", |_| {}).await;
+    for (number, did) in [
+        (
+            "+12125550100",
+            Some(Did {
+                trunk: "carrier".into(),
+                monthly_price: 300,
+            }),
+        ),
+        ("212345678*82", None),
+    ] {
+        let rec = NumberRecord {
+            number: number.into(),
+            kind: AccountKind::Individual,
+            country: "US".into(),
+            area: String::new(),
+            price_class: PriceClass::Standard,
+            price: 0,
+            state: NumberState::Sold {
+                account: "100".into(),
+                since: 0,
+            },
+            version: 0,
+            did,
+        };
+        assert!(env.store.insert_number(&rec).await.unwrap());
+    }
+    env
+}
+
+/// The carrier's switch running `scenario` (`vars`) at the engine.
+fn carrier(env: &Env, scenario: &str, vars: &[(&str, &str)]) -> Sipp {
+    let sc = env.scenario(scenario, vars).unwrap();
+    let mut s = Sipp::new(env.work.path(), &sc, free_port());
+    s.args(["-i", CARRIER_IP, &env.sip().to_string()]);
+    s
+}
+
+/// Member 100's phone, checking it is shown the carrier's caller.
+async fn phone(env: &Env) -> switchboard_tests::SippChild {
+    let port = free_port();
+    env.register("100", port).await.unwrap();
+    let sc = env
+        .scenario(
+            "uas_shown.xml",
+            &[("DISPLAY", "Alice"), ("FROM", "\\+16465550123")],
+        )
+        .unwrap();
+    env.sipp(&sc, port).spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_call_to_a_did_in_national_format_rings_the_holders_phone() {
+    let env = env(10).await;
+    let phone = phone(&env).await;
+    carrier(
+        &env,
+        "carrier_call.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("HOLD", "500"),
+        ],
+    )
+    .run()
+    .await
+    .unwrap();
+    phone.wait().await.unwrap();
+    let r = env.call_report(|r| r.callee == "+12125550100").await;
+    assert_eq!(
+        (r.caller.as_str(), r.result, r.peer.as_deref()),
+        ("+16465550123", "answered", Some("carrier"))
+    );
+    let query = CdrQuery {
+        payer: None,
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 10,
+    };
+    switchboard_tests::eventually("the CDR", Duration::from_secs(10), || async {
+        !env.store.cdrs(&query).await.unwrap().is_empty()
+    })
+    .await
+    .unwrap();
+    let cdrs = env.store.cdrs(&query).await.unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    let c = &cdrs[0];
+    assert_eq!(
+        (
+            c.direction.as_str(),
+            c.peer.as_deref(),
+            c.caller.as_str(),
+            c.price
+        ),
+        ("inbound", Some("carrier"), "+16465550123", 0),
+        "the callee pays nothing: {c:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_reaches_the_services_own_numbers_and_members() {
+    let env = env(10).await;
+    for called in ["212345678*82", "100"] {
+        let phone = phone(&env).await;
+        carrier(
+            &env,
+            "carrier_call.xml",
+            &[
+                ("CALLED", called),
+                ("FROM", "6465550123"),
+                ("PAI", "6465550123"),
+                ("HOLD", "200"),
+            ],
+        )
+        .run()
+        .await
+        .unwrap();
+        phone.wait().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_gets_404_for_no_number_480_for_no_phone_and_503_over_its_channels() {
+    let env = env(1).await;
+    // Not a number here.
+    carrier(
+        &env,
+        "carrier_refused.xml",
+        &[("CALLED", "3055550199"), ("FINAL", "404")],
+    )
+    .run()
+    .await
+    .unwrap();
+    // The holder has no phone registered and no forward.
+    carrier(
+        &env,
+        "carrier_refused.xml",
+        &[("CALLED", "2125550100"), ("FINAL", "480")],
+    )
+    .run()
+    .await
+    .unwrap();
+    // One channel: a second call while the first is up gets 503.
+    let phone = phone(&env).await;
+    let first = carrier(
+        &env,
+        "carrier_call.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("HOLD", "3000"),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    switchboard_tests::eventually("the first call up", Duration::from_secs(10), || async {
+        env.node().active_calls().await == 1
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    carrier(
+        &env,
+        "carrier_refused.xml",
+        &[("CALLED", "2125550100"), ("FINAL", "503")],
+    )
+    .run()
+    .await
+    .unwrap();
+    first.wait().await.unwrap();
+    phone.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_from_an_address_of_no_carrier_is_challenged() {
+    let env = env(10).await;
+    let sc = env
+        .scenario(
+            "carrier_refused.xml",
+            &[("CALLED", "2125550100"), ("FINAL", "407")],
+        )
+        .unwrap();
+    let mut s = Sipp::new(env.work.path(), &sc, free_port());
+    s.args(["-i", "127.0.0.4", &env.sip().to_string()]);
+    s.run().await.unwrap();
+}
