@@ -394,6 +394,9 @@ struct TrunkSection {
     accept_from: Vec<String>,
     /// `ruri` (default) or `to`: where the called number is read.
     called: Option<String>,
+    /// What the carrier pays for each call it sends (rate-deck CSV by the
+    /// called number's prefix), for settlement.
+    inbound_rates: Option<PathBuf>,
 }
 
 fn one() -> u32 {
@@ -990,6 +993,13 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
         route.priority = t.priority;
         route.trusted = t.trusted.unwrap_or(false);
         route.inbound = t.inbound;
+        if let Some(path) = &t.inbound_rates {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("trunk {}: reading {}", t.name, path.display()))?;
+            let deck = gateway::rates::parse_deck(&text)
+                .map_err(|e| anyhow::anyhow!("trunk {}: {}: {e}", t.name, path.display()))?;
+            route.inbound_rates = Some(Arc::new(deck));
+        }
         route.accept_from = networks(&t.accept_from, &format!("trunk {} accept_from", t.name))?;
         route.called = match t.called.as_deref() {
             None | Some("ruri") => actors::config::Called::Ruri,

@@ -116,6 +116,8 @@ pub struct CallReport {
     pub callback: Option<CallbackReport>,
     /// The carrier's trunk it came in from.
     pub peer: Option<String>,
+    /// What that carrier pays for it (its inbound deck), micro-units.
+    pub peer_micros: i64,
 }
 
 /// One branch of the fork.
@@ -276,6 +278,8 @@ pub struct PeerCall {
     pub display: Option<String>,
     /// The trunk channel it takes (inbound and outbound share them).
     pub channel: ChannelGuard,
+    /// What the carrier pays for it (its inbound deck's rate), if priced.
+    pub rate: Option<engine::lcr::Rate>,
 }
 
 impl CallArgs {
@@ -461,8 +465,8 @@ pub struct CallState {
     answered_at: Option<tokio::time::Instant>,
     status: Option<u16>,
     disconnect: Option<&'static str>,
-    /// The carrier's trunk a call came in from.
-    peer: Option<String>,
+    /// The carrier's trunk a call came in from, and what it pays for it.
+    peer: Option<(String, Option<engine::lcr::Rate>)>,
 }
 
 /// A charged leg's prepaid state.
@@ -513,12 +517,12 @@ impl Actor for Call {
         // The caller's display name is kept only when its From is the
         // authenticated member: another From's name is not verified.
         let (peer, inbound_channel) = match args.peer {
-            Some(p) => (Some((p.trunk, p.display)), Some(p.channel)),
+            Some(p) => (Some((p.trunk, p.display, p.rate)), Some(p.channel)),
             None => (None, None),
         };
         let display = match &peer {
             // A carrier's caller: the name it gave (its number is `caller`).
-            Some((_, d)) => d.clone(),
+            Some((_, d, _)) => d.clone(),
             None => invite
                 .as_ref()
                 .and_then(|i| i.from_hdr())
@@ -754,7 +758,7 @@ impl Actor for Call {
             answered_at: None,
             status: None,
             disconnect: None,
-            peer: peer.map(|p| p.0),
+            peer: peer.map(|p| (p.0, p.2)),
         };
         st.status(crate::events::Status::CallingYou, None, None);
         if st.legs.len() == 1 && st.first.is_none() {
@@ -948,7 +952,12 @@ impl CallState {
             media: self.media_report.clone(),
             digits: self.digits.clone(),
             callback,
-            peer: self.peer.clone(),
+            peer: self.peer.as_ref().map(|p| p.0.clone()),
+            peer_micros: self
+                .peer
+                .as_ref()
+                .and_then(|p| p.1)
+                .map_or(0, |r| r.cost(talked_secs)),
         };
         if report.answer_ms.is_some() {
             self.status(

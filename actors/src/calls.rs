@@ -364,6 +364,7 @@ impl CallsState {
             }
             .into(),
             peer: r.peer.clone(),
+            peer_micros: r.peer_micros,
         };
         self.write_cdr(&cdr).await;
     }

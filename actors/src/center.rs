@@ -415,6 +415,11 @@ impl CenterState {
                 trunk: trunk.name.clone(),
                 display: from.and_then(|f| f.display),
                 channel,
+                rate: trunk
+                    .inbound_rates
+                    .as_ref()
+                    .and_then(|d| d.longest(callee.trim_start_matches('+')))
+                    .map(|(_, r)| r),
             }),
             flow,
             caller,

@@ -203,6 +203,9 @@ pub struct TrunkRoute {
     /// Where the called number is read: the Request-URI's user (default)
     /// or the To header's.
     pub called: Called,
+    /// What the carrier pays us for each call it sends, by the called
+    /// number's prefix (termination; the rate-deck format), for settlement.
+    pub inbound_rates: Option<Arc<engine::lcr::Deck>>,
 }
 
 /// Where a carrier puts the number it calls.
@@ -288,6 +291,7 @@ impl TrunkRoute {
             inbound: false,
             accept_from: Vec::new(),
             called: Called::Ruri,
+            inbound_rates: None,
         }
     }
 }

@@ -143,21 +143,46 @@ pub struct TrunkSettlement {
     pub cost_micros: i64,
     /// The same in minor units, rounded up.
     pub cost: i64,
+    /// Calls it sent us (interconnect).
+    pub inbound_calls: u64,
+    /// Of which answered.
+    pub inbound_answered: u64,
+    /// Seconds of those.
+    pub inbound_seconds: u64,
+    /// What it owes us for them (its inbound deck), micro-units.
+    pub inbound_micros: i64,
+    /// The same in minor units, rounded up.
+    pub inbound: i64,
 }
 
 /// Per trunk, from the CDRs of a period, sorted by trunk name.
 pub fn settlement(cdrs: &[Cdr]) -> Vec<TrunkSettlement> {
     let mut by: std::collections::BTreeMap<&str, TrunkSettlement> = Default::default();
+    let fresh = |trunk: &str| TrunkSettlement {
+        trunk: trunk.to_owned(),
+        attempts: 0,
+        answered: 0,
+        seconds: 0,
+        cost_micros: 0,
+        cost: 0,
+        inbound_calls: 0,
+        inbound_answered: 0,
+        inbound_seconds: 0,
+        inbound_micros: 0,
+        inbound: 0,
+    };
     for c in cdrs {
+        if let Some(peer) = &c.peer {
+            let t = by.entry(peer).or_insert_with(|| fresh(peer));
+            t.inbound_calls += 1;
+            if c.answer_ms.is_some() {
+                t.inbound_answered += 1;
+                t.inbound_seconds += c.talk_secs();
+                t.inbound_micros += c.peer_micros;
+            }
+        }
         for a in &c.attempts {
-            let t = by.entry(&a.trunk).or_insert_with(|| TrunkSettlement {
-                trunk: a.trunk.clone(),
-                attempts: 0,
-                answered: 0,
-                seconds: 0,
-                cost_micros: 0,
-                cost: 0,
-            });
+            let t = by.entry(&a.trunk).or_insert_with(|| fresh(&a.trunk));
             t.attempts += 1;
             if a.status == 200 {
                 t.answered += 1;
@@ -169,6 +194,7 @@ pub fn settlement(cdrs: &[Cdr]) -> Vec<TrunkSettlement> {
     by.into_values()
         .map(|mut t| {
             t.cost = engine::rating::micros_to_minor(t.cost_micros);
+            t.inbound = engine::rating::micros_to_minor(t.inbound_micros);
             t
         })
         .collect()
@@ -294,6 +320,7 @@ mod tests {
             callback: None,
             direction: String::new(),
             peer: None,
+            peer_micros: 0,
         }
     }
 

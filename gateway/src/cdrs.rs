@@ -189,6 +189,7 @@ mod tests {
             callback: None,
             direction: String::new(),
             peer: None,
+            peer_micros: 0,
         }
     }
 

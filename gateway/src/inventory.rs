@@ -292,4 +292,44 @@ mod tests {
         );
         assert!(parse_csv("num,country\n1,2\n").is_err());
     }
+
+    #[test]
+    fn did_rows_are_carriers_pstn_numbers_with_a_trunk_and_a_monthly_price() {
+        let rows = parse_csv(
+            "number,country,area,price_class,price,kind,trunk,monthly_price\n\
+             +1 212-555-0100,,212,,500,did,carrier,300\n\
+             12125550101,,,,,did,,\n\
+             +1 555,,,,,did,carrier,\n\
+             +12125550102,,,,,sim,carrier,\n",
+        )
+        .unwrap_or_default();
+        let (p, prices) = (Plan::default(), Prices::default());
+        let r = record(&rows[0], &p, &prices);
+        assert_eq!(
+            r.as_ref().map(|r| (
+                r.number.as_str(),
+                r.country.as_str(),
+                r.price,
+                r.did.clone()
+            )),
+            Ok((
+                "+12125550100",
+                "US",
+                500,
+                Some(schema::model::Did {
+                    trunk: "carrier".into(),
+                    monthly_price: 300
+                })
+            ))
+        );
+        assert_eq!(
+            record(&rows[1], &p, &prices).err().as_deref(),
+            Some("a DID needs its trunk")
+        );
+        assert!(record(&rows[2], &p, &prices).is_err());
+        assert_eq!(
+            record(&rows[3], &p, &prices).err().as_deref(),
+            Some("kind sim is not did (or empty)")
+        );
+    }
 }

@@ -1173,6 +1173,7 @@ fn cdr(id: &str, payer: &str, setup_ms: u64, price: i64) -> schema::model::Cdr {
         callback: None,
         direction: String::new(),
         peer: None,
+        peer_micros: 0,
     }
 }
 

@@ -51,6 +51,7 @@ fn cdr(i: usize, run: u64) -> Cdr {
         callback: None,
         direction: String::new(),
         peer: None,
+        peer_micros: 0,
     }
 }
 

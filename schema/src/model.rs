@@ -608,6 +608,9 @@ pub struct Cdr {
     /// The carrier's trunk an inbound call came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// What that carrier pays us for it (its inbound deck), micro-units.
+    #[serde(default)]
+    pub peer_micros: i64,
 }
 
 /// A separately charged leg of a call.

@@ -670,6 +670,7 @@ async fn cdrs_export_writes_every_record_as_csv_that_adds_up() {
                 callback: None,
                 direction: String::new(),
                 peer: None,
+                peer_micros: 0,
             };
             store.put_cdr(&cdr).await.unwrap();
         }

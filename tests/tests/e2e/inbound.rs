@@ -18,6 +18,14 @@ const CARRIER_IP: &str = "127.0.0.3";
 /// the DID +1 212 555 0100 and the number 212345678*82 held by 100.
 async fn env(channels: u32) -> Env {
     let env = Env::start(&["100"], |c| {
+        // The carrier pays us 1 cent a minute, by the second, for calls
+        // to +1 212.
+        let termination = engine::lcr::Rate {
+            per_minute: engine::rating::MICROS_PER_MINOR,
+            connect_fee: 0,
+            first_increment: 1,
+            next_increment: 1,
+        };
         let mut t = actors::config::TrunkRoute::new(
             "carrier",
             format!("{CARRIER_IP}:{}", free_port()).parse().unwrap(),
@@ -30,6 +38,9 @@ async fn env(channels: u32) -> Env {
         t.inbound = true;
         t.trusted = true;
         t.max_channels = channels;
+        t.inbound_rates = Some(Arc::new(
+            engine::lcr::Deck::from_rows([("1212", termination)]).unwrap(),
+        ));
         c.routing = Arc::new(actors::config::Routing {
             trunks: vec![t],
             ..actors::config::Routing::default()
@@ -99,7 +110,7 @@ async fn a_carrier_call_to_a_did_in_national_format_rings_the_holders_phone() {
             ("CALLED", "2125550100"),
             ("FROM", "6465550123"),
             ("PAI", "6465550123"),
-            ("HOLD", "500"),
+            ("HOLD", "1500"),
         ],
     )
     .run()
@@ -135,6 +146,23 @@ async fn a_carrier_call_to_a_did_in_national_format_rings_the_holders_phone() {
         ),
         ("inbound", Some("carrier"), "+16465550123", 0),
         "the callee pays nothing: {c:?}"
+    );
+    // Settlement: the carrier's inbound minutes and what it owes for them.
+    let s = gateway::billing::settlement(&cdrs);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        (
+            s[0].trunk.as_str(),
+            s[0].inbound_calls,
+            s[0].inbound_answered
+        ),
+        ("carrier", 1, 1)
+    );
+    assert!(s[0].inbound_seconds >= 1, "{s:?}");
+    // At least a second at 1 cent a minute.
+    assert!(
+        s[0].inbound_micros >= engine::rating::MICROS_PER_MINOR / 60,
+        "{s:?}"
     );
 }
 
@@ -225,4 +253,147 @@ async fn an_invite_from_an_address_of_no_carrier_is_challenged() {
     let mut s = Sipp::new(env.work.path(), &sc, free_port());
     s.args(["-i", "127.0.0.4", &env.sip().to_string()]);
     s.run().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_from_the_carrier_cancels_every_fork() {
+    let env = env(10).await;
+    let a = env.callee("100", "uas_cancelled.xml", 1).await.unwrap();
+    let b = env.callee("100", "uas_cancelled.xml", 1).await.unwrap();
+    carrier(&env, "carrier_cancel.xml", &[("CALLED", "2125550100")])
+        .run()
+        .await
+        .unwrap();
+    a.wait().await.unwrap();
+    b.wait().await.unwrap();
+    let r = env.call_report(|r| r.callee == "+12125550100").await;
+    assert_eq!(r.result, "cancelled");
+}
+
+/// The holder is away and forwards to its PSTN number: the forward leaves
+/// through the least-cost trunk and is paid by the holder (issue 19.2),
+/// the carrier's caller pays nothing here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_call_forwarded_to_the_pstn_is_paid_by_the_forwarding_member() {
+    let pstn = free_port();
+    let rate = engine::lcr::Rate {
+        per_minute: 60 * engine::rating::MICROS_PER_MINOR,
+        connect_fee: 0,
+        first_increment: 1,
+        next_increment: 1,
+    };
+    let env = Env::start(&[], |c| {
+        let mut inbound = actors::config::TrunkRoute::new(
+            "carrier",
+            format!("{CARRIER_IP}:{}", free_port()).parse().unwrap(),
+            engine::routing::Translation {
+                format: engine::routing::NumberFormat::National,
+                ..Default::default()
+            },
+        );
+        inbound.options_interval = None;
+        inbound.inbound = true;
+        let mut out = actors::config::TrunkRoute::new(
+            "pstn",
+            std::net::SocketAddr::from(([127, 0, 0, 1], pstn)),
+            engine::routing::Translation::default(),
+        );
+        out.options_interval = None;
+        c.routing = Arc::new(actors::config::Routing {
+            trunks: vec![inbound, out],
+            lcr: engine::lcr::Table {
+                trunks: vec![engine::lcr::TrunkDeck {
+                    trunk: "pstn".into(),
+                    priority: 0,
+                    weight: 1,
+                    deck: engine::lcr::Deck::from_rows([("1305", rate)]).unwrap(),
+                }],
+            }
+            .into(),
+            ..actors::config::Routing::default()
+        });
+        c.billing.plan = Some(Arc::new(engine::rating::Plan {
+            name: "members".into(),
+            deck: engine::lcr::Deck::from_rows([("1305", rate)]).unwrap(),
+            minimum_secs: 0,
+            onnet: engine::rating::OnNet::Free,
+        }));
+    })
+    .await
+    .unwrap();
+    env.add_account("100", "kim@example.com", |a| {
+        a.contact_pstn = Some("+13055550100".into());
+        a.forward_to_pstn = true;
+    })
+    .await;
+    env.store
+        .post(&schema::model::LedgerEntry {
+            account: "100".into(),
+            key: "topup:1".into(),
+            amount: 1_000,
+            reason: "test".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+    let rec = NumberRecord {
+        number: "+12125550100".into(),
+        kind: AccountKind::Individual,
+        country: "US".into(),
+        area: String::new(),
+        price_class: PriceClass::Standard,
+        price: 0,
+        state: NumberState::Sold {
+            account: "100".into(),
+            since: 0,
+        },
+        version: 0,
+        did: Some(Did {
+            trunk: "carrier".into(),
+            monthly_price: 0,
+        }),
+    };
+    assert!(env.store.insert_number(&rec).await.unwrap());
+    let sc = env
+        .scenario("trunk_answer.xml", &[("RURI", "\\+13055550100")])
+        .unwrap();
+    let far = Sipp::new(env.work.path(), &sc, pstn).spawn().unwrap();
+    carrier(
+        &env,
+        "carrier_call.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("HOLD", "2000"),
+        ],
+    )
+    .run()
+    .await
+    .unwrap();
+    far.wait().await.unwrap();
+    let query = CdrQuery {
+        payer: Some("100".into()),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 10,
+    };
+    switchboard_tests::eventually("the CDR", Duration::from_secs(10), || async {
+        !env.store.cdrs(&query).await.unwrap().is_empty()
+    })
+    .await
+    .unwrap();
+    let cdrs = env.store.cdrs(&query).await.unwrap();
+    let c = &cdrs[0];
+    assert_eq!(
+        (c.direction.as_str(), c.payer.as_str(), c.result.as_str()),
+        ("inbound", "100", "answered"),
+        "{c:?}"
+    );
+    assert!(
+        c.billed_secs >= 2 && c.price == i64::from(c.billed_secs),
+        "{c:?}"
+    );
+    assert_eq!(env.store.balance("100").await.unwrap(), 1_000 - c.price);
 }
