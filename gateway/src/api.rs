@@ -614,6 +614,10 @@ impl Api {
                     &hold(self, &me, n).await?,
                 ))
             }
+            ("PUT", ["numbers", n, "holder"]) => {
+                self.operator(req).await?;
+                ok(&number_assign(self, n, body(req)?).await?)
+            }
             ("POST", ["numbers", n, "confirm"]) => {
                 let me = self.member(req).await?;
                 ok(&confirm(self, &me, n, body(req)?).await?)
@@ -1843,7 +1847,19 @@ async fn invoice(api: &Api, a: &Account, query: &str) -> Result<Response, ApiErr
     let ledger = api.store.ledger(&a.id).await?;
     let cdrs = all_cdrs(api, Some(a.id.clone()), from, to).await?;
     let currency = a.currency.as_deref().unwrap_or(&api.cfg.currency);
-    let inv = crate::billing::invoice(&a.id, currency, from, to, &ledger, &cdrs);
+    let mut inv = crate::billing::invoice(&a.id, currency, from, to, &ledger, &cdrs);
+    inv.dids = api
+        .store
+        .numbers_of(&a.id)
+        .await?
+        .into_iter()
+        .filter_map(|n| {
+            n.did.map(|d| crate::billing::InvoiceDid {
+                number: n.number,
+                monthly_price: d.monthly_price,
+            })
+        })
+        .collect();
     let pairs = query_pairs(query);
     match query_get(&pairs, "format") {
         None | Some("json") => ok(&inv),
@@ -2643,6 +2659,50 @@ async fn alias_put(
     vouched: bool,
 ) -> Result<Response, ApiError> {
     aliases::ask(api, a, alias, vouched).await
+}
+
+/// Whom the operator assigns a number to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assign {
+    account: String,
+}
+
+/// `PUT /api/v1/numbers/{n}/holder` (operator): assign an available number
+/// (a DID, or one of the plan's) to a member without a sale.
+async fn number_assign(api: &Api, n: &str, b: Assign) -> Result<serde_json::Value, ApiError> {
+    let account = api.account(&b.account).await?;
+    let key = if n.starts_with('+') {
+        n.to_owned()
+    } else {
+        let d = &api.cfg.directory;
+        sales::inventory_key(n, d.home, &d.plan)?
+    };
+    let Some(mut r) = api.store.number(&key).await? else {
+        return Err(ApiError::not_found(format!(
+            "{key} is not in the inventory"
+        )));
+    };
+    if !r.available_at(api.now()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_available",
+            format!("{key} is sold or held"),
+        ));
+    }
+    let expected = r.version;
+    r.state = NumberState::Sold {
+        account: account.id.clone(),
+        since: api.now(),
+    };
+    if !api.store.update_number(&r, expected).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the number changed meanwhile; retry",
+        ));
+    }
+    Ok(serde_json::json!({ "number": key, "holder": account.id }))
 }
 
 /// Give up an alias.

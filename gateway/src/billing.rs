@@ -54,6 +54,18 @@ pub struct Invoice {
     pub closing_balance: i64,
     /// Every movement, oldest first.
     pub lines: Vec<InvoiceLine>,
+    /// The DIDs the member holds, with their monthly price (not charged
+    /// from the balance: the operator bills them).
+    pub dids: Vec<InvoiceDid>,
+}
+
+/// A DID on an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct InvoiceDid {
+    /// E.164.
+    pub number: String,
+    /// Its monthly price, minor units.
+    pub monthly_price: i64,
 }
 
 fn kind_of(key: &str) -> &'static str {
@@ -99,6 +111,7 @@ pub fn invoice(
         adjustments: 0,
         closing_balance: opening_balance,
         lines: Vec::new(),
+        dids: Vec::new(),
     };
     for e in ledger.iter().filter(|e| e.at >= from && e.at < to) {
         let kind = kind_of(&e.key);
@@ -255,7 +268,7 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0}}th,td{{text-align:left
 <body><h1>Invoice</h1><p>Member <strong>{member}</strong>, period {from} to {to} (Unix seconds).</p>\n\
 <table>{opening}{calls_row}{numbers}{topups}{refunds}{adjust}{closing}</table>\n\
 <p>{n} calls, {answered} answered, {talk} s talked, {billed} s billed.</p>\n\
-<table><tr><th>when</th><th>what</th><th>reason</th><th class=n>amount</th></tr>\n{lines}</table></body></html>\n",
+<table><tr><th>when</th><th>what</th><th>reason</th><th class=n>amount</th></tr>\n{lines}</table>{dids}</body></html>\n",
         member = escape(&inv.member),
         from = inv.from,
         to = inv.to,
@@ -270,6 +283,16 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0}}th,td{{text-align:left
         answered = inv.answered,
         talk = inv.talk_seconds,
         billed = inv.billed_seconds,
+        dids = if inv.dids.is_empty() {
+            String::new()
+        } else {
+            let rows: String = inv
+                .dids
+                .iter()
+                .map(|d| row(&escape(&d.number), d.monthly_price))
+                .collect();
+            format!("<h2>DIDs held (monthly)</h2><table>{rows}</table>")
+        },
     )
 }
 

@@ -1980,3 +1980,54 @@ async fn money_held_for_a_call_cannot_buy_a_number() {
         .await;
     assert_eq!(s, 201, "{v}");
 }
+
+/// DIDs (issue 20): a carrier's PSTN number loaded with its trunk and
+/// monthly price, assigned by the operator to a member of either kind.
+#[tokio::test]
+async fn the_operator_loads_and_assigns_dids() {
+    let t = T::new();
+    let (a, a_tok) = t.sign_up("acme@acme.example", "company", None).await;
+    let rep = t
+        .import(json!([
+            {"number": "+1 212 555 0100", "kind": "did", "trunk": "carrier", "monthly_price": 300},
+            {"number": "+1 212 555 0101", "kind": "did"}
+        ]))
+        .await;
+    assert_eq!(rep["added"].as_u64(), Some(1), "{rep}");
+    assert_eq!(rep["errors"][0]["message"], "a DID needs its trunk");
+    let path = "/api/v1/numbers/+12125550100/holder";
+    let (s, _) = t
+        .call("PUT", path, Some(&a_tok), Some(json!({"account": a})))
+        .await;
+    assert_eq!(s, 403, "members buy; the operator assigns");
+    let (s, v) = t
+        .call("PUT", path, Some(ADMIN), Some(json!({"account": a})))
+        .await;
+    assert_eq!((s, v["holder"].as_str()), (200, Some(a.as_str())), "{v}");
+    let (s, v) = t
+        .call("PUT", path, Some(ADMIN), Some(json!({"account": a})))
+        .await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("not_available")), "{v}");
+    let r = t.store.number("+12125550100").await.unwrap().unwrap();
+    assert_eq!(
+        r.did,
+        Some(schema::model::Did {
+            trunk: "carrier".into(),
+            monthly_price: 300
+        })
+    );
+    assert!(matches!(&r.state, schema::model::NumberState::Sold { account, .. } if *account == a)); // The member's invoice lists it with its monthly price.
+    let (s, v) = t
+        .call(
+            "GET",
+            &format!("/api/v1/members/{a}/invoice"),
+            Some(&a_tok),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["dids"],
+        json!([{"number": "+12125550100", "monthly_price": 300}])
+    );
+}

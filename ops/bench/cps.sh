@@ -20,9 +20,17 @@
 # trunks whose rate decks hold 1,000,000 prefixes between them, translates the
 # number to the national format, and the SIPp UAS plays the trunk.
 #
+# With INBOUND=1 the caller is a carrier instead: SIPp on 127.0.0.3 plays
+# a carrier's switch behind an inbound trunk and calls the DID
+# +1 212 555 0100 (in national format, unauthenticated, with
+# P-Asserted-Identity) that the operator assigned to member 200; the engine
+# reads the number back from the trunk's format, finds the DID's holder and
+# rings its registered phone (issue 20).
+#
 # Usage: ops/bench/cps.sh [rates...]   (default: 200 400 800 1200 1600 2000 2500 3000 3500 4000)
 # Env:   STEP_S (seconds per step, default 20, as in the Kamailio reference runs), HOLD_MS (default 1000),
 #        LCR (1: calls to a PSTN number through least-cost routing to a SIPp trunk),
+#        INBOUND (1: calls from a carrier's trunk to a member's DID),
 #        MEDIA (0: SDP passes end to end instead of the media being anchored),
 #        MEDIA_PORTS (the relay's port range, e.g. "30000, 39999"; default: the engine's)
 set -euo pipefail
@@ -81,6 +89,23 @@ TOML
   CONFIG=(--config "$WORK/switchboard.toml")
   DIAL=+82212345678
 fi
+INBOUND=${INBOUND:-0}
+ADMIN=bench-operator-token-0123456789
+if [ "$INBOUND" = 1 ]; then
+  cat >"$WORK/switchboard.toml" <<TOML
+[api]
+admin_token = "$ADMIN"
+[[trunks]]
+name = "carrier"
+address = "127.0.0.3:15297"
+format = "national"
+inbound = true
+trusted = true
+options_interval_s = 0
+TOML
+  printf 'number,country,area,price_class,price,kind,trunk,monthly_price\n+12125550100,,212,,0,did,carrier,300\n' >"$WORK/dids.csv"
+  $BIN numbers import "$WORK/dids.csv" --data "$WORK/data" >/dev/null
+fi
 touch "$WORK/switchboard.toml"
 if [ "${MEDIA:-1}" = 0 ]; then
   printf '[media]\nenabled = false\n' >>"$WORK/switchboard.toml"
@@ -93,6 +118,21 @@ PID=$!
 wait_serving
 
 sed "s/__HOLD__/$HOLD_MS/" $S/uac.xml >"$WORK/uac.xml"
+UAC_ARGS=(-inf caller.csv -au 100 -ap bench-100 -s "$DIAL" -i 127.0.0.1)
+if [ "$INBOUND" = 1 ]; then
+  # The DID's holder: a member who signed up, with a SIP password.
+  API=http://127.0.0.1:$HTTP_PORT/api/v1
+  read -r CALLEE TOKEN < <(curl -sf -X POST $API/signup \
+    -d '{"login":"did@bench.example","password":"bench-password-1","kind":"individual","name":"Bench"}' |
+    python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["member"]["id"], v["token"])')
+  curl -sf -X PUT "$API/members/$CALLEE/sip" -H "Authorization: Bearer $TOKEN" -d '{"password":"bench-200"}' >/dev/null
+  curl -sf -X PUT "$API/numbers/+12125550100/holder" \
+    -H "Authorization: Bearer $ADMIN" -d "{\"account\":\"$CALLEE\"}" >/dev/null || { echo "assigning the DID failed"; exit 1; }
+  export CALLEE
+  sed -e "s/__HOLD__/$HOLD_MS/" -e "s/__CALLED__/2125550100/g" -e "s/__FROM__/6465550123/g" \
+    -e "s/__PAI__/6465550123/g" $S/carrier_call.xml >"$WORK/uac.xml"
+  UAC_ARGS=(-i 127.0.0.3)
+fi
 if [ "$LCR" != 1 ]; then
   start_callee
 else
@@ -114,8 +154,7 @@ for rate in "${RATES[@]}"; do
   calls=$((rate * STEP_S))
   t0=$(date +%s.%N); c0=$(cpu_ticks); d0=$(cdrs)
   rm -f "$WORK"/uac_*_.csv "$WORK"/*.csv.stat 2>/dev/null || true
-  (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s "$DIAL" \
-    -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * (HOLD_MS / 1000 + 3))) -recv_timeout 8000 \
+  (cd "$WORK" && timeout $((STEP_S * 3 + 30)) sipp -sf uac.xml "${UAC_ARGS[@]}" -p $UAC_PORT -r "$rate" -m "$calls" -l $((rate * (HOLD_MS / 1000 + 3))) -recv_timeout 8000 \
     -nostdin -trace_stat -stf step.csv -fd 1 -trace_err -error_file "$WORK/errors-$rate.log" \
     127.0.0.1:$SIP_PORT >/dev/null 2>&1) || true
   t1=$(date +%s.%N); c1=$(cpu_ticks); d1=$(cdrs)

@@ -5,8 +5,9 @@
 #                        stopped and waited for), add members 100 and 200
 # wait_serving           wait until the engine started in the background
 #                        printed its banner into $WORK/serve.log
-# start_callee           register member 200 from $UAS_PORT and answer calls
-#                        there with tests/scenarios/uas.xml
+# start_callee           register member $CALLEE (default 200, password
+#                        bench-200) from $UAS_PORT and answer calls there
+#                        with tests/scenarios/uas.xml
 # Expects: SIP_PORT, UAS_PORT; sets BIN, WORK, S (the scenarios folder).
 
 bench_setup() {
@@ -27,9 +28,10 @@ wait_serving() {
 }
 
 start_callee() {
+  local callee=${CALLEE:-200}
   sed 's/__FINAL__/200/' "$S/register.xml" >"$WORK/register.xml"
-  printf 'SEQUENTIAL\n200;bench-200;3600;\n' >"$WORK/callee.csv"
-  (cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
+  printf 'SEQUENTIAL\n%s;bench-200;3600;\n' "$callee" >"$WORK/callee.csv"
+  (cd "$WORK" && sipp -sf register.xml -inf callee.csv -au "$callee" -ap bench-200 -m 1 -i 127.0.0.1 -p $UAS_PORT \
     127.0.0.1:$SIP_PORT -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "callee registration failed"; exit 1; }
   start_uas
 }
