@@ -280,6 +280,8 @@ pub struct PeerCall {
     pub channel: ChannelGuard,
     /// What the carrier pays for it (its inbound deck's rate), if priced.
     pub rate: Option<engine::lcr::Rate>,
+    /// The trunk's audio codecs: the answer it gets is narrowed to them.
+    pub codecs: Arc<[String]>,
 }
 
 impl CallArgs {
@@ -467,6 +469,8 @@ pub struct CallState {
     disconnect: Option<&'static str>,
     /// The carrier's trunk a call came in from, and what it pays for it.
     peer: Option<(String, Option<engine::lcr::Rate>)>,
+    /// That trunk's codecs (empty: any).
+    peer_codecs: Arc<[String]>,
 }
 
 /// A charged leg's prepaid state.
@@ -516,9 +520,13 @@ impl Actor for Call {
         let host = local.ip().to_string();
         // The caller's display name is kept only when its From is the
         // authenticated member: another From's name is not verified.
-        let (peer, inbound_channel) = match args.peer {
-            Some(p) => (Some((p.trunk, p.display, p.rate)), Some(p.channel)),
-            None => (None, None),
+        let (peer, inbound_channel, peer_codecs) = match args.peer {
+            Some(p) => (
+                Some((p.trunk, p.display, p.rate)),
+                Some(p.channel),
+                p.codecs,
+            ),
+            None => (None, None, Arc::from(Vec::new())),
         };
         let display = match &peer {
             // A carrier's caller: the name it gave (its number is `caller`).
@@ -759,6 +767,7 @@ impl Actor for Call {
             status: None,
             disconnect: None,
             peer: peer.map(|p| (p.0, p.2)),
+            peer_codecs,
         };
         st.status(crate::events::Status::CallingYou, None, None);
         if st.legs.len() == 1 && st.first.is_none() {
@@ -1172,6 +1181,19 @@ impl CallState {
             self.status.get_or_insert(status);
         }
         if self.first.is_none() {
+            let body = match body {
+                // A carrier is answered in its trunk's codecs only.
+                Some((sdp, ct)) if !self.peer_codecs.is_empty() && is_sdp(&ct) => {
+                    let narrowed = std::str::from_utf8(&sdp)
+                        .ok()
+                        .and_then(|t| engine::sdp::restrict_codecs(t, &self.peer_codecs).ok());
+                    match narrowed {
+                        Some(n) => Some((bytes::Bytes::from(n), ct)),
+                        None => Some((sdp, ct)),
+                    }
+                }
+                other => other,
+            };
             self.send(CALLER, LegMsg::Answer { status, body });
         } else if status == 200 {
             if let Some(m) = &self.media {

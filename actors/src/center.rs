@@ -420,6 +420,7 @@ impl CenterState {
                     .as_ref()
                     .and_then(|d| d.longest(callee.trim_start_matches('+')))
                     .map(|(_, r)| r),
+                codecs: trunk.codecs.clone(),
             }),
             flow,
             caller,
