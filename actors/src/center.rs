@@ -335,8 +335,7 @@ impl CenterState {
         let called = match trunk.called {
             crate::config::Called::Ruri => request.uri.user.clone(),
             crate::config::Called::To => request.to_hdr().and_then(|t| t.uri.user),
-        }
-        .map(|u| u.replace("%23", "#"));
+        };
         let Some(called) = called else {
             self.transport
                 .respond(&request, 404, flow, Some("no number called"))

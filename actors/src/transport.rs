@@ -229,7 +229,19 @@ impl Transport {
                             }),
                         )),
                         guard: Arc::new(crate::protection::Guard::new(
-                            cfg.protection.clone(),
+                            {
+                                // Carriers' networks send calls by design:
+                                // never rate-limited or banned.
+                                let mut p = cfg.protection.clone();
+                                p.exempt.extend(
+                                    cfg.routing
+                                        .trunks
+                                        .iter()
+                                        .filter(|t| t.inbound)
+                                        .flat_map(|t| t.accept_from.iter().copied()),
+                                );
+                                p
+                            },
                             cfg.routing.trunks.iter().map(|t| t.addr.ip()),
                         )),
                         auth: Arc::new(crate::protection::AuthGuard::new(

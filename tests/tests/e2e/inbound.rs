@@ -17,6 +17,11 @@ const CARRIER_IP: &str = "127.0.0.3";
 /// [`CARRIER_IP`] (trusted, national US format, `channels` channels), and
 /// the DID +1 212 555 0100 and the number 212345678*82 held by 100.
 async fn env(channels: u32) -> Env {
+    env_with(channels, |_| {}).await
+}
+
+/// [`env`] with the carrier's trunk changed by `tweak`.
+async fn env_with(channels: u32, tweak: impl FnOnce(&mut actors::config::TrunkRoute)) -> Env {
     let env = Env::start(&["100"], |c| {
         // The carrier pays us 1 cent a minute, by the second, for calls
         // to +1 212.
@@ -41,6 +46,7 @@ async fn env(channels: u32) -> Env {
         t.inbound_rates = Some(Arc::new(
             engine::lcr::Deck::from_rows([("1212", termination)]).unwrap(),
         ));
+        tweak(&mut t);
         c.routing = Arc::new(actors::config::Routing {
             trunks: vec![t],
             ..actors::config::Routing::default()
@@ -78,9 +84,16 @@ async fn env(channels: u32) -> Env {
     env
 }
 
-/// The carrier's switch running `scenario` (`vars`) at the engine.
+/// The carrier's switch running `scenario` (`vars`) at the engine; the
+/// Request-URI user is the called number unless `RURI` is given.
 fn carrier(env: &Env, scenario: &str, vars: &[(&str, &str)]) -> Sipp {
-    let sc = env.scenario(scenario, vars).unwrap();
+    let mut vars = vars.to_vec();
+    if !vars.iter().any(|(k, _)| *k == "RURI")
+        && let Some((_, called)) = vars.iter().find(|(k, _)| *k == "CALLED").copied()
+    {
+        vars.push(("RURI", called));
+    }
+    let sc = env.scenario(scenario, &vars).unwrap();
     let mut s = Sipp::new(env.work.path(), &sc, free_port());
     s.args(["-i", CARRIER_IP, &env.sip().to_string()]);
     s
@@ -396,4 +409,86 @@ async fn a_carrier_call_forwarded_to_the_pstn_is_paid_by_the_forwarding_member()
         "{c:?}"
     );
     assert_eq!(env.store.balance("100").await.unwrap(), 1_000 - c.price);
+}
+
+/// A carrier that puts the called number in To (`called = "to"`), its
+/// Request-URI naming only its trunk group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_may_name_the_called_number_in_to() {
+    let env = env_with(10, |t| t.called = actors::config::Called::To).await;
+    let phone = phone(&env).await;
+    carrier(
+        &env,
+        "carrier_call.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("RURI", "trunkgroup7"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("HOLD", "200"),
+        ],
+    )
+    .run()
+    .await
+    .unwrap();
+    phone.wait().await.unwrap();
+}
+
+/// A company's DID and its base number with a country code reach the
+/// company's office for that country (a member's phone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_reaches_a_companys_office() {
+    let env = env(10).await;
+    env.add_account("300", "acme@acme.example", |a| {
+        a.kind = AccountKind::Company;
+        a.offices = vec![schema::model::Office {
+            country: "US".into(),
+            contact: schema::model::OfficeContact::Sip { user: "100".into() },
+        }];
+    })
+    .await;
+    for (number, kind, did) in [
+        (
+            "+12125550101",
+            AccountKind::Individual,
+            Some(Did {
+                trunk: "carrier".into(),
+                monthly_price: 0,
+            }),
+        ),
+        ("7001234", AccountKind::Company, None),
+    ] {
+        let rec = NumberRecord {
+            number: number.into(),
+            kind,
+            country: "US".into(),
+            area: String::new(),
+            price_class: PriceClass::Standard,
+            price: 0,
+            state: NumberState::Sold {
+                account: "300".into(),
+                since: 0,
+            },
+            version: 0,
+            did,
+        };
+        assert!(env.store.insert_number(&rec).await.unwrap());
+    }
+    for called in ["2125550101", "7001234%231"] {
+        let phone = phone(&env).await;
+        carrier(
+            &env,
+            "carrier_call.xml",
+            &[
+                ("CALLED", called),
+                ("FROM", "6465550123"),
+                ("PAI", "6465550123"),
+                ("HOLD", "200"),
+            ],
+        )
+        .run()
+        .await
+        .unwrap();
+        phone.wait().await.unwrap();
+    }
 }
