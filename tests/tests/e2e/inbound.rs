@@ -492,3 +492,25 @@ async fn a_carrier_reaches_a_companys_office() {
         phone.wait().await.unwrap();
     }
 }
+
+/// The member's phone sends early media (183 with SDP): the carrier gets
+/// it relayed, with the engine's anchored media address, before the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_from_the_members_phone_reaches_the_carrier() {
+    let env = env(10).await;
+    let phone = env.callee("100", "uas_early.xml", 1).await.unwrap();
+    carrier(
+        &env,
+        "carrier_early.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("HOLD", "200"),
+        ],
+    )
+    .run()
+    .await
+    .unwrap();
+    phone.wait().await.unwrap();
+}
