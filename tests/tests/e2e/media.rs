@@ -461,7 +461,14 @@ async fn the_first_party_hears_the_prompt_and_ringback_then_the_other_party() {
         "{before:?} → {after:?}"
     );
     assert!(after.marker, "the switch is marked");
-    assert!(after.ts.wrapping_sub(before.ts) >= 160 && after.ts.wrapping_sub(before.ts) < 8000 * 2);
+    // The timestamp moves on by the time between the two packets: at least
+    // one frame, and not a jump of another clock (a loaded machine may
+    // delay the switch by seconds, so the bound is loose: 10 s).
+    let step = after.ts.wrapping_sub(before.ts);
+    assert!(
+        (160..8000 * 10).contains(&step),
+        "{before:?} → {after:?}: timestamp step {step}"
+    );
     // The engine releases both at the maximum duration.
     first.wait().await.unwrap();
     second.wait().await.unwrap();
