@@ -42,6 +42,18 @@ struct CallerFacts {
     terms: Option<(Option<String>, Option<String>)>,
 }
 
+/// The privacy a caller asked for (`Privacy: id`, RFC 3323).
+fn privacy_of(request: Option<&Request>) -> engine::routing::Privacy {
+    let hidden = request
+        .and_then(|r| r.headers.get("Privacy"))
+        .is_some_and(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
+    if hidden {
+        engine::routing::Privacy::Id
+    } else {
+        engine::routing::Privacy::None
+    }
+}
+
 /// A leg an on-net number's holder set up to go off-net (its forward to
 /// its contact PSTN number, an office on the PSTN or on a trunk): it is
 /// rated where it goes and paid by that holder, as mobile operators bill a
@@ -245,11 +257,34 @@ impl CenterState {
             return;
         }
         let ident = self.caller_facts(&caller, Some(&request)).await;
+        let resolved = self.resolve(&callee, &ident).await;
+        self.place_invite(request, flow, caller, callee, resolved, &ident, None)
+            .await;
+    }
+
+    /// Place the call `request` asked for once its callee is resolved: a
+    /// `sips:` request only to TLS targets, authorised (a carrier's call,
+    /// `peer`, is free to its callee unless it forwards off the network),
+    /// then handed to the Calls supervisor; or the status that refuses it.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one INVITE, each already worked out by its caller"
+    )]
+    async fn place_invite(
+        &mut self,
+        request: Request,
+        flow: Flow,
+        caller: String,
+        callee: String,
+        resolved: Result<Resolved, (u16, String)>,
+        ident: &CallerFacts,
+        peer: Option<crate::call::PeerCall>,
+    ) {
         let Resolved {
             mut targets,
             hunt,
             forward,
-        } = match self.resolve(&callee, &ident).await {
+        } = match resolved {
             Ok(t) => t,
             Err((status, why)) => {
                 self.transport
@@ -270,16 +305,23 @@ impl CenterState {
             }
         }
         let call_id = ids::call_id(&mut self.rng, "call");
-        let billing = match self
-            .authorise_routed(&caller, &callee, forward.as_ref(), &call_id, &ident)
-            .await
-        {
-            Ok(b) => b,
-            Err((status, why)) => {
-                self.transport
-                    .respond_with_reason(&request, status, flow, &why)
-                    .await;
-                return;
+        // A callee pays nothing for a carrier's call it receives; its
+        // forward off the network is its own (and refused, 480, without the
+        // funds).
+        let billing = if peer.is_some() && forward.is_none() {
+            None
+        } else {
+            match self
+                .authorise_routed(&caller, &callee, forward.as_ref(), &call_id, ident)
+                .await
+            {
+                Ok(b) => b,
+                Err((status, why)) => {
+                    self.transport
+                        .respond_with_reason(&request, status, flow, &why)
+                        .await;
+                    return;
+                }
             }
         };
         let snapshots = crate::calls::snapshots(flow, targets.len());
@@ -292,7 +334,7 @@ impl CenterState {
             store: self.store.clone(),
             wallets: self.wallets.clone(),
             answered_ms: Default::default(),
-            peer: None,
+            peer,
             flow,
             caller,
             callee,
@@ -354,86 +396,27 @@ impl CenterState {
             .or_else(|| from.as_ref().and_then(|f| f.uri.user.clone()))
             .unwrap_or_else(|| "anonymous".to_owned());
         let caller = engine::routing::untranslate(&raw, &trunk.translation, region).unwrap_or(raw);
-        let hidden = request
-            .headers
-            .get("Privacy")
-            .is_some_and(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
         let ident = CallerFacts {
             e164: caller.starts_with('+').then(|| caller.clone()),
-            privacy: if hidden {
-                engine::routing::Privacy::Id
-            } else {
-                engine::routing::Privacy::None
-            },
+            privacy: privacy_of(Some(&request)),
             region,
             terms: Some((None, None)),
         };
         let (callee, resolved) = self.resolve_inbound(&called, trunk, &ident).await;
-        let Resolved {
-            targets,
-            hunt,
-            forward,
-        } = match resolved {
-            Ok(r) => r,
-            Err((status, why)) => {
-                self.transport
-                    .respond_with_reason(&request, status, flow, &why)
-                    .await;
-                return;
-            }
+        let rate = trunk
+            .inbound_rates
+            .as_ref()
+            .and_then(|d| d.longest(callee.trim_start_matches('+')))
+            .map(|(_, r)| r);
+        let peer = crate::call::PeerCall {
+            trunk: trunk.name.clone(),
+            display: from.and_then(|f| f.display),
+            channel,
+            rate,
+            codecs: trunk.codecs.clone(),
         };
-        let call_id = ids::call_id(&mut self.rng, "call");
-        // The callee pays nothing for a call it receives; its forward off
-        // the network is its own (and refused, 480, without the funds).
-        let billing = match &forward {
-            Some(_) => match self
-                .authorise_routed(&caller, &callee, forward.as_ref(), &call_id, &ident)
-                .await
-            {
-                Ok(b) => b,
-                Err((status, why)) => {
-                    self.transport
-                        .respond_with_reason(&request, status, flow, &why)
-                        .await;
-                    return;
-                }
-            },
-            None => None,
-        };
-        let snapshots = crate::calls::snapshots(flow, targets.len());
-        let args = CallArgs {
-            cfg: self.cfg.clone(),
-            transport: self.transport.clone(),
-            start: Start::Invite(request.clone()),
-            call_id,
-            billing,
-            store: self.store.clone(),
-            wallets: self.wallets.clone(),
-            answered_ms: Default::default(),
-            peer: Some(crate::call::PeerCall {
-                trunk: trunk.name.clone(),
-                display: from.and_then(|f| f.display),
-                channel,
-                rate: trunk
-                    .inbound_rates
-                    .as_ref()
-                    .and_then(|d| d.longest(callee.trim_start_matches('+')))
-                    .map(|(_, r)| r),
-                codecs: trunk.codecs.clone(),
-            }),
-            flow,
-            caller,
-            callee,
-            targets,
-            snapshots,
-            calls: self.calls.clone(),
-            hunt,
-        };
-        if let Err((status, why)) = self.start_call(args).await {
-            self.transport
-                .respond(&request, status, flow, Some(&why))
-                .await;
-        }
+        self.place_invite(request, flow, caller, callee, resolved, &ident, Some(peer))
+            .await;
     }
 
     /// Where a number a carrier calls goes, and the number as the call's
@@ -935,14 +918,7 @@ impl CenterState {
                 _ => None,
             })
             .unwrap_or(self.spec().region);
-        let hidden = request
-            .and_then(|r| r.headers.get("Privacy"))
-            .is_some_and(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
-        let privacy = if hidden {
-            engine::routing::Privacy::Id
-        } else {
-            engine::routing::Privacy::None
-        };
+        let privacy = privacy_of(request);
         CallerFacts {
             e164,
             privacy,

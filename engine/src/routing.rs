@@ -301,13 +301,13 @@ pub fn untranslate(number: &str, t: &Translation, home: RegionId) -> Option<Stri
     }
     let digits_only =
         |s: &str| !s.is_empty() && s.len() <= 17 && s.bytes().all(|b| b.is_ascii_digit());
-    let e164 = |digits: &str| {
-        let candidate = format!("+{digits}");
-        phonenumber::parse(None, &candidate)
+    let valid = |region: Option<RegionId>, number: &str| {
+        phonenumber::parse(region, number)
             .ok()
             .filter(phonenumber::is_valid)
             .map(|p| p.format().mode(Mode::E164).to_string())
     };
+    let e164 = |digits: &str| valid(None, &format!("+{digits}"));
     if let Some(d) = n.strip_prefix('+') {
         return digits_only(d).then(|| e164(d)).flatten();
     }
@@ -330,10 +330,7 @@ pub fn untranslate(number: &str, t: &Translation, home: RegionId) -> Option<Stri
     {
         return Some(e);
     }
-    phonenumber::parse(Some(home), n)
-        .ok()
-        .filter(phonenumber::is_valid)
-        .map(|p| p.format().mode(Mode::E164).to_string())
+    valid(Some(home), n)
 }
 
 /// The identity a trunk is shown for a caller whose number is `caller_e164`.

@@ -27,6 +27,28 @@ use crate::auth::{self, SignInLimiter};
 
 mod aliases;
 mod verify;
+
+/// Why the engine placed no call: 402 `insufficient_balance`, else
+/// `call_refused` (503 when the engine failed, 422 when it refused).
+fn not_placed((status, why): (u16, String)) -> ApiError {
+    match status {
+        402 => ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_balance", why),
+        _ => ApiError::new(
+            if status >= 500 {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            },
+            "call_refused",
+            format!("{status}: {why}"),
+        ),
+    }
+}
+
+/// 409: the member's account changed between its read and its write.
+fn member_changed() -> ApiError {
+    ApiError::conflict("the member changed meanwhile; retry")
+}
 use crate::directory::{Directory, OfficeView, Resolved, display, public_uris};
 use crate::error::{ApiError, ErrorBody, json_response};
 use crate::inventory::{self, ImportReport, InventoryRow, Prices};
@@ -1239,17 +1261,7 @@ impl Api {
                     &serde_json::json!({ "call_id": id, "status": "initiated" }),
                 ))
             }
-            Err((402, why)) => Err(ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_balance",
-                why,
-            )),
-            Err((status, why)) => Err(ApiError::new(
-                StatusCode::from_u16(if status >= 500 { 503 } else { 422 })
-                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                "call_refused",
-                format!("{status}: {why}"),
-            )),
+            Err(refused) => Err(not_placed(refused)),
         }
     }
 }
@@ -1407,7 +1419,7 @@ impl Api {
             }
         };
         if !self.store.insert_card(&card).await? {
-            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "try again"));
+            return Err(ApiError::conflict("try again"));
         }
         Ok(self.card_view(&card))
     }
@@ -1482,11 +1494,7 @@ impl Api {
                 return Ok((used, allowance));
             }
         }
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "the member changed meanwhile; retry",
-        ))
+        Err(member_changed())
     }
 
     /// Give `n` of the sends reserved at `at` back.
@@ -1507,7 +1515,7 @@ impl Api {
                 return Ok(());
             }
         }
-        Err((n, ApiError::new(StatusCode::CONFLICT, "conflict", "retry")))
+        Err((n, ApiError::conflict("retry")))
     }
 
     /// Send a card whose allowance is reserved: what was sent, or how many
@@ -1574,9 +1582,7 @@ impl Api {
         c.design = design;
         c.updated_at = self.now();
         if !self.store.update_card(&c, expected).await? {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+            return Err(ApiError::conflict(
                 "the card changed meanwhile; read and retry",
             ));
         }
@@ -2636,9 +2642,7 @@ async fn member_patch(api: &Api, mut a: Account, p: MemberPatch) -> Result<Membe
         ));
     }
     if !api.store.update_account(&a, expected).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
+        return Err(ApiError::conflict(
             "the member changed meanwhile; read and retry",
         ));
     }
@@ -2696,11 +2700,7 @@ async fn number_assign(api: &Api, n: &str, b: Assign) -> Result<serde_json::Valu
         since: api.now(),
     };
     if !api.store.update_number(&r, expected).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "the number changed meanwhile; retry",
-        ));
+        return Err(ApiError::conflict("the number changed meanwhile; retry"));
     }
     Ok(serde_json::json!({ "number": key, "holder": account.id }))
 }
@@ -2716,11 +2716,7 @@ async fn alias_delete(api: &Api, a: &Account, alias: &str) -> Result<(), ApiErro
         let mut a = a.clone();
         a.pending_aliases.retain(|p| p.alias != alias);
         if !api.store.update_account(&a, a.version).await? {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "the member changed meanwhile; retry",
-            ));
+            return Err(member_changed());
         }
     }
     if api.store.release_alias(&alias, &a.id).await? || pending {
@@ -2749,11 +2745,7 @@ async fn sip_put(api: &Api, a: &Account, b: SipPassword) -> Result<SipCredential
     };
     api.store.remove_member(&a.id).await?;
     if !api.store.insert_member(&m).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "credentials changed meanwhile; retry",
-        ));
+        return Err(ApiError::conflict("credentials changed meanwhile; retry"));
     }
     Ok(SipCredentials {
         username: a.id.clone(),
@@ -3076,9 +3068,7 @@ async fn member_plan(api: &Api, mut a: Account, b: MemberPlan) -> Result<MemberP
         a.currency = Some(c.clone());
     }
     if !api.store.update_account(&a, expected).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
+        return Err(ApiError::conflict(
             "the member changed meanwhile; read and retry",
         ));
     }

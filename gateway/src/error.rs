@@ -63,6 +63,11 @@ impl ApiError {
         )
     }
 
+    /// 409 `conflict`: the record changed since it was read.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)

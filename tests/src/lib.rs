@@ -258,6 +258,39 @@ impl Env {
         panic!("no report of the call");
     }
 
+    /// Credit `account` with `amount` minor units (ledger key
+    /// `topup:test`).
+    pub async fn top_up(&self, account: &str, amount: i64) {
+        self.store
+            .post(&schema::model::LedgerEntry {
+                account: account.to_owned(),
+                key: "topup:test".into(),
+                amount,
+                reason: "test top-up".into(),
+                at: 0,
+            })
+            .await
+            .expect("store");
+    }
+
+    /// The CDRs of `payer` (everyone's: `None`), once at least one is
+    /// written (waiting up to ten seconds), oldest first.
+    pub async fn cdrs(&self, payer: Option<&str>) -> Vec<schema::model::Cdr> {
+        let query = schema::model::CdrQuery {
+            payer: payer.map(str::to_owned),
+            from_ms: 0,
+            to_ms: u64::MAX / 2,
+            after: None,
+            limit: 100,
+        };
+        eventually("a CDR", Duration::from_secs(10), || async {
+            self.store.cdrs(&query).await.is_ok_and(|c| !c.is_empty())
+        })
+        .await
+        .expect("a CDR within ten seconds");
+        self.store.cdrs(&query).await.expect("store")
+    }
+
     /// Store account `id` (login `login`) for billing and cards, changed by
     /// `tweak` first.
     pub async fn add_account(

@@ -45,14 +45,6 @@ pub fn txt_name(domain: &str) -> String {
     format!("_switchboard.{domain}")
 }
 
-fn conflict() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
-        "the member changed meanwhile; retry",
-    )
-}
-
 fn taken(alias: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -104,7 +96,7 @@ pub(super) async fn ask(
                 ));
             };
             if !api.store.update_account(&a, a.version).await? {
-                return Err(conflict());
+                return Err(super::member_changed());
             }
             let link = format!(
                 "{}/api/v1/alias-proofs/{}.{token}",
@@ -134,7 +126,7 @@ pub(super) async fn ask(
         }
         AliasProof::Dns => {
             if !api.store.update_account(&a, a.version).await? {
-                return Err(conflict());
+                return Err(super::member_changed());
             }
             serde_json::json!({
                 "alias": alias, "status": "pending", "proof": "dns",

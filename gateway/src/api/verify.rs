@@ -38,14 +38,6 @@ fn code_hash(account: &str, code: &str) -> String {
     auth::token_hash(&format!("{account}:{code}"))
 }
 
-fn conflict() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
-        "the member changed meanwhile; retry",
-    )
-}
-
 /// `POST /api/v1/members/{id}/contact/verify`: call the member's contact
 /// PSTN number and read out a new code.
 pub(super) async fn call(api: &Api, mut a: Account) -> Result<serde_json::Value, ApiError> {
@@ -102,7 +94,7 @@ pub(super) async fn call(api: &Api, mut a: Account) -> Result<serde_json::Value,
         calls,
     });
     if !api.store.update_account(&a, a.version).await? {
-        return Err(conflict());
+        return Err(super::member_changed());
     }
     let placed = dialer
         .originate(actors::center::Originate {
@@ -121,20 +113,7 @@ pub(super) async fn call(api: &Api, mut a: Account) -> Result<serde_json::Value,
             "call_id": call_id,
             "expires_in": CODE_TTL_S,
         })),
-        Err((402, why)) => Err(ApiError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            "insufficient_balance",
-            why,
-        )),
-        Err((status, why)) => Err(ApiError::new(
-            if status >= 500 {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            },
-            "call_refused",
-            format!("{status}: {why}"),
-        )),
+        Err(refused) => Err(super::not_placed(refused)),
     }
 }
 
@@ -173,7 +152,7 @@ pub(super) async fn confirm(api: &Api, mut a: Account, b: Confirm) -> Result<Acc
         let left = MAX_ATTEMPTS.saturating_sub(c.attempts);
         a.contact_challenge = Some(c);
         if !api.store.update_account(&a, a.version).await? {
-            return Err(conflict());
+            return Err(super::member_changed());
         }
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -187,7 +166,7 @@ pub(super) async fn confirm(api: &Api, mut a: Account, b: Confirm) -> Result<Acc
     c.expires_at = 0;
     a.contact_challenge = Some(c);
     if !api.store.update_account(&a, a.version).await? {
-        return Err(conflict());
+        return Err(super::member_changed());
     }
     a.version += 1;
     Ok(a)
@@ -205,7 +184,7 @@ pub(super) async fn vouch(api: &Api, mut a: Account) -> Result<Account, ApiError
     }
     a.contact_verified = a.contact_pstn.clone();
     if !api.store.update_account(&a, a.version).await? {
-        return Err(conflict());
+        return Err(super::member_changed());
     }
     a.version += 1;
     Ok(a)

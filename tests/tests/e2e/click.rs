@@ -556,16 +556,7 @@ async fn a_click_bills_the_callback_leg_and_the_bridged_leg_each_from_its_own_an
     })
     .await;
     let (api, key, card, _) = owner_with_card(&env, "+16465550199", |_| {}).await;
-    env.store
-        .post(&schema::model::LedgerEntry {
-            account: "100".into(),
-            key: "topup:click".into(),
-            amount: 1_000,
-            reason: "test top-up".into(),
-            at: 0,
-        })
-        .await
-        .unwrap();
+    env.top_up("100", 1_000).await;
     let visitor_sc = env
         .scenario(
             "trunk_party.xml",
@@ -606,19 +597,7 @@ async fn a_click_bills_the_callback_leg_and_the_bridged_leg_each_from_its_own_an
     visitor.wait().await.unwrap();
     owner_phone.wait().await.unwrap();
 
-    let query = schema::model::CdrQuery {
-        payer: Some("100".into()),
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        after: None,
-        limit: 10,
-    };
-    switchboard_tests::eventually("the click's CDR", Duration::from_secs(10), || async {
-        !env.store.cdrs(&query).await.unwrap().is_empty()
-    })
-    .await
-    .unwrap();
-    let cdrs = env.store.cdrs(&query).await.unwrap();
+    let cdrs = env.cdrs(Some("100")).await;
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
     let cdr = &cdrs[0];
     assert_eq!(
@@ -698,16 +677,7 @@ async fn a_click_whose_callback_leg_cannot_be_paid_is_refused_before_dialling() 
         "{v}"
     );
     // A US number the plan does not sell (+1 305): refused as a destination.
-    env.store
-        .post(&schema::model::LedgerEntry {
-            account: "100".into(),
-            key: "topup:click".into(),
-            amount: 1_000,
-            reason: "test top-up".into(),
-            at: 0,
-        })
-        .await
-        .unwrap();
+    env.top_up("100", 1_000).await;
     let click = json!({"card": card["id"], "button": button, "callback": "+1 305 555 0142"});
     let (s, v) = api_call(&api, warp::http::Method::POST, "calls", Some(&key), click).await;
     assert_eq!((s, v["code"].as_str()), (422, Some("call_refused")), "{v}");
@@ -719,14 +689,7 @@ async fn a_click_whose_callback_leg_cannot_be_paid_is_refused_before_dialling() 
         env.node().recent_calls().await.is_empty(),
         "nothing dialled"
     );
-    let query = schema::model::CdrQuery {
-        payer: Some("100".into()),
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        after: None,
-        limit: 10,
-    };
-    let cdrs = env.store.cdrs(&query).await.unwrap();
+    let cdrs = env.cdrs(Some("100")).await;
     let results: Vec<(&str, u16)> = cdrs.iter().map(|c| (c.result.as_str(), c.status)).collect();
     assert_eq!(results.len(), 2, "{cdrs:?}");
     assert!(results.contains(&("refused_balance", 402)), "{cdrs:?}");

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use schema::model::{AccountKind, CdrQuery, Did, NumberRecord, NumberState, PriceClass};
+use schema::model::{AccountKind, Did, NumberRecord, NumberState, PriceClass};
 use schema::store::Store;
 use switchboard_tests::{Env, Sipp, free_port};
 
@@ -65,23 +65,28 @@ async fn env_with(channels: u32, tweak: impl FnOnce(&mut actors::config::TrunkRo
         ),
         ("212345678*82", None),
     ] {
-        let rec = NumberRecord {
-            number: number.into(),
-            kind: AccountKind::Individual,
-            country: "US".into(),
-            area: String::new(),
-            price_class: PriceClass::Standard,
-            price: 0,
-            state: NumberState::Sold {
-                account: "100".into(),
-                since: 0,
-            },
-            version: 0,
-            did,
-        };
+        let rec = sold(number, AccountKind::Individual, "100", did);
         assert!(env.store.insert_number(&rec).await.unwrap());
     }
     env
+}
+
+/// `number` of `kind` sold to `holder`; a DID when `did` says so.
+fn sold(number: &str, kind: AccountKind, holder: &str, did: Option<Did>) -> NumberRecord {
+    NumberRecord {
+        number: number.into(),
+        kind,
+        country: "US".into(),
+        area: String::new(),
+        price_class: PriceClass::Standard,
+        price: 0,
+        state: NumberState::Sold {
+            account: holder.into(),
+            since: 0,
+        },
+        version: 0,
+        did,
+    }
 }
 
 /// The carrier's switch running `scenario` (`vars`) at the engine; the
@@ -135,19 +140,7 @@ async fn a_carrier_call_to_a_did_in_national_format_rings_the_holders_phone() {
         (r.caller.as_str(), r.result, r.peer.as_deref()),
         ("+16465550123", "answered", Some("carrier"))
     );
-    let query = CdrQuery {
-        payer: None,
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        after: None,
-        limit: 10,
-    };
-    switchboard_tests::eventually("the CDR", Duration::from_secs(10), || async {
-        !env.store.cdrs(&query).await.unwrap().is_empty()
-    })
-    .await
-    .unwrap();
-    let cdrs = env.store.cdrs(&query).await.unwrap();
+    let cdrs = env.cdrs(None).await;
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
     let c = &cdrs[0];
     assert_eq!(
@@ -339,33 +332,16 @@ async fn a_carrier_call_forwarded_to_the_pstn_is_paid_by_the_forwarding_member()
         a.forward_to_pstn = true;
     })
     .await;
-    env.store
-        .post(&schema::model::LedgerEntry {
-            account: "100".into(),
-            key: "topup:1".into(),
-            amount: 1_000,
-            reason: "test".into(),
-            at: 0,
-        })
-        .await
-        .unwrap();
-    let rec = NumberRecord {
-        number: "+12125550100".into(),
-        kind: AccountKind::Individual,
-        country: "US".into(),
-        area: String::new(),
-        price_class: PriceClass::Standard,
-        price: 0,
-        state: NumberState::Sold {
-            account: "100".into(),
-            since: 0,
-        },
-        version: 0,
-        did: Some(Did {
+    env.top_up("100", 1_000).await;
+    let rec = sold(
+        "+12125550100",
+        AccountKind::Individual,
+        "100",
+        Some(Did {
             trunk: "carrier".into(),
             monthly_price: 0,
         }),
-    };
+    );
     assert!(env.store.insert_number(&rec).await.unwrap());
     let sc = env
         .scenario("trunk_answer.xml", &[("RURI", "\\+13055550100")])
@@ -385,19 +361,7 @@ async fn a_carrier_call_forwarded_to_the_pstn_is_paid_by_the_forwarding_member()
     .await
     .unwrap();
     far.wait().await.unwrap();
-    let query = CdrQuery {
-        payer: Some("100".into()),
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        after: None,
-        limit: 10,
-    };
-    switchboard_tests::eventually("the CDR", Duration::from_secs(10), || async {
-        !env.store.cdrs(&query).await.unwrap().is_empty()
-    })
-    .await
-    .unwrap();
-    let cdrs = env.store.cdrs(&query).await.unwrap();
+    let cdrs = env.cdrs(Some("100")).await;
     let c = &cdrs[0];
     assert_eq!(
         (c.direction.as_str(), c.payer.as_str(), c.result.as_str()),
@@ -458,20 +422,7 @@ async fn a_carrier_reaches_a_companys_office() {
         ),
         ("7001234", AccountKind::Company, None),
     ] {
-        let rec = NumberRecord {
-            number: number.into(),
-            kind,
-            country: "US".into(),
-            area: String::new(),
-            price_class: PriceClass::Standard,
-            price: 0,
-            state: NumberState::Sold {
-                account: "300".into(),
-                since: 0,
-            },
-            version: 0,
-            did,
-        };
+        let rec = sold(number, kind, "300", did);
         assert!(env.store.insert_number(&rec).await.unwrap());
     }
     for called in ["2125550101", "7001234%231"] {
