@@ -10,6 +10,8 @@
 #   chromium, chromium-driver  headless browser (WebDriver) for the card maker and live card
 #   fonts-dejavu-core  fonts for the browser's pages and screenshots
 #   dnsmasq-base       a real DNS server on loopback holding the TXT records of domain-alias proofs
+#   openjdk-17-jre-headless, maven  run Apache Cassandra 5.0, the CQL cluster of the
+#                      ScyllaDB backend's tests (ops/cassandra; its jars from Maven Central)
 #   cargo-nextest      the test runner (crates.io), when absent
 set -euo pipefail
 need=()
@@ -24,6 +26,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v java >/dev/null || [ -n "${JAVA_HOME:-}" ] || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -31,5 +35,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The test runner, from crates.io (a new machine may lack it).
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+# Cassandra's jars, resolved once (ops/cassandra/cluster.sh uses them).
+mvn -q -B -f "$(dirname "$0")/cassandra/pom.xml" dependency:resolve >/dev/null
 sipp -v 2>/dev/null | grep -m1 SIPp || true
 baresip -h 2>&1 | head -1 || true

@@ -4,6 +4,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./ops/install-test-deps.sh
 
+# The CQL cluster of the ScyllaDB backend's tests: Apache Cassandra 5.0 in two
+# data centers on loopback (ops/cassandra), started now so that it comes up
+# while the checks below run, unless SCYLLA_URI names a cluster already.
+cluster=
+if [ -z "${SCYLLA_URI:-}" ]; then
+  cluster=started
+  mkdir -p target
+  ./ops/cassandra/cluster.sh start 2 >target/cassandra-start.log 2>&1 &
+  cluster_pid=$!
+  trap './ops/cassandra/cluster.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
 echo "== format";        cargo fmt --all -- --check
 echo "== lint";          cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== layering"       # the engine stays sans-IO: no runtime, actors, HTTP or database
@@ -14,9 +26,14 @@ echo "== docs";          RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 echo "== build";         cargo build --workspace --all-targets --locked
 echo "== tests";         cargo nextest run --workspace --locked --no-fail-fast
 echo "== doc tests";     cargo test --doc --workspace --locked -q
-if [ -n "${SCYLLA_URI:-}" ]; then
-  echo "== ScyllaDB conformance against $SCYLLA_URI"
-  cargo nextest run -p switchboard-schema --locked --run-ignored only scylla_backend_conforms
-else
-  echo "== ScyllaDB conformance: SKIPPED (SCYLLA_URI not set; the suite ran against the embedded backend)"
+if [ -n "$cluster" ]; then
+  echo "== CQL cluster (ops/cassandra: Cassandra 5.0, seoul and virginia)"
+  if ! wait "$cluster_pid"; then
+    cat target/cassandra-start.log
+    echo "the CQL cluster did not start"; exit 1
+  fi
+  cat target/cassandra-start.log
+  eval "$(./ops/cassandra/cluster.sh env)"
 fi
+echo "== ScyllaDB conformance against $SCYLLA_URI"
+cargo nextest run -p switchboard-schema --locked --run-ignored only scylla_backend_conforms --no-capture
