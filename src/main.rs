@@ -389,9 +389,14 @@ struct TrunkSection {
     /// Takes calls from its carrier.
     #[serde(default)]
     inbound: bool,
-    /// Networks the carrier sends from (default: `address`'s IP).
+    /// Networks the carrier sends from (default: `address`'s IP, unless
+    /// `accept_tls_names` is set).
     #[serde(default)]
     accept_from: Vec<String>,
+    /// Names its TLS client certificate may carry (verified against
+    /// `[tls] ca_file`): its calls over TLS are recognised by them.
+    #[serde(default)]
+    accept_tls_names: Vec<String>,
     /// `ruri` (default) or `to`: where the called number is read.
     called: Option<String>,
     /// What the carrier pays for each call it sends (rate-deck CSV by the
@@ -1001,6 +1006,7 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             route.inbound_rates = Some(Arc::new(deck));
         }
         route.accept_from = networks(&t.accept_from, &format!("trunk {} accept_from", t.name))?;
+        route.accept_tls_names = t.accept_tls_names;
         route.called = match t.called.as_deref() {
             None | Some("ruri") => actors::config::Called::Ruri,
             Some("to") => actors::config::Called::To,

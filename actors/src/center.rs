@@ -216,15 +216,16 @@ impl CenterState {
         }
         #[cfg(feature = "testing")]
         self.test_crash(&request);
-        // A carrier's trunk sending a call: not challenged.
+        // A carrier's trunk sending a call (by its certificate over TLS, or
+        // by its source network): not challenged.
         let ip = flow.addr().ip();
-        if let Some(peer) = self
-            .cfg
-            .routing
-            .trunks
-            .iter()
-            .position(|t| t.sends_from(ip))
-        {
+        if let Some(peer) = self.transport.tls_peer(flow).or_else(|| {
+            self.cfg
+                .routing
+                .trunks
+                .iter()
+                .position(|t| t.sends_from(ip))
+        }) {
             self.on_peer_invite(request, flow, peer).await;
             return;
         }

@@ -198,8 +198,13 @@ pub struct TrunkRoute {
     /// Takes calls from its carrier: INVITEs from `accept_from` are not
     /// challenged and are routed to the DIDs and numbers they dial.
     pub inbound: bool,
-    /// Networks the carrier sends from (default: its own address).
+    /// Networks the carrier sends from (default: its own address, unless
+    /// `accept_tls_names` recognises it instead).
     pub accept_from: Vec<(std::net::IpAddr, u8)>,
+    /// Names one of which the client certificate of a TLS connection must
+    /// carry (verified against `[tls] ca_file`) for its INVITEs to be this
+    /// carrier's, from whatever address it connects.
+    pub accept_tls_names: Vec<String>,
     /// Where the called number is read: the Request-URI's user (default)
     /// or the To header's.
     pub called: Called,
@@ -225,7 +230,7 @@ impl TrunkRoute {
             return false;
         }
         if self.accept_from.is_empty() {
-            return ip == self.addr.ip();
+            return self.accept_tls_names.is_empty() && ip == self.addr.ip();
         }
         self.accept_from
             .iter()
@@ -290,6 +295,7 @@ impl TrunkRoute {
             register: None,
             inbound: false,
             accept_from: Vec::new(),
+            accept_tls_names: Vec::new(),
             called: Called::Ruri,
             inbound_rates: None,
         }

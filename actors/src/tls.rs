@@ -71,6 +71,10 @@ pub enum TlsError {
         /// The name.
         name: String,
     },
+    /// A carrier is recognised by certificate and no trust anchor could be
+    /// loaded to verify one.
+    #[error("a trunk has accept_tls_names but no trust anchors were found (set tls.ca_file)")]
+    NoClientAnchors,
     /// A trunk asks for TLS and no trust anchor could be loaded.
     #[error("trunk {0} uses TLS but no trust anchors were found (set tls.ca_file)")]
     NoTrustAnchors(String),
@@ -87,6 +91,9 @@ pub struct Tls {
     pub connector: TlsConnector,
     /// The name each TLS trunk's certificate must carry, by address.
     names: HashMap<SocketAddr, ServerName<'static>>,
+    /// Carriers recognised by their client certificate: (trunk index in
+    /// `routing.trunks`, the names its certificate may carry).
+    peers: Vec<(usize, Vec<ServerName<'static>>)>,
 }
 
 impl Tls {
@@ -100,10 +107,31 @@ impl Tls {
                     path: key.clone(),
                     source,
                 })?;
-                let server = ServerConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()?
-                    .with_no_client_auth()
-                    .with_single_cert(chain, key)?;
+                let builder = ServerConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()?;
+                // Carriers recognised by certificate: ask every client for
+                // one (phones may show none), verified against ca_file.
+                let server = if trunks
+                    .iter()
+                    .any(|t| t.inbound && !t.accept_tls_names.is_empty())
+                {
+                    let roots = roots(cfg.ca_file.as_deref())?;
+                    if roots.is_empty() {
+                        return Err(TlsError::NoClientAnchors);
+                    }
+                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider(),
+                    )
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+                    builder
+                        .with_client_cert_verifier(verifier)
+                        .with_single_cert(chain, key)?
+                } else {
+                    builder.with_no_client_auth().with_single_cert(chain, key)?
+                };
                 Some(TlsAcceptor::from(Arc::new(server)))
             }
             (Some(_), _, _) => return Err(TlsError::MissingCertificate),
@@ -129,10 +157,43 @@ impl Tls {
             };
             names.insert(t.addr, name);
         }
+        let mut peers = Vec::new();
+        for (i, t) in trunks.iter().enumerate() {
+            if !t.inbound || t.accept_tls_names.is_empty() {
+                continue;
+            }
+            let names = t
+                .accept_tls_names
+                .iter()
+                .map(|n| {
+                    ServerName::try_from(n.clone()).map_err(|_| TlsError::BadName {
+                        trunk: t.name.clone(),
+                        name: n.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            peers.push((i, names));
+        }
         Ok(Tls {
             acceptor,
             connector,
             names,
+            peers,
+        })
+    }
+
+    /// The carrier (its index in `routing.trunks`) whose names the client
+    /// certificate `leaf` carries; the handshake has verified the chain.
+    pub fn peer_of(&self, leaf: &CertificateDer<'_>) -> Option<usize> {
+        if self.peers.is_empty() {
+            return None;
+        }
+        let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
+        self.peers.iter().find_map(|(i, names)| {
+            names
+                .iter()
+                .any(|n| cert.verify_is_valid_for_subject_name(n).is_ok())
+                .then_some(*i)
         })
     }
 
@@ -155,17 +216,24 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// (PEM), else the system's bundle when there is one; with the number of
 /// trust anchors it holds. Trunks and https status callbacks use it.
 pub fn client(ca_file: Option<&Path>) -> Result<(TlsConnector, usize), TlsError> {
-    let mut roots = RootCertStore::empty();
-    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_FILE));
-    if ca_file.is_some() || path.exists() {
-        roots.add_parsable_certificates(certificates(path)?);
-    }
+    let roots = roots(ca_file)?;
     let anchors = roots.len();
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok((TlsConnector::from(Arc::new(config)), anchors))
+}
+
+/// The trust anchors in `ca_file` (PEM), else the system's bundle when
+/// there is one.
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_FILE));
+    if ca_file.is_some() || path.exists() {
+        roots.add_parsable_certificates(certificates(path)?);
+    }
+    Ok(roots)
 }
 
 /// Every certificate in a PEM file (at least one).

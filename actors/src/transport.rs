@@ -127,6 +127,9 @@ pub struct Transport {
     pub conns: Arc<crate::connections::Connections>,
     /// The TLS side: the acceptor when listening, the connector always.
     tls: crate::tls::Tls,
+    /// TLS connections whose client certificate names a carrier: its
+    /// index in `routing.trunks`, while the connection lasts.
+    tls_peers: DashMap<SocketAddr, usize>,
     /// The address written into Via and Contact for TLS.
     local_tls: Option<SocketAddr>,
     /// Dialog routes (see the module doc).
@@ -256,6 +259,7 @@ impl Transport {
                         conns: crate::connections::Connections::new(cfg.connections.clone()),
                         local_tls,
                         tls,
+                        tls_peers: DashMap::new(),
                         dialogs: DashMap::new(),
                         invites: DashMap::new(),
                         invite_sources: DashMap::new(),
@@ -440,6 +444,15 @@ impl Transport {
             flow.via_transport(),
             self.sent_by(flow)
         )
+    }
+
+    /// The carrier (its index in `routing.trunks`) whose certificate the
+    /// TLS connection `flow` showed, if any.
+    pub fn tls_peer(&self, flow: Flow) -> Option<usize> {
+        match flow {
+            Flow::Tls(a) => self.tls_peers.get(&a).map(|i| *i),
+            _ => None,
+        }
     }
 
     /// Our address as seen over `flow`: the TLS one for TLS.
@@ -926,8 +939,18 @@ pub async fn serve_tls(transport: Arc<Transport>, listener: TcpListener) {
             drop(permit);
             let why = match done {
                 Ok(Ok(stream)) => {
+                    let carrier = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|leaf| t.tls.peer_of(leaf));
+                    if let Some(i) = carrier {
+                        t.tls_peers.insert(peer, i);
+                    }
                     let (rd, wr) = tokio::io::split(stream);
-                    t.serve_connection(rd, wr, Flow::Tls(peer)).await;
+                    t.clone().serve_connection(rd, wr, Flow::Tls(peer)).await;
+                    t.tls_peers.remove(&peer);
                     drop(slot);
                     return;
                 }

@@ -1,12 +1,13 @@
-//! Store throughput: CDR writes and number-registry lookups per second,
-//! against the embedded store or a ScyllaDB cluster, with the same code.
+//! Store throughput: CDR writes, number-registry lookups and call holds
+//! (set, then settled) per second, against the embedded store or a
+//! ScyllaDB (or Cassandra) cluster, with the same code.
 //!
 //! ```sh
 //! cargo run --release -p switchboard-schema --example store_bench -- embedded /tmp/sbdata
 //! cargo run --release -p switchboard-schema --example store_bench -- scylla://10.0.0.1:9042/switchboard?dc=seoul
 //! ```
-//! Env: `CDRS` (default 20000), `LOOKUPS` (default 50000), `CONCURRENCY`
-//! (default 64). Run `switchboard migrate` first for ScyllaDB. Prints one
+//! Env: `CDRS` (default 20000), `LOOKUPS` (default 50000), `HOLDS`
+//! (default 5000), `CONCURRENCY` (default 64). Run `switchboard migrate` first for ScyllaDB. Prints one
 //! line per operation: count, seconds, operations per second, p50/p99 µs.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 use switchboard_schema as schema;
 
-use schema::model::{AccountKind, Cdr, NumberRecord, NumberState, PriceClass};
+use schema::model::{AccountKind, Cdr, Hold, LedgerEntry, NumberRecord, NumberState, PriceClass};
 use schema::store::Store;
 
 fn env(name: &str, default: usize) -> usize {
@@ -166,5 +167,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     report("number lookups", lookups, took);
+
+    // Holds: a call's authorisation, one compare-and-set on its payer's
+    // balance (1,000 payers, so calls of one payer contend now and then),
+    // then its settlement (the charge posted, the hold dropped).
+    let holds = env("HOLDS", 5_000);
+    for p in 0..1_000 {
+        let _ = store
+            .post(&LedgerEntry {
+                account: format!("bench-{run}-{p}"),
+                key: "top-up".into(),
+                amount: 1_000_000,
+                reason: "top-up".into(),
+                at: run,
+            })
+            .await;
+    }
+    let s = store.clone();
+    let took = measure(holds, concurrency, move |i| {
+        let s = s.clone();
+        async move {
+            let hold = Hold {
+                account: format!("bench-{run}-{}", i % 1_000),
+                id: format!("call-{i}"),
+                amount: 100,
+                expires_at: run + 3_600,
+            };
+            if let Ok(o) = s.put_hold(&hold, 0, run).await
+                && o.set
+            {
+                let charge = LedgerEntry {
+                    account: hold.account.clone(),
+                    key: format!("call:{i}"),
+                    amount: -50,
+                    reason: "call".into(),
+                    at: run,
+                };
+                let _ = s.release_hold(&hold.account, &hold.id, Some(&charge)).await;
+            }
+        }
+    })
+    .await;
+    report("holds + settles", holds, took);
     Ok(())
 }

@@ -630,6 +630,18 @@ impl Baresip {
         account: &str,
         seconds: u32,
     ) -> Result<Baresip> {
+        Baresip::run(dir, listen, extra, account, seconds, &[])
+    }
+
+    /// [`Baresip::start`], then `commands` (`/dial sip:…`) run as it starts.
+    pub fn run(
+        dir: &Path,
+        listen: SocketAddr,
+        extra: &str,
+        account: &str,
+        seconds: u32,
+        commands: &[&str],
+    ) -> Result<Baresip> {
         let config = format!(
             "poll_method\t\tepoll\nsip_listen\t\t{listen}\n\
              audio_player\t\taubridge,sb\naudio_source\t\taubridge,sb\naudio_alert\t\taubridge,sb\n\
@@ -646,6 +658,7 @@ impl Baresip {
                 "-t",
                 &seconds.to_string(),
             ])
+            .args(commands.iter().flat_map(|c| ["-e", c]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use schema::model::{AccountKind, Did, NumberRecord, NumberState, PriceClass};
 use schema::store::Store;
-use switchboard_tests::{Env, Sipp, free_port};
+use switchboard_tests::{Baresip, Env, Sipp, eventually, free_port, password};
 
 const CARRIER_IP: &str = "127.0.0.3";
 
@@ -464,4 +464,79 @@ async fn early_media_from_the_members_phone_reaches_the_carrier() {
     .await
     .unwrap();
     phone.wait().await.unwrap();
+}
+
+/// A trunk that takes A-law only: the member's phone answers in both G.711
+/// laws, and the carrier's answer carries PCMA and telephone-event only
+/// (`carrier_codecs.xml` checks the m= line and that PCMU is absent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_carriers_answer_is_narrowed_to_its_trunks_codecs() {
+    let env = env_with(10, |t| t.codecs = Arc::from(vec!["PCMA".to_owned()])).await;
+    let port = free_port();
+    env.register("100", port).await.unwrap();
+    let sc = env
+        .scenario(
+            "uas_answer.xml",
+            &[
+                ("OFFER", "m=audio [0-9]+ RTP/AVP 0 8 101"),
+                ("ANSWER", "0 8 101"),
+                ("HOLD", "500"),
+            ],
+        )
+        .unwrap();
+    let phone = env.sipp(&sc, port).spawn().unwrap();
+    carrier(
+        &env,
+        "carrier_codecs.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("ANSWER", "8 101"),
+        ],
+    )
+    .run()
+    .await
+    .unwrap();
+    phone.wait().await.unwrap();
+}
+
+/// A carrier's call to a DID reaches a real phone: baresip, registered
+/// with digest authentication, auto-answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_call_reaches_a_baresip_phone() {
+    let env = env(10).await;
+    let home = tempfile::tempdir().unwrap();
+    let account = format!(
+        "<sip:100@{}>;auth_pass={};answermode=auto;regint=600;audio_codecs=PCMU",
+        env.sip(),
+        password("100")
+    );
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut phone = Baresip::start(home.path(), listen, "", &account, 40).unwrap();
+    eventually("baresip registered", Duration::from_secs(15), || async {
+        env.bindings("100").await.unwrap() == 1
+    })
+    .await
+    .unwrap();
+    carrier(
+        &env,
+        "carrier_call.xml",
+        &[
+            ("CALLED", "2125550100"),
+            ("FROM", "6465550123"),
+            ("PAI", "6465550123"),
+            ("HOLD", "1000"),
+        ],
+    )
+    .run()
+    .await
+    .unwrap();
+    let r = env.call_report(|r| r.callee == "+12125550100").await;
+    assert_eq!(
+        (r.result, r.status, r.peer.as_deref(), r.caller.as_str()),
+        ("answered", 200, Some("carrier"), "+16465550123"),
+        "{r:?}"
+    );
+    let _ = phone.child.kill().await;
 }

@@ -387,3 +387,123 @@ while __import__('time').time() < end:
     assert!(nothing.is_err(), "delivered despite the name: {nothing:?}");
     let _ = receiver.kill().await;
 }
+
+/// A carrier recognised by the name in its TLS client certificate
+/// (`accept_tls_names`), whatever address it connects from; phones on the
+/// same listener show no certificate and are not affected.
+fn carrier_by_certificate() -> Routing {
+    let mut t = TrunkRoute::new(
+        "carrier-tls",
+        // Where calls to the carrier would go: nothing listens there, and
+        // the carrier does not send from it.
+        SocketAddr::from(([127, 0, 0, 9], 5099)),
+        Translation::default(),
+    );
+    t.options_interval = None;
+    t.inbound = true;
+    t.accept_tls_names = vec!["sbc.carrier.test".into()];
+    Routing {
+        home: RegionId::KR,
+        trunks: vec![t],
+        ..Routing::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_over_tls_is_recognised_by_its_certificate_name() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let env = engine(&pki, carrier_by_certificate()).await;
+    let tls = env.node().tls_addr.expect("TLS listening");
+    // Member 500's phone (over UDP) answers and hangs up after a second.
+    let port = free_port();
+    env.register("500", port).await.unwrap();
+    let sc = env
+        .scenario(
+            "uas_answer.xml",
+            &[
+                ("OFFER", "m=audio [0-9]+ RTP/AVP 0"),
+                ("ANSWER", "0"),
+                ("HOLD", "1000"),
+            ],
+        )
+        .unwrap();
+    let phone = env.sipp(&sc, port).spawn().unwrap();
+    // The carrier's switch is baresip over TLS, showing a certificate for
+    // sbc.carrier.test from the test CA, with no credentials at all.
+    let home = tempfile::tempdir().unwrap();
+    let (_, _, own) = pki.issue("carrier", &["sbc.carrier.test"]);
+    let extra = format!(
+        "sip_certificate\t\t{}\nsip_cafile\t\t{}\n",
+        own.display(),
+        pki.ca.display()
+    );
+    let dial = format!("/dial sip:500@{tls};transport=tls");
+    let mut carrier = Baresip::run(
+        home.path(),
+        free_pair(),
+        &extra,
+        "<sip:carrier@127.0.0.1>;regint=0;audio_codecs=PCMU",
+        20,
+        &[&dial],
+    )
+    .unwrap();
+    phone.wait().await.unwrap();
+    let r = env.call_report(|r| r.callee == "500").await;
+    assert_eq!(
+        (r.result, r.status, r.peer.as_deref()),
+        ("answered", 200, Some("carrier-tls")),
+        "{r:?}"
+    );
+    let _ = carrier.child.kill().await;
+}
+
+/// The same INVITE over TLS from a client whose certificate names another
+/// host (openssl s_client, signed by the same CA) is a stranger's: 407.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_whose_certificate_names_no_carrier_is_challenged() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let env = engine(&pki, carrier_by_certificate()).await;
+    let tls = env.node().tls_addr.expect("TLS listening");
+    let (cert, key, _) = pki.issue("stranger", &["other.carrier.test"]);
+    let mut client = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &tls.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .arg("-CAfile")
+        .arg(&pki.ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let invite = format!(
+        "INVITE sip:500@{tls};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-stranger1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carrier@127.0.0.1>;tag=s1\r\nTo: <sip:500@{tls}>\r\n\
+         Call-ID: stranger-over-tls\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:carrier@127.0.0.1:5999;transport=tls>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(invite.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = lines.next_line().await.unwrap().unwrap_or_default();
+            if line.starts_with("SIP/2.0 ") && !line.starts_with("SIP/2.0 100") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("an answer over TLS");
+    assert!(status.starts_with("SIP/2.0 407 "), "{status}");
+    drop(stdin);
+    let _ = client.kill().await;
+}
