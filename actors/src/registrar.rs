@@ -315,6 +315,7 @@ impl RegistrarState {
                 call_id: request.call_id(),
                 cseq,
                 source: &source,
+                node: &self.cfg.node_name,
             },
             wall,
             &policy,

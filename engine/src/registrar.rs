@@ -120,6 +120,8 @@ pub struct Origin<'a> {
     pub cseq: u32,
     /// Where it came from (`udp:ip:port`).
     pub source: &'a str,
+    /// The node that received it and holds the phone's flow.
+    pub node: &'a str,
 }
 
 /// Apply `changes` to the live `current` bindings at wall time `now`
@@ -138,6 +140,7 @@ pub fn apply(
         call_id,
         cseq,
         source,
+        node,
     } = origin;
     let mut put = Vec::new();
     let mut delete = Vec::new();
@@ -163,6 +166,7 @@ pub fn apply(
                     call_id: call_id.to_owned(),
                     cseq,
                     source: source.to_owned(),
+                    node: node.to_owned(),
                 });
             }
         }
@@ -252,6 +256,7 @@ mod tests {
             call_id,
             cseq,
             source,
+            node: "seoul-1",
         };
         let (put, del) = apply(&[], &set, o("c", 5, "udp:1.1.1.1:5060"), 1000, &p).unwrap();
         assert_eq!(put[0].expires_at, 1100);

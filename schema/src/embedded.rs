@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
     Account, ApiKey, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member,
-    NumberQuery, NumberRecord, NumberState, OpenCall, Posted, Session,
+    NodeRecord, NumberQuery, NumberRecord, NumberState, OpenCall, Posted, Session,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -243,6 +243,31 @@ impl Embedded {
             )
             .map_err(unavailable)?;
         }
+        // Columns added since the first release, to stores made before.
+        for (table, column, ddl) in [
+            (
+                "bindings",
+                "node",
+                "ALTER TABLE bindings ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+            ),
+            (
+                "heartbeats",
+                "doc",
+                "ALTER TABLE heartbeats ADD COLUMN doc TEXT",
+            ),
+        ] {
+            let has: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![table, column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(unavailable)?
+                > 0;
+            if !has {
+                conn.execute(ddl, []).map_err(unavailable)?;
+            }
+        }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         checkpoint_thread(dir.join("switchboard.db"), stop.clone())?;
         Ok(Embedded {
@@ -446,7 +471,7 @@ impl Store for Embedded {
         let conn = self.conn.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT number, contact, expires_at, call_id, cseq, source FROM bindings \
+                "SELECT number, contact, expires_at, call_id, cseq, source, node FROM bindings \
                  WHERE number = ?1 AND expires_at > ?2 ORDER BY contact",
             )
             .map_err(unavailable)?;
@@ -459,6 +484,7 @@ impl Store for Embedded {
                     call_id: r.get(3)?,
                     cseq: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
                     source: r.get(5)?,
+                    node: r.get(6)?,
                 })
             })
             .map_err(unavailable)?;
@@ -483,9 +509,9 @@ impl Store for Embedded {
         }
         for b in put {
             tx.execute(
-                "INSERT OR REPLACE INTO bindings (number, contact, expires_at, call_id, cseq, source) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![number, b.contact, b.expires_at as i64, b.call_id, b.cseq, b.source],
+                "INSERT OR REPLACE INTO bindings (number, contact, expires_at, call_id, cseq, source, node) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![number, b.contact, b.expires_at as i64, b.call_id, b.cseq, b.source, b.node],
             )
             .map_err(unavailable)?;
         }
@@ -1128,11 +1154,54 @@ impl Store for Embedded {
         self.conn
             .lock()
             .execute(
-                "INSERT OR REPLACE INTO heartbeats (node, at) VALUES (?1, ?2)",
+                "INSERT INTO heartbeats (node, at) VALUES (?1, ?2) \
+                 ON CONFLICT (node) DO UPDATE SET at = excluded.at",
                 params![node, i64::try_from(at).unwrap_or(i64::MAX)],
             )
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn put_node(&self, node: &NodeRecord) -> Result<()> {
+        let doc = serde_json::to_string(node).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO heartbeats (node, at, doc) VALUES (?1, 0, ?2) \
+                 ON CONFLICT (node) DO UPDATE SET doc = excluded.doc",
+                params![node.name, doc],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT node, at, doc FROM heartbeats WHERE doc IS NOT NULL ORDER BY node",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(unavailable)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|(name, at, doc)| {
+                let mut n: NodeRecord =
+                    serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                n.name = name;
+                n.at = u64::try_from(at).unwrap_or(0);
+                Ok(n)
+            })
+            .collect()
     }
 
     async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>> {
@@ -1140,7 +1209,7 @@ impl Store for Embedded {
         self.conn
             .lock()
             .query_row(
-                "SELECT at FROM heartbeats WHERE node = ?1",
+                "SELECT at FROM heartbeats WHERE node = ?1 AND at > 0",
                 params![node],
                 |r| r.get::<_, i64>(0),
             )

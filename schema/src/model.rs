@@ -37,6 +37,31 @@ pub struct Binding {
     /// Where the REGISTER came from, `transport:ip:port` (for NAT: requests
     /// to this contact are sent there).
     pub source: String,
+    /// The node that holds the phone's flow (it received the REGISTER and
+    /// keeps its connection): calls to this contact are sent through it
+    /// (the role of a Path header, RFC 3327). Empty: any node may send to
+    /// `source` itself (a store written before nodes were recorded).
+    #[serde(default)]
+    pub node: String,
+}
+
+/// A node of the cluster as it announces itself: its name, its region (its
+/// store data center), the SIP address the other nodes reach it on, and
+/// the communication centers it runs; `at` is its last heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Its name (`[node] name`).
+    pub name: String,
+    /// Its region.
+    pub region: String,
+    /// Where the other nodes send it SIP (`ip:port`).
+    pub sip: String,
+    /// The centers it runs, by name.
+    pub centers: Vec<String>,
+    /// Its last heartbeat, Unix seconds (read back; not written by
+    /// [`crate::store::Store::put_node`]).
+    #[serde(default)]
+    pub at: u64,
 }
 
 /// Numbers are canonical digit strings of 3 to 20 digits.

@@ -35,7 +35,7 @@ use scylla::value::{CqlValue, Row};
 
 use crate::model::{
     Account, ApiKey, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member,
-    NumberQuery, NumberRecord, NumberState, OpenCall, Posted, Session as SessionRecord,
+    NodeRecord, NumberQuery, NumberRecord, NumberState, OpenCall, Posted, Session as SessionRecord,
 };
 use crate::store::{Result, Store, StoreError};
 
@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "tables", include_str!("../cql/0001_tables.cql")),
     (2, "heartbeats", include_str!("../cql/0002_heartbeats.cql")),
     (3, "api_keys", include_str!("../cql/0003_api_keys.cql")),
+    (4, "nodes", include_str!("../cql/0004_nodes.cql")),
 ];
 
 /// Posts remembered in a balance's row (older ones in `ledger_keys`).
@@ -460,6 +461,16 @@ pub const STATEMENTS: &[(&str, Kind, &str)] = &[
         "heartbeat_of",
         Kind::Read,
         "SELECT at FROM heartbeats WHERE node = ?",
+    ),
+    (
+        "node_put",
+        Kind::Write,
+        "UPDATE heartbeats SET doc = ? WHERE node = ?",
+    ),
+    (
+        "nodes_all",
+        Kind::Read,
+        "SELECT node, at, doc FROM heartbeats",
     ),
     (
         "open_calls_of",
@@ -1847,6 +1858,27 @@ impl Store for Scylla {
         Ok(rows.first().and_then(|r| big(r, 0)).map(|at| at as u64))
     }
 
+    async fn put_node(&self, node: &NodeRecord) -> Result<()> {
+        self.exec("node_put", (to_doc(node)?, &node.name))
+            .await
+            .map(|_| ())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let mut out = Vec::new();
+        for r in self.rows("nodes_all", ()).await? {
+            let (Some(name), Some(doc)) = (text(&r, 0), text(&r, 2)) else {
+                continue;
+            };
+            let mut n: NodeRecord = from_doc(&doc)?;
+            n.name = name;
+            n.at = big(&r, 1).map_or(0, u64_of);
+            out.push(n);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {
         let doc = to_doc(cdr)?;
         let landed = || async {
@@ -2142,11 +2174,13 @@ pub async fn migrate(cfg: &ScyllaConfig, replication: &[(String, u32)]) -> Resul
             continue;
         }
         for statement in statements_of(cql) {
-            let statement = statement.replacen(
-                "CREATE TABLE IF NOT EXISTS ",
-                &format!("CREATE TABLE IF NOT EXISTS {ks}."),
-                1,
-            );
+            let statement = statement
+                .replacen(
+                    "CREATE TABLE IF NOT EXISTS ",
+                    &format!("CREATE TABLE IF NOT EXISTS {ks}."),
+                    1,
+                )
+                .replacen("ALTER TABLE ", &format!("ALTER TABLE {ks}."), 1);
             s.query_unpaged(statement, ()).await.map_err(ddl)?;
         }
         s.query_unpaged(
@@ -2220,7 +2254,7 @@ mod tests {
                     continue;
                 };
                 let (name, body) = rest.split_once(" (").unwrap_or((rest, ""));
-                let columns = body
+                let columns: Vec<String> = body
                     .split(',')
                     .map(str::trim)
                     .filter(|c| !c.starts_with("PRIMARY KEY") && !c.starts_with('('))
@@ -2229,6 +2263,18 @@ mod tests {
                     .map(str::to_owned)
                     .collect();
                 tables.insert(name.to_owned(), columns);
+            }
+            for st in statements_of(cql) {
+                let Some(rest) = st.strip_prefix("ALTER TABLE ") else {
+                    continue;
+                };
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                if let [table, "ADD", column, ..] = words[..] {
+                    tables
+                        .get_mut(table)
+                        .unwrap_or_else(|| panic!("ALTER of unknown table {table}"))
+                        .push(column.to_owned());
+                }
             }
         }
         tables

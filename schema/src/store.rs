@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::model::{
     Account, ApiKey, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member,
-    NumberQuery, NumberRecord, OpenCall, Posted, Session,
+    NodeRecord, NumberQuery, NumberRecord, OpenCall, Posted, Session,
 };
 
 /// What a backend can fail with.
@@ -206,6 +206,12 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, node: &str, at: u64) -> Result<()>;
     /// The last heartbeat of `node`.
     async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>>;
+    /// Record what a node is (region, SIP address, centers) beside its
+    /// heartbeat; written when it starts and when that changes.
+    async fn put_node(&self, node: &NodeRecord) -> Result<()>;
+    /// Every node that has announced itself, with its last heartbeat, by
+    /// name.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
 
     /// Write a CDR once: `false` when one with its `call_id` exists (it is
     /// left as it was). One partition: the call id.

@@ -46,6 +46,7 @@ fn binding(n: &str, contact: &str, expires_at: u64) -> Binding {
         call_id: "c".into(),
         cseq: 1,
         source: "udp:127.0.0.1:5070".into(),
+        node: String::new(),
     }
 }
 
@@ -903,18 +904,30 @@ async fn expiry_suite(store: &dyn Store) {
 /// 10,000 CDRs over three UTC days, read a page at a time: each once, in
 /// order; a day's window starts and ends at UTC midnight whatever the
 /// reader's time zone (ranges are UTC milliseconds).
-async fn paging_suite(store: &dyn Store) {
+async fn paging_suite(shared: Arc<dyn Store>) {
     const DAY: u64 = 86_400_000;
     let base = 20_000 * DAY; // 2024-10-04T00:00:00Z
-    for i in 0..9_998u64 {
-        let at = base + (i * 3 * DAY) / 9_998;
-        assert!(
-            store
-                .put_cdr(&cdr(&format!("p{i:05}"), "pager", at))
-                .await
-                .unwrap()
-        );
+    // Written by 16 writers at once (a cluster takes them in parallel).
+    let writers: Vec<_> = (0..16u64)
+        .map(|w| {
+            let store = shared.clone();
+            tokio::spawn(async move {
+                for i in (w..9_998u64).step_by(16) {
+                    let at = base + (i * 3 * DAY) / 9_998;
+                    assert!(
+                        store
+                            .put_cdr(&cdr(&format!("p{i:05}"), "pager", at))
+                            .await
+                            .unwrap()
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
     }
+    let store = shared.as_ref();
     // One call a millisecond before the second day, one at its midnight.
     for (id, at) in [("m0", base + DAY - 1), ("m1", base + DAY)] {
         assert!(store.put_cdr(&cdr(id, "pager", at)).await.unwrap());
@@ -1053,8 +1066,52 @@ async fn conforms(store: Arc<dyn Store>, others: &[Arc<dyn Store>]) {
     store_ref.heartbeat("b", 7).await.unwrap();
     assert_eq!(store_ref.last_heartbeat("a").await.unwrap(), Some(1_005));
     assert_eq!(store_ref.last_heartbeat("b").await.unwrap(), Some(7));
+    // Nodes announce what they are; the record and the heartbeat are kept
+    // apart (neither write clobbers the other).
+    let node = |name: &str, centers: &[&str]| schema::model::NodeRecord {
+        name: name.into(),
+        region: "seoul".into(),
+        sip: "10.0.0.1:5060".into(),
+        centers: centers.iter().map(|c| c.to_string()).collect(),
+        at: 0,
+    };
+    assert!(
+        store_ref.nodes().await.unwrap().is_empty(),
+        "none announced yet"
+    );
+    store_ref.put_node(&node("a", &["seoul"])).await.unwrap();
+    store_ref.put_node(&node("c", &[])).await.unwrap();
+    assert_eq!(
+        store_ref.last_heartbeat("c").await.unwrap(),
+        None,
+        "announced, never beat"
+    );
+    store_ref.heartbeat("a", 1_010).await.unwrap();
+    store_ref
+        .put_node(&node("a", &["seoul", "busan"]))
+        .await
+        .unwrap();
+    let nodes = store_ref.nodes().await.unwrap();
+    assert_eq!(
+        nodes,
+        [
+            schema::model::NodeRecord {
+                at: 1_010,
+                ..node("a", &["seoul", "busan"])
+            },
+            node("c", &[]),
+        ]
+    );
+    // A binding names the node that holds the phone's flow.
+    let mut held = binding("778", "sip:778@10.0.0.9", wall_now() + 600);
+    held.node = "a".into();
+    store_ref
+        .update_bindings("778", std::slice::from_ref(&held), &[])
+        .await
+        .unwrap();
+    assert_eq!(store_ref.bindings("778", wall_now()).await.unwrap(), [held]);
     expiry_suite(store_ref).await;
-    paging_suite(store_ref).await;
+    paging_suite(store.clone()).await;
     let stores: Vec<Arc<dyn Store>> = std::iter::once(store.clone())
         .chain(others.iter().cloned())
         .collect();

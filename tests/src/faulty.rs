@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use async_trait::async_trait;
 use schema::embedded::Embedded;
 use schema::model::{
-    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NumberQuery,
-    NumberRecord, OpenCall, Posted, Session,
+    Account, Binding, Card, Cdr, CdrQuery, Hold, HoldOutcome, LedgerEntry, Member, NodeRecord,
+    NumberQuery, NumberRecord, OpenCall, Posted, Session,
 };
 use schema::store::{Result, Store, StoreError};
 
@@ -325,6 +325,15 @@ impl Store for Faulty {
 
     async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>> {
         self.inner.last_heartbeat(node).await
+    }
+
+    async fn put_node(&self, node: &NodeRecord) -> Result<()> {
+        self.check()?;
+        self.inner.put_node(node).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.inner.nodes().await
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {
