@@ -218,6 +218,10 @@ enum MemberCommand {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
+    node: NodeSection,
+    #[serde(default)]
+    cluster: ClusterSection,
+    #[serde(default)]
     sip: SipSection,
     #[serde(default)]
     tls: TlsSection,
@@ -257,6 +261,31 @@ struct FileConfig {
     mail: MailSection,
     #[serde(default)]
     cards: CardsSection,
+}
+
+/// This node among the nodes sharing a store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    /// Its name (default: its SIP listen address); calls in progress,
+    /// heartbeats and the phones it holds are recorded under it.
+    name: Option<String>,
+    /// Its region (its store data center).
+    region: Option<String>,
+    /// Where the other nodes send it SIP (default: the advertised, else
+    /// listen, address).
+    internal_sip: Option<SocketAddr>,
+}
+
+/// Calls between nodes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    /// The secret every node signs the calls it hands a sibling with (the
+    /// same on every node; unset: no calls between nodes).
+    secret: Option<String>,
+    /// A node whose heartbeat is older is dead (default 15 s).
+    dead_after_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -660,6 +689,20 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
 
     let mut node = NodeConfig::new(sip_addr);
     node.advertise = file.sip.advertise;
+    if let Some(name) = file.node.name {
+        node.node_name = name;
+    }
+    node.cluster.region = file.node.region.unwrap_or_default();
+    node.cluster.internal_sip = file.node.internal_sip;
+    if let Some(secret) = file.cluster.secret {
+        if secret.len() < 16 {
+            bail!("cluster.secret: at least 16 characters");
+        }
+        node.cluster.secret = Some(std::sync::Arc::from(secret.as_bytes()));
+    }
+    if let Some(s) = file.cluster.dead_after_s {
+        node.cluster.dead_after = Duration::from_secs(s.max(2));
+    }
     if let Some(d) = file.sip.domains {
         node.domains = d;
     }

@@ -139,6 +139,9 @@ pub struct Target {
     pub route: Option<RouteNote>,
     /// Audio codecs the target accepts (a trunk's policy); empty: any.
     pub codecs: Arc<[String]>,
+    /// The signed marker of a call sent to the sibling node that holds the
+    /// callee's phone (`X-Switchboard-Node`, see [`crate::cluster`]).
+    pub hop: Option<String>,
 }
 
 /// A least-cost candidate's place and price, kept with its attempt.
@@ -350,6 +353,9 @@ impl Branches {
             if let Some(privacy) = p.privacy {
                 extra.push(("Privacy", privacy.to_owned()));
             }
+        }
+        if let Some(hop) = &target.hop {
+            extra.push((engine::cluster::HOP_HEADER, hop.clone()));
         }
         Ok(Dial {
             target: target.uri.clone(),

@@ -324,10 +324,12 @@ impl CallsState {
         });
         let cdr = schema::model::Cdr {
             call_id: r.call_id.clone(),
-            payer: r
-                .charge
-                .as_ref()
-                .map_or_else(|| r.caller.clone(), |c| c.payer.clone()),
+            payer: match &r.charge {
+                Some(c) => c.payer.clone(),
+                // Carried for a sibling: the sibling's record is the payer's.
+                None if transit(r.peer.as_deref()) => String::new(),
+                None => r.caller.clone(),
+            },
             caller: r.caller.clone(),
             callee: r.callee.clone(),
             center: self.center.clone(),
@@ -589,10 +591,11 @@ impl CallsState {
         let open = schema::model::OpenCall {
             node: self.node.clone(),
             call_id: args.call_id.clone(),
-            payer: args
-                .billing
-                .as_ref()
-                .map_or_else(|| args.caller.clone(), |b| b.0.payer.clone()),
+            payer: match &args.billing {
+                Some(b) => b.0.payer.clone(),
+                None if transit(args.peer.as_ref().map(|p| p.trunk.as_str())) => String::new(),
+                None => args.caller.clone(),
+            },
             caller: args.caller.clone(),
             callee: args.callee.clone(),
             center: self.center.clone(),
@@ -817,4 +820,10 @@ pub fn snapshots(flow: Flow, targets: usize) -> Vec<SharedSnapshot> {
             }))
         })
         .collect()
+}
+
+/// Whether a call came from a sibling node (its link is named `node:…`):
+/// the sibling authorises, charges and records it for its payer.
+fn transit(peer: Option<&str>) -> bool {
+    peer.is_some_and(|p| p.starts_with("node:"))
 }

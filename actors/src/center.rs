@@ -216,9 +216,27 @@ impl CenterState {
         }
         #[cfg(feature = "testing")]
         self.test_crash(&request);
+        let ip = flow.addr().ip();
+        // A sibling node handing over a call for a phone this node holds.
+        if let Some(marker) = request.headers.get(engine::cluster::HOP_HEADER) {
+            let user = request.uri.user.clone().unwrap_or_default();
+            match self
+                .transport
+                .cluster
+                .verify(marker, &user, ip, clock::unix_now())
+            {
+                Ok(origin) => self.on_node_invite(request, flow, origin).await,
+                Err(why) => {
+                    metrics::counter!(m::CALLS, "result" => "bad_node_marker").increment(1);
+                    self.transport
+                        .respond_with_reason(&request, 403, flow, &why)
+                        .await;
+                }
+            }
+            return;
+        }
         // A carrier's trunk sending a call (by its certificate over TLS, or
         // by its source network): not challenged.
-        let ip = flow.addr().ip();
         if let Some(peer) = self.transport.tls_peer(flow).or_else(|| {
             self.cfg
                 .routing
@@ -864,34 +882,126 @@ impl CenterState {
         self.start_call(args).await
     }
 
-    /// The registered contacts of a member, or why there are none.
+    /// The registered contacts of a member, or why there are none. A
+    /// contact whose phone registered through a live sibling node is
+    /// reached through that node (one branch per node, signed); one held
+    /// by a dead node is skipped, so a callee with nothing else gets 480
+    /// at once. `local_only` (a call a sibling sent here): this node's own
+    /// contacts only, never another hop.
     async fn member_targets(&self, callee: &str) -> Result<Vec<Target>, (u16, &'static str)> {
+        self.member_targets_from(callee, false).await
+    }
+
+    async fn member_targets_from(
+        &self,
+        callee: &str,
+        local_only: bool,
+    ) -> Result<Vec<Target>, (u16, &'static str)> {
+        let now = clock::unix_now();
         let bindings = self
             .store
-            .bindings(callee, clock::unix_now())
+            .bindings(callee, now)
             .await
             .map_err(|_| (500, "store unavailable"))?;
-        let targets: Vec<Target> = bindings
-            .iter()
-            .filter_map(|b| {
-                let uri = Uri::parse(&b.contact).ok()?;
-                let flow = self.target_flow(&b.source, &uri)?;
-                Some(Target {
-                    uri,
-                    flow,
-                    trunk: None,
-                    presented: None,
-                    credentials: None,
-                    route: None,
-                    codecs: Arc::from(Vec::new()),
-                })
-            })
-            .collect();
+        let cluster = self.transport.cluster.clone();
+        let direct = |uri: Uri, flow: Flow, hop: Option<String>| Target {
+            uri,
+            flow,
+            trunk: None,
+            presented: None,
+            credentials: None,
+            route: None,
+            codecs: Arc::from(Vec::new()),
+            hop,
+        };
+        let mut targets = Vec::new();
+        let mut siblings = std::collections::BTreeMap::new();
+        let mut on_dead_node = false;
+        for b in &bindings {
+            let elsewhere = cluster.enabled() && !b.node.is_empty() && b.node != cluster.me();
+            if elsewhere {
+                match cluster.sibling(&b.node, now) {
+                    Some((n, true)) if !local_only => {
+                        siblings.insert(n.name.clone(), n);
+                    }
+                    Some((_, false)) => on_dead_node = true,
+                    _ => {}
+                }
+                continue;
+            }
+            if let Ok(uri) = Uri::parse(&b.contact)
+                && let Some(flow) = self.target_flow(&b.source, &uri)
+            {
+                targets.push(direct(uri, flow, None));
+            }
+        }
+        for n in siblings.values() {
+            let Ok(at) = n.sip.parse::<std::net::SocketAddr>() else {
+                continue;
+            };
+            let uri = Uri::sip(Some(callee), &at.ip().to_string(), Some(at.port()));
+            metrics::counter!(m::CALLS, "result" => "to_sibling").increment(1);
+            targets.push(direct(uri, Flow::Udp(at), cluster.hop(callee, now)));
+        }
         if targets.is_empty() {
             metrics::counter!(m::CALLS, "result" => "unavailable").increment(1);
+            if on_dead_node {
+                return Err((480, "callee's phones are on a node that is down"));
+            }
             return Err((480, "callee has no registered contact"));
         }
         Ok(targets)
+    }
+
+    /// An INVITE a sibling node sent (signed marker, from its announced
+    /// address) for a member whose phone this node holds: delivered down
+    /// the phone's own flow, not challenged and not billed here (the
+    /// sibling authorised and charges it); never sent on to a third node.
+    async fn on_node_invite(&mut self, request: Request, flow: Flow, origin: String) {
+        let Some(callee) = request.uri.user.clone() else {
+            self.transport
+                .respond(&request, 404, flow, Some("no number called"))
+                .await;
+            return;
+        };
+        let name = format!("node:{origin}");
+        let live = self
+            .transport
+            .trunks
+            .entry(name.clone())
+            .or_insert_with(|| crate::trunk::TrunkLive::new(&name, u32::MAX, u32::MAX))
+            .clone();
+        let Some(channel) = live.try_acquire_inbound() else {
+            self.transport
+                .refuse(&request, 503, flow, "busy", Some(1))
+                .await;
+            return;
+        };
+        let from = request.from_hdr();
+        let caller = from
+            .as_ref()
+            .and_then(|f| f.uri.user.clone())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let ident = CallerFacts {
+            e164: caller.starts_with('+').then(|| caller.clone()),
+            privacy: privacy_of(Some(&request)),
+            region: self.spec().region,
+            terms: Some((None, None)),
+        };
+        let resolved = self
+            .member_targets_from(&callee, true)
+            .await
+            .map(|t| Resolved::direct(t, None))
+            .map_err(|(s, w)| (s, w.to_owned()));
+        let peer = crate::call::PeerCall {
+            trunk: name,
+            display: from.and_then(|f| f.display),
+            channel,
+            rate: None,
+            codecs: Arc::from(Vec::new()),
+        };
+        self.place_invite(request, flow, caller, callee, resolved, &ident, Some(peer))
+            .await;
     }
 
     /// What routing needs of the caller, from one read of its account: its
@@ -1051,6 +1161,7 @@ impl CenterState {
             credentials: trunk.credentials.clone(),
             uri: trunk.uri(Some(number)),
             flow: trunk.flow(),
+            hop: None,
             trunk: self
                 .transport
                 .trunks

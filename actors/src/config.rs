@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub node_name: String,
     /// SIP over TLS: listener, certificate, trust anchors.
     pub tls: crate::tls::TlsConfig,
+    /// This node among its siblings: region, internal SIP address, the
+    /// secret of calls between nodes.
+    pub cluster: crate::cluster::ClusterConfig,
     /// Overload control (admission of new calls and registrations).
     pub admission: crate::admission::AdmissionConfig,
     /// Source protection (per-source rate and bans, scanner agents).
@@ -122,6 +125,7 @@ impl NodeConfig {
             checkpoint_after: Duration::from_secs(5),
             node_name: sip_addr.to_string(),
             tls: crate::tls::TlsConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
             admission: crate::admission::AdmissionConfig::default(),
             protection: crate::protection::ProtectionConfig::default(),
             connections: crate::connections::ConnectionConfig::default(),

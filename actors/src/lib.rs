@@ -22,6 +22,7 @@ pub mod call;
 pub mod calls;
 pub mod center;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod events;

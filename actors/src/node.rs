@@ -428,10 +428,19 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         tasks.push(tokio::spawn(serve_tls(transport.clone(), tls)));
     }
     tasks.push(tokio::spawn(crate::admission::watch_store(
-        store_for_watch,
+        store_for_watch.clone(),
         transport.admission.clone(),
         cfg.node_name.clone(),
     )));
+    {
+        let advertised = cfg.advertise.unwrap_or(sip_addr);
+        let me = crate::cluster::record(&cfg, advertised);
+        tasks.push(tokio::spawn(crate::cluster::run(
+            transport.cluster.clone(),
+            store_for_watch.clone(),
+            me,
+        )));
+    }
     tasks.push(tokio::spawn(crate::admission::probe_lag(
         transport.admission.clone(),
     )));

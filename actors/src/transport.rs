@@ -164,6 +164,8 @@ pub struct Transport {
     pub guard: Arc<crate::protection::Guard>,
     /// Digest brute-force slowing, shared by the Registrar and the Centers.
     pub auth: Arc<crate::protection::AuthGuard>,
+    /// The sibling nodes (see [`crate::cluster`]).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// The stream listeners [`Transport::bind`] opened.
@@ -260,6 +262,10 @@ impl Transport {
                         local_tls,
                         tls,
                         tls_peers: DashMap::new(),
+                        cluster: Arc::new(crate::cluster::Cluster::new(
+                            &cfg.node_name,
+                            cfg.cluster.clone(),
+                        )),
                         dialogs: DashMap::new(),
                         invites: DashMap::new(),
                         invite_sources: DashMap::new(),

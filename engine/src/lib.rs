@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod ids;
 pub mod lcr;
 pub mod media;

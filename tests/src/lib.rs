@@ -128,6 +128,25 @@ impl Env {
         })
     }
 
+    /// A second node sharing this one's store (as nodes share a cluster's
+    /// keyspace), configured by `tweak`.
+    pub async fn sibling(&self, tweak: impl FnOnce(&mut NodeConfig)) -> Result<Env> {
+        let data = tempfile::tempdir()?;
+        let work = tempfile::tempdir()?;
+        let store = Arc::new(Embedded::open(self.data.path())?);
+        let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        cfg.timers.t1 = Duration::from_millis(250);
+        tweak(&mut cfg);
+        let node = actors::start(cfg.clone(), store.clone() as Arc<dyn Store>).await?;
+        Ok(Env {
+            node: Some(node),
+            store,
+            data,
+            work,
+            cfg,
+        })
+    }
+
     /// The engine's SIP address.
     pub fn sip(&self) -> SocketAddr {
         self.node

@@ -15,6 +15,7 @@ mod calls;
 mod centers;
 mod cli;
 mod click;
+mod cluster;
 mod inbound;
 mod ipv6;
 mod media;

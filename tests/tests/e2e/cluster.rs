@@ -1,0 +1,143 @@
+//! Two nodes of one cluster sharing a store (issue 21): a member whose
+//! phone registered through node B is called by a member on node A; A
+//! hands the call to B over SIP (signed), B delivers it down the phone's
+//! own flow without billing it; once B is dead, calls to its phones get
+//! 480 at once; a forged hand-over is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::config::NodeConfig;
+use switchboard_tests::{Env, eventually, free_port};
+
+const SECRET: &[u8] = b"the cluster's shared secret";
+
+fn node(name: &str) -> impl FnOnce(&mut NodeConfig) {
+    let name = name.to_owned();
+    move |c: &mut NodeConfig| {
+        c.node_name = name;
+        c.cluster.region = "seoul".into();
+        c.cluster.secret = Some(Arc::from(SECRET));
+        c.cluster.dead_after = Duration::from_secs(3);
+    }
+}
+
+/// Nodes `a` and `b` on one store, each knowing the other alive.
+async fn two_nodes() -> (Env, Env) {
+    let a = Env::start(&["100", "500"], node("a")).await.unwrap();
+    let b = a.sibling(node("b")).await.unwrap();
+    for env in [&a, &b] {
+        eventually("both nodes known", Duration::from_secs(10), || async {
+            let now = actors::clock::unix_now();
+            let c = &env.node().transport.cluster;
+            ["a", "b"]
+                .iter()
+                .all(|n| c.sibling(n, now).is_some_and(|(_, alive)| alive))
+        })
+        .await
+        .unwrap();
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_reaches_a_phone_held_by_another_node_and_is_billed_once() {
+    let (a, b) = two_nodes().await;
+    a.top_up("100", 10_000).await;
+    // 500's phone registers through node b.
+    let port = free_port();
+    b.register("500", port).await.unwrap();
+    let bound = schema::store::Store::bindings(a.store.as_ref(), "500", actors::clock::unix_now())
+        .await
+        .unwrap();
+    assert_eq!(bound[0].node, "b", "{bound:?}");
+    let sc = b.scenario("uas.xml", &[]).unwrap();
+    let phone = b.sipp(&sc, port).spawn().unwrap();
+    // 100 calls 500 through node a.
+    let sc = a.scenario("uac.xml", &[("HOLD", "500")]).unwrap();
+    let mut caller = a.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "500"]);
+    caller.run().await.unwrap();
+    phone.wait().await.unwrap();
+    let at_a = a.call_report(|r| r.callee == "500").await;
+    assert_eq!((at_a.result, at_a.status), ("answered", 200), "{at_a:?}");
+    assert_eq!(at_a.peer, None, "a placed it for its member");
+    let at_b = b.call_report(|r| r.callee == "500").await;
+    assert_eq!(
+        (at_b.result, at_b.peer.as_deref()),
+        ("answered", Some("node:a")),
+        "b delivered it for a: {at_b:?}"
+    );
+    // One record for the payer; b's is a transit, paid by nobody.
+    let paid = a.cdrs(Some("100")).await;
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    let all = a.cdrs(None).await;
+    let transit: Vec<_> = all
+        .iter()
+        .filter(|c| c.peer.as_deref() == Some("node:a"))
+        .collect();
+    assert_eq!(transit.len(), 1, "{all:?}");
+    assert_eq!(transit[0].price, 0, "{:?}", transit[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_phone_on_a_dead_node_fails_at_once() {
+    let (a, mut b) = two_nodes().await;
+    b.register("500", free_port()).await.unwrap();
+    b.node
+        .take()
+        .unwrap()
+        .shutdown(Duration::from_millis(200))
+        .await;
+    eventually("b dead to a", Duration::from_secs(10), || async {
+        let now = actors::clock::unix_now();
+        a.node()
+            .transport
+            .cluster
+            .sibling("b", now)
+            .is_some_and(|(_, alive)| !alive)
+    })
+    .await
+    .unwrap();
+    let sc = a
+        .scenario(
+            "uac_final.xml",
+            &[("FINAL", "480"), ("REASON", "Temporarily Unavailable")],
+        )
+        .unwrap();
+    let mut caller = a.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "500"]);
+    // The scenario fails unless the answer is 480.
+    caller.run().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_hand_over_is_refused() {
+    let (a, _b) = two_nodes().await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let sip = a.sip();
+    let now = actors::clock::unix_now();
+    // Signed with another key, claiming to be b.
+    let marker = engine::cluster::sign(b"not the cluster's secret", "b", "500", now);
+    let invite = format!(
+        "INVITE sip:500@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-forged1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:100@{sip}>;tag=f1\r\nTo: <sip:500@{sip}>\r\n\
+         Call-ID: forged-hand-over\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\n\
+         X-Switchboard-Node: {marker}\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(invite.as_bytes(), sip).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let status = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (n, _) = sock.recv_from(&mut buf).await.unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if !text.starts_with("SIP/2.0 100") {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("an answer");
+    assert!(status.starts_with("SIP/2.0 403 "), "{status}");
+}
