@@ -82,6 +82,19 @@ impl Cluster {
         n.at.saturating_add(self.cfg.dead_after.as_secs()) >= now
     }
 
+    /// Siblings of this node's region that are dead at `now` (they had
+    /// beaten at least once).
+    pub fn dead_siblings(&self, now: u64) -> Vec<NodeRecord> {
+        self.nodes
+            .load()
+            .iter()
+            .filter(|n| {
+                n.name != self.me && n.region == self.cfg.region && n.at > 0 && !self.alive(n, now)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The marker for a call this node sends a sibling for `user`.
     pub fn hop(&self, user: &str, now: u64) -> Option<String> {
         let secret = self.cfg.secret.as_ref()?;

@@ -93,6 +93,8 @@ pub const RTP_TIMEOUTS: &str = "switchboard_rtp_timeouts_total";
 /// CDRs, label `result` (written; deferred: the store refused, kept to
 /// write again; duplicate: already there).
 pub const CDRS: &str = "switchboard_cdrs_total";
+/// Dead siblings whose calls in progress this node recovered.
+pub const TAKEOVERS: &str = "switchboard_node_takeovers_total";
 /// CDRs and charges a Calls supervisor holds until the store takes writes.
 pub const BILLING_BACKLOG: &str = "switchboard_billing_backlog";
 /// BYEs sent at start to the legs of calls the last run lost.

@@ -407,7 +407,14 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         source: e.into(),
     })?;
     let tls_addr = listeners.tls.as_ref().and_then(|l| l.local_addr().ok());
-    recover(store.as_ref(), &cfg, &transport).await;
+    // Its own calls of the last run, unless a sibling took them over while
+    // it was down (the claim of that run, by its last heartbeat).
+    let own = store.last_heartbeat(&cfg.node_name).await.ok().flatten();
+    if !transport.cluster.enabled()
+        || claim_recovery(store.as_ref(), &cfg, &cfg.node_name, own).await
+    {
+        recover(store.as_ref(), &cfg, &transport, &cfg.node_name).await;
+    }
     let store_for_watch = store.clone();
     let args = NodeArgs {
         cfg: cfg.clone(),
@@ -432,6 +439,13 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         transport.admission.clone(),
         cfg.node_name.clone(),
     )));
+    if transport.cluster.enabled() {
+        tasks.push(tokio::spawn(take_over(
+            store_for_watch.clone(),
+            cfg.clone(),
+            transport.clone(),
+        )));
+    }
     {
         let advertised = cfg.advertise.unwrap_or(sip_addr);
         let me = crate::cluster::record(&cfg, advertised);
@@ -474,12 +488,60 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
     })
 }
 
-/// After an unclean stop, from the records of the calls this node had up:
-/// send each call's recorded BYEs, charge an answered call the talk time up
-/// to the node's last heartbeat (never above its hold, once by its ledger
-/// key), drop its hold, and give it exactly one CDR (`lost`).
-async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>) {
-    let open = match store.open_calls(&cfg.node_name).await {
+/// Claim the recovery of `node`'s run that ended at heartbeat `last` for
+/// this node: insert-if-absent in the store, so that of a restarted node
+/// and its siblings exactly one recovers those calls. `true` when this node
+/// has it (or the store cannot say: every write of a recovery is keyed, so
+/// a second one changes nothing).
+async fn claim_recovery(
+    store: &dyn Store,
+    cfg: &NodeConfig,
+    node: &str,
+    last: Option<u64>,
+) -> bool {
+    let run = format!("{node}@{}", last.unwrap_or(0));
+    match store
+        .claim_idempotency("recovery", &run, &cfg.node_name, crate::clock::unix_now())
+        .await
+    {
+        Ok(winner) => winner == cfg.node_name,
+        Err(_) => true,
+    }
+}
+
+/// Every second: a sibling of this node's region whose heartbeat stopped
+/// longer than `dead_after` ago has its calls in progress recovered here
+/// (their BYEs, `lost` CDRs and charges, as a restart would), by the one
+/// live sibling that claims that run.
+pub async fn take_over(store: Arc<dyn Store>, cfg: Arc<NodeConfig>, transport: Arc<Transport>) {
+    let mut done = std::collections::BTreeSet::new();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = crate::clock::unix_now();
+        for n in transport.cluster.dead_siblings(now) {
+            let run = format!("{}@{}", n.name, n.at);
+            if done.contains(&run) {
+                continue;
+            }
+            if claim_recovery(store.as_ref(), &cfg, &n.name, Some(n.at)).await {
+                tracing::warn!(node = %n.name, "node is dead; recovering its calls");
+                metrics::counter!(m::TAKEOVERS).increment(1);
+                recover(store.as_ref(), &cfg, &transport, &n.name).await;
+            }
+            done.insert(run);
+        }
+    }
+}
+
+/// After an unclean stop of `node` (this one, or a dead sibling's), from
+/// the records of the calls it had up: send each call's recorded BYEs,
+/// charge an answered call the talk time up to the node's last heartbeat
+/// (never above its hold, once by its ledger key), drop its hold, and give
+/// it exactly one CDR (`lost`).
+async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>, node: &str) {
+    let open = match store.open_calls(node).await {
         Ok(open) => open,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the calls of the last run");
@@ -496,7 +558,7 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>
     // The node's last sign of life: calls answered before it were up at
     // least until then.
     let last_alive_ms = store
-        .last_heartbeat(&cfg.node_name)
+        .last_heartbeat(node)
         .await
         .ok()
         .flatten()
@@ -576,7 +638,7 @@ async fn recover(store: &dyn Store, cfg: &NodeConfig, transport: &Arc<Transport>
         // Insert-if-absent: a call whose CDR was written before the stop
         // keeps it.
         if store.put_cdr(&cdr).await.is_ok() {
-            let _ = store.close_open_call(&cfg.node_name, &c.call_id).await;
+            let _ = store.close_open_call(node, &c.call_id).await;
             metrics::counter!(m::CDRS, "result" => "recovered").increment(1);
         }
     }

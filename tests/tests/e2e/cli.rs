@@ -959,3 +959,108 @@ async fn a_content_length_near_2_pow_64_closes_its_connection_and_stalls_nothing
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Two `switchboard serve` processes of one region on one store (issue
+/// 21.5): node b has a call up to the trunk and is killed (-9); once its
+/// heartbeat is older than `dead_after_s`, node a takes over: the far end
+/// gets its BYE (the trunk's scenario completes only then), the call gets
+/// one `lost` CDR and one charge; b restarted recovers nothing more (a's
+/// claim on that run), and nothing is left in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_calls_are_recovered_once_by_a_sibling() {
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.csv");
+    std::fs::write(
+        &plan,
+        "prefix,per_minute,connect_fee,first_increment,next_increment\n1,600000,0,1,1\n",
+    )
+    .unwrap();
+    let node = |name: &str| {
+        format!(
+            "[node]\nname = \"{name}\"\nregion = \"us\"\n\n\
+             [cluster]\nsecret = \"the test cluster's shared secret\"\ndead_after_s = 3\n\n\
+             [billing]\nplan = \"{}\"\nchunk_s = 60\n\n[calls]\ncheckpoint_after_s = 1\n\n",
+            plan.display()
+        )
+    };
+    let mut b = TrunkNode::start_funded("", &node("b"), Some(10_000)).await;
+    // Node a: the same configuration but its name, on the same data.
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    let a_config = work.path().join("a.toml");
+    std::fs::write(&a_config, text.replace("name = \"b\"", "name = \"a\"")).unwrap();
+    let dir = b.data.path().to_string_lossy().to_string();
+    let (a_sip, a_http) = (free_port(), free_port());
+    let mut a = serve(&a_config.to_string_lossy(), &dir, a_sip, a_http).await;
+
+    let sc = scenario_in(
+        work.path(),
+        "trunk_answer.xml",
+        &[("RURI", "\\+12125550100")],
+    );
+    let trunk = Sipp::new(work.path(), &sc, b.trunk_port).spawn().unwrap();
+    let _up = b
+        .call(&scenario_in(work.path(), "uac.xml", &[("HOLD", "30000")]))
+        .spawn()
+        .unwrap();
+    b.answered(1.0).await;
+    // Up long enough to be recorded with its answer (a call up a second is
+    // rewritten at the next sweep) and proven by a heartbeat after it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.signal("9").await;
+    let _ = b.serve.wait().await;
+    // a sends the far end its BYE, writes the CDR and charges the call.
+    tokio::time::timeout(Duration::from_secs(30), trunk.wait())
+        .await
+        .expect("the sibling released the call within its takeover time")
+        .unwrap();
+    switchboard_tests::eventually("the lost CDR", Duration::from_secs(10), || async {
+        b.cdr_rows().await.len() == 1
+    })
+    .await
+    .unwrap();
+    let taken = metric(
+        &http_get(&format!("127.0.0.1:{a_http}"), "/metrics").await,
+        "switchboard_node_takeovers_total",
+    );
+    assert_eq!(taken, Some(1.0), "a took b's run over");
+    // b comes back: a has recovered that run, b adds nothing.
+    b.restart().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.serve.kill().await.unwrap();
+    let _ = b.serve.wait().await;
+    a.kill().await.unwrap();
+    let _ = a.wait().await;
+    use schema::store::Store as _;
+    let store = schema::embedded::Embedded::open(b.data.path()).unwrap();
+    let cdrs = store
+        .cdrs(&schema::model::CdrQuery {
+            payer: Some("100".into()),
+            from_ms: 0,
+            to_ms: u64::MAX / 2,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_eq!(cdrs[0].result, "lost", "{cdrs:?}");
+    assert!(cdrs[0].billed_secs >= 1, "{cdrs:?}");
+    let charges: Vec<_> = store
+        .ledger("100")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.key == format!("call:{}", cdrs[0].call_id))
+        .collect();
+    assert_eq!(charges.len(), 1, "charged once: {charges:?}");
+    assert_eq!(-charges[0].amount, cdrs[0].price);
+    assert!(store.open_calls("b").await.unwrap().is_empty());
+    assert!(
+        store
+            .holds("100", actors::clock::unix_now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "no hold left"
+    );
+}
