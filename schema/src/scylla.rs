@@ -725,11 +725,13 @@ struct Recent {
 impl Scylla {
     /// Connect, prepare every statement.
     pub async fn connect(cfg: &ScyllaConfig) -> Result<Scylla> {
-        let session = session(cfg, Some(&cfg.keyspace)).await?;
+        // Statements name their keyspace (no `USE`: a prepared statement
+        // under `USE` is ambiguous, and Cassandra warns on each one).
+        let session = session(cfg, None).await?;
         let mut st = HashMap::new();
         for (name, kind, cql) in STATEMENTS {
             let mut p = session
-                .prepare(*cql)
+                .prepare(qualified(cql, &cfg.keyspace))
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("preparing {name}: {e}")))?;
             p.set_consistency(Consistency::LocalQuorum);
@@ -2196,6 +2198,25 @@ pub async fn migrate(cfg: &ScyllaConfig, replication: &[(String, u32)]) -> Resul
     Ok(done)
 }
 
+/// `cql` with its table named in `keyspace` (the word after `FROM`,
+/// `INTO` or `UPDATE`).
+pub fn qualified(cql: &str, keyspace: &str) -> String {
+    let mut out = String::with_capacity(cql.len() + keyspace.len() + 1);
+    let mut next_is_table = false;
+    for (i, word) in cql.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if next_is_table && !word.is_empty() {
+            out.push_str(keyspace);
+            out.push('.');
+        }
+        next_is_table = matches!(word, "FROM" | "INTO" | "UPDATE");
+        out.push_str(word);
+    }
+    out
+}
+
 /// The statements of a CQL file: comments dropped, split at `;`.
 pub fn statements_of(cql: &str) -> Vec<String> {
     cql.lines()
@@ -2328,6 +2349,32 @@ mod tests {
             .filter(|t| !used.contains(t.as_str()))
             .collect();
         assert!(unused.is_empty(), "tables no statement uses: {unused:?}");
+    }
+
+    #[test]
+    fn statements_name_their_keyspace() {
+        assert_eq!(
+            qualified("SELECT doc FROM cards WHERE id = ?", "ks"),
+            "SELECT doc FROM ks.cards WHERE id = ?"
+        );
+        assert_eq!(
+            qualified(
+                "UPDATE balances SET amount = ? WHERE account = ? IF version = ?",
+                "ks"
+            ),
+            "UPDATE ks.balances SET amount = ? WHERE account = ? IF version = ?"
+        );
+        assert_eq!(
+            qualified(
+                "INSERT INTO members (number) VALUES (?) IF NOT EXISTS",
+                "ks"
+            ),
+            "INSERT INTO ks.members (number) VALUES (?) IF NOT EXISTS"
+        );
+        for (_, _, cql) in STATEMENTS {
+            let q = qualified(cql, "ks");
+            assert_eq!(q.matches("ks.").count(), 1, "{q}");
+        }
     }
 
     #[test]

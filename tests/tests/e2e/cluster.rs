@@ -141,3 +141,99 @@ async fn a_forged_hand_over_is_refused() {
     .expect("an answer");
     assert!(status.starts_with("SIP/2.0 403 "), "{status}");
 }
+
+/// The same hand-over with the store a real CQL cluster of two regions
+/// (`ops/test.sh` runs it with the Cassandra cluster it starts): node a
+/// reads and writes through seoul, node b through virginia. Member 500's
+/// phone registers through b; 100 calls it through a; the call is answered,
+/// b's record is a transit and the payer has exactly one CDR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL cluster: SCYLLA_URI and SCYLLA_URI_REMOTE (ops/test.sh sets them)"]
+async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
+    use schema::scylla::{Scylla, ScyllaConfig, migrate};
+    use schema::store::Store;
+    let keyspace = format!("switchboard_e2e_{}", std::process::id());
+    let cfg_of = |var: &str| {
+        let mut c = ScyllaConfig::parse(&std::env::var(var).expect(var)).unwrap();
+        c.keyspace.clone_from(&keyspace);
+        c
+    };
+    let (seoul, virginia) = (cfg_of("SCYLLA_URI"), cfg_of("SCYLLA_URI_REMOTE"));
+    let replication: Vec<(String, u32)> = std::env::var("SCYLLA_REPLICATION")
+        .unwrap_or_else(|_| "seoul=1,virginia=1".into())
+        .split(',')
+        .filter_map(|kv| {
+            let (dc, rf) = kv.split_once('=')?;
+            Some((dc.to_owned(), rf.parse().ok()?))
+        })
+        .collect();
+    migrate(&seoul, &replication).await.unwrap();
+    let in_seoul: Arc<dyn Store> = Arc::new(Scylla::connect(&seoul).await.unwrap());
+    let in_virginia: Arc<dyn Store> = Arc::new(Scylla::connect(&virginia).await.unwrap());
+    for n in ["100", "500"] {
+        switchboard_tests::add_member(in_seoul.as_ref(), n)
+            .await
+            .unwrap();
+    }
+    // Nodes on the cluster, wrapped in test environments for their SIPp
+    // helpers (their own embedded stores stay unused).
+    let start = |name: &str, store: Arc<dyn Store>| {
+        let name = name.to_owned();
+        async move {
+            let mut cfg = NodeConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            cfg.timers.t1 = Duration::from_millis(250);
+            node(&name)(&mut cfg);
+            let data = tempfile::tempdir().unwrap();
+            Env {
+                node: Some(actors::start(cfg.clone(), store).await.unwrap()),
+                store: Arc::new(schema::embedded::Embedded::open(data.path()).unwrap()),
+                data,
+                work: tempfile::tempdir().unwrap(),
+                cfg,
+            }
+        }
+    };
+    let a = start("a", in_seoul.clone()).await;
+    let b = start("b", in_virginia.clone()).await;
+    for env in [&a, &b] {
+        eventually("both nodes known", Duration::from_secs(20), || async {
+            let now = actors::clock::unix_now();
+            let c = &env.node().transport.cluster;
+            ["a", "b"]
+                .iter()
+                .all(|n| c.sibling(n, now).is_some_and(|(_, alive)| alive))
+        })
+        .await
+        .unwrap();
+    }
+    let port = free_port();
+    b.register("500", port).await.unwrap();
+    let sc = b.scenario("uas.xml", &[]).unwrap();
+    let phone = b.sipp(&sc, port).spawn().unwrap();
+    let sc = a.scenario("uac.xml", &[("HOLD", "500")]).unwrap();
+    let mut caller = a.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "500"]);
+    caller.run().await.unwrap();
+    phone.wait().await.unwrap();
+    let at_b = b.call_report(|r| r.callee == "500").await;
+    assert_eq!(
+        (at_b.result, at_b.peer.as_deref()),
+        ("answered", Some("node:a")),
+        "{at_b:?}"
+    );
+    let query = schema::model::CdrQuery {
+        payer: Some("100".into()),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 100,
+    };
+    eventually("the payer's CDR", Duration::from_secs(10), || async {
+        in_virginia.cdrs(&query).await.is_ok_and(|c| c.len() == 1)
+    })
+    .await
+    .unwrap();
+    let paid = in_seoul.cdrs(&query).await.unwrap();
+    assert_eq!(paid.len(), 1, "one CDR for the payer: {paid:?}");
+    assert_eq!(paid[0].result, "answered");
+}
