@@ -370,6 +370,12 @@ struct CenterSection {
     region: Option<String>,
     #[serde(default)]
     trunks: Vec<String>,
+    /// The nodes that run it (`[node] name`); with `runs_in`, either.
+    /// Neither: every node.
+    #[serde(default)]
+    runs_on: Vec<String>,
+    /// The region (`[node] region`) whose every node runs it.
+    runs_in: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1105,6 +1111,8 @@ fn load(common: &Common, sip: Option<SocketAddr>, http: Option<SocketAddr>) -> R
             cc: c.country_code,
             region,
             trunks: c.trunks,
+            runs_on: c.runs_on,
+            runs_in: c.runs_in,
         });
     }
     let routing = routing.normalized().context("[[centers]]")?;

@@ -756,6 +756,7 @@ impl CenterState {
                 .map_err(|(s, w)| (s, w.to_owned())),
             Ok(None) => match self.onnet_targets(callee, ident).await {
                 Some(r) => r,
+                None if !self.runs_here() => self.to_runner(callee),
                 None => match self.trunk_targets(callee, ident) {
                     Ok(t) => Ok(Resolved::direct(t, Some(self.cfg.routing.failover.clone()))),
                     Err(e) => {
@@ -953,6 +954,46 @@ impl CenterState {
         Ok(targets)
     }
 
+    /// Whether this node runs this center (its placement, `runs_on` and
+    /// `runs_in`); a center it does not run hands its off-net calls over.
+    fn runs_here(&self) -> bool {
+        !self.transport.cluster.enabled()
+            || self
+                .spec()
+                .runs_here(&self.cfg.node_name, &self.cfg.cluster.region)
+    }
+
+    /// The target of an off-net call of a center this node does not run:
+    /// a live node that runs it (of this region first), signed; 503 when
+    /// none is alive.
+    fn to_runner(&self, callee: &str) -> Result<Resolved, (u16, String)> {
+        let now = clock::unix_now();
+        let cluster = &self.transport.cluster;
+        let spec = self.spec();
+        let Some(n) = cluster.runner_of(&spec.name, now) else {
+            metrics::counter!(m::CALLS, "result" => "no_center_node").increment(1);
+            return Err((503, format!("no live node runs center {}", spec.name)));
+        };
+        let at = n
+            .sip
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| (503, format!("node {} announced no SIP address", n.name)))?;
+        metrics::counter!(m::CALLS, "result" => "to_center_node").increment(1);
+        Ok(Resolved::direct(
+            vec![Target {
+                uri: Uri::sip(Some(callee), &at.ip().to_string(), Some(at.port())),
+                flow: Flow::Udp(at),
+                trunk: None,
+                presented: None,
+                credentials: None,
+                route: None,
+                codecs: Arc::from(Vec::new()),
+                hop: cluster.hop(callee, now),
+            }],
+            None,
+        ))
+    }
+
     /// An INVITE a sibling node sent (signed marker, from its announced
     /// address) for a member whose phone this node holds: delivered down
     /// the phone's own flow, not challenged and not billed here (the
@@ -988,11 +1029,20 @@ impl CenterState {
             region: self.spec().region,
             terms: Some((None, None)),
         };
-        let resolved = self
-            .member_targets_from(&callee, true)
-            .await
-            .map(|t| Resolved::direct(t, None))
-            .map_err(|(s, w)| (s, w.to_owned()));
+        // A member's phone held here; else, when this node runs the
+        // center, the number by the center's own routing (its trunks).
+        let resolved = match self.store.member(&callee).await {
+            Ok(Some(_)) => self
+                .member_targets_from(&callee, true)
+                .await
+                .map(|t| Resolved::direct(t, None))
+                .map_err(|(s, w)| (s, w.to_owned())),
+            Ok(None) if self.runs_here() => self
+                .trunk_targets(&callee, &ident)
+                .map(|t| Resolved::direct(t, Some(self.cfg.routing.failover.clone()))),
+            Ok(None) => Err((404, format!("{callee}: not a member here"))),
+            Err(_) => Err((500, "store unavailable".to_owned())),
+        };
         let peer = crate::call::PeerCall {
             trunk: name,
             display: from.and_then(|f| f.display),

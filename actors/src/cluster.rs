@@ -82,6 +82,20 @@ impl Cluster {
         n.at.saturating_add(self.cfg.dead_after.as_secs()) >= now
     }
 
+    /// A live sibling that runs center `center` at `now`, one of this
+    /// node's region first.
+    pub fn runner_of(&self, center: &str, now: u64) -> Option<NodeRecord> {
+        let nodes = self.nodes.load();
+        let mut live: Vec<&NodeRecord> = nodes
+            .iter()
+            .filter(|n| {
+                n.name != self.me && self.alive(n, now) && n.centers.iter().any(|c| c == center)
+            })
+            .collect();
+        live.sort_by_key(|n| (n.region != self.cfg.region, n.name.clone()));
+        live.first().map(|n| (*n).clone())
+    }
+
     /// Siblings of this node's region that are dead at `now` (they had
     /// beaten at least once).
     pub fn dead_siblings(&self, now: u64) -> Vec<NodeRecord> {
@@ -142,7 +156,13 @@ pub fn record(cfg: &crate::config::NodeConfig, sip: SocketAddr) -> NodeRecord {
         name: cfg.node_name.clone(),
         region: cfg.cluster.region.clone(),
         sip: cfg.cluster.internal_sip.unwrap_or(sip).to_string(),
-        centers: cfg.routing.centers.iter().map(|c| c.name.clone()).collect(),
+        centers: cfg
+            .routing
+            .centers
+            .iter()
+            .filter(|c| c.runs_here(&cfg.node_name, &cfg.cluster.region))
+            .map(|c| c.name.clone())
+            .collect(),
         at: 0,
     }
 }

@@ -355,6 +355,21 @@ pub struct CenterSpec {
     pub region: RegionId,
     /// Trunks and peerings it owns, by name.
     pub trunks: Vec<String>,
+    /// The nodes that run it, by name (with `runs_in`: either). Both
+    /// empty: every node. A node that does not run it hands the center's
+    /// off-net calls to a live node that does (docs/cluster.md).
+    pub runs_on: Vec<String>,
+    /// The region (store data center) whose every node runs it.
+    pub runs_in: Option<String>,
+}
+
+impl CenterSpec {
+    /// Whether node `node` of `region` runs this center.
+    pub fn runs_here(&self, node: &str, region: &str) -> bool {
+        (self.runs_on.is_empty() && self.runs_in.is_none())
+            || self.runs_on.iter().any(|n| n == node)
+            || self.runs_in.as_deref() == Some(region)
+    }
 }
 
 /// A routing configuration that does not hold together.
@@ -400,6 +415,8 @@ impl Routing {
                 cc: home_cc,
                 region: self.home,
                 trunks: Vec::new(),
+                runs_on: Vec::new(),
+                runs_in: None,
             });
         }
         let mut owner: std::collections::HashMap<&str, &str> = Default::default();
@@ -542,6 +559,8 @@ mod tests {
             cc,
             region,
             trunks: trunks.iter().map(|t| t.to_string()).collect(),
+            runs_on: Vec::new(),
+            runs_in: None,
         }
     }
 

@@ -48,6 +48,8 @@ async fn env(kr: u16, us: u16, tweak: impl FnOnce(&mut actors::NodeConfig)) -> E
         cc,
         region,
         trunks: vec![trunk.into()],
+        runs_on: Vec::new(),
+        runs_in: None,
     };
     let entry = |trunk: &str, deck| TrunkDeck {
         trunk: trunk.into(),

@@ -237,3 +237,128 @@ async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
     assert_eq!(paid.len(), 1, "one CDR for the payer: {paid:?}");
     assert_eq!(paid[0].result, "answered");
 }
+
+/// Centers placed by region: Seoul's (82, trunk `kr`) runs on the seoul
+/// node a, New York's (1, trunk `us`) on the virginia node b. A US number
+/// dialled on a leaves through b's `us` trunk (a hands it over, signed);
+/// `kr` is never offered it; a bills it, b's record is a transit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pstn_call_goes_through_the_node_that_runs_its_countrys_center() {
+    use actors::config::{CenterSpec, Routing, TrunkRoute};
+    use engine::lcr::{Deck, Rate, Table, TrunkDeck};
+    use engine::numbering::RegionId;
+    use engine::routing::{NumberFormat, Translation};
+    let (kr, us) = (free_port(), free_port());
+    let route = |name: &str, port: u16| {
+        let mut r = TrunkRoute::new(
+            name,
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Translation {
+                format: NumberFormat::E164,
+                ..Translation::default()
+            },
+        );
+        r.options_interval = None;
+        r
+    };
+    let deck = |prefix: &str| TrunkDeck {
+        trunk: String::new(),
+        priority: 0,
+        weight: 1,
+        deck: Deck::from_rows([(
+            prefix,
+            Rate {
+                per_minute: 1_000,
+                connect_fee: 0,
+                first_increment: 60,
+                next_increment: 6,
+            },
+        )])
+        .unwrap(),
+    };
+    let center = |name: &str, cc, region, trunk: &str, runs_in: &str| CenterSpec {
+        name: name.into(),
+        cc,
+        region,
+        trunks: vec![trunk.into()],
+        runs_on: Vec::new(),
+        runs_in: Some(runs_in.into()),
+    };
+    let routing = Arc::new(Routing {
+        home: RegionId::KR,
+        trunks: vec![route("kr", kr), route("us", us)],
+        centers: vec![
+            center("seoul", 82, RegionId::KR, "kr", "seoul"),
+            center("newyork", 1, RegionId::US, "us", "virginia"),
+        ],
+        lcr: Table {
+            trunks: vec![
+                TrunkDeck {
+                    trunk: "kr".into(),
+                    ..deck("1")
+                },
+                TrunkDeck {
+                    trunk: "us".into(),
+                    ..deck("1212")
+                },
+            ],
+        }
+        .into(),
+        ..Routing::default()
+    });
+    let placed = |name: &'static str, region: &'static str| {
+        let routing = routing.clone();
+        move |c: &mut NodeConfig| {
+            node(name)(c);
+            c.cluster.region = region.into();
+            c.routing = routing;
+        }
+    };
+    let a = Env::start(&["100"], placed("a", "seoul")).await.unwrap();
+    let b = a.sibling(placed("b", "virginia")).await.unwrap();
+    eventually(
+        "a knows b runs New York",
+        Duration::from_secs(10),
+        || async {
+            a.node()
+                .transport
+                .cluster
+                .runner_of("newyork", actors::clock::unix_now())
+                .is_some_and(|n| n.name == "b")
+        },
+    )
+    .await
+    .unwrap();
+    let watch = tokio::net::UdpSocket::bind(("127.0.0.1", kr))
+        .await
+        .unwrap();
+    let sc = b
+        .scenario("trunk_answer.xml", &[("RURI", "12125550100")])
+        .unwrap();
+    let trunk = switchboard_tests::Sipp::new(b.work.path(), &sc, us)
+        .spawn()
+        .unwrap();
+    let sc = a.scenario("uac.xml", &[("HOLD", "300")]).unwrap();
+    let mut caller = a.sipp_as(&sc, "100", free_port()).unwrap();
+    caller.args(["-s", "+12125550100"]);
+    caller.run().await.unwrap();
+    trunk.wait().await.unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        watch.try_recv(&mut buf).is_err(),
+        "kr was offered a US call"
+    );
+    let at_b = b.call_report(|r| r.callee == "+12125550100").await;
+    assert_eq!(
+        (at_b.result, at_b.peer.as_deref()),
+        ("answered", Some("node:a")),
+        "{at_b:?}"
+    );
+    assert_eq!(
+        at_b.attempts.first().map(|t| t.trunk.as_str()),
+        Some("us"),
+        "{at_b:?}"
+    );
+    let paid = a.cdrs(Some("100")).await;
+    assert_eq!(paid.len(), 1, "one CDR for the payer: {paid:?}");
+}
