@@ -116,6 +116,8 @@ pub struct CallReport {
     pub callback: Option<CallbackReport>,
     /// The carrier's trunk it came in from.
     pub peer: Option<String>,
+    /// The calling node's id of a call a sibling handed over.
+    pub correlation: Option<String>,
     /// What that carrier pays for it (its inbound deck), micro-units.
     pub peer_micros: i64,
 }
@@ -285,6 +287,8 @@ pub struct PeerCall {
     pub rate: Option<engine::lcr::Rate>,
     /// The trunk's audio codecs: the answer it gets is narrowed to them.
     pub codecs: Arc<[String]>,
+    /// The calling node's id of the call, when a sibling handed it over.
+    pub correlation: Option<String>,
 }
 
 impl CallArgs {
@@ -477,6 +481,8 @@ pub struct CallState {
     peer: Option<(String, Option<engine::lcr::Rate>)>,
     /// That trunk's codecs (empty: any).
     peer_codecs: Arc<[String]>,
+    /// The calling node's id of a call a sibling handed over.
+    correlation: Option<String>,
 }
 
 /// A charged leg's prepaid state.
@@ -526,13 +532,14 @@ impl Actor for Call {
         let host = local.ip().to_string();
         // The caller's display name is kept only when its From is the
         // authenticated member: another From's name is not verified.
-        let (peer, inbound_channel, peer_codecs) = match args.peer {
+        let (peer, inbound_channel, peer_codecs, correlation) = match args.peer {
             Some(p) => (
                 Some((p.trunk, p.display, p.rate)),
                 Some(p.channel),
                 p.codecs,
+                p.correlation,
             ),
-            None => (None, None, Arc::from(Vec::new())),
+            None => (None, None, Arc::from(Vec::new()), None),
         };
         let display = match &peer {
             // A carrier's caller: the name it gave (its number is `caller`).
@@ -774,6 +781,7 @@ impl Actor for Call {
             disconnect: None,
             peer: peer.map(|p| (p.0, p.2)),
             peer_codecs,
+            correlation,
         };
         st.status(crate::events::Status::CallingYou, None, None);
         if st.legs.len() == 1 && st.first.is_none() {
@@ -968,6 +976,7 @@ impl CallState {
             digits: self.digits.clone(),
             callback,
             peer: self.peer.as_ref().map(|p| p.0.clone()),
+            correlation: self.correlation.clone(),
             peer_micros: self
                 .peer
                 .as_ref()

@@ -367,6 +367,7 @@ impl CallsState {
             .into(),
             peer: r.peer.clone(),
             peer_micros: r.peer_micros,
+            correlation: r.correlation.clone(),
         };
         self.write_cdr(&cdr).await;
     }

@@ -324,6 +324,13 @@ impl CenterState {
             }
         }
         let call_id = ids::call_id(&mut self.rng, "call");
+        // A call handed to a sibling names this call, for the records.
+        for t in &mut targets {
+            if let Some(hop) = &mut t.hop {
+                hop.push_str(";call=");
+                hop.push_str(&call_id);
+            }
+        }
         // A callee pays nothing for a carrier's call it receives; its
         // forward off the network is its own (and refused, 480, without the
         // funds).
@@ -433,6 +440,7 @@ impl CenterState {
             channel,
             rate,
             codecs: trunk.codecs.clone(),
+            correlation: None,
         };
         self.place_invite(request, flow, caller, callee, resolved, &ident, Some(peer))
             .await;
@@ -1006,6 +1014,10 @@ impl CenterState {
             return;
         };
         let name = format!("node:{origin}");
+        let correlation = request
+            .headers
+            .get(engine::cluster::HOP_HEADER)
+            .and_then(engine::cluster::correlation);
         let live = self
             .transport
             .trunks
@@ -1049,6 +1061,7 @@ impl CenterState {
             channel,
             rate: None,
             codecs: Arc::from(Vec::new()),
+            correlation,
         };
         self.place_invite(request, flow, caller, callee, resolved, &ident, Some(peer))
             .await;

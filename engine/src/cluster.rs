@@ -53,6 +53,17 @@ pub fn sign(secret: &[u8], origin: &str, user: &str, now: u64) -> String {
     format!("origin={origin};t={now};sig={sig}")
 }
 
+/// The calling node's call id a marker names (`;call=`, after the signed
+/// fields: it links the two records of one call and proves nothing).
+pub fn correlation(value: &str) -> Option<String> {
+    value.split(';').find_map(|p| {
+        p.trim()
+            .strip_prefix("call=")
+            .filter(|c| !c.is_empty() && c.len() <= 128)
+            .map(str::to_owned)
+    })
+}
+
 /// The sibling that sent `value` for `user`, if the marker holds at `now`.
 pub fn verify(secret: &[u8], value: &str, user: &str, now: u64) -> Result<String, HopError> {
     let mut origin = None;
@@ -111,6 +122,14 @@ mod tests {
             verify(KEY, &later, "500", 1_000),
             Err(HopError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_marker_names_its_call_without_changing_its_signature() {
+        let m = format!("{};call=abc@call", sign(KEY, "seoul-1", "500", 1_000));
+        assert_eq!(verify(KEY, &m, "500", 1_000), Ok("seoul-1".into()));
+        assert_eq!(correlation(&m), Some("abc@call".into()));
+        assert_eq!(correlation(&sign(KEY, "seoul-1", "500", 1_000)), None);
     }
 
     #[test]

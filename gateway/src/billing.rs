@@ -344,6 +344,7 @@ mod tests {
             direction: String::new(),
             peer: None,
             peer_micros: 0,
+            correlation: None,
         }
     }
 

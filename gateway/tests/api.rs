@@ -1174,6 +1174,7 @@ fn cdr(id: &str, payer: &str, setup_ms: u64, price: i64) -> schema::model::Cdr {
         direction: String::new(),
         peer: None,
         peer_micros: 0,
+        correlation: None,
     }
 }
 

@@ -13,7 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --locked -q -p switchboard-schema --example store_bench
-cargo build --release --locked -q --bin switchboard
 BIN=./target/release/examples/store_bench
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -23,9 +22,8 @@ if [ -z "${SCYLLA_URI:-}" ] && [ -n "${CASSANDRA:-}" ]; then
   ./ops/cassandra/cluster.sh start 2
   trap 'rm -rf "$WORK"; ./ops/cassandra/cluster.sh stop' EXIT
   eval "$(./ops/cassandra/cluster.sh env)"
-  SCYLLA_URI="${SCYLLA_URI/switchboard_test/switchboard_bench}"
-  ./target/release/switchboard migrate --scylla 127.0.0.2:9042 --dc seoul \
-    --keyspace switchboard_bench --replication "$SCYLLA_REPLICATION"
+  SCYLLA_URI="${SCYLLA_URI/switchboard_test/switchboard_bench_$$}"
+  export MIGRATE="$SCYLLA_REPLICATION"
 fi
 if [ -n "${SCYLLA_URI:-}" ]; then
   echo "== CQL cluster ($SCYLLA_URI)"

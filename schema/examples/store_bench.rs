@@ -53,6 +53,7 @@ fn cdr(i: usize, run: u64) -> Cdr {
         direction: String::new(),
         peer: None,
         peer_micros: 0,
+        correlation: None,
     }
 }
 
@@ -106,6 +107,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Some(uri) if uri.starts_with("scylla://") => {
                 let cfg = schema::scylla::ScyllaConfig::parse(uri)?;
+                // MIGRATE=dc=rf[,…]: create the keyspace first.
+                if let Ok(spec) = std::env::var("MIGRATE") {
+                    let replication: Vec<(String, u32)> = spec
+                        .split(',')
+                        .filter_map(|kv| {
+                            let (dc, rf) = kv.split_once('=')?;
+                            Some((dc.to_owned(), rf.parse().ok()?))
+                        })
+                        .collect();
+                    schema::scylla::migrate(&cfg, &replication).await?;
+                }
                 Arc::new(schema::scylla::Scylla::connect(&cfg).await?)
             }
             _ => return Err(

@@ -636,6 +636,10 @@ pub struct Cdr {
     /// What that carrier pays us for it (its inbound deck), micro-units.
     #[serde(default)]
     pub peer_micros: i64,
+    /// For a call a sibling node handed over (a transit): the calling
+    /// node's call id, which is its payer's CDR's `call_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
 }
 
 /// A separately charged leg of a call.

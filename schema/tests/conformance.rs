@@ -401,6 +401,7 @@ fn cdr(id: &str, payer: &str, setup_ms: u64) -> schema::model::Cdr {
         direction: String::new(),
         peer: None,
         peer_micros: 0,
+        correlation: None,
     }
 }
 

@@ -671,6 +671,7 @@ async fn cdrs_export_writes_every_record_as_csv_that_adds_up() {
                 direction: String::new(),
                 peer: None,
                 peer_micros: 0,
+                correlation: None,
             };
             store.put_cdr(&cdr).await.unwrap();
         }

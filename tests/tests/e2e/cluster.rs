@@ -78,6 +78,11 @@ async fn a_call_reaches_a_phone_held_by_another_node_and_is_billed_once() {
         .collect();
     assert_eq!(transit.len(), 1, "{all:?}");
     assert_eq!(transit[0].price, 0, "{:?}", transit[0]);
+    assert_eq!(
+        transit[0].correlation.as_deref(),
+        Some(paid[0].call_id.as_str()),
+        "the transit names the payer's record"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
