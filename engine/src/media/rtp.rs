@@ -144,6 +144,8 @@ struct Sent {
     seq: u16,
     timestamp: u32,
     at: Instant,
+    /// Samples the packet plays for, when known (the engine's frames).
+    samples: u32,
 }
 
 /// Who a party is hearing.
@@ -209,15 +211,18 @@ impl Egress {
                 seq: h.seq,
                 timestamp: h.timestamp,
                 at: now,
+                samples: 0,
             });
             return;
         }
         let mut marker = h.marker;
         if self.source != Some(Source::Relay(h.ssrc)) {
             let (seq, ts) = match &self.last {
+                // Never inside the playout of the last packet sent.
                 Some(l) => (
                     l.seq.wrapping_add(1),
-                    l.timestamp.wrapping_add(self.advance(now, l, 1)),
+                    l.timestamp
+                        .wrapping_add(self.advance(now, l, l.samples.max(1))),
                 ),
                 None => (self.initial.1, self.initial.2),
             };
@@ -238,6 +243,7 @@ impl Egress {
             seq,
             timestamp: ts,
             at: now,
+            samples: 0,
         });
     }
 
@@ -264,6 +270,7 @@ impl Egress {
             seq,
             timestamp,
             at: now,
+            samples,
         });
         Header {
             payload_type,
@@ -375,6 +382,27 @@ mod tests {
         let (out, payload) = parse(&p).unwrap();
         assert_eq!((out.seq, out.timestamp, out.marker), (304, 9280, false));
         assert_eq!(payload, &[0xFF; 160][..]);
+    }
+
+    /// A party bridged right after a prompt frame (sooner than a frame
+    /// later) continues after the whole frame: the new packet's timestamp
+    /// never falls inside the playout of the engine's last one.
+    #[test]
+    fn a_switch_soon_after_a_prompt_frame_starts_after_that_frame() {
+        let t0 = epoch();
+        let mut e = Egress::new(8, (99, 1000, 5000));
+        let h1 = e.engine_frame(t0, 0, 160);
+        let mut p = packet(7, 123, 0xBBBB);
+        let (h, _) = parse(&p).unwrap();
+        e.relay(t0 + Duration::from_millis(17), &h, &mut p);
+        let (out, _) = parse(&p).unwrap();
+        assert_eq!(out.seq, h1.seq.wrapping_add(1));
+        assert_eq!(
+            out.timestamp.wrapping_sub(h1.timestamp),
+            160,
+            "17 ms is 136 samples, inside the 160 of the prompt frame"
+        );
+        assert!(out.marker);
     }
 
     #[test]
