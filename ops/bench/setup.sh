@@ -58,12 +58,14 @@ run() { # case sip-of-callee's-node
   local case=$1 at=$2 uas=16202
   (cd "$WORK" && sipp -sf register.xml -inf callee.csv -au 200 -ap bench-200 -m 1 -i 127.0.0.1 -p $uas \
     "127.0.0.1:$at" -nostdin -timeout 10s -timeout_error >/dev/null 2>&1) || { echo "registration failed"; exit 1; }
-  (cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $uas -nostdin -bg >/dev/null 2>&1)
+  (cd "$WORK" && exec sipp -sf "$S/uas.xml" -i 127.0.0.1 -p $uas -nostdin >/dev/null 2>&1) &
+  local uas_pid=$!
   rm -f "$WORK"/uac_*_rtt.csv
   (cd "$WORK" && timeout $((CALLS / RATE + 60)) sipp -sf uac.xml -inf caller.csv -au 100 -ap bench-100 -s 200 \
     -i 127.0.0.1 -p 16201 "127.0.0.1:$SIP_A" -r "$RATE" -m "$CALLS" -nostdin -trace_rtt -rtt_freq 1 \
     -timeout $((CALLS / RATE + 50))s >/dev/null 2>&1) || echo "($case: some calls failed)"
-  pkill -f "sipp -sf $S/uas.xml" || true
+  kill "$uas_pid" 2>/dev/null || true
+  wait "$uas_pid" 2>/dev/null || true
   python3 - "$case" "$WORK"/uac_*_rtt.csv <<'PY'
 import sys
 case, files = sys.argv[1], sys.argv[2:]
