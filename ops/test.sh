@@ -38,7 +38,7 @@ fi
 echo "== ScyllaDB conformance against $SCYLLA_URI"
 cargo nextest run -p switchboard-schema --locked --run-ignored only scylla_backend_conforms --no-capture
 if [ -n "${SCYLLA_URI_REMOTE:-}" ]; then
-  echo "== Two nodes in two regions on the CQL cluster"
+  echo "== Nodes on the CQL cluster (a hand-over across two regions; kill -9 and takeover)"
   cargo nextest run -p switchboard-tests --locked --run-ignored only -E 'test(on_the_cql_cluster)'
 else
   echo "== Two nodes in two regions on the CQL cluster: SKIPPED (SCYLLA_URI_REMOTE names no second data center)"

@@ -1065,3 +1065,146 @@ async fn a_dead_nodes_calls_are_recovered_once_by_a_sibling() {
         "no hold left"
     );
 }
+
+/// [`a_dead_nodes_calls_are_recovered_once_by_a_sibling`] on the CQL
+/// cluster (`ops/test.sh` runs it on its Cassandra cluster): two
+/// `switchboard serve` of the seoul region on one keyspace, kill -9 of b
+/// with a call up; a releases the far end, one `lost` CDR, one charge; b
+/// restarted adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL cluster: SCYLLA_URI (ops/test.sh sets it)"]
+async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
+    use schema::store::Store as _;
+    let keyspace = format!("switchboard_takeover_{}", std::process::id());
+    let mut cfg =
+        schema::scylla::ScyllaConfig::parse(&std::env::var("SCYLLA_URI").unwrap()).unwrap();
+    cfg.keyspace.clone_from(&keyspace);
+    let replication: Vec<(String, u32)> = std::env::var("SCYLLA_REPLICATION")
+        .unwrap_or_else(|_| "seoul=1".into())
+        .split(',')
+        .filter_map(|kv| {
+            let (dc, rf) = kv.split_once('=')?;
+            Some((dc.to_owned(), rf.parse().ok()?))
+        })
+        .collect();
+    schema::scylla::migrate(&cfg, &replication).await.unwrap();
+    let store = schema::scylla::Scylla::connect(&cfg).await.unwrap();
+    switchboard_tests::add_member(&store, "100").await.unwrap();
+    store
+        .post(&schema::model::LedgerEntry {
+            account: "100".into(),
+            key: "topup:100".into(),
+            amount: 10_000,
+            reason: "test top-up".into(),
+            at: 0,
+        })
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.csv");
+    std::fs::write(
+        &plan,
+        "prefix,per_minute,connect_fee,first_increment,next_increment\n1,600000,0,1,1\n",
+    )
+    .unwrap();
+    let deck = work.path().join("ny.csv");
+    std::fs::write(&deck, "prefix,per_minute\n1212,9000\n").unwrap();
+    let trunk_port = free_port();
+    let uri = format!(
+        "scylla://{}/{keyspace}?dc={}",
+        cfg.nodes.join(","),
+        cfg.local_dc.clone().unwrap_or_default()
+    );
+    let config = |name: &str| {
+        let path = work.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[node]\nname = \"{name}\"\nregion = \"seoul\"\n\n\
+                 [cluster]\nsecret = \"the test cluster's shared secret\"\ndead_after_s = 3\n\n\
+                 [store]\nscylla = \"{uri}\"\n\n\
+                 [billing]\nplan = \"{}\"\nchunk_s = 60\n\n[calls]\ncheckpoint_after_s = 1\n\n\
+                 [numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
+                 address = \"127.0.0.1:{trunk_port}\"\nrates = \"{}\"\noptions_interval_s = 0\n",
+                plan.display(),
+                deck.display()
+            ),
+        )
+        .unwrap();
+        path.to_string_lossy().to_string()
+    };
+    let (a_cfg, b_cfg) = (config("a"), config("b"));
+    let unused = tempfile::tempdir().unwrap();
+    let dir = unused.path().to_string_lossy().to_string();
+    let (a_sip, a_http, b_sip, b_http) = (free_port(), free_port(), free_port(), free_port());
+    let mut a = serve(&a_cfg, &dir, a_sip, a_http).await;
+    let mut b = serve(&b_cfg, &dir, b_sip, b_http).await;
+    std::fs::write(
+        work.path().join("u.csv"),
+        format!("SEQUENTIAL\n100;{};3600;\n", password("100")),
+    )
+    .unwrap();
+    let sc = scenario_in(
+        work.path(),
+        "trunk_answer.xml",
+        &[("RURI", "\\+12125550100")],
+    );
+    let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
+    let csv = work.path().join("u.csv");
+    let mut call = Sipp::new(
+        work.path(),
+        &scenario_in(work.path(), "uac.xml", &[("HOLD", "30000")]),
+        free_port(),
+    );
+    call.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
+        .args(["-ap", &password("100"), "-s", "+12125550100"])
+        .args([&format!("127.0.0.1:{b_sip}")]);
+    let _up = call.spawn().unwrap();
+    switchboard_tests::eventually("the call answered", Duration::from_secs(15), || async {
+        let text = http_get(&format!("127.0.0.1:{b_http}"), "/metrics").await;
+        metric(&text, "switchboard_trunk_answered_total{trunk=\"ny\"}") == Some(1.0)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = b.id().unwrap();
+    let _ = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .await;
+    let _ = b.wait().await;
+    tokio::time::timeout(Duration::from_secs(40), trunk.wait())
+        .await
+        .expect("the sibling released the call within its takeover time")
+        .unwrap();
+    let query = schema::model::CdrQuery {
+        payer: Some("100".into()),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 100,
+    };
+    switchboard_tests::eventually("the lost CDR", Duration::from_secs(10), || async {
+        store.cdrs(&query).await.is_ok_and(|c| c.len() == 1)
+    })
+    .await
+    .unwrap();
+    // b comes back: a has recovered that run, b adds nothing.
+    let mut b = serve(&b_cfg, &dir, b_sip, b_http).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.kill().await.unwrap();
+    a.kill().await.unwrap();
+    let cdrs = store.cdrs(&query).await.unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_eq!(cdrs[0].result, "lost", "{cdrs:?}");
+    let charges: Vec<_> = store
+        .ledger("100")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.key == format!("call:{}", cdrs[0].call_id))
+        .collect();
+    assert_eq!(charges.len(), 1, "charged once: {charges:?}");
+    assert_eq!(-charges[0].amount, cdrs[0].price);
+    assert!(store.open_calls("b").await.unwrap().is_empty());
+}
