@@ -168,8 +168,15 @@ pub fn record(cfg: &crate::config::NodeConfig, sip: SocketAddr) -> NodeRecord {
 }
 
 /// Announce `me` (again until the store takes it), then read the nodes
-/// back every second for ever.
-pub async fn run(cluster: Arc<Cluster>, store: Arc<dyn Store>, me: NodeRecord) {
+/// back every second for ever; siblings' announced addresses are trusted
+/// by source protection (like trunks': their hand-overs are never
+/// rate-limited or banned).
+pub async fn run(
+    cluster: Arc<Cluster>,
+    guard: Arc<crate::protection::Guard>,
+    store: Arc<dyn Store>,
+    me: NodeRecord,
+) {
     let mut announced = false;
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -179,6 +186,13 @@ pub async fn run(cluster: Arc<Cluster>, store: Arc<dyn Store>, me: NodeRecord) {
             announced = store.put_node(&me).await.is_ok();
         }
         if let Ok(nodes) = store.nodes().await {
+            if cluster.enabled() {
+                for n in nodes.iter().filter(|n| n.name != me.name) {
+                    if let Ok(at) = n.sip.parse::<SocketAddr>() {
+                        guard.trust(at.ip());
+                    }
+                }
+            }
             cluster.set(nodes);
         }
     }

@@ -451,6 +451,7 @@ pub async fn start(cfg: NodeConfig, store: Arc<dyn Store>) -> Result<NodeHandle,
         let me = crate::cluster::record(&cfg, advertised);
         tasks.push(tokio::spawn(crate::cluster::run(
             transport.cluster.clone(),
+            transport.guard.clone(),
             store_for_watch.clone(),
             me,
         )));

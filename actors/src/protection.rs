@@ -165,6 +165,15 @@ impl Guard {
         }
     }
 
+    /// Trust `ip` from now on, as the trunks' addresses are (a sibling
+    /// node's announced address: its hand-overs are never rate-limited or
+    /// banned). A ban it had is lifted.
+    pub fn trust(&self, ip: IpAddr) {
+        if self.trusted.insert(ip, ()).is_none() {
+            self.bans.remove(&ip);
+        }
+    }
+
     fn exempt(&self, ip: IpAddr) -> bool {
         self.trusted.contains_key(&ip) || self.cfg.exempt.iter().any(|n| in_network(ip, *n))
     }
@@ -420,6 +429,18 @@ mod tests {
         assert!(
             (0..500).all(|_| g.admit(IpAddr::from([10, 1, 2, 3]), now, true).is_none()),
             "exempt network"
+        );
+        // A sibling node learnt at run time: trusted from then on, its ban
+        // (taken while it was not yet known) lifted.
+        let sibling = IpAddr::from([198, 51, 100, 11]);
+        let _ = (0..50)
+            .filter(|_| g.admit(sibling, now, true).is_none())
+            .count();
+        assert_eq!(g.admit(sibling, now, true), Some("banned"));
+        g.trust(sibling);
+        assert!(
+            (0..500).all(|_| g.admit(sibling, now, true).is_none()),
+            "siblings are trusted"
         );
         let bans = g.bans(now);
         assert_eq!(bans.len(), 1);
