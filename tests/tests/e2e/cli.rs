@@ -386,6 +386,19 @@ async fn an_imported_rate_deck_wins_over_the_configured_file() {
 /// `switchboard serve` on loopback ports with `config` and `data`, once it
 /// has printed its banner (ENUM on an ephemeral port).
 async fn serve(config: &str, data: &str, sip_port: u16, http_port: u16) -> tokio::process::Child {
+    try_serve(config, data, sip_port, http_port)
+        .await
+        .expect("serve printed its banner")
+}
+
+/// [`serve`], or `None` when it stopped before its banner (a port another
+/// test took between `free_port` and the bind).
+async fn try_serve(
+    config: &str,
+    data: &str,
+    sip_port: u16,
+    http_port: u16,
+) -> Option<tokio::process::Child> {
     let mut serve = Command::new(binary())
         .args(["serve", "--config", config, "--data", data])
         .args(["--sip", &format!("127.0.0.1:{sip_port}")])
@@ -400,9 +413,8 @@ async fn serve(config: &str, data: &str, sip_port: u16, http_port: u16) -> tokio
     tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .unwrap()
-        .unwrap()
-        .expect("a banner line");
-    serve
+        .unwrap()?;
+    Some(serve)
 }
 
 /// `switchboard serve` with member 100 and a trunk "ny" (US 1212) at
@@ -470,7 +482,17 @@ impl TrunkNode {
                 .await
                 .unwrap();
         }
-        let serve = serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
+        // Fresh ports when another test took one meanwhile.
+        let (mut sip_port, mut http_port) = (sip_port, http_port);
+        let mut started = None;
+        for _ in 0..3 {
+            started = try_serve(&config.to_string_lossy(), &dir, sip_port, http_port).await;
+            if started.is_some() {
+                break;
+            }
+            (sip_port, http_port) = (free_port(), free_port());
+        }
+        let serve = started.expect("serve printed its banner");
         std::fs::write(
             work.path().join("u.csv"),
             format!("SEQUENTIAL\n100;{};3600;\n", password("100")),
