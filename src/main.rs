@@ -1198,19 +1198,7 @@ async fn migrate(args: MigrateArgs) -> Result<()> {
         .clone()
         .or_else(|| file.store.replication.as_ref().map(|r| r.join(",")));
     let replication = match (spec, &cfg.local_dc) {
-        (Some(r), _) => r
-            .split(',')
-            .map(|kv| {
-                let (dc, rf) = kv
-                    .split_once('=')
-                    .with_context(|| format!("{kv:?}: expected DC=RF"))?;
-                let rf = rf
-                    .trim()
-                    .parse::<u32>()
-                    .with_context(|| format!("{kv:?}: RF is a number"))?;
-                Ok((dc.trim().to_owned(), rf))
-            })
-            .collect::<Result<Vec<_>>>()?,
+        (Some(r), _) => schema::scylla::parse_replication(&r).map_err(anyhow::Error::msg)?,
         (None, Some(dc)) => vec![(dc.clone(), 3)],
         (None, None) => {
             anyhow::bail!("give --replication DC=RF[,…] or --dc NAME (replication 3 there)")

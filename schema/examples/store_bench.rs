@@ -109,13 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let cfg = schema::scylla::ScyllaConfig::parse(uri)?;
                 // MIGRATE=dc=rf[,…]: create the keyspace first.
                 if let Ok(spec) = std::env::var("MIGRATE") {
-                    let replication: Vec<(String, u32)> = spec
-                        .split(',')
-                        .filter_map(|kv| {
-                            let (dc, rf) = kv.split_once('=')?;
-                            Some((dc.to_owned(), rf.parse().ok()?))
-                        })
-                        .collect();
+                    let replication = schema::scylla::parse_replication(&spec)?;
                     schema::scylla::migrate(&cfg, &replication).await?;
                 }
                 Arc::new(schema::scylla::Scylla::connect(&cfg).await?)

@@ -2119,6 +2119,22 @@ fn state_columns(r: &NumberRecord) -> (&'static str, Option<String>) {
     }
 }
 
+/// A replication spec, `DC=RF[,DC=RF…]`, as `migrate` takes it.
+pub fn parse_replication(spec: &str) -> std::result::Result<Vec<(String, u32)>, String> {
+    spec.split(',')
+        .map(|kv| {
+            let (dc, rf) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("{kv:?}: expected DC=RF"))?;
+            let rf = rf
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{kv:?}: RF is a number"))?;
+            Ok((dc.trim().to_owned(), rf))
+        })
+        .collect()
+}
+
 /// Create the keyspace (NetworkTopologyStrategy with `replication`: DC name
 /// to replication factor) and apply every migration not applied yet, in
 /// order, recording each in `schema_migrations`. Idempotent. Returns the

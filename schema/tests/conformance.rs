@@ -1181,14 +1181,10 @@ async fn scylla_backend_conforms() {
     let uri = std::env::var("SCYLLA_URI").expect("SCYLLA_URI: scylla://host:port/keyspace");
     let mut cfg = ScyllaConfig::parse(&uri).unwrap();
     cfg.keyspace = format!("{}_{}", cfg.keyspace, std::process::id());
-    let replication: Vec<(String, u32)> = std::env::var("SCYLLA_REPLICATION")
-        .unwrap_or_else(|_| "datacenter1=1".into())
-        .split(',')
-        .filter_map(|kv| {
-            let (dc, rf) = kv.split_once('=')?;
-            Some((dc.trim().to_owned(), rf.trim().parse().ok()?))
-        })
-        .collect();
+    let replication = schema::scylla::parse_replication(
+        &std::env::var("SCYLLA_REPLICATION").unwrap_or_else(|_| "datacenter1=1".into()),
+    )
+    .unwrap();
     let every: Vec<i32> = schema::scylla::MIGRATIONS.iter().map(|m| m.0).collect();
     assert_eq!(migrate(&cfg, &replication).await.unwrap(), every);
     assert!(

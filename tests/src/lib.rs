@@ -59,6 +59,26 @@ pub struct Env {
     pub cfg: NodeConfig,
 }
 
+/// A test node's configuration: SIP on an ephemeral loopback port, T1 of
+/// 250 ms.
+pub fn node_config() -> NodeConfig {
+    let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.timers.t1 = Duration::from_millis(250);
+    cfg
+}
+
+/// A query for the first 100 CDRs of `payer` (of everyone with `None`),
+/// of all time.
+pub fn every_cdr_of(payer: Option<&str>) -> schema::model::CdrQuery {
+    schema::model::CdrQuery {
+        payer: payer.map(str::to_owned),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 100,
+    }
+}
+
 /// Realm used by test members.
 pub const REALM: &str = "switchboard";
 
@@ -115,8 +135,7 @@ impl Env {
         for n in members {
             add_member(store.as_ref(), n).await?;
         }
-        let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        cfg.timers.t1 = Duration::from_millis(250);
+        let mut cfg = node_config();
         tweak(&mut cfg, &store);
         let node = actors::start(cfg.clone(), wrap(store.clone())).await?;
         Ok(Env {
@@ -134,8 +153,7 @@ impl Env {
         let data = tempfile::tempdir()?;
         let work = tempfile::tempdir()?;
         let store = Arc::new(Embedded::open(self.data.path())?);
-        let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        cfg.timers.t1 = Duration::from_millis(250);
+        let mut cfg = node_config();
         tweak(&mut cfg);
         let node = actors::start(cfg.clone(), store.clone() as Arc<dyn Store>).await?;
         Ok(Env {
@@ -295,13 +313,7 @@ impl Env {
     /// The CDRs of `payer` (everyone's: `None`), once at least one is
     /// written (waiting up to ten seconds), oldest first.
     pub async fn cdrs(&self, payer: Option<&str>) -> Vec<schema::model::Cdr> {
-        let query = schema::model::CdrQuery {
-            payer: payer.map(str::to_owned),
-            from_ms: 0,
-            to_ms: u64::MAX / 2,
-            after: None,
-            limit: 100,
-        };
+        let query = every_cdr_of(payer);
         eventually("a CDR", Duration::from_secs(10), || async {
             self.store.cdrs(&query).await.is_ok_and(|c| !c.is_empty())
         })

@@ -883,13 +883,7 @@ async fn after_kill_9_every_call_has_exactly_one_cdr_and_one_charge() {
     use schema::store::Store as _;
     let store = schema::embedded::Embedded::open(n.data.path()).unwrap();
     let cdrs = store
-        .cdrs(&schema::model::CdrQuery {
-            payer: Some("100".into()),
-            from_ms: 0,
-            to_ms: u64::MAX / 2,
-            after: None,
-            limit: 100,
-        })
+        .cdrs(&switchboard_tests::every_cdr_of(Some("100")))
         .await
         .unwrap();
     let ids: std::collections::BTreeSet<&str> = cdrs.iter().map(|c| c.call_id.as_str()).collect();
@@ -1056,13 +1050,7 @@ async fn a_dead_nodes_calls_are_recovered_once_by_a_sibling() {
     use schema::store::Store as _;
     let store = schema::embedded::Embedded::open(b.data.path()).unwrap();
     let cdrs = store
-        .cdrs(&schema::model::CdrQuery {
-            payer: Some("100".into()),
-            from_ms: 0,
-            to_ms: u64::MAX / 2,
-            after: None,
-            limit: 100,
-        })
+        .cdrs(&switchboard_tests::every_cdr_of(Some("100")))
         .await
         .unwrap();
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
@@ -1101,14 +1089,10 @@ async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
     let mut cfg =
         schema::scylla::ScyllaConfig::parse(&std::env::var("SCYLLA_URI").unwrap()).unwrap();
     cfg.keyspace.clone_from(&keyspace);
-    let replication: Vec<(String, u32)> = std::env::var("SCYLLA_REPLICATION")
-        .unwrap_or_else(|_| "seoul=1".into())
-        .split(',')
-        .filter_map(|kv| {
-            let (dc, rf) = kv.split_once('=')?;
-            Some((dc.to_owned(), rf.parse().ok()?))
-        })
-        .collect();
+    let replication = schema::scylla::parse_replication(
+        &std::env::var("SCYLLA_REPLICATION").unwrap_or_else(|_| "seoul=1".into()),
+    )
+    .unwrap();
     schema::scylla::migrate(&cfg, &replication).await.unwrap();
     let store = schema::scylla::Scylla::connect(&cfg).await.unwrap();
     switchboard_tests::add_member(&store, "100").await.unwrap();
@@ -1199,13 +1183,7 @@ async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
         .await
         .expect("the sibling released the call within its takeover time")
         .unwrap();
-    let query = schema::model::CdrQuery {
-        payer: Some("100".into()),
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        after: None,
-        limit: 100,
-    };
+    let query = switchboard_tests::every_cdr_of(Some("100"));
     switchboard_tests::eventually("the lost CDR", Duration::from_secs(10), || async {
         store.cdrs(&query).await.is_ok_and(|c| c.len() == 1)
     })

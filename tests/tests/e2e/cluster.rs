@@ -26,8 +26,14 @@ fn node(name: &str) -> impl FnOnce(&mut NodeConfig) {
 async fn two_nodes() -> (Env, Env) {
     let a = Env::start(&["100", "500"], node("a")).await.unwrap();
     let b = a.sibling(node("b")).await.unwrap();
-    for env in [&a, &b] {
-        eventually("both nodes known", Duration::from_secs(10), || async {
+    know_each_other(&a, &b, Duration::from_secs(10)).await;
+    (a, b)
+}
+
+/// Wait until nodes `a` and `b` each see both alive.
+async fn know_each_other(a: &Env, b: &Env, within: Duration) {
+    for env in [a, b] {
+        eventually("both nodes known", within, || async {
             let now = actors::clock::unix_now();
             let c = &env.node().transport.cluster;
             ["a", "b"]
@@ -37,7 +43,6 @@ async fn two_nodes() -> (Env, Env) {
         .await
         .unwrap();
     }
-    (a, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,14 +169,10 @@ async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
         c
     };
     let (seoul, virginia) = (cfg_of("SCYLLA_URI"), cfg_of("SCYLLA_URI_REMOTE"));
-    let replication: Vec<(String, u32)> = std::env::var("SCYLLA_REPLICATION")
-        .unwrap_or_else(|_| "seoul=1,virginia=1".into())
-        .split(',')
-        .filter_map(|kv| {
-            let (dc, rf) = kv.split_once('=')?;
-            Some((dc.to_owned(), rf.parse().ok()?))
-        })
-        .collect();
+    let replication = schema::scylla::parse_replication(
+        &std::env::var("SCYLLA_REPLICATION").unwrap_or_else(|_| "seoul=1,virginia=1".into()),
+    )
+    .unwrap();
     migrate(&seoul, &replication).await.unwrap();
     let in_seoul: Arc<dyn Store> = Arc::new(Scylla::connect(&seoul).await.unwrap());
     let in_virginia: Arc<dyn Store> = Arc::new(Scylla::connect(&virginia).await.unwrap());
@@ -185,8 +186,7 @@ async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
     let start = |name: &str, store: Arc<dyn Store>| {
         let name = name.to_owned();
         async move {
-            let mut cfg = NodeConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-            cfg.timers.t1 = Duration::from_millis(250);
+            let mut cfg = switchboard_tests::node_config();
             node(&name)(&mut cfg);
             let data = tempfile::tempdir().unwrap();
             Env {
@@ -200,17 +200,7 @@ async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
     };
     let a = start("a", in_seoul.clone()).await;
     let b = start("b", in_virginia.clone()).await;
-    for env in [&a, &b] {
-        eventually("both nodes known", Duration::from_secs(20), || async {
-            let now = actors::clock::unix_now();
-            let c = &env.node().transport.cluster;
-            ["a", "b"]
-                .iter()
-                .all(|n| c.sibling(n, now).is_some_and(|(_, alive)| alive))
-        })
-        .await
-        .unwrap();
-    }
+    know_each_other(&a, &b, Duration::from_secs(20)).await;
     let port = free_port();
     b.register("500", port).await.unwrap();
     let sc = b.scenario("uas.xml", &[]).unwrap();
@@ -226,13 +216,7 @@ async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
         ("answered", Some("node:a")),
         "{at_b:?}"
     );
-    let query = schema::model::CdrQuery {
-        payer: Some("100".into()),
-        from_ms: 0,
-        to_ms: u64::MAX / 2,
-        after: None,
-        limit: 100,
-    };
+    let query = switchboard_tests::every_cdr_of(Some("100"));
     eventually("the payer's CDR", Duration::from_secs(10), || async {
         in_virginia.cdrs(&query).await.is_ok_and(|c| c.len() == 1)
     })
