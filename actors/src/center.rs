@@ -966,9 +966,7 @@ impl CenterState {
     /// `runs_in`); a center it does not run hands its off-net calls over.
     fn runs_here(&self) -> bool {
         !self.transport.cluster.enabled()
-            || self
-                .spec()
-                .runs_here(&self.cfg.node_name, &self.cfg.cluster.region)
+            || self.transport.cluster.runs(self.spec(), clock::unix_now())
     }
 
     /// The target of an off-net call of a center this node does not run:
@@ -978,7 +976,7 @@ impl CenterState {
         let now = clock::unix_now();
         let cluster = &self.transport.cluster;
         let spec = self.spec();
-        let Some(n) = cluster.runner_of(&spec.name, now) else {
+        let Some(n) = cluster.runner_of(spec, now) else {
             metrics::counter!(m::CALLS, "result" => "no_center_node").increment(1);
             return Err((503, format!("no live node runs center {}", spec.name)));
         };

@@ -18,6 +18,8 @@ use arc_swap::ArcSwap;
 use schema::model::NodeRecord;
 use schema::store::Store;
 
+use crate::config::CenterSpec;
+
 /// The `[node]` and `[cluster]` settings.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -82,18 +84,64 @@ impl Cluster {
         n.at.saturating_add(self.cfg.dead_after.as_secs()) >= now
     }
 
-    /// A live sibling that runs center `center` at `now`, one of this
-    /// node's region first.
-    pub fn runner_of(&self, center: &str, now: u64) -> Option<NodeRecord> {
+    /// A live sibling that runs center `spec` at `now`, one of this node's
+    /// region first: a node it is placed on, or the one that took it over
+    /// from them ([`Cluster::runs`]).
+    pub fn runner_of(&self, spec: &CenterSpec, now: u64) -> Option<NodeRecord> {
         let nodes = self.nodes.load();
         let mut live: Vec<&NodeRecord> = nodes
             .iter()
-            .filter(|n| {
-                n.name != self.me && self.alive(n, now) && n.centers.iter().any(|c| c == center)
-            })
+            .filter(|n| n.name != self.me && self.alive(n, now) && n.centers.contains(&spec.name))
             .collect();
         live.sort_by_key(|n| (n.region != self.cfg.region, n.name.clone()));
-        live.first().map(|n| (*n).clone())
+        if let Some(n) = live.first() {
+            return Some((*n).clone());
+        }
+        let taker = self.taker(spec, now)?;
+        nodes
+            .iter()
+            .find(|n| n.name == taker && n.name != self.me)
+            .cloned()
+    }
+
+    /// Whether this node runs center `spec` at `now`: it is placed here, or
+    /// every node it is placed on (`runs_on`) is dead and this is the node
+    /// that takes it over.
+    pub fn runs(&self, spec: &CenterSpec, now: u64) -> bool {
+        spec.runs_here(&self.me, &self.cfg.region)
+            || self.taker(spec, now).is_some_and(|n| n == self.me)
+    }
+
+    /// The node that runs center `spec` while every node it is placed on by
+    /// name is dead (and no node of its `runs_in` region lives): the first
+    /// by name of the live nodes of those nodes' region. Every node computes
+    /// it from the same view, so they agree without announcing it; `None`
+    /// while a placed node lives, or when no live node of that region is
+    /// left.
+    fn taker(&self, spec: &CenterSpec, now: u64) -> Option<String> {
+        if spec.runs_on.is_empty() {
+            return None;
+        }
+        let nodes = self.nodes.load();
+        let placed: Vec<&NodeRecord> = nodes
+            .iter()
+            .filter(|n| spec.runs_on.contains(&n.name))
+            .collect();
+        if placed.is_empty() || placed.iter().any(|n| self.alive(n, now)) {
+            return None;
+        }
+        if let Some(region) = &spec.runs_in
+            && nodes
+                .iter()
+                .any(|n| n.region == *region && self.alive(n, now))
+        {
+            return None;
+        }
+        nodes
+            .iter()
+            .filter(|n| self.alive(n, now) && placed.iter().any(|p| p.region == n.region))
+            .map(|n| n.name.clone())
+            .min()
     }
 
     /// Siblings of this node's region that are dead at `now` (they had
@@ -229,6 +277,58 @@ mod tests {
         assert!(c.sibling("b", 115).is_some_and(|(_, alive)| alive));
         assert!(c.sibling("b", 116).is_some_and(|(_, alive)| !alive));
         assert!(c.sibling("z", 100).is_none());
+    }
+
+    fn placed_on(node: &str) -> CenterSpec {
+        CenterSpec {
+            name: "newyork".into(),
+            cc: 1,
+            region: engine::numbering::RegionId::US,
+            trunks: Vec::new(),
+            runs_on: vec![node.into()],
+            runs_in: None,
+        }
+    }
+
+    #[test]
+    fn a_center_placed_on_a_dead_node_is_run_by_the_first_live_node_of_its_region() {
+        let spec = placed_on("b");
+        let mut far = node("z", "10.0.0.9:5060", 100);
+        far.region = "virginia".into();
+        let mut b = node("b", "10.0.0.2:5060", 100);
+        b.centers = vec!["newyork".into()];
+        let view = |b_at: u64| {
+            let mut b = b.clone();
+            b.at = b_at;
+            vec![
+                node("a", "10.0.0.1:5060", 120),
+                b,
+                node("c", "10.0.0.3:5060", 120),
+                far.clone(),
+            ]
+        };
+        let (a, c, z) = (cluster("a"), cluster("c"), cluster("z"));
+        // b alive: it runs it; nobody else does; everyone sends it to b.
+        for n in [&a, &c, &z] {
+            n.set(view(120));
+        }
+        assert!(!a.runs(&spec, 120) && !c.runs(&spec, 120));
+        assert_eq!(z.runner_of(&spec, 120).map(|n| n.name), Some("b".into()));
+        // b silent for longer than dead_after: a (first of seoul by name)
+        // takes it over; c and the far region send it to a.
+        for n in [&a, &c, &z] {
+            n.set(view(100));
+        }
+        assert!(a.runs(&spec, 120) && !c.runs(&spec, 120));
+        assert_eq!(c.runner_of(&spec, 120).map(|n| n.name), Some("a".into()));
+        assert_eq!(z.runner_of(&spec, 120).map(|n| n.name), Some("a".into()));
+        // A node of another region never takes it over.
+        assert!(!z.runs(&spec, 120));
+        // a dead too: c.
+        let mut v = view(100);
+        v[0].at = 100;
+        c.set(v);
+        assert!(c.runs(&spec, 120));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 /// target/<profile>/switchboard, next to this test's deps folder.
-fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let bin = dir.join("switchboard");
@@ -22,7 +22,7 @@ fn binary() -> PathBuf {
     bin
 }
 
-async fn http_get(addr: &str, path: &str) -> String {
+pub(crate) async fn http_get(addr: &str, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
@@ -399,18 +399,37 @@ async fn try_serve(
     sip_port: u16,
     http_port: u16,
 ) -> Option<tokio::process::Child> {
+    try_serve_at(
+        "127.0.0.1",
+        config,
+        data,
+        (sip_port, http_port),
+        Stdio::null(),
+    )
+    .await
+}
+
+/// [`try_serve`] with SIP, HTTP and ENUM on loopback address `ip` and
+/// its log to `log`.
+pub(crate) async fn try_serve_at(
+    ip: &str,
+    config: &str,
+    data: &str,
+    (sip_port, http_port): (u16, u16),
+    log: impl Into<Stdio>,
+) -> Option<tokio::process::Child> {
     let mut serve = Command::new(binary())
         .args(["serve", "--config", config, "--data", data])
-        .args(["--sip", &format!("127.0.0.1:{sip_port}")])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .env("SWITCHBOARD_ENUM", "127.0.0.1:0")
+        .args(["--sip", &format!("{ip}:{sip_port}")])
+        .args(["--http", &format!("{ip}:{http_port}")])
+        .env("SWITCHBOARD_ENUM", format!("{ip}:0"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
         .unwrap()
         .unwrap()?;
@@ -573,7 +592,7 @@ impl TrunkNode {
 }
 
 /// A copy of scenario `name` in `dir` with `__KEY__` placeholders replaced.
-fn scenario_in(dir: &std::path::Path, name: &str, vars: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn scenario_in(dir: &std::path::Path, name: &str, vars: &[(&str, &str)]) -> PathBuf {
     let mut text = std::fs::read_to_string(switchboard_tests::scenarios_dir().join(name)).unwrap();
     for (k, v) in vars {
         text = text.replace(&format!("__{k}__"), v);
@@ -584,7 +603,7 @@ fn scenario_in(dir: &std::path::Path, name: &str, vars: &[(&str, &str)]) -> Path
 }
 
 /// The value of the metric line starting with `name{labels}`.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
@@ -1078,9 +1097,11 @@ async fn a_dead_nodes_calls_are_recovered_once_by_a_sibling() {
 
 /// [`a_dead_nodes_calls_are_recovered_once_by_a_sibling`] on the CQL
 /// cluster (`ops/test.sh` runs it on its Cassandra cluster): two
-/// `switchboard serve` of the seoul region on one keyspace, kill -9 of b
-/// with a call up; a releases the far end, one `lost` CDR, one charge; b
-/// restarted adds nothing.
+/// `switchboard serve` of the seoul region on one keyspace, the New York
+/// center placed on b; kill -9 of b with a call up: a releases the far
+/// end, one `lost` CDR, one charge; a takes the center over (a new US call
+/// on a leaves through its own trunk), a call to a phone that registered
+/// through b gets 480 at once; b restarted adds nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a CQL cluster: SCYLLA_URI (ops/test.sh sets it)"]
 async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
@@ -1095,7 +1116,9 @@ async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
     .unwrap();
     schema::scylla::migrate(&cfg, &replication).await.unwrap();
     let store = schema::scylla::Scylla::connect(&cfg).await.unwrap();
-    switchboard_tests::add_member(&store, "100").await.unwrap();
+    for n in ["100", "500"] {
+        switchboard_tests::add_member(&store, n).await.unwrap();
+    }
     store
         .post(&schema::model::LedgerEntry {
             account: "100".into(),
@@ -1130,7 +1153,9 @@ async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
                  [cluster]\nsecret = \"the test cluster's shared secret\"\ndead_after_s = 3\n\n\
                  [store]\nscylla = \"{uri}\"\n\n\
                  [billing]\nplan = \"{}\"\nchunk_s = 60\n\n[calls]\ncheckpoint_after_s = 1\n\n\
-                 [numbering]\nhome_country = \"US\"\n\n[[trunks]]\nname = \"ny\"\n\
+                 [numbering]\nhome_country = \"US\"\n\n\
+                 [[centers]]\nname = \"newyork\"\ncountry_code = 1\ntrunks = [\"ny\"]\n\
+                 runs_on = [\"b\"]\n\n[[trunks]]\nname = \"ny\"\n\
                  address = \"127.0.0.1:{trunk_port}\"\nrates = \"{}\"\noptions_interval_s = 0\n",
                 plan.display(),
                 deck.display()
@@ -1150,6 +1175,25 @@ async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
         format!("SEQUENTIAL\n100;{};3600;\n", password("100")),
     )
     .unwrap();
+    // 500's phone registers through b.
+    std::fs::write(
+        work.path().join("p.csv"),
+        format!("SEQUENTIAL\n500;{};3600;\n", password("500")),
+    )
+    .unwrap();
+    let as_500 = |scenario: &PathBuf| {
+        let mut s = Sipp::new(work.path(), scenario, free_port());
+        s.args(["-inf", &work.path().join("p.csv").to_string_lossy()])
+            .args(["-au", "500", "-ap", &password("500")]);
+        s
+    };
+    let mut reg = as_500(&scenario_in(
+        work.path(),
+        "register.xml",
+        &[("FINAL", "200")],
+    ));
+    reg.args([&format!("127.0.0.1:{b_sip}")]);
+    reg.run().await.unwrap();
     let sc = scenario_in(
         work.path(),
         "trunk_answer.xml",
@@ -1189,14 +1233,53 @@ async fn a_dead_nodes_calls_are_recovered_once_on_the_cql_cluster() {
     })
     .await
     .unwrap();
+    // New York's center runs on a now: a new US call leaves through a's
+    // own trunk.
+    let trunk = Sipp::new(work.path(), &sc, trunk_port).spawn().unwrap();
+    let mut call = Sipp::new(
+        work.path(),
+        &scenario_in(work.path(), "uac.xml", &[("HOLD", "300")]),
+        free_port(),
+    );
+    call.args(["-inf", &csv.to_string_lossy(), "-au", "100"])
+        .args(["-ap", &password("100"), "-s", "+12125550100"])
+        .args([&format!("127.0.0.1:{a_sip}")]);
+    call.run().await.unwrap();
+    trunk.wait().await.unwrap();
+    let on_a = metric(
+        &http_get(&format!("127.0.0.1:{a_http}"), "/metrics").await,
+        "switchboard_trunk_answered_total{trunk=\"ny\"}",
+    );
+    assert_eq!(on_a, Some(1.0), "a placed it on its trunk");
+    // 500's phone is on dead b: 480 at once (the scenario fails on
+    // anything else).
+    let mut refused = Sipp::new(
+        work.path(),
+        &scenario_in(
+            work.path(),
+            "uac_final.xml",
+            &[("FINAL", "480"), ("REASON", "Temporarily Unavailable")],
+        ),
+        free_port(),
+    );
+    refused
+        .args(["-inf", &csv.to_string_lossy(), "-au", "100"])
+        .args(["-ap", &password("100"), "-s", "500"])
+        .args([&format!("127.0.0.1:{a_sip}")]);
+    refused.run().await.unwrap();
     // b comes back: a has recovered that run, b adds nothing.
     let mut b = serve(&b_cfg, &dir, b_sip, b_http).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     b.kill().await.unwrap();
     a.kill().await.unwrap();
-    let cdrs = store.cdrs(&query).await.unwrap();
-    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
-    assert_eq!(cdrs[0].result, "lost", "{cdrs:?}");
+    let all = store.cdrs(&query).await.unwrap();
+    let cdrs: Vec<_> = all.iter().filter(|c| c.result == "lost").cloned().collect();
+    assert_eq!(cdrs.len(), 1, "{all:?}");
+    assert!(
+        all.iter()
+            .any(|c| c.result == "answered" && c.callee.contains("12125550100")),
+        "{all:?}"
+    );
     let charges: Vec<_> = store
         .ledger("100")
         .await

@@ -312,7 +312,7 @@ async fn a_pstn_call_goes_through_the_node_that_runs_its_countrys_center() {
             a.node()
                 .transport
                 .cluster
-                .runner_of("newyork", actors::clock::unix_now())
+                .runner_of(&routing.centers[1], actors::clock::unix_now())
                 .is_some_and(|n| n.name == "b")
         },
     )

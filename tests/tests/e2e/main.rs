@@ -22,6 +22,7 @@ mod media;
 mod numbering;
 mod onnet;
 mod overload;
+mod regions;
 mod registrar;
 mod robustness;
 mod store_faults;

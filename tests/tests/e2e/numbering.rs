@@ -64,6 +64,18 @@ async fn curl(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    curl_at(edge.http, method, path, token, body).await
+}
+
+/// A JSON request to the API at `http` with curl: its status and body
+/// (`null` when not JSON).
+pub(crate) async fn curl_at(
+    http: impl std::fmt::Display,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut c = Command::new("curl");
     c.args([
         "-s",
@@ -87,7 +99,7 @@ async fn curl(
             &b.to_string(),
         ]);
     }
-    c.arg(format!("http://{}{path}", edge.http));
+    c.arg(format!("http://{http}{path}"));
     let out = c.output().await.expect("curl (ops/install-test-deps.sh)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap();
