@@ -764,7 +764,7 @@ impl CenterState {
                 .map_err(|(s, w)| (s, w.to_owned())),
             Ok(None) => match self.onnet_targets(callee, ident).await {
                 Some(r) => r,
-                None if !self.runs_here() => self.to_runner(callee),
+                None if !self.runs_here() => self.to_runner(callee, ident),
                 None => match self.trunk_targets(callee, ident) {
                     Ok(t) => Ok(Resolved::direct(t, Some(self.cfg.routing.failover.clone()))),
                     Err(e) => {
@@ -971,8 +971,10 @@ impl CenterState {
 
     /// The target of an off-net call of a center this node does not run:
     /// a live node that runs it (of this region first), signed; 503 when
-    /// none is alive.
-    fn to_runner(&self, callee: &str) -> Result<Resolved, (u16, String)> {
+    /// none is alive. The caller's proven PSTN number goes with it (From,
+    /// or `anonymous` with `Privacy: id`, and P-Asserted-Identity), so that
+    /// node presents it to its trunks as this one would.
+    fn to_runner(&self, callee: &str, ident: &CallerFacts) -> Result<Resolved, (u16, String)> {
         let now = clock::unix_now();
         let cluster = &self.transport.cluster;
         let spec = self.spec();
@@ -990,7 +992,14 @@ impl CenterState {
                 uri: Uri::sip(Some(callee), &at.ip().to_string(), Some(at.port())),
                 flow: Flow::Udp(at),
                 trunk: None,
-                presented: None,
+                presented: ident.e164.as_ref().map(|e164| engine::routing::Presented {
+                    from_user: match ident.privacy {
+                        engine::routing::Privacy::None => e164.clone(),
+                        engine::routing::Privacy::Id => "anonymous".into(),
+                    },
+                    asserted: Some(e164.clone()),
+                    privacy: (ident.privacy == engine::routing::Privacy::Id).then_some("id"),
+                }),
                 credentials: None,
                 route: None,
                 codecs: Arc::from(Vec::new()),
@@ -1033,8 +1042,17 @@ impl CenterState {
             .as_ref()
             .and_then(|f| f.uri.user.clone())
             .unwrap_or_else(|| "anonymous".to_owned());
+        // The caller's PSTN number as the sibling proved it (asserted, so a
+        // caller who asked for privacy still has it towards the trunks).
+        let e164 = request
+            .headers
+            .get("P-Asserted-Identity")
+            .and_then(|v| engine::sip::msg::NameAddr::parse(v, "P-Asserted-Identity").ok())
+            .and_then(|n| n.uri.user)
+            .or_else(|| Some(caller.clone()))
+            .filter(|u| u.starts_with('+'));
         let ident = CallerFacts {
-            e164: caller.starts_with('+').then(|| caller.clone()),
+            e164,
             privacy: privacy_of(Some(&request)),
             region: self.spec().region,
             terms: Some((None, None)),

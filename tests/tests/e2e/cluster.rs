@@ -229,8 +229,9 @@ async fn two_regions_on_the_cql_cluster_hand_a_call_over() {
 
 /// Centers placed by region: Seoul's (82, trunk `kr`) runs on the seoul
 /// node a, New York's (1, trunk `us`) on the virginia node b. A US number
-/// dialled on a leaves through b's `us` trunk (a hands it over, signed);
-/// `kr` is never offered it; a bills it, b's record is a transit.
+/// dialled on a leaves through b's `us` trunk (a hands it over, signed,
+/// with the caller's proven number, which b's trunk is shown); `kr` is
+/// never offered it; a bills it, b's record is a transit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pstn_call_goes_through_the_node_that_runs_its_countrys_center() {
     use actors::config::{CenterSpec, Routing, TrunkRoute};
@@ -248,6 +249,7 @@ async fn a_pstn_call_goes_through_the_node_that_runs_its_countrys_center() {
             },
         );
         r.options_interval = None;
+        r.trusted = true;
         r
     };
     let deck = |prefix: &str| TrunkDeck {
@@ -321,8 +323,22 @@ async fn a_pstn_call_goes_through_the_node_that_runs_its_countrys_center() {
     let watch = tokio::net::UdpSocket::bind(("127.0.0.1", kr))
         .await
         .unwrap();
+    // 100's proven number goes with the call: b's trunk is shown it in
+    // From and asserted, as a's own trunks would be.
+    a.add_account("100", "100@example.com", |acc| {
+        acc.contact_pstn = Some("+82311234567".into());
+        acc.contact_verified = acc.contact_pstn.clone();
+    })
+    .await;
     let sc = b
-        .scenario("trunk_answer.xml", &[("RURI", "12125550100")])
+        .scenario(
+            "trunk_identity.xml",
+            &[
+                ("RURI", "12125550100"),
+                ("FROM", "82311234567"),
+                ("PAI", "82311234567"),
+            ],
+        )
         .unwrap();
     let trunk = switchboard_tests::Sipp::new(b.work.path(), &sc, us)
         .spawn()
