@@ -1673,6 +1673,7 @@ mod tests {
     fn the_example_configurations_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/config");
         let mut seen = 0;
+        let mut regions = Vec::new();
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "toml") {
@@ -1691,9 +1692,39 @@ mod tests {
                     schema::scylla::ScyllaConfig::parse(&uri).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(cfg.local_dc.as_deref(), Some(region), "{}", path.display());
                 assert_eq!(cfg.nodes.len(), 3, "three contact points in the region");
+                // The cluster's centers, each placed in a region, with the
+                // trunks they name.
+                let placed: Vec<(String, Option<String>)> = file
+                    .centers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.runs_in.clone()))
+                    .collect();
+                for c in &file.centers {
+                    for t in &c.trunks {
+                        assert!(
+                            file.trunks.iter().any(|x| &x.name == t),
+                            "{}: center {} names trunk {t}",
+                            path.display(),
+                            c.name
+                        );
+                    }
+                }
+                regions.push((region.to_owned(), placed));
             }
             seen += 1;
         }
         assert!(seen >= 3, "switchboard.toml and two regions");
+        for (region, placed) in &regions {
+            assert_eq!(
+                placed, &regions[0].1,
+                "{region}: the same centers everywhere"
+            );
+            assert!(
+                placed
+                    .iter()
+                    .any(|(_, r)| r.as_deref() == Some(region.as_str())),
+                "{region} runs a center"
+            );
+        }
     }
 }

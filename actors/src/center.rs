@@ -1068,7 +1068,12 @@ impl CenterState {
             Ok(None) if self.runs_here() => self
                 .trunk_targets(&callee, &ident)
                 .map(|t| Resolved::direct(t, Some(self.cfg.routing.failover.clone()))),
-            Ok(None) => Err((404, format!("{callee}: not a member here"))),
+            // Its center moved (a takeover, or back from one) after the
+            // sibling chose this node: retryable, never handed on.
+            Ok(None) => Err((
+                503,
+                format!("{callee}: center {} does not run here", self.spec().name),
+            )),
             Err(_) => Err((500, "store unavailable".to_owned())),
         };
         let peer = crate::call::PeerCall {

@@ -121,35 +121,67 @@ async fn a_call_to_a_phone_on_a_dead_node_fails_at_once() {
     caller.run().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_hand_over_is_refused() {
-    let (a, _b) = two_nodes().await;
+/// The first final answer of `env` to a hand-over INVITE for `user` sent
+/// from 127.0.0.1 with a marker of `origin` signed with `secret`.
+async fn hand_over(env: &Env, secret: &[u8], origin: &str, user: &str) -> String {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = sock.local_addr().unwrap();
-    let sip = a.sip();
+    let sip = env.sip();
     let now = actors::clock::unix_now();
-    // Signed with another key, claiming to be b.
-    let marker = engine::cluster::sign(b"not the cluster's secret", "b", "500", now);
+    let marker = engine::cluster::sign(secret, origin, user, now);
     let invite = format!(
-        "INVITE sip:500@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-forged1;rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:100@{sip}>;tag=f1\r\nTo: <sip:500@{sip}>\r\n\
-         Call-ID: forged-hand-over\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\n\
+        "INVITE sip:{user}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-hand1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:100@{sip}>;tag=f1\r\nTo: <sip:{user}@{sip}>\r\n\
+         Call-ID: hand-over-{user}\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\n\
          X-Switchboard-Node: {marker}\r\nContent-Length: 0\r\n\r\n"
     );
     sock.send_to(invite.as_bytes(), sip).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let status = tokio::time::timeout(Duration::from_secs(5), async {
+    tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let (n, _) = sock.recv_from(&mut buf).await.unwrap();
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            if !text.starts_with("SIP/2.0 100") {
+            if !text.starts_with("SIP/2.0 1") {
                 return text;
             }
         }
     })
     .await
-    .expect("an answer");
+    .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_hand_over_is_refused() {
+    let (a, _b) = two_nodes().await;
+    // Signed with another key, claiming to be b.
+    let status = hand_over(&a, b"not the cluster's secret", "b", "500").await;
     assert!(status.starts_with("SIP/2.0 403 "), "{status}");
+}
+
+/// A sibling's hand-over of an off-net call to a node whose center has
+/// moved away (placed on a node z, as after z came back from a takeover):
+/// 503, retryable, and never handed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_for_a_center_that_runs_elsewhere_gets_503() {
+    let a = Env::start(&["100"], |c: &mut NodeConfig| {
+        node("a")(c);
+        let mut r = (*c.routing).clone();
+        r.centers.push(actors::config::CenterSpec {
+            name: "newyork".into(),
+            cc: 1,
+            region: engine::numbering::RegionId::US,
+            trunks: Vec::new(),
+            runs_on: vec!["z".into()],
+            runs_in: None,
+        });
+        c.routing = Arc::new(r);
+    })
+    .await
+    .unwrap();
+    let b = a.sibling(node("b")).await.unwrap();
+    know_each_other(&a, &b, Duration::from_secs(10)).await;
+    let status = hand_over(&a, SECRET, "b", "+12125550100").await;
+    assert!(status.starts_with("SIP/2.0 503 "), "{status}");
 }
 
 /// The same hand-over with the store a real CQL cluster of two regions
