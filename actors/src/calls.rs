@@ -45,6 +45,9 @@ pub enum CallsMsg {
     CallOver(ActorId, Box<crate::call::CallReport>),
     /// The reports of the most recent calls, oldest first.
     Recent(RpcReplyPort<Vec<crate::call::CallReport>>),
+    /// Write the CDR of a call refused before it started, behind the
+    /// kept ones (never dropped when the store is down).
+    Refused(Box<schema::model::Cdr>),
     /// Periodic gauges.
     Sweep,
 }
@@ -57,6 +60,7 @@ impl std::fmt::Debug for CallsMsg {
             CallsMsg::Count(_) => f.write_str("Count"),
             CallsMsg::CallOver(id, _) => write!(f, "CallOver({id})"),
             CallsMsg::Recent(_) => f.write_str("Recent"),
+            CallsMsg::Refused(c) => write!(f, "Refused({})", c.call_id),
             CallsMsg::Sweep => f.write_str("Sweep"),
         }
     }
@@ -252,6 +256,7 @@ impl Actor for Calls {
             CallsMsg::Recent(reply) => {
                 let _ = reply.send(st.recent.iter().cloned().collect());
             }
+            CallsMsg::Refused(cdr) => st.write_cdr(&cdr).await,
         }
         Ok(())
     }

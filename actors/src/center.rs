@@ -719,9 +719,13 @@ impl CenterState {
             currency: self.cfg.billing.currency.clone(),
             ..Default::default()
         };
-        if let Err(e) = self.store.put_cdr(&cdr).await {
-            warn!(call = call_id, error = %e, cdr = ?cdr, "CDR not written");
-            self.transport.admission.store_failed();
+        // Written by the calls' supervisor, which keeps it while the store
+        // refuses it, in order with the other calls' CDRs.
+        if let Err(e) = self
+            .calls
+            .cast(crate::calls::CallsMsg::Refused(Box::new(cdr)))
+        {
+            tracing::error!(call = call_id, error = %e, "CDR of a refused call not handed over");
         }
     }
 

@@ -19,6 +19,7 @@ pub struct Faulty {
     /// The real store.
     pub inner: Arc<Embedded>,
     refuse: AtomicBool,
+    refuse_cdrs: AtomicBool,
     refused: AtomicU64,
 }
 
@@ -28,6 +29,7 @@ impl Faulty {
         Arc::new(Faulty {
             inner,
             refuse: AtomicBool::new(false),
+            refuse_cdrs: AtomicBool::new(false),
             refused: AtomicU64::new(0),
         })
     }
@@ -35,6 +37,12 @@ impl Faulty {
     /// Refuse writes (`true`) or take them again (`false`).
     pub fn refuse_writes(&self, refuse: bool) {
         self.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Refuse CDR writes only (`true`), every other write going through;
+    /// or take them again (`false`).
+    pub fn refuse_cdrs(&self, refuse: bool) {
+        self.refuse_cdrs.store(refuse, Ordering::SeqCst);
     }
 
     /// How many writes were refused.
@@ -338,6 +346,10 @@ impl Store for Faulty {
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {
         self.check()?;
+        if self.refuse_cdrs.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable("database or disk is full".into()));
+        }
         self.inner.put_cdr(cdr).await
     }
 

@@ -161,3 +161,53 @@ async fn a_store_refusing_writes_stops_new_calls_and_loses_no_charge_or_cdr() {
             .is_empty()
     );
 }
+
+/// A call refused for its balance while the store refuses CDRs: the 402
+/// goes out at once, its CDR is kept and written once the store takes it
+/// again, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_calls_cdr_is_kept_while_the_store_refuses_it() {
+    let (env, store) = Env::start_faulty(&["100", "200"], |c| {
+        c.billing.plan = Some(per_second());
+    })
+    .await
+    .unwrap();
+    env.register("200", free_port()).await.unwrap();
+    store.refuse_cdrs(true);
+    let refused = env
+        .scenario(
+            "uac_final.xml",
+            &[("FINAL", "402"), ("REASON", "Payment Required")],
+        )
+        .unwrap();
+    let mut call = env.sipp_as(&refused, "100", free_port()).unwrap();
+    call.args(["-s", "200"]);
+    call.run().await.unwrap();
+    let all = CdrQuery {
+        payer: Some("100".into()),
+        from_ms: 0,
+        to_ms: u64::MAX / 2,
+        after: None,
+        limit: 100,
+    };
+    eventually("the CDR write refused", Duration::from_secs(5), || async {
+        store.refused() > 0
+    })
+    .await
+    .unwrap();
+    assert!(env.store.cdrs(&all).await.unwrap().is_empty());
+    store.refuse_cdrs(false);
+    eventually("the kept CDR written", Duration::from_secs(10), || async {
+        env.store.cdrs(&all).await.unwrap().len() == 1
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cdrs = env.store.cdrs(&all).await.unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_eq!(
+        (cdrs[0].result.as_str(), cdrs[0].status),
+        ("refused_balance", 402),
+        "{cdrs:?}"
+    );
+}
