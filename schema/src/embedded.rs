@@ -8,16 +8,22 @@
 //! processes; redb and fjall lock the database to one process. See
 //! docs/decisions.md.
 //!
-//! Calls are synchronous and short (microseconds; `synchronous=NORMAL` in
-//! WAL mode does not fsync each commit); they run under one connection mutex
-//! per process. The busy timeout covers the moments the other process
-//! writes.
+//! The store runs on threads of its own, never on the async runtime's
+//! workers: one writer thread with one connection takes every write and
+//! commits the writes queued together in one transaction (group commit;
+//! each write in a savepoint of its own, answered only once its
+//! transaction has committed), and reader threads, each with its own
+//! connection, run the reads beside it (WAL: readers see every committed
+//! write and never wait for the writer). Every statement is prepared once
+//! per connection (the statement cache). `synchronous=NORMAL` in WAL mode
+//! does not fsync each commit: a committed write survives the process
+//! being killed; the busy timeout covers the moments the operator's CLI
+//! writes from its own process.
 
 use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{
@@ -28,9 +34,109 @@ use crate::store::{Result, Store, StoreError};
 
 /// SQLite-backed store.
 pub struct Embedded {
-    conn: Mutex<Connection>,
+    /// The writer thread's queue: every write, group-committed.
+    writes: crossbeam_channel::Sender<Job>,
+    /// Idle read connections: a read takes one (or opens one), runs on it
+    /// where it is called (a read in WAL mode never waits for the writer,
+    /// and takes microseconds: handing it to another thread would cost
+    /// more than it), and puts it back.
+    readers: parking_lot::Mutex<Vec<Connection>>,
+    /// The database file, for more read connections.
+    path: std::path::PathBuf,
     /// Tells the checkpoint thread to stop.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Work for a store thread: run on its connection (`None`: not run, the
+/// transaction could not begin), it returns whether it succeeded and what
+/// to do once its transaction's fate is known (`None`: committed;
+/// `Some(why)`: it failed).
+type Job = Box<dyn FnOnce(Option<&mut Connection>) -> (bool, Finish) + Send>;
+type Finish = Box<dyn FnOnce(Option<String>) + Send>;
+
+/// The most writes one transaction commits together.
+const GROUP_COMMIT: usize = 128;
+
+/// Wrap `work` as a [`Job`] whose result reaches the returned receiver once
+/// its transaction is settled. A panic in `work` fails that job only.
+fn job<T: Send + 'static>(
+    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+) -> (Job, tokio::sync::oneshot::Receiver<Result<T>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move |conn| {
+        let r = match conn {
+            Some(conn) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("a store job panicked".into()))),
+            None => Err(StoreError::Unavailable("not run".into())),
+        };
+        let ok = r.is_ok();
+        let finish: Finish = Box::new(move |failed| {
+            let _ = tx.send(match failed {
+                None => r,
+                Some(why) => Err(StoreError::Unavailable(why)),
+            });
+        });
+        (ok, finish)
+    });
+    (job, rx)
+}
+
+/// The writer: takes the writes queued, runs up to [`GROUP_COMMIT`] of
+/// them in one transaction, each in a savepoint of its own (a failed one
+/// is rolled back alone), commits, and only then answers each: a write
+/// acknowledged is committed. Stops when the store is dropped.
+fn writer_thread(mut conn: Connection, jobs: crossbeam_channel::Receiver<Job>) {
+    // Transaction control through the statement cache too.
+    let control = |conn: &Connection, sql: &str| -> rusqlite::Result<()> {
+        conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    };
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
+            let why = format!("begin: {e}");
+            for j in batch {
+                let (_, finish) = j(None);
+                finish(Some(why.clone()));
+            }
+            continue;
+        }
+        let alone = batch.len() == 1;
+        let mut done = Vec::with_capacity(batch.len());
+        let mut any = false;
+        for j in batch {
+            // One write alone is its transaction; several each get a
+            // savepoint, so a failed one is undone alone.
+            let began = !alone && control(&conn, "SAVEPOINT job").is_ok();
+            let (ok, finish) = j(Some(&mut conn));
+            if began {
+                if !ok {
+                    let _ = control(&conn, "ROLLBACK TO job");
+                }
+                let _ = control(&conn, "RELEASE job");
+            }
+            any |= ok;
+            done.push(finish);
+        }
+        let failed = if any {
+            control(&conn, "COMMIT").err().map(|e| {
+                let _ = control(&conn, "ROLLBACK");
+                format!("commit: {e}")
+            })
+        } else {
+            // Nothing to keep: the failed writes' answers stand.
+            let _ = control(&conn, "ROLLBACK");
+            None
+        };
+        for finish in done {
+            finish(failed.clone());
+        }
+    }
 }
 
 impl Drop for Embedded {
@@ -76,6 +182,36 @@ fn checkpoint_thread(
         .map(|_| ())
         .map_err(|e| StoreError::Unavailable(format!("checkpoint thread: {e}")))
 }
+
+/// Statements through the connection's statement cache, each prepared
+/// once per connection: `Connection::execute` and `query_row` prepare the
+/// statement again on every call (issue 22: ~3% of the engine's CPU).
+trait Cached {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Statements the cache keeps per connection: every statement of this
+/// file, so none is evicted and prepared again.
+const STATEMENT_CACHE: usize = 256;
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -220,6 +356,7 @@ impl Embedded {
         let conn = Connection::open(dir.join("switchboard.db")).map_err(unavailable)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(unavailable)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -269,11 +406,61 @@ impl Embedded {
             }
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        checkpoint_thread(dir.join("switchboard.db"), stop.clone())?;
+        let path = dir.join("switchboard.db");
+        checkpoint_thread(path.clone(), stop.clone())?;
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map(|_| ())
+                .map_err(|e| StoreError::Unavailable(format!("store thread: {e}")))
+        };
+        let (writes, queue) = crossbeam_channel::unbounded::<Job>();
+        spawn(
+            "store-writer".into(),
+            Box::new(move || writer_thread(conn, queue)),
+        )?;
         Ok(Embedded {
-            conn: Mutex::new(conn),
+            writes,
+            readers: parking_lot::Mutex::new(Vec::new()),
+            path,
             stop,
         })
+    }
+
+    /// A connection for reads.
+    fn reader(&self) -> Result<Connection> {
+        if let Some(conn) = self.readers.lock().pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open(&self.path).map_err(unavailable)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(unavailable)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    /// Run `work` on the writer thread; its result once its transaction
+    /// has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (j, answer) = job(work);
+        self.writes
+            .send(j)
+            .map_err(|_| StoreError::Unavailable("the store's writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer stopped".into()))?
+    }
+
+    /// Run `work` on a read connection, here.
+    async fn read<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.reader()?;
+        let r = work(&mut conn);
+        self.readers.lock().push(conn);
+        r
     }
 }
 
@@ -353,7 +540,7 @@ impl Csvs {
 
 /// Store `csv` under `key`; its new version.
 fn put_csv(conn: &Connection, t: Csvs, key: &str, csv: &str) -> Result<u64> {
-    conn.execute(t.upsert(), params![key, csv])
+    conn.run(t.upsert(), params![key, csv])
         .map_err(unavailable)?;
     get_csv(conn, t, key)?
         .map(|(_, v)| v)
@@ -362,7 +549,7 @@ fn put_csv(conn: &Connection, t: Csvs, key: &str, csv: &str) -> Result<u64> {
 
 /// The CSV stored under `key` and its version.
 fn get_csv(conn: &Connection, t: Csvs, key: &str) -> Result<Option<(String, u64)>> {
-    conn.query_row(t.select(), params![key], |r| {
+    conn.row(t.select(), params![key], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
     })
     .optional()
@@ -384,9 +571,9 @@ fn balance_of(conn: &Connection, account: &str) -> Result<i64> {
 
 /// Post `e` inside transaction `tx`: once per key, never below zero.
 /// Post `e` in `tx`; a debit may not take the balance below `floor`.
-fn post_in(tx: &rusqlite::Transaction<'_>, e: &LedgerEntry, floor: i64) -> Result<Posted> {
+fn post_in(tx: &Connection, e: &LedgerEntry, floor: i64) -> Result<Posted> {
     let exists: Option<i64> = tx
-        .query_row(
+        .row(
             "SELECT 1 FROM ledger WHERE account = ?1 AND key = ?2",
             params![e.account, e.key],
             |r| r.get(0),
@@ -400,12 +587,12 @@ fn post_in(tx: &rusqlite::Transaction<'_>, e: &LedgerEntry, floor: i64) -> Resul
     if e.amount < 0 && balance + e.amount < floor {
         return Ok(Posted::Insufficient(balance - floor));
     }
-    tx.execute(
+    tx.run(
         "INSERT INTO ledger (account, key, amount, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![e.account, e.key, e.amount, e.reason, e.at as i64],
     )
     .map_err(unavailable)?;
-    tx.execute(
+    tx.run(
         "INSERT INTO balances (account, amount) VALUES (?1, ?2) \
          ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
         params![e.account, e.amount],
@@ -419,77 +606,90 @@ const MEMBER_COLUMNS: &str = "number, name, realm, ha1_md5, ha1_sha256, created_
 #[async_trait]
 impl Store for Embedded {
     async fn insert_member(&self, m: &Member) -> Result<bool> {
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "INSERT OR IGNORE INTO members (number, name, realm, ha1_md5, ha1_sha256, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![m.number, m.name, m.realm, m.ha1_md5, m.ha1_sha256, m.created_at as i64],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let m = m.clone();
+        self.write(move |conn| {
+            let n = conn
+                .run(
+                    "INSERT OR IGNORE INTO members (number, name, realm, ha1_md5, ha1_sha256, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![m.number, m.name, m.realm, m.ha1_md5, m.ha1_sha256, m.created_at as i64],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn member(&self, number: &str) -> Result<Option<Member>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {MEMBER_COLUMNS} FROM members WHERE number = ?1"
-            ))
-            .map_err(unavailable)?;
-        stmt.query_row(params![number], member_row)
-            .optional()
-            .map_err(unavailable)
+        let number = number.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {MEMBER_COLUMNS} FROM members WHERE number = ?1"
+                ))
+                .map_err(unavailable)?;
+            stmt.query_row(params![number], member_row)
+                .optional()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn members(&self) -> Result<Vec<Member>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {MEMBER_COLUMNS} FROM members ORDER BY number"
-            ))
-            .map_err(unavailable)?;
-        let rows = stmt.query_map([], member_row).map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {MEMBER_COLUMNS} FROM members ORDER BY number"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], member_row).map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn remove_member(&self, number: &str) -> Result<bool> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(unavailable)?;
-        tx.execute("DELETE FROM bindings WHERE number = ?1", params![number])
-            .map_err(unavailable)?;
-        let n = tx
-            .execute("DELETE FROM members WHERE number = ?1", params![number])
-            .map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(n == 1)
+        let number = number.to_owned();
+        self.write(move |conn| {
+            let tx = conn.savepoint().map_err(unavailable)?;
+            tx.run("DELETE FROM bindings WHERE number = ?1", params![number])
+                .map_err(unavailable)?;
+            let n = tx
+                .run("DELETE FROM members WHERE number = ?1", params![number])
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn bindings(&self, number: &str, now: u64) -> Result<Vec<Binding>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT number, contact, expires_at, call_id, cseq, source, node FROM bindings \
-                 WHERE number = ?1 AND expires_at > ?2 ORDER BY contact",
-            )
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![number, now as i64], |r| {
-                Ok(Binding {
-                    number: r.get(0)?,
-                    contact: r.get(1)?,
-                    expires_at: r.get::<_, i64>(2)?.max(0) as u64,
-                    call_id: r.get(3)?,
-                    cseq: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
-                    source: r.get(5)?,
-                    node: r.get(6)?,
+        let number = number.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT number, contact, expires_at, call_id, cseq, source, node FROM bindings \
+                     WHERE number = ?1 AND expires_at > ?2 ORDER BY contact",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![number, now as i64], |r| {
+                    Ok(Binding {
+                        number: r.get(0)?,
+                        contact: r.get(1)?,
+                        expires_at: r.get::<_, i64>(2)?.max(0) as u64,
+                        call_id: r.get(3)?,
+                        cseq: r.get::<_, i64>(4)?.clamp(0, u32::MAX as i64) as u32,
+                        source: r.get(5)?,
+                        node: r.get(6)?,
+                    })
                 })
-            })
-            .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn update_bindings(
@@ -498,167 +698,199 @@ impl Store for Embedded {
         put: &[Binding],
         delete: &[String],
     ) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(unavailable)?;
-        for contact in delete {
-            tx.execute(
-                "DELETE FROM bindings WHERE number = ?1 AND contact = ?2",
-                params![number, contact],
-            )
-            .map_err(unavailable)?;
-        }
-        for b in put {
-            tx.execute(
-                "INSERT OR REPLACE INTO bindings (number, contact, expires_at, call_id, cseq, source, node) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![number, b.contact, b.expires_at as i64, b.call_id, b.cseq, b.source, b.node],
-            )
-            .map_err(unavailable)?;
-        }
-        tx.commit().map_err(unavailable)
+        let number = number.to_owned();
+        let put = put.to_vec();
+        let delete = delete.to_vec();
+        self.write(move |conn| {
+            let tx = conn.savepoint().map_err(unavailable)?;
+            for contact in delete {
+                tx.run(
+                    "DELETE FROM bindings WHERE number = ?1 AND contact = ?2",
+                    params![number, contact],
+                )
+                .map_err(unavailable)?;
+            }
+            for b in put {
+                tx.run(
+                    "INSERT OR REPLACE INTO bindings (number, contact, expires_at, call_id, cseq, source, node) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![number, b.contact, b.expires_at as i64, b.call_id, b.cseq, b.source, b.node],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
     }
 
     async fn sweep_bindings(&self, now: u64) -> Result<u64> {
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "DELETE FROM bindings WHERE expires_at <= ?1",
-                params![now as i64],
-            )
-            .map_err(unavailable)?;
-        Ok(n as u64)
+        self.write(move |conn| {
+            let n = conn
+                .run(
+                    "DELETE FROM bindings WHERE expires_at <= ?1",
+                    params![now as i64],
+                )
+                .map_err(unavailable)?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     async fn binding_count(&self, now: u64) -> Result<Option<u64>> {
-        self.conn
-            .lock()
-            .query_row(
+        self.read(move |conn| {
+            conn.row(
                 "SELECT COUNT(*) FROM bindings WHERE expires_at > ?1",
                 params![now as i64],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| Some(n.max(0) as u64))
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn insert_account(&self, a: &Account) -> Result<bool> {
-        let doc = to_doc(a)?;
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "INSERT OR IGNORE INTO accounts (id, login, version, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![a.id, a.login, a.version as i64, doc],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let a = a.clone();
+        self.write(move |conn| {
+            let doc = to_doc(&a)?;
+            let n = conn
+                .run(
+                    "INSERT OR IGNORE INTO accounts (id, login, version, doc) VALUES (?1, ?2, ?3, ?4)",
+                    params![a.id, a.login, a.version as i64, doc],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn account(&self, id: &str) -> Result<Option<Account>> {
-        let conn = self.conn.lock();
-        Ok(docs(&conn, "SELECT doc FROM accounts WHERE id = ?1", params![id])?.pop())
+        let id = id.to_owned();
+        self.read(move |conn| {
+            Ok(docs(conn, "SELECT doc FROM accounts WHERE id = ?1", params![id])?.pop())
+        })
+        .await
     }
 
     async fn account_by_login(&self, login: &str) -> Result<Option<Account>> {
-        let conn = self.conn.lock();
-        Ok(docs(
-            &conn,
-            "SELECT doc FROM accounts WHERE login = ?1",
-            params![login],
-        )?
-        .pop())
+        let login = login.to_owned();
+        self.read(move |conn| {
+            Ok(docs(
+                conn,
+                "SELECT doc FROM accounts WHERE login = ?1",
+                params![login],
+            )?
+            .pop())
+        })
+        .await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>> {
-        let conn = self.conn.lock();
-        docs(&conn, "SELECT doc FROM accounts ORDER BY id", [])
+        self.read(move |conn| docs(conn, "SELECT doc FROM accounts ORDER BY id", []))
+            .await
     }
 
     async fn update_account(&self, a: &Account, expected: u64) -> Result<bool> {
-        let mut next = a.clone();
-        next.version = expected + 1;
-        let doc = to_doc(&next)?;
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "UPDATE accounts SET version = ?3, doc = ?4 WHERE id = ?1 AND version = ?2",
-                params![a.id, expected as i64, next.version as i64, doc],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let a = a.clone();
+        self.write(move |conn| {
+            let mut next = a.clone();
+            next.version = expected + 1;
+            let doc = to_doc(&next)?;
+            let n = conn
+                .run(
+                    "UPDATE accounts SET version = ?3, doc = ?4 WHERE id = ?1 AND version = ?2",
+                    params![a.id, expected as i64, next.version as i64, doc],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn claim_alias(&self, alias: &str, account: &str) -> Result<bool> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT OR IGNORE INTO aliases (alias, account) VALUES (?1, ?2)",
-            params![alias, account],
-        )
-        .map_err(unavailable)?;
-        let owner: String = conn
-            .query_row(
-                "SELECT account FROM aliases WHERE alias = ?1",
-                params![alias],
-                |r| r.get(0),
-            )
-            .map_err(unavailable)?;
-        Ok(owner == account)
-    }
-
-    async fn release_alias(&self, alias: &str, account: &str) -> Result<bool> {
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "DELETE FROM aliases WHERE alias = ?1 AND account = ?2",
+        let alias = alias.to_owned();
+        let account = account.to_owned();
+        self.write(move |conn| {
+            conn.run(
+                "INSERT OR IGNORE INTO aliases (alias, account) VALUES (?1, ?2)",
                 params![alias, account],
             )
             .map_err(unavailable)?;
-        Ok(n == 1)
+            let owner: String = conn
+                .row(
+                    "SELECT account FROM aliases WHERE alias = ?1",
+                    params![alias],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            Ok(owner == account)
+        })
+        .await
+    }
+
+    async fn release_alias(&self, alias: &str, account: &str) -> Result<bool> {
+        let alias = alias.to_owned();
+        let account = account.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .run(
+                    "DELETE FROM aliases WHERE alias = ?1 AND account = ?2",
+                    params![alias, account],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn alias_owner(&self, alias: &str) -> Result<Option<String>> {
-        self.conn
-            .lock()
-            .query_row(
+        let alias = alias.to_owned();
+        self.read(move |conn| {
+            conn.row(
                 "SELECT account FROM aliases WHERE alias = ?1",
                 params![alias],
                 |r| r.get(0),
             )
             .optional()
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn aliases_of(&self, account: &str) -> Result<Vec<String>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT alias FROM aliases WHERE account = ?1 ORDER BY alias")
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![account], |r| r.get(0))
-            .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+        let account = account.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT alias FROM aliases WHERE account = ?1 ORDER BY alias")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![account], |r| r.get(0))
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_session(&self, s: &Session) -> Result<()> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT OR REPLACE INTO sessions (token_hash, account, expires_at) VALUES (?1, ?2, ?3)",
-            params![s.token_hash, s.account, s.expires_at as i64],
-        )
-        .map_err(unavailable)?;
-        Ok(())
+        let s = s.clone();
+        self.write(move |conn| {
+            conn.run(
+                "INSERT OR REPLACE INTO sessions (token_hash, account, expires_at) VALUES (?1, ?2, ?3)",
+                params![s.token_hash, s.account, s.expires_at as i64],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn session(&self, token_hash: &str, now: u64) -> Result<Option<Session>> {
-        self.conn
-            .lock()
-            .query_row(
+        let token_hash = token_hash.to_owned();
+        self.read(move |conn| {
+            conn.row(
                 "SELECT token_hash, account, expires_at FROM sessions \
-                 WHERE token_hash = ?1 AND expires_at > ?2",
+                     WHERE token_hash = ?1 AND expires_at > ?2",
                 params![token_hash, now as i64],
                 |r| {
                     Ok(Session {
@@ -670,181 +902,212 @@ impl Store for Embedded {
             )
             .optional()
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        self.conn
-            .lock()
-            .execute(
+        let token_hash = token_hash.to_owned();
+        self.write(move |conn| {
+            conn.run(
                 "DELETE FROM sessions WHERE token_hash = ?1",
                 params![token_hash],
             )
             .map_err(unavailable)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn put_api_key(&self, k: &ApiKey) -> Result<()> {
-        let doc = to_doc(k)?;
-        self.conn
-            .lock()
-            .execute(
-                "INSERT OR REPLACE INTO api_keys (token_hash, account, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![k.token_hash, k.account, k.created_at as i64, doc],
-            )
-            .map_err(unavailable)?;
-        Ok(())
+        let k = k.clone();
+        self.write(move |conn| {
+            let doc = to_doc(&k)?;
+            conn
+                .run(
+                    "INSERT OR REPLACE INTO api_keys (token_hash, account, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                    params![k.token_hash, k.account, k.created_at as i64, doc],
+                )
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKey>> {
-        let doc: Option<String> = self
-            .conn
-            .lock()
-            .query_row(
-                "SELECT doc FROM api_keys WHERE token_hash = ?1",
-                params![token_hash],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(unavailable)?;
-        doc.map(|d| from_doc(&d)).transpose()
+        let token_hash = token_hash.to_owned();
+        self.read(move |conn| {
+            let doc: Option<String> = conn
+                .row(
+                    "SELECT doc FROM api_keys WHERE token_hash = ?1",
+                    params![token_hash],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| from_doc(&d)).transpose()
+        })
+        .await
     }
 
     async fn api_keys_of(&self, account: &str) -> Result<Vec<ApiKey>> {
-        let docs: Vec<String> = {
-            let conn = self.conn.lock();
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT doc FROM api_keys WHERE account = ?1 ORDER BY created_at, token_hash",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![account], |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.collect::<std::result::Result<_, _>>()
-                .map_err(unavailable)?
-        };
-        docs.iter().map(|d| from_doc(d)).collect()
+        let account = account.to_owned();
+        self.read(move |conn| {
+            let docs: Vec<String> = {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT doc FROM api_keys WHERE account = ?1 ORDER BY created_at, token_hash",
+                    )
+                    .map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(params![account], |r| r.get::<_, String>(0))
+                    .map_err(unavailable)?;
+                rows.collect::<std::result::Result<_, _>>()
+                    .map_err(unavailable)?
+            };
+            docs.iter().map(|d| from_doc(d)).collect()
+        })
+        .await
     }
 
     async fn insert_number(&self, r: &NumberRecord) -> Result<bool> {
-        let doc = to_doc(r)?;
-        let (state, holder, until) = number_columns(r);
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "INSERT OR IGNORE INTO numbers (number, kind, country, area, state, holder, until, version, doc) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![r.number, r.kind.as_str(), r.country, r.area, state, holder, until, r.version as i64, doc],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let r = r.clone();
+        self.write(move |conn| {
+            let doc = to_doc(&r)?;
+            let (state, holder, until) = number_columns(&r);
+            let n = conn
+                .run(
+                    "INSERT OR IGNORE INTO numbers (number, kind, country, area, state, holder, until, version, doc) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![r.number, r.kind.as_str(), r.country, r.area, state, holder, until, r.version as i64, doc],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn number(&self, number: &str) -> Result<Option<NumberRecord>> {
-        let conn = self.conn.lock();
-        Ok(docs(
-            &conn,
-            "SELECT doc FROM numbers WHERE number = ?1",
-            params![number],
-        )?
-        .pop())
+        let number = number.to_owned();
+        self.read(move |conn| {
+            Ok(docs(
+                conn,
+                "SELECT doc FROM numbers WHERE number = ?1",
+                params![number],
+            )?
+            .pop())
+        })
+        .await
     }
 
     async fn search_numbers(&self, q: &NumberQuery, now: u64) -> Result<Vec<NumberRecord>> {
-        let conn = self.conn.lock();
-        docs(
-            &conn,
-            "SELECT doc FROM numbers WHERE (state = 'available' OR (state = 'held' AND until <= ?1)) \
-             AND (?2 IS NULL OR country = ?2) AND (?3 IS NULL OR area = ?3) \
-             AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR instr(number, ?5) > 0) \
-             ORDER BY number LIMIT ?6",
-            params![
-                now as i64,
-                q.country,
-                q.area,
-                q.kind.map(|k| k.as_str()),
-                q.contains,
-                q.limit as i64
-            ],
-        )
+        let q = q.clone();
+        self.read(move |conn| {
+            docs(
+                conn,
+                "SELECT doc FROM numbers WHERE (state = 'available' OR (state = 'held' AND until <= ?1)) \
+                 AND (?2 IS NULL OR country = ?2) AND (?3 IS NULL OR area = ?3) \
+                 AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR instr(number, ?5) > 0) \
+                 ORDER BY number LIMIT ?6",
+                params![
+                    now as i64,
+                    q.country,
+                    q.area,
+                    q.kind.map(|k| k.as_str()),
+                    q.contains,
+                    q.limit as i64
+                ],
+            )
+        })
+        .await
     }
 
     async fn numbers_of(&self, account: &str) -> Result<Vec<NumberRecord>> {
-        let conn = self.conn.lock();
-        docs(
-            &conn,
-            "SELECT doc FROM numbers WHERE holder = ?1 AND state = 'sold' ORDER BY number",
-            params![account],
-        )
+        let account = account.to_owned();
+        self.read(move |conn| {
+            docs(
+                conn,
+                "SELECT doc FROM numbers WHERE holder = ?1 AND state = 'sold' ORDER BY number",
+                params![account],
+            )
+        })
+        .await
     }
 
     async fn update_number(&self, r: &NumberRecord, expected: u64) -> Result<bool> {
-        let mut next = r.clone();
-        next.version = expected + 1;
-        let doc = to_doc(&next)?;
-        let (state, holder, until) = number_columns(&next);
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "UPDATE numbers SET state = ?3, holder = ?4, until = ?5, version = ?6, doc = ?7 \
-                 WHERE number = ?1 AND version = ?2",
-                params![
-                    r.number,
-                    expected as i64,
-                    state,
-                    holder,
-                    until,
-                    next.version as i64,
-                    doc
-                ],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let r = r.clone();
+        self.write(move |conn| {
+            let mut next = r.clone();
+            next.version = expected + 1;
+            let doc = to_doc(&next)?;
+            let (state, holder, until) = number_columns(&next);
+            let n = conn
+                .run(
+                    "UPDATE numbers SET state = ?3, holder = ?4, until = ?5, version = ?6, doc = ?7 \
+                     WHERE number = ?1 AND version = ?2",
+                    params![
+                        r.number,
+                        expected as i64,
+                        state,
+                        holder,
+                        until,
+                        next.version as i64,
+                        doc
+                    ],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn post(&self, e: &LedgerEntry) -> Result<Posted> {
-        let mut conn = self.conn.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        // Money held for live calls is not spendable.
-        let held: i64 = tx
-            .query_row(
-                "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account = ?1 AND expires_at > ?2",
-                params![e.account, e.at as i64],
-                |r| r.get(0),
-            )
-            .map_err(unavailable)?;
-        let posted = post_in(&tx, e, held.max(0))?;
-        tx.commit().map_err(unavailable)?;
-        Ok(posted)
+        let e = e.clone();
+        self.write(move |conn| {
+            let tx = conn
+                .savepoint()
+                .map_err(unavailable)?;
+            // Money held for live calls is not spendable.
+            let held: i64 = tx
+                .row(
+                    "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account = ?1 AND expires_at > ?2",
+                    params![e.account, e.at as i64],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let posted = post_in(&tx, &e, held.max(0))?;
+            tx.commit().map_err(unavailable)?;
+            Ok(posted)
+        })
+        .await
     }
 
     async fn put_hold(&self, h: &Hold, credit_limit: i64, now: u64) -> Result<HoldOutcome> {
-        let mut conn = self.conn.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let others: i64 = tx
-            .query_row(
-                "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account = ?1 AND id != ?2 AND expires_at > ?3",
-                params![h.account, h.id, now as i64],
-                |r| r.get(0),
-            )
-            .map_err(unavailable)?;
-        let available = balance_of(&tx, &h.account)? + credit_limit - others;
-        let set = h.amount <= available;
-        if set {
-            tx.execute(
-                "INSERT OR REPLACE INTO holds (account, id, amount, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![h.account, h.id, h.amount, h.expires_at as i64],
-            )
-            .map_err(unavailable)?;
-        }
-        tx.commit().map_err(unavailable)?;
-        Ok(HoldOutcome { set, available })
+        let h = h.clone();
+        self.write(move |conn| {
+            let tx = conn
+                .savepoint()
+                .map_err(unavailable)?;
+            let others: i64 = tx
+                .row(
+                    "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account = ?1 AND id != ?2 AND expires_at > ?3",
+                    params![h.account, h.id, now as i64],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let available = balance_of(&tx, &h.account)? + credit_limit - others;
+            let set = h.amount <= available;
+            if set {
+                tx.run(
+                    "INSERT OR REPLACE INTO holds (account, id, amount, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![h.account, h.id, h.amount, h.expires_at as i64],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(HoldOutcome { set, available })
+        })
+        .await
     }
 
     async fn release_hold(
@@ -853,146 +1116,175 @@ impl Store for Embedded {
         id: &str,
         entry: Option<&LedgerEntry>,
     ) -> Result<Option<Posted>> {
-        let mut conn = self.conn.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        let account = account.to_owned();
+        let id = id.to_owned();
+        let entry = entry.map(ToOwned::to_owned);
+        self.write(move |conn| {
+            let tx = conn.savepoint().map_err(unavailable)?;
+            // A call's charge is what its own hold covered: it may use all of
+            // the balance, never below zero.
+            let posted = entry.as_ref().map(|e| post_in(&tx, e, 0)).transpose()?;
+            tx.run(
+                "DELETE FROM holds WHERE account = ?1 AND id = ?2",
+                params![account, id],
+            )
             .map_err(unavailable)?;
-        // A call's charge is what its own hold covered: it may use all of
-        // the balance, never below zero.
-        let posted = entry.map(|e| post_in(&tx, e, 0)).transpose()?;
-        tx.execute(
-            "DELETE FROM holds WHERE account = ?1 AND id = ?2",
-            params![account, id],
-        )
-        .map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(posted)
+            tx.commit().map_err(unavailable)?;
+            Ok(posted)
+        })
+        .await
     }
 
     async fn holds(&self, account: &str, now: u64) -> Result<Vec<Hold>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, amount, expires_at FROM holds WHERE account = ?1 AND expires_at > ?2 ORDER BY id",
-            )
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![account, now as i64], |r| {
-                Ok(Hold {
-                    account: account.to_owned(),
-                    id: r.get(0)?,
-                    amount: r.get(1)?,
-                    expires_at: r.get::<_, i64>(2)?.max(0) as u64,
+        let account = account.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, amount, expires_at FROM holds WHERE account = ?1 AND expires_at > ?2 ORDER BY id",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![account, now as i64], |r| {
+                    Ok(Hold {
+                        account: account.to_owned(),
+                        id: r.get(0)?,
+                        amount: r.get(1)?,
+                        expires_at: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
                 })
-            })
-            .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn balance(&self, account: &str) -> Result<i64> {
-        balance_of(&self.conn.lock(), account)
+        let account = account.to_owned();
+        self.read(move |conn| balance_of(conn, &account)).await
     }
 
     async fn ledger(&self, account: &str) -> Result<Vec<LedgerEntry>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT account, key, amount, reason, at FROM ledger WHERE account = ?1 ORDER BY seq",
-            )
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![account], |r| {
-                Ok(LedgerEntry {
-                    account: r.get(0)?,
-                    key: r.get(1)?,
-                    amount: r.get(2)?,
-                    reason: r.get(3)?,
-                    at: r.get::<_, i64>(4)?.max(0) as u64,
+        let account = account.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT account, key, amount, reason, at FROM ledger WHERE account = ?1 ORDER BY seq",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![account], |r| {
+                    Ok(LedgerEntry {
+                        account: r.get(0)?,
+                        key: r.get(1)?,
+                        amount: r.get(2)?,
+                        reason: r.get(3)?,
+                        at: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
                 })
-            })
-            .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_rates(&self, trunk: &str, csv: &str) -> Result<u64> {
-        put_csv(&self.conn.lock(), Csvs::Rates, trunk, csv)
+        let trunk = trunk.to_owned();
+        let csv = csv.to_owned();
+        self.write(move |conn| put_csv(conn, Csvs::Rates, &trunk, &csv))
+            .await
     }
 
     async fn insert_card(&self, c: &Card) -> Result<bool> {
-        let doc = to_doc(c)?;
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "INSERT INTO cards (id, owner, token, version, updated_at, doc) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![
-                    c.id,
-                    c.owner,
-                    c.token,
-                    c.version as i64,
-                    c.updated_at as i64,
-                    doc
-                ],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let c = c.clone();
+        self.write(move |conn| {
+            let doc = to_doc(&c)?;
+            let n = conn
+                .run(
+                    "INSERT INTO cards (id, owner, token, version, updated_at, doc) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    params![
+                        c.id,
+                        c.owner,
+                        c.token,
+                        c.version as i64,
+                        c.updated_at as i64,
+                        doc
+                    ],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn update_card(&self, c: &Card, expected: u64) -> Result<bool> {
-        let mut next = c.clone();
-        next.version = expected + 1;
-        let doc = to_doc(&next)?;
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "UPDATE cards SET version = ?3, updated_at = ?4, doc = ?5 \
-                 WHERE id = ?1 AND version = ?2",
-                params![
-                    c.id,
-                    expected as i64,
-                    next.version as i64,
-                    c.updated_at as i64,
-                    doc
-                ],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let c = c.clone();
+        self.write(move |conn| {
+            let mut next = c.clone();
+            next.version = expected + 1;
+            let doc = to_doc(&next)?;
+            let n = conn
+                .run(
+                    "UPDATE cards SET version = ?3, updated_at = ?4, doc = ?5 \
+                     WHERE id = ?1 AND version = ?2",
+                    params![
+                        c.id,
+                        expected as i64,
+                        next.version as i64,
+                        c.updated_at as i64,
+                        doc
+                    ],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn card(&self, id: &str) -> Result<Option<Card>> {
-        let conn = self.conn.lock();
-        Ok(docs(&conn, "SELECT doc FROM cards WHERE id = ?1", params![id])?.pop())
+        let id = id.to_owned();
+        self.read(move |conn| {
+            Ok(docs(conn, "SELECT doc FROM cards WHERE id = ?1", params![id])?.pop())
+        })
+        .await
     }
 
     async fn card_by_token(&self, token: &str) -> Result<Option<Card>> {
-        let conn = self.conn.lock();
-        Ok(docs(
-            &conn,
-            "SELECT doc FROM cards WHERE token = ?1",
-            params![token],
-        )?
-        .pop())
+        let token = token.to_owned();
+        self.read(move |conn| {
+            Ok(docs(
+                conn,
+                "SELECT doc FROM cards WHERE token = ?1",
+                params![token],
+            )?
+            .pop())
+        })
+        .await
     }
 
     async fn cards_of(&self, owner: &str) -> Result<Vec<Card>> {
-        docs(
-            &self.conn.lock(),
-            "SELECT doc FROM cards WHERE owner = ?1 ORDER BY updated_at DESC, id",
-            params![owner],
-        )
+        let owner = owner.to_owned();
+        self.read(move |conn| {
+            docs(
+                conn,
+                "SELECT doc FROM cards WHERE owner = ?1 ORDER BY updated_at DESC, id",
+                params![owner],
+            )
+        })
+        .await
     }
 
     async fn delete_card(&self, id: &str) -> Result<bool> {
-        let n = self
-            .conn
-            .lock()
-            .execute("DELETE FROM cards WHERE id = ?1", params![id])
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .run("DELETE FROM cards WHERE id = ?1", params![id])
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn claim_idempotency(
@@ -1002,30 +1294,39 @@ impl Store for Embedded {
         call_id: &str,
         at: u64,
     ) -> Result<String> {
-        let conn = self.conn.lock();
-        conn.execute(
-            "INSERT INTO idempotency (owner, key, call_id, at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(owner, key) DO NOTHING",
-            params![owner, key, call_id, at as i64],
-        )
-        .map_err(unavailable)?;
-        conn.query_row(
-            "SELECT call_id FROM idempotency WHERE owner = ?1 AND key = ?2",
-            params![owner, key],
-            |r| r.get::<_, String>(0),
-        )
-        .map_err(unavailable)
+        let owner = owner.to_owned();
+        let key = key.to_owned();
+        let call_id = call_id.to_owned();
+        self.write(move |conn| {
+            conn.run(
+                "INSERT INTO idempotency (owner, key, call_id, at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(owner, key) DO NOTHING",
+                params![owner, key, call_id, at as i64],
+            )
+            .map_err(unavailable)?;
+            conn.row(
+                "SELECT call_id FROM idempotency WHERE owner = ?1 AND key = ?2",
+                params![owner, key],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(unavailable)
+        })
+        .await
     }
 
     async fn release_idempotency(&self, owner: &str, key: &str, call_id: &str) -> Result<()> {
-        self.conn
-            .lock()
-            .execute(
+        let owner = owner.to_owned();
+        let key = key.to_owned();
+        let call_id = call_id.to_owned();
+        self.write(move |conn| {
+            conn.run(
                 "DELETE FROM idempotency WHERE owner = ?1 AND key = ?2 AND call_id = ?3",
                 params![owner, key, call_id],
             )
             .map_err(unavailable)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn record_card_send(
@@ -1036,179 +1337,214 @@ impl Store for Embedded {
         to: &str,
         at: u64,
     ) -> Result<()> {
-        self.conn
-            .lock()
-            .execute(
-                "INSERT INTO card_sends (owner, card, version, to_addr, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![owner, card, version as i64, to, at as i64],
-            )
-            .map_err(unavailable)?;
-        Ok(())
+        let owner = owner.to_owned();
+        let card = card.to_owned();
+        let to = to.to_owned();
+        self.write(move |conn| {
+            conn
+                .run(
+                    "INSERT INTO card_sends (owner, card, version, to_addr, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![owner, card, version as i64, to, at as i64],
+                )
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn card_sends_since(&self, owner: &str, since: u64) -> Result<u64> {
-        self.conn
-            .lock()
-            .query_row(
+        let owner = owner.to_owned();
+        self.read(move |conn| {
+            conn.row(
                 "SELECT COUNT(*) FROM card_sends WHERE owner = ?1 AND at >= ?2",
                 params![owner, since as i64],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n.max(0) as u64)
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn card_sends(&self, card: &str) -> Result<Vec<(String, u64, u64)>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT to_addr, version, at FROM card_sends WHERE card = ?1 ORDER BY seq",
-            )
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![card], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                    r.get::<_, i64>(2)?.max(0) as u64,
-                ))
-            })
-            .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+        let card = card.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT to_addr, version, at FROM card_sends WHERE card = ?1 ORDER BY seq",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![card], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?.max(0) as u64,
+                        r.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_plan(&self, name: &str, csv: &str) -> Result<u64> {
-        put_csv(&self.conn.lock(), Csvs::Plans, name, csv)
+        let name = name.to_owned();
+        let csv = csv.to_owned();
+        self.write(move |conn| put_csv(conn, Csvs::Plans, &name, &csv))
+            .await
     }
 
     async fn plan(&self, name: &str) -> Result<Option<(String, u64)>> {
-        get_csv(&self.conn.lock(), Csvs::Plans, name)
+        let name = name.to_owned();
+        self.read(move |conn| get_csv(conn, Csvs::Plans, &name))
+            .await
     }
 
     async fn plans(&self) -> Result<Vec<(String, u64)>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT name, version FROM plans ORDER BY name")
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-            })
-            .map_err(unavailable)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, version FROM plans ORDER BY name")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_open_call(&self, c: &OpenCall) -> Result<()> {
-        let doc = to_doc(c)?;
-        self.conn
-            .lock()
-            .execute(
+        let c = c.clone();
+        self.write(move |conn| {
+            let doc = to_doc(&c)?;
+            conn.run(
                 "INSERT OR REPLACE INTO open_calls (node, call_id, doc) VALUES (?1, ?2, ?3)",
                 params![c.node, c.call_id, doc],
             )
             .map(|_| ())
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_open_calls(&self, calls: &[OpenCall]) -> Result<()> {
-        let docs = calls.iter().map(to_doc).collect::<Result<Vec<_>>>()?;
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction().map_err(unavailable)?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO open_calls (node, call_id, doc) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(unavailable)?;
-            for (c, doc) in calls.iter().zip(&docs) {
-                st.execute(params![c.node, c.call_id, doc])
+        let calls = calls.to_vec();
+        self.write(move |conn| {
+            let docs = calls.iter().map(to_doc).collect::<Result<Vec<_>>>()?;
+            let tx = conn.savepoint().map_err(unavailable)?;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO open_calls (node, call_id, doc) VALUES (?1, ?2, ?3)",
+                    )
                     .map_err(unavailable)?;
+                for (c, doc) in calls.iter().zip(&docs) {
+                    st.execute(params![c.node, c.call_id, doc])
+                        .map_err(unavailable)?;
+                }
             }
-        }
-        tx.commit().map_err(unavailable)
+            tx.commit().map_err(unavailable)
+        })
+        .await
     }
 
     async fn close_open_call(&self, node: &str, call_id: &str) -> Result<()> {
-        self.conn
-            .lock()
-            .execute(
+        let node = node.to_owned();
+        let call_id = call_id.to_owned();
+        self.write(move |conn| {
+            conn.run(
                 "DELETE FROM open_calls WHERE node = ?1 AND call_id = ?2",
                 params![node, call_id],
             )
             .map(|_| ())
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn open_calls(&self, node: &str) -> Result<Vec<OpenCall>> {
-        let conn = self.conn.lock();
-        docs(
-            &conn,
-            "SELECT doc FROM open_calls WHERE node = ?1 ORDER BY call_id",
-            params![node],
-        )
+        let node = node.to_owned();
+        self.read(move |conn| {
+            docs(
+                conn,
+                "SELECT doc FROM open_calls WHERE node = ?1 ORDER BY call_id",
+                params![node],
+            )
+        })
+        .await
     }
 
     async fn heartbeat(&self, node: &str, at: u64) -> Result<()> {
-        self.conn
-            .lock()
-            .execute(
+        let node = node.to_owned();
+        self.write(move |conn| {
+            conn.run(
                 "INSERT INTO heartbeats (node, at) VALUES (?1, ?2) \
-                 ON CONFLICT (node) DO UPDATE SET at = excluded.at",
+                     ON CONFLICT (node) DO UPDATE SET at = excluded.at",
                 params![node, i64::try_from(at).unwrap_or(i64::MAX)],
             )
             .map(|_| ())
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_node(&self, node: &NodeRecord) -> Result<()> {
-        let doc = serde_json::to_string(node).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn
-            .lock()
-            .execute(
+        let node = node.clone();
+        self.write(move |conn| {
+            let doc =
+                serde_json::to_string(&node).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            conn.run(
                 "INSERT INTO heartbeats (node, at, doc) VALUES (?1, 0, ?2) \
-                 ON CONFLICT (node) DO UPDATE SET doc = excluded.doc",
+                     ON CONFLICT (node) DO UPDATE SET doc = excluded.doc",
                 params![node.name, doc],
             )
             .map(|_| ())
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT node, at, doc FROM heartbeats WHERE doc IS NOT NULL ORDER BY node",
-            )
-            .map_err(unavailable)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(unavailable)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|(name, at, doc)| {
-                let mut n: NodeRecord =
-                    serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                n.name = name;
-                n.at = u64::try_from(at).unwrap_or(0);
-                Ok(n)
-            })
-            .collect()
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT node, at, doc FROM heartbeats WHERE doc IS NOT NULL ORDER BY node",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)?;
+            rows.into_iter()
+                .map(|(name, at, doc)| {
+                    let mut n: NodeRecord = serde_json::from_str(&doc)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    n.name = name;
+                    n.at = u64::try_from(at).unwrap_or(0);
+                    Ok(n)
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn last_heartbeat(&self, node: &str) -> Result<Option<u64>> {
-        use rusqlite::OptionalExtension as _;
-        self.conn
-            .lock()
-            .query_row(
+        let node = node.to_owned();
+        self.read(move |conn| {
+            use rusqlite::OptionalExtension as _;
+            conn.row(
                 "SELECT at FROM heartbeats WHERE node = ?1 AND at > 0",
                 params![node],
                 |r| r.get::<_, i64>(0),
@@ -1216,51 +1552,61 @@ impl Store for Embedded {
             .optional()
             .map(|at| at.map(|a| u64::try_from(a).unwrap_or(0)))
             .map_err(unavailable)
+        })
+        .await
     }
 
     async fn put_cdr(&self, cdr: &Cdr) -> Result<bool> {
-        let doc = serde_json::to_string(cdr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let n = self
-            .conn
-            .lock()
-            .execute(
-                "INSERT INTO cdrs (call_id, payer, setup_ms, doc) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT(call_id) DO NOTHING",
-                params![cdr.call_id, cdr.payer, cdr.setup_ms as i64, doc],
-            )
-            .map_err(unavailable)?;
-        Ok(n == 1)
+        let cdr = cdr.clone();
+        self.write(move |conn| {
+            let doc =
+                serde_json::to_string(&cdr).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let n = conn
+                .run(
+                    "INSERT INTO cdrs (call_id, payer, setup_ms, doc) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(call_id) DO NOTHING",
+                    params![cdr.call_id, cdr.payer, cdr.setup_ms as i64, doc],
+                )
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn cdrs(&self, q: &CdrQuery) -> Result<Vec<Cdr>> {
-        let conn = self.conn.lock();
-        let (after_ms, after_id) = q
-            .after
-            .clone()
-            .map_or((-1i64, String::new()), |(ms, id)| (ms as i64, id));
-        let limit = q.limit.min(10_000) as i64;
-        let sql = if q.payer.is_some() {
-            "SELECT doc FROM cdrs WHERE payer = ?1 AND setup_ms >= ?2 AND setup_ms < ?3 \
-             AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
-        } else {
-            "SELECT doc FROM cdrs WHERE ?1 IS NULL AND setup_ms >= ?2 AND setup_ms < ?3 \
-             AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
-        };
-        docs(
-            &conn,
-            sql,
-            params![
-                q.payer,
-                q.from_ms as i64,
-                q.to_ms.min(i64::MAX as u64) as i64,
-                after_ms,
-                after_id,
-                limit
-            ],
-        )
+        let q = q.clone();
+        self.read(move |conn| {
+            let (after_ms, after_id) = q
+                .after
+                .clone()
+                .map_or((-1i64, String::new()), |(ms, id)| (ms as i64, id));
+            let limit = q.limit.min(10_000) as i64;
+            let sql = if q.payer.is_some() {
+                "SELECT doc FROM cdrs WHERE payer = ?1 AND setup_ms >= ?2 AND setup_ms < ?3 \
+                 AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
+            } else {
+                "SELECT doc FROM cdrs WHERE ?1 IS NULL AND setup_ms >= ?2 AND setup_ms < ?3 \
+                 AND (setup_ms, call_id) > (?4, ?5) ORDER BY setup_ms, call_id LIMIT ?6"
+            };
+            docs(
+                conn,
+                sql,
+                params![
+                    q.payer,
+                    q.from_ms as i64,
+                    q.to_ms.min(i64::MAX as u64) as i64,
+                    after_ms,
+                    after_id,
+                    limit
+                ],
+            )
+        })
+        .await
     }
 
     async fn rates(&self, trunk: &str) -> Result<Option<(String, u64)>> {
-        get_csv(&self.conn.lock(), Csvs::Rates, trunk)
+        let trunk = trunk.to_owned();
+        self.read(move |conn| get_csv(conn, Csvs::Rates, &trunk))
+            .await
     }
 }
