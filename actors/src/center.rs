@@ -149,9 +149,49 @@ pub struct CenterState {
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
     nonces: Nonces,
+    /// The INVITE transactions this center authenticated lately.
+    taken: parking_lot::Mutex<Taken>,
     rng: StdRng,
     calls: ActorRef<CallsMsg>,
     wallets: Arc<crate::billing::Wallets>,
+}
+
+/// The INVITE transactions (server keys) this center authenticated
+/// lately, the last [`Taken::CAPACITY`], and whether each started a call.
+#[derive(Default)]
+struct Taken {
+    started: std::collections::HashMap<String, bool>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Taken {
+    /// More than the INVITEs a center takes in the seconds a client
+    /// retransmits one.
+    const CAPACITY: usize = 16_384;
+
+    /// `key` was authenticated (not started yet).
+    fn authenticated(&mut self, key: String) {
+        if self.started.insert(key.clone(), false).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.started.remove(&old);
+            }
+        }
+    }
+
+    /// `key`'s call was handed to the calls' supervisor.
+    fn started(&mut self, key: &str) {
+        if let Some(s) = self.started.get_mut(key) {
+            *s = true;
+        }
+    }
+
+    /// `None`: not authenticated lately; else whether it started a call.
+    fn get(&self, key: &str) -> Option<bool> {
+        self.started.get(key).copied()
+    }
 }
 
 impl Actor for Center {
@@ -167,6 +207,7 @@ impl Actor for Center {
         me.send_interval(std::time::Duration::from_secs(1), || CenterMsg::Sweep);
         Ok(CenterState {
             nonces: Nonces::new(args.cfg.nonce_lifetime, 200_000),
+            taken: parking_lot::Mutex::new(Taken::default()),
             rng: StdRng::from_entropy(),
             calls: args.calls,
             wallets: args.wallets,
@@ -668,7 +709,14 @@ impl CenterState {
             Start::Originate(f) => f.billing.clone(),
             Start::Invite(_) => None,
         };
+        let key = match &args.start {
+            Start::Invite(r) => key::server(r),
+            Start::Originate(_) => None,
+        };
         if self.calls.cast(CallsMsg::Start(Box::new(args))).is_ok() {
+            if let Some(k) = key {
+                self.taken.lock().started(&k);
+            }
             return Ok(call_id);
         }
         self.release_hold(held.as_ref(), &call_id).await;
@@ -1455,6 +1503,32 @@ impl CenterState {
                 self.challenge(now, request, flow, true).await;
                 return None;
             }
+            // The right answer again: not a guess at the password, never
+            // counted towards a lock-out. A retransmission of an INVITE
+            // this center authenticated: dropped when it started a call
+            // (the call answers it; under load the center's queue can hold
+            // both copies before the call exists), else taken again as the
+            // first time (a refusal is answered again, as RFC 3261 §17.2.1
+            // wants). Another request with a used answer is challenged.
+            Err(digest::Error::Replay) => {
+                let seen = key::server(request).and_then(|k| self.taken.lock().get(&k));
+                match seen {
+                    Some(true) => {
+                        metrics::counter!(m::AUTH_REPLAYS, "result" => "retransmission")
+                            .increment(1);
+                        return None;
+                    }
+                    Some(false) => {
+                        metrics::counter!(m::AUTH_REPLAYS, "result" => "answered_again")
+                            .increment(1);
+                    }
+                    None => {
+                        metrics::counter!(m::AUTH_REPLAYS, "result" => "challenged").increment(1);
+                        self.challenge(now, request, flow, false).await;
+                        return None;
+                    }
+                }
+            }
             Err(_) => {
                 metrics::counter!(m::AUTH_FAILURES, "method" => "INVITE").increment(1);
                 self.transport.auth.failed(ip, Some(&member.number), now);
@@ -1463,6 +1537,9 @@ impl CenterState {
             }
         }
         self.transport.auth.succeeded(ip);
+        if let Some(k) = key::server(request) {
+            self.taken.lock().authenticated(k);
+        }
         // A B2BUA originates its own From (the authenticated member), so a
         // PBX authenticating as 1001 with From alice@pbx spoofs nothing;
         // operators who want the strict rule set `[auth] strict_from`.

@@ -32,6 +32,11 @@ pub const REGISTRATIONS: &str = "switchboard_registrations";
 pub const REGISTERS: &str = "switchboard_registers_total";
 /// Authentication failures, label `method`.
 pub const AUTH_FAILURES: &str = "switchboard_auth_failures_total";
+/// Counter: authenticated INVITEs whose answer had been used already
+/// (`result`: `retransmission` of a started call, dropped;
+/// `answered_again`, a retransmission of one refused; `challenged`, any
+/// other); never counted as failures.
+pub const AUTH_REPLAYS: &str = "switchboard_auth_replays_total";
 /// Requests refused by brute-force protection.
 pub const AUTH_BLOCKED: &str = "switchboard_auth_blocked_total";
 /// Transactions started, label `kind` (server/client).

@@ -279,6 +279,9 @@ impl RegistrarState {
         ) {
             Ok(()) => {}
             Err(digest::Error::Stale) => return self.challenge(now, request, true),
+            // The right answer again (a retransmission): not a guess at
+            // the password, so not counted towards a lock-out.
+            Err(digest::Error::Replay) => return self.challenge(now, request, false),
             Err(e) => {
                 debug!(number = %number, error = %e, "REGISTER authentication failed");
                 self.note_failure(ip, Some(&number), now);

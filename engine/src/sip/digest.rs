@@ -81,7 +81,10 @@ pub enum Error {
     /// The nonce expired: challenge again with stale=true.
     #[error("stale nonce")]
     Stale,
-    /// The nonce-count did not increase: a replay.
+    /// The nonce-count did not increase, with the right response: the
+    /// same answer again (a retransmission, or a capture replayed), not a
+    /// guess at the password (a wrong response with an old count is
+    /// [`Error::Mismatch`]).
     #[error("replayed nonce count")]
     Replay,
     /// The response digest does not match: wrong password.
@@ -437,14 +440,14 @@ impl Nonces {
         }
         // Without qop there is no count: the nonce is good for one answer.
         let nc = creds.nc.unwrap_or(1);
-        if nc <= entry.last_nc {
-            return Err(Error::Replay);
-        }
         if qop_is_bad(creds) {
             return Err(Error::Malformed);
         }
         if !same(&expected_response(creds, method, ha1), &creds.response) {
             return Err(Error::Mismatch);
+        }
+        if nc <= entry.last_nc {
+            return Err(Error::Replay);
         }
         if let Some(e) = self.entries.get_mut(&creds.nonce) {
             e.last_nc = nc;
@@ -742,6 +745,17 @@ mod tests {
         );
         assert_eq!(check(&mut table, t0, &good, "sb", &ha1), Ok(()));
         assert_eq!(check(&mut table, t0, &good, "sb", &ha1), Err(Error::Replay));
+        // A wrong answer with a used count is a guess, not a replay.
+        assert_eq!(
+            check(
+                &mut table,
+                t0,
+                &answer(&nonce, 1, "wrong", Algorithm::Sha256),
+                "sb",
+                &ha1
+            ),
+            Err(Error::Mismatch)
+        );
         let next = answer(&nonce, 2, "secret", Algorithm::Sha256);
         assert_eq!(check(&mut table, t0, &next, "sb", &ha1), Ok(()));
         let later = answer(&nonce, 3, "secret", Algorithm::Sha256);

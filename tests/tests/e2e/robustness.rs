@@ -365,3 +365,69 @@ async fn offers_and_credentials_we_cannot_take_get_the_rfc_4475_answers() {
     assert!(r.starts_with("SIP/2.0 401"), "{r}");
     assert!(r.contains("WWW-Authenticate: Digest"), "{r}");
 }
+
+/// The same right answer to a challenge sent again and again (as a phone
+/// retransmits its authenticated INVITE while the engine is busy, or an
+/// eavesdropper replays it) is never counted as a guess at the password:
+/// after fifteen of them, more than the lock-out threshold, the member
+/// still places calls (the replays are challenged afresh, not 403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_right_answer_never_locks_the_member_out() {
+    use engine::sip::digest;
+    let env = Env::start(&["100", "200"], |_| {}).await.unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let sip = env.sip();
+    let invite = |branch: &str, auth: Option<&str>| {
+        let auth = auth
+            .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "INVITE sip:200@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:100@{sip}>;tag=r{branch}\r\nTo: <sip:200@{sip}>\r\n\
+             Call-ID: replay-{branch}\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{me}>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let answer_to = |text: &str| {
+        let header = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Proxy-Authenticate: "))
+            .expect("a challenge");
+        let ch = digest::parse_challenge(header).unwrap();
+        ch.answer(
+            "INVITE",
+            &format!("sip:200@{sip}"),
+            "100",
+            &switchboard_tests::password("100"),
+            "c0ffee",
+            1,
+        )
+    };
+    let first = ask(&sock, sip, &invite("chal0", None)).await.unwrap();
+    assert!(first.starts_with("SIP/2.0 407 "), "{first}");
+    let right = answer_to(&first);
+    // Taken once: 200 has no phone, so 480.
+    let taken = ask(&sock, sip, &invite("take0", Some(&right)))
+        .await
+        .unwrap();
+    assert!(taken.starts_with("SIP/2.0 480 "), "{taken}");
+    // Its retransmission gets the same answer again (RFC 3261 §17.2.1).
+    let again = ask(&sock, sip, &invite("take0", Some(&right)))
+        .await
+        .unwrap();
+    assert!(again.starts_with("SIP/2.0 480 "), "{again}");
+    let mut last = String::new();
+    for i in 0..15 {
+        last = ask(&sock, sip, &invite(&format!("again{i}"), Some(&right)))
+            .await
+            .unwrap();
+        assert!(last.starts_with("SIP/2.0 407 "), "replay {i}: {last}");
+    }
+    // A fresh answer to the last challenge: the member is not locked out.
+    let fresh = answer_to(&last);
+    let after = ask(&sock, sip, &invite("after0", Some(&fresh)))
+        .await
+        .unwrap();
+    assert!(after.starts_with("SIP/2.0 480 "), "{after}");
+}
